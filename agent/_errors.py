@@ -1,0 +1,113 @@
+"""aimsguard's errors: one small tree.
+
+    AimsguardError
+     ├── PolicyError             the policy file cannot be read or is invalid
+     ├── RequestError            the client's request cannot be served (4xx)
+     │    └── UnknownSystemError
+     ├── GuardrailError          a check could not be built or loaded
+     ├── EventLogUnavailable     the event log cannot be written and the policy fails closed
+     └── UpstreamError           the AI system behind aimsguard failed
+          ├── UpstreamUnavailable   it could not be reached
+          └── UpstreamTimeout       it did not answer in time
+
+Each carries the context a reader needs (file and key path, guardrail name, status) and
+knows the OpenAI-style error it becomes on the wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "AimsguardError",
+    "EventLogUnavailable",
+    "GuardrailError",
+    "PolicyError",
+    "PolicyProblem",
+    "RequestError",
+    "UnknownSystemError",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+]
+
+
+class AimsguardError(Exception):
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str = "aimsguard_error"
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    key_path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key_path or '(top level)'}: {self.message}"
+
+
+class PolicyError(AimsguardError):
+    code = "policy_invalid"
+
+    def __init__(self, file: str, problems: Sequence[PolicyProblem]) -> None:
+        self.file = file
+        self.problems = list(problems)
+        lines = "\n".join(f"  {file}: {problem}" for problem in self.problems)
+        super().__init__(f"invalid policy {file} ({len(self.problems)} problem(s)):\n{lines}")
+
+
+class RequestError(AimsguardError):
+    """The request is wrong; the message says how, and never echoes the body."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, status_code: int = 400, code: str = "invalid_request", param: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.param = param
+
+
+class UnknownSystemError(RequestError):
+    def __init__(self, system_id: str, known: Sequence[str]) -> None:
+        super().__init__(
+            f"unknown AI system {system_id!r}; this gateway serves: {', '.join(known)}",
+            status_code=404,
+            code="unknown_system",
+        )
+        self.system_id = system_id
+
+
+class GuardrailError(AimsguardError):
+    code = "guardrail_error"
+
+    def __init__(self, guardrail: str, message: str) -> None:
+        super().__init__(f"guardrail {guardrail!r}: {message}")
+        self.guardrail = guardrail
+
+
+class EventLogUnavailable(AimsguardError):
+    status_code = 503
+    code = "event_log_unavailable"
+
+
+class UpstreamError(AimsguardError):
+    status_code = 502
+    error_type = "upstream_error"
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, system_id: str = "") -> None:
+        super().__init__(message)
+        self.system_id = system_id
+
+
+class UpstreamUnavailable(UpstreamError):
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"

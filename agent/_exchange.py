@@ -1,0 +1,70 @@
+"""Exchange: everything aimsguard knows about one interaction, filled in as it goes."""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aimsguard.guardrails import Action, Verdict
+
+__all__ = ["Exchange", "ExchangeStatus", "new_id"]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class ExchangeStatus(str, enum.Enum):
+    OK = "ok"
+    BLOCKED = "blocked"
+    ESCALATED = "escalated"
+    REJECTED = "rejected"  # the request itself was invalid
+    UPSTREAM_ERROR = "upstream_error"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    ERROR = "error"
+
+
+@dataclass(slots=True)
+class Exchange:
+    system_id: str
+    front_door: str  # "middleware", "gateway" or "sdk"
+    request_id: str = field(default_factory=new_id)
+    conversation_id: str = ""
+    operation: str = "chat"  # "chat" or "text_completion", as in gen_ai.operation.name
+    model: str | None = None
+    response_model: str | None = None
+    stream: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    input_texts: list[str] = field(default_factory=list)
+    output_texts: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    action: Action = Action.ALLOW
+    status: ExchangeStatus = ExchangeStatus.OK
+    http_status: int | None = None
+    error_code: str | None = None
+    finish_reasons: list[str] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    started_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+    upstream_started: float | None = None
+    upstream_finished: float | None = None
+    input_checks_s: float = 0.0
+    output_checks_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.conversation_id:
+            self.conversation_id = self.request_id
+
+    def mark_first_token(self) -> None:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+
+    def record(self, verdicts: list[Verdict], action: Action) -> None:
+        self.verdicts.extend(verdicts)
+        if action.severity > self.action.severity:
+            self.action = action

@@ -1,0 +1,221 @@
+"""Guard: the loaded policy at run time, shared by every front door.
+
+It owns the pipelines (one per AI system), the event bus and the event log. The
+middleware, the gateway and the SDK hooks all drive an exchange through the same
+steps: ``begin`` → ``check_input`` → (the AI system answers) → ``check_output`` or a
+``StreamingOutputGuard`` → ``finish``. Each step records what happened as events.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+
+from aimsguard.collectors import EventBus, EventExporter, JsonlEventLog
+from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Stage, default_registry
+
+from ._errors import EventLogUnavailable, UnknownSystemError
+from ._events import EventEmitter
+from ._exchange import Exchange, ExchangeStatus
+from ._pipeline import Pipeline, StageResult
+from ._policy import FailMode, Policy, SystemConfig, load_policy
+from ._streaming import StreamingOutputGuard
+
+__all__ = ["Guard"]
+
+log = structlog.get_logger("aimsguard.agent")
+
+
+class Guard:
+    def __init__(
+        self,
+        policy: Policy,
+        *,
+        registry: GuardrailRegistry | None = None,
+        exporters: Sequence[EventExporter] = (),
+        event_log: bool = True,
+    ) -> None:
+        self.policy = policy
+        self.policy_version = policy.policy_version
+        registry = registry or default_registry()
+        self.pipelines = {system_id: Pipeline(system_id, system, registry) for system_id, system in policy.systems.items()}
+        self.event_log = JsonlEventLog(policy.event_log.directory, fsync=policy.event_log.fsync) if event_log else None
+        sinks: list[EventExporter] = [self.event_log] if self.event_log is not None else []
+        sinks.extend(exporters)
+        self.bus = EventBus(sinks, max_queue=policy.event_log.max_queue)
+        self.events = EventEmitter(policy, self.bus)
+        self._closed = False
+        self.events.emit(
+            "policy.loaded",
+            systems=sorted(policy.systems),
+            checks={
+                system_id: {stage.value: [c["id"] for c in described] for stage, described in pipeline.describe().items()}
+                for system_id, pipeline in self.pipelines.items()
+            },
+            pid=os.getpid(),
+        )
+        log.info("policy_loaded", policy_version=self.policy_version, systems=sorted(policy.systems))
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Guard:
+        registry = kwargs.get("registry")
+        return cls(load_policy(path, registry=registry), **kwargs)
+
+    # -- systems -----------------------------------------------------------------
+
+    def resolve_system(self, system_id: str | None) -> str:
+        """The system a request is for: the one it names, else the policy's default."""
+        chosen = system_id or self.policy.default_system_id
+        if chosen is None:
+            raise UnknownSystemError("(none named)", sorted(self.policy.systems))
+        if chosen not in self.pipelines:
+            raise UnknownSystemError(chosen, sorted(self.policy.systems))
+        return chosen
+
+    def system(self, system_id: str) -> SystemConfig:
+        return self.policy.systems[system_id]
+
+    def ensure_accepting(self) -> None:
+        """Refuse new exchanges when the event log is down and the policy fails closed."""
+        if (
+            self.policy.event_log.fail_mode is FailMode.CLOSED
+            and self.event_log is not None
+            and not self.event_log.healthy
+        ):
+            raise EventLogUnavailable("the event log cannot be written and the policy requires it (event_log.fail_mode: closed)")
+
+    # -- the steps of an exchange --------------------------------------------------
+
+    def begin(self, system_id: str, front_door: str, **fields: Any) -> Exchange:
+        return Exchange(system_id=system_id, front_door=front_door, **fields)
+
+    def _request(self, exchange: Exchange, stage: Stage, texts: Sequence[str], question: str | None = None) -> CheckRequest:
+        return CheckRequest(
+            stage=stage,
+            texts=texts,
+            system_id=exchange.system_id,
+            conversation_id=exchange.conversation_id,
+            question=question,
+            metadata=exchange.metadata,
+        )
+
+    async def check_input(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
+        exchange.input_texts = list(texts)
+        result = await self.pipelines[exchange.system_id].run(self._request(exchange, Stage.INPUT, texts))
+        exchange.input_checks_s += result.duration_s
+        self._record(exchange, result)
+        if result.redacted:
+            exchange.input_texts = list(result.texts)
+        return result
+
+    async def check_output(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
+        request = self._request(exchange, Stage.OUTPUT, texts, _question(exchange))
+        result = await self.pipelines[exchange.system_id].run(request)
+        exchange.output_checks_s += result.duration_s
+        self._record(exchange, result)
+        exchange.output_texts = list(result.texts)
+        return result
+
+    def has_output_checks(self, exchange: Exchange) -> bool:
+        return self.pipelines[exchange.system_id].has_checks(Stage.OUTPUT)
+
+    def stream_guard(self, exchange: Exchange) -> StreamingOutputGuard:
+        pipeline = self.pipelines[exchange.system_id]
+
+        async def run(request: CheckRequest) -> StageResult:
+            started = time.perf_counter()
+            result = await pipeline.run(request)
+            exchange.output_checks_s += time.perf_counter() - started
+            return result
+
+        holdback = self.system(exchange.system_id).streaming.holdback_chars
+        return StreamingOutputGuard(run, self._request(exchange, Stage.OUTPUT, [], _question(exchange)), holdback)
+
+    def record_stream(self, exchange: Exchange, guards: Sequence[StreamingOutputGuard]) -> None:
+        """Record the last checks of each streamed choice, once the stream has ended or stopped."""
+        for guard in guards:
+            if guard.result is not None:
+                self._record(exchange, guard.result)
+        exchange.output_texts = [guard.text for guard in guards]
+
+    def _record(self, exchange: Exchange, result: StageResult) -> None:
+        exchange.record(result.verdicts, result.action)
+        if result.action is Action.BLOCK:
+            exchange.status = ExchangeStatus.BLOCKED
+        elif result.action is Action.ESCALATE:
+            exchange.status = ExchangeStatus.ESCALATED
+        for verdict in result.verdicts:
+            self.events.emit(
+                "guardrail.verdict",
+                system=exchange.system_id,
+                request_id=exchange.request_id,
+                conversation_id=exchange.conversation_id,
+                **verdict.to_record(),
+            )
+
+    def fallback_text(self, exchange: Exchange) -> str:
+        fallback = self.system(exchange.system_id).fallback
+        return fallback.escalation_message if exchange.action is Action.ESCALATE else fallback.message
+
+    def finish(self, exchange: Exchange) -> None:
+        """Write the exchange's summary event. Call exactly once per exchange."""
+        now = time.perf_counter()
+        fields: dict[str, Any] = {
+            "system": exchange.system_id,
+            "request_id": exchange.request_id,
+            "conversation_id": exchange.conversation_id,
+            "front_door": exchange.front_door,
+            "operation": exchange.operation,
+            "model": exchange.model,
+            "response_model": exchange.response_model,
+            "stream": exchange.stream,
+            "status": exchange.status.value,
+            "action": exchange.action.value,
+            "http_status": exchange.http_status,
+            "error_code": exchange.error_code,
+            "finish_reasons": exchange.finish_reasons,
+            "guardrails": [f"{v.stage.value}:{v.guardrail}:{v.action.value}:{v.outcome.value}" for v in exchange.verdicts],
+            "usage": {"input_tokens": exchange.input_tokens, "output_tokens": exchange.output_tokens},
+            "started_at": exchange.started_at,
+            "duration_ms": _ms(now - exchange.started),
+            "time_to_first_token_ms": _ms(exchange.first_token_at - exchange.started) if exchange.first_token_at else None,
+            "upstream_ms": _ms(exchange.upstream_finished - exchange.upstream_started)
+            if exchange.upstream_started and exchange.upstream_finished
+            else None,
+            "input_checks_ms": _ms(exchange.input_checks_s),
+            "output_checks_ms": _ms(exchange.output_checks_s),
+        }
+        if self.events.content_logged:
+            # Content is logged only as it left the checks (redacted), and only on opt-in.
+            fields["input"] = exchange.input_texts
+            fields["output"] = exchange.output_texts
+        self.events.emit("exchange", **fields)
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        return self.bus.force_flush(timeout)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.bus.shutdown()
+
+    def __enter__(self) -> Guard:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)
+
+
+def _question(exchange: Exchange) -> str | None:
+    return exchange.input_texts[-1] if exchange.input_texts else None

@@ -1,0 +1,553 @@
+"""The ASGI middleware: guard OpenAI-compatible chat and completion calls.
+
+Pure ASGI, so it sits in front of any Starlette or FastAPI app (or any ASGI app).
+``POST /v1/chat/completions`` and ``POST /v1/completions`` are guarded; everything
+else passes straight through. A request may name its AI system with the
+``x-aimsguard-system`` header or a ``/systems/{id}`` path prefix; otherwise the
+middleware's own system (or the policy's default) is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aimsguard.guardrails import Action
+
+from ._errors import AimsguardError, RequestError
+from ._exchange import Exchange, ExchangeStatus, new_id
+from ._guard import Guard
+from ._openai import (
+    CHAT_PATH,
+    COMPLETIONS_PATH,
+    Operation,
+    ParsedRequest,
+    answer_texts,
+    chunk_texts,
+    error_body,
+    fallback_chunks,
+    fallback_completion,
+    parse_request,
+    replace_answer_texts,
+    usage_of,
+)
+from ._sse import DONE, SseSplitter, data_of, encode_data
+from ._streaming import StreamingOutputGuard
+
+__all__ = ["AimsguardMiddleware", "SCOPE_KEY"]
+
+log = structlog.get_logger("aimsguard.agent")
+
+SCOPE_KEY = "aimsguard"
+"""Key in the ASGI scope where the middleware leaves the exchange for the app behind it."""
+
+_OPERATIONS: dict[str, Operation] = {CHAT_PATH: "chat", COMPLETIONS_PATH: "text_completion"}
+_SYSTEM_PREFIX = "/systems/"
+_MAX_ID_LENGTH = 128
+
+
+def _split_system_prefix(path: str) -> tuple[str, str | None]:
+    if not path.startswith(_SYSTEM_PREFIX):
+        return path, None
+    system_id, _, rest = path[len(_SYSTEM_PREFIX) :].partition("/")
+    return "/" + rest, system_id or None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _client_id(value: str | None) -> str | None:
+    """An id a client sent, kept only if it is a plausible id (never free text)."""
+    if value and len(value) <= _MAX_ID_LENGTH and value.isascii() and value.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        return value
+    return None
+
+
+class AimsguardMiddleware:
+    def __init__(self, app: ASGIApp, *, guard: Guard, system: str | None = None, front_door: str = "middleware") -> None:
+        self.app = app
+        self.guard = guard
+        self.system = system
+        self.front_door = front_door
+        self.max_body_bytes = guard.policy.gateway.max_body_bytes
+        self.max_response_bytes = guard.policy.gateway.max_response_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path, path_system = _split_system_prefix(scope["path"])
+        if path_system is not None:
+            scope = {**scope, "path": path, "raw_path": path.encode(), SCOPE_KEY + ".system": path_system}
+        operation = _OPERATIONS.get(path)
+        if operation is None or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        await _GuardedCall(self, scope, receive, send, operation, path_system).run()
+
+
+class _GuardedCall:
+    """One guarded request: all per-request state lives here, never on the middleware."""
+
+    def __init__(
+        self, mw: AimsguardMiddleware, scope: Scope, receive: Receive, send: Send, operation: Operation, path_system: str | None
+    ) -> None:
+        self.mw = mw
+        self.guard = mw.guard
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.operation = operation
+        self.path_system = path_system
+        self.exchange: Exchange | None = None
+        self.response_started = False
+        self.stream_closed = asyncio.Event()  # set when aimsguard ended the response itself
+        self.client_disconnected = False
+
+    # -- the request ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        request_id = _client_id(_header(self.scope, b"x-request-id")) or new_id()
+        requested = self.path_system or _header(self.scope, b"x-aimsguard-system") or self.mw.system
+        try:
+            system_id = self.guard.resolve_system(requested)
+            self.exchange = self.guard.begin(
+                system_id,
+                self.mw.front_door,
+                request_id=request_id,
+                conversation_id=_client_id(_header(self.scope, b"x-aimsguard-conversation-id")) or "",
+                operation=self.operation,
+            )
+            self.guard.ensure_accepting()
+            raw = await self._read_body()
+            request = parse_request(self.operation, raw)
+        except AimsguardError as error:
+            self._reject_exchange(request_id, requested, error)
+            await self._send_error(error)
+            self._finish()
+            return
+        except _ClientGone:
+            self._finish()
+            return
+        await self._guard_and_forward(request, raw)
+
+    def _reject_exchange(self, request_id: str, requested: str | None, error: AimsguardError) -> None:
+        if self.exchange is None:
+            # No known system: recorded under what was asked for, cut short (it is client text).
+            self.exchange = self.guard.begin(
+                (requested or "")[:_MAX_ID_LENGTH], self.mw.front_door, request_id=request_id, operation=self.operation
+            )
+        self.exchange.status = ExchangeStatus.REJECTED
+        self.exchange.error_code = error.code
+
+    async def _read_body(self) -> bytes:
+        content_type = (_header(self.scope, b"content-type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json":
+            raise RequestError(
+                f"expected Content-Type application/json, got {content_type or 'none'!r}",
+                status_code=415,
+                code="unsupported_media_type",
+            )
+        limit = self.mw.max_body_bytes
+        declared = _header(self.scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                self.client_disconnected = True
+                raise _ClientGone
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _guard_and_forward(self, request: ParsedRequest, raw: bytes) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        exchange.model = request.model
+        exchange.stream = request.stream
+        try:
+            result = await self.guard.check_input(exchange, request.texts)
+            if result.action.stops_exchange:
+                await self._send_fallback(request)
+                return
+            await self._forward(request, request.with_texts(result.texts) if result.redacted else raw)
+        except (asyncio.CancelledError, _ClientGone):
+            exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
+            raise
+        except Exception as exc:
+            exchange.status = ExchangeStatus.ERROR
+            exchange.error_code = type(exc).__name__
+            if not self.response_started:
+                await self._send_error(_InternalError())
+                log.exception("guarded_call_failed", request_id=exchange.request_id)
+                return
+            raise
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.exchange is not None:
+            if self.client_disconnected and self.exchange.status is ExchangeStatus.OK:
+                self.exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
+            self.guard.finish(self.exchange)
+            self.exchange = None
+
+    # -- the app behind ----------------------------------------------------------------
+
+    async def _forward(self, request: ParsedRequest, raw: bytes) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        headers = [(k, v) for k, v in self.scope["headers"] if k != b"content-length"]
+        headers.append((b"content-length", str(len(raw)).encode()))
+        scope = {**self.scope, "headers": headers, SCOPE_KEY: exchange}
+        responder = _Responder(self, request)
+        body_sent = False
+
+        async def receive() -> Message:
+            nonlocal body_sent
+            if not body_sent:
+                body_sent = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await self._wait_for_disconnect()
+
+        try:
+            await self.mw.app(scope, receive, responder.send)
+        finally:
+            responder.record_streams()
+
+    async def _wait_for_disconnect(self) -> Message:
+        """After the body: the client's disconnect, or ours when aimsguard ended the response."""
+        if self.stream_closed.is_set():
+            return {"type": "http.disconnect"}
+        client = asyncio.ensure_future(self.receive())
+        closed = asyncio.ensure_future(self.stream_closed.wait())
+        try:
+            done, _ = await asyncio.wait({client, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (client, closed):
+                if not task.done():
+                    task.cancel()
+        if client in done:
+            message = client.result()
+            if message["type"] == "http.disconnect":
+                self.client_disconnected = True
+            return message
+        return {"type": "http.disconnect"}
+
+    # -- what aimsguard answers itself ----------------------------------------------------
+
+    def _aimsguard_headers(self, action: Action | None = None) -> list[tuple[bytes, bytes]]:
+        assert self.exchange is not None
+        headers = [(b"x-aimsguard-request-id", self.exchange.request_id.encode())]
+        if action is not None:
+            headers.append((b"x-aimsguard-action", action.value.encode()))
+        return headers
+
+    async def _send_error(self, error: AimsguardError) -> None:
+        if self.exchange is not None:
+            self.exchange.http_status = error.status_code
+            self.exchange.error_code = self.exchange.error_code or error.code
+        body = json.dumps(error_body(error)).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if self.exchange is not None:
+            headers += self._aimsguard_headers()
+        await self._send_whole(error.status_code, headers, body)
+
+    async def _send_fallback(self, request: ParsedRequest) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        text = self.guard.fallback_text(exchange)
+        exchange.finish_reasons = ["content_filter"]
+        exchange.http_status = 200
+        if request.stream:
+            chunks = fallback_chunks(self.operation, request_id=exchange.request_id, model=request.model, text=text)
+            body = b"".join(encode_data(c) for c in chunks) + encode_data(DONE)
+            content_type = b"text/event-stream; charset=utf-8"
+        else:
+            completion = fallback_completion(self.operation, request_id=exchange.request_id, model=request.model, text=text)
+            body = json.dumps(completion, ensure_ascii=False).encode()
+            content_type = b"application/json"
+        headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+        exchange.mark_first_token()
+        await self._send_whole(200, headers + self._aimsguard_headers(exchange.action), body)
+
+    async def _send_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.response_started = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _Responder:
+    """Watches and rewrites what the app sends back for one guarded request."""
+
+    def __init__(self, call: _GuardedCall, request: ParsedRequest) -> None:
+        self.call = call
+        self.exchange = call.exchange
+        assert self.exchange is not None
+        self.guard = call.guard
+        self.operation = call.operation
+        self.request = request
+        self.start: Message | None = None
+        self.mode: str = "pending"  # "json", "sse", "passthrough" or "done"
+        self.buffer: list[bytes] = []
+        self.buffered = 0
+        self.splitter = SseSplitter()
+        self.guards: dict[int, StreamingOutputGuard] = {}
+        self.template: dict[str, Any] | None = None
+        self.streams_recorded = False
+
+    async def send(self, message: Message) -> None:
+        if self.mode == "done":
+            return  # aimsguard already ended this response; the app's rest is dropped
+        if message["type"] == "http.response.start":
+            await self._on_start(message)
+            return
+        if message["type"] != "http.response.body":
+            await self.call.send(message)
+            return
+        body, more = message.get("body", b""), message.get("more_body", False)
+        if self.mode == "json":
+            await self._on_json_body(body, more)
+        elif self.mode == "sse":
+            await self._on_sse_body(body, more)
+        else:
+            if self.exchange.first_token_at is None and body:
+                self.exchange.mark_first_token()
+            await self.call.send(message)
+
+    def record_streams(self) -> None:
+        """Record the last verdicts of each streamed choice, once, however the stream ended."""
+        if self.guards and not self.streams_recorded:
+            self.streams_recorded = True
+            self.guard.record_stream(self.exchange, list(self.guards.values()))
+
+    async def _on_start(self, message: Message) -> None:
+        exchange = self.exchange
+        status = message["status"]
+        exchange.http_status = status
+        headers = list(message.get("headers", []))
+        content_type = next((v.decode("latin-1").lower() for k, v in headers if k.lower() == b"content-type"), "")
+        if status >= 400 or status < 200:
+            exchange.status = ExchangeStatus.UPSTREAM_ERROR
+            self.mode = "passthrough"
+        elif content_type.startswith("text/event-stream"):
+            self.mode = "sse"
+        elif content_type.startswith("application/json"):
+            self.mode = "json"
+        else:
+            self.mode = "passthrough"
+        message = {**message, "headers": headers + self.call._aimsguard_headers()}
+        if self.mode == "json":
+            self.start = message  # held until the answer has been checked
+            return
+        self.call.response_started = True
+        await self.call.send(message)
+
+    # -- a whole answer -------------------------------------------------------------------
+
+    async def _on_json_body(self, body: bytes, more: bool) -> None:
+        self.buffered += len(body)
+        if self.buffered > self.call.mw.max_response_bytes:
+            self.exchange.status = ExchangeStatus.UPSTREAM_ERROR
+            self.mode = "done"
+            self.call.stream_closed.set()
+            await self.call._send_error(
+                RequestError(
+                    f"the AI system's answer exceeds {self.call.mw.max_response_bytes} bytes",
+                    status_code=502,
+                    code="upstream_response_too_large",
+                )
+            )
+            return
+        self.buffer.append(body)
+        if more:
+            return
+        raw = b"".join(self.buffer)
+        try:
+            answer = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            answer = None
+        if not isinstance(answer, dict):
+            await self._send_held(raw)  # not an answer aimsguard can read: passed on, as it came
+            return
+        self.exchange.response_model = answer.get("model") if isinstance(answer.get("model"), str) else None
+        self.exchange.input_tokens, self.exchange.output_tokens = usage_of(answer)
+        texts = answer_texts(self.operation, answer)
+        self.exchange.finish_reasons = [str(c.get("finish_reason")) for c in answer.get("choices", []) if isinstance(c, dict)]
+        result = await self.guard.check_output(self.exchange, texts)
+        action: Action | None = None
+        if result.action.stops_exchange:
+            replace_answer_texts(self.operation, answer, [self.guard.fallback_text(self.exchange)] * len(texts), "content_filter")
+            self.exchange.finish_reasons = ["content_filter"] * len(texts)
+            action = result.action
+        elif result.redacted:
+            replace_answer_texts(self.operation, answer, result.texts)
+            action = result.action
+        else:
+            await self._send_held(raw)
+            return
+        await self._send_held(json.dumps(answer, ensure_ascii=False).encode(), action)
+
+    async def _send_held(self, body: bytes, action: Action | None = None) -> None:
+        assert self.start is not None
+        headers = [(k, v) for k, v in self.start["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        if action is not None:
+            headers.append((b"x-aimsguard-action", action.value.encode()))
+        self.exchange.mark_first_token()
+        self.mode = "done"
+        self.call.response_started = True
+        await self.call.send({**self.start, "headers": headers})
+        await self.call.send({"type": "http.response.body", "body": body, "more_body": False})
+
+    # -- a streamed answer ----------------------------------------------------------------
+
+    async def _on_sse_body(self, body: bytes, more: bool) -> None:
+        out: list[bytes] = []
+        for raw_event in self.splitter.feed(body):
+            if await self._on_event(raw_event, out):
+                await self._end_stream(out)
+                return
+        if not more:
+            # The stream ended, with or without [DONE]: what is still held back is checked and released.
+            rest = self.splitter.rest()
+            if rest.strip():
+                out.append(rest)
+            if await self._release_rest(out):
+                await self._end_stream(out)
+                return
+            self.record_streams()
+            self.mode = "done"
+            await self.call.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+            return
+        if out:
+            await self.call.send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+
+    async def _on_event(self, raw_event: bytes, out: list[bytes]) -> bool:
+        """Handle one upstream event, appending what the client gets to ``out``. True: stop."""
+        data = data_of(raw_event)
+        if data is None:
+            out.append(raw_event + b"\n\n")
+            return False
+        if data.strip() == DONE:
+            if await self._release_rest(out):
+                return True
+            out.append(encode_data(DONE))
+            return False
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            out.append(raw_event + b"\n\n")
+            return False
+        if not isinstance(chunk, dict):
+            out.append(raw_event + b"\n\n")
+            return False
+        if "error" in chunk:
+            self.exchange.status = ExchangeStatus.UPSTREAM_ERROR
+            error = chunk["error"]
+            self.exchange.error_code = str(error.get("code") or error.get("type")) if isinstance(error, dict) else "upstream_error"
+            out.append(raw_event + b"\n\n")
+            return False
+        self.template = self.template or chunk
+        if isinstance(chunk.get("model"), str):
+            self.exchange.response_model = chunk["model"]
+        input_tokens, output_tokens = usage_of(chunk)
+        if input_tokens is not None or output_tokens is not None:
+            self.exchange.input_tokens, self.exchange.output_tokens = input_tokens, output_tokens
+        changed = False
+        for index, holder, key, choice in chunk_texts(self.operation, chunk):
+            stream_guard = self._stream_guard(index)
+            released = await stream_guard.feed(holder[key]) if holder[key] else ""
+            if choice.get("finish_reason") is not None and not stream_guard.stopped:
+                released += await stream_guard.finish()
+                self.exchange.finish_reasons.append(str(choice["finish_reason"]))
+            if stream_guard.stopped:
+                return True
+            if released != holder[key]:
+                holder[key] = released
+                changed = True
+            if released:
+                self.exchange.mark_first_token()
+        if not changed:
+            out.append(raw_event + b"\n\n")
+            return False
+        chunk["choices"] = [c for c in chunk["choices"] if not _empty_choice(self.operation, c)]
+        if chunk["choices"] or chunk.get("usage"):
+            out.append(encode_data(chunk))
+        return False
+
+    def _stream_guard(self, index: int) -> StreamingOutputGuard:
+        if index not in self.guards:
+            self.guards[index] = self.guard.stream_guard(self.exchange)
+        return self.guards[index]
+
+    async def _release_rest(self, out: list[bytes]) -> bool:
+        """Check and release what each choice still holds back. True: a check stopped it."""
+        for index, stream_guard in self.guards.items():
+            rest = await stream_guard.finish()
+            if stream_guard.stopped:
+                return True
+            if rest:
+                chunk = fallback_chunks(
+                    self.operation, request_id=self.exchange.request_id, model=self.request.model, text=rest, template=self.template, index=index
+                )[0]
+                if self.operation == "chat":
+                    del chunk["choices"][0]["delta"]["role"]
+                out.append(encode_data(chunk))
+                self.exchange.mark_first_token()
+        return False
+
+    async def _end_stream(self, out: list[bytes]) -> None:
+        """A check stopped the stream: end it with the fallback text, then tell the app to stop."""
+        self.record_streams()
+        text = self.guard.fallback_text(self.exchange)
+        chunks = fallback_chunks(
+            self.operation, request_id=self.exchange.request_id, model=self.request.model, text=text, template=self.template
+        )
+        out.extend(encode_data(c) for c in chunks)
+        out.append(encode_data(DONE))
+        self.exchange.finish_reasons.append("content_filter")
+        self.exchange.mark_first_token()
+        self.mode = "done"
+        self.call.stream_closed.set()
+        await self.call.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+
+
+def _empty_choice(operation: Operation, choice: dict[str, Any]) -> bool:
+    if choice.get("finish_reason") is not None or choice.get("logprobs"):
+        return False
+    if operation == "text_completion":
+        return not choice.get("text")
+    delta = choice.get("delta")
+    return isinstance(delta, dict) and not any(v for k, v in delta.items())
+
+
+def _too_large(limit: int) -> RequestError:
+    return RequestError(f"the request body exceeds the limit of {limit} bytes", status_code=413, code="request_too_large")
+
+
+class _ClientGone(Exception):
+    """The client disconnected while the request was being read."""
+
+
+class _InternalError(AimsguardError):
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self) -> None:
+        super().__init__("aimsguard failed while handling this request; it has been logged")

@@ -1,0 +1,252 @@
+"""The OpenAI-compatible wire format: read requests and answers, write fallbacks and errors.
+
+Only the parts aimsguard needs are validated (pydantic, unknown fields kept), so a
+request carrying provider extensions passes through unchanged apart from the texts the
+checks redacted.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ._errors import AimsguardError, RequestError
+
+__all__ = [
+    "CHAT_PATH",
+    "COMPLETIONS_PATH",
+    "ParsedRequest",
+    "answer_texts",
+    "chunk_texts",
+    "error_body",
+    "fallback_chunks",
+    "fallback_completion",
+    "parse_body",
+    "parse_request",
+    "replace_answer_texts",
+    "usage_of",
+]
+
+CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
+Operation = Literal["chat", "text_completion"]
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _TextPart(_Open):
+    type: str
+    text: str | None = None
+
+
+class _Message(_Open):
+    role: str = Field(min_length=1)
+    content: str | list[_TextPart] | None = None
+
+
+class _ChatRequest(_Open):
+    model: str | None = None
+    messages: list[_Message] = Field(min_length=1)
+    stream: bool = False
+
+
+class _CompletionRequest(_Open):
+    model: str | None = None
+    prompt: str | list[str]
+    stream: bool = False
+
+
+@dataclass
+class ParsedRequest:
+    """A validated request, with where each checked text lives in the raw body."""
+
+    operation: Operation
+    body: dict[str, Any]
+    model: str | None
+    stream: bool
+    texts: list[str]
+    _locations: list[tuple[Any, ...]]
+
+    def with_texts(self, texts: list[str]) -> bytes:
+        """The body with each checked text replaced (by its redacted form)."""
+        for location, text in zip(self._locations, texts, strict=True):
+            container: Any = self.body
+            for key in location[:-1]:
+                container = container[key]
+            container[location[-1]] = text
+        return json.dumps(self.body, ensure_ascii=False).encode()
+
+    @property
+    def question(self) -> str | None:
+        return self.texts[-1] if self.texts else None
+
+
+def parse_request(operation: Operation, raw: bytes) -> ParsedRequest:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # JSONDecodeError's message names the position only, never the content.
+        raise RequestError(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    return parse_body(operation, body)
+
+
+def parse_body(operation: Operation, body: Any) -> ParsedRequest:
+    """Validate a decoded request; ``with_texts`` later edits this very dict."""
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object", code="invalid_request")
+    model_cls = _ChatRequest if operation == "chat" else _CompletionRequest
+    try:
+        parsed = model_cls.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"])
+        raise RequestError(f"invalid request: {param}: {first['msg']}", param=param) from None
+    texts: list[str] = []
+    locations: list[tuple[Any, ...]] = []
+    if isinstance(parsed, _ChatRequest):
+        for i, message in enumerate(parsed.messages):
+            if isinstance(message.content, str):
+                texts.append(message.content)
+                locations.append(("messages", i, "content"))
+            elif isinstance(message.content, list):
+                for j, part in enumerate(message.content):
+                    if part.type == "text" and part.text is not None:
+                        texts.append(part.text)
+                        locations.append(("messages", i, "content", j, "text"))
+    elif isinstance(parsed.prompt, str):
+        texts.append(parsed.prompt)
+        locations.append(("prompt",))
+    else:
+        for i, prompt in enumerate(parsed.prompt):
+            texts.append(prompt)
+            locations.append(("prompt", i))
+    return ParsedRequest(operation, body, parsed.model, parsed.stream, texts, locations)
+
+
+# -- answers -------------------------------------------------------------------------
+
+
+def _choice_text_slot(operation: Operation, choice: dict[str, Any], *, streaming: bool) -> tuple[dict[str, Any], str] | None:
+    """The dict and key that hold a choice's text, if it is a string."""
+    if operation == "text_completion":
+        holder, key = choice, "text"
+    else:
+        holder = choice.get("delta" if streaming else "message")
+        key = "content"
+    if isinstance(holder, dict) and isinstance(holder.get(key), str):
+        return holder, key
+    return None
+
+
+def answer_texts(operation: Operation, answer: dict[str, Any]) -> list[str]:
+    """One text per choice of a complete (non-streamed) answer; '' where it has none."""
+    texts = []
+    for choice in _choices(answer):
+        slot = _choice_text_slot(operation, choice, streaming=False)
+        texts.append(slot[0][slot[1]] if slot else "")
+    return texts
+
+
+def replace_answer_texts(operation: Operation, answer: dict[str, Any], texts: list[str], finish_reason: str | None = None) -> None:
+    for choice, text in zip(_choices(answer), texts, strict=False):
+        slot = _choice_text_slot(operation, choice, streaming=False)
+        if slot is not None:
+            slot[0][slot[1]] = text
+        elif operation == "chat" and isinstance(choice.get("message"), dict):
+            choice["message"]["content"] = text
+        if finish_reason is not None:
+            choice["finish_reason"] = finish_reason
+            if operation == "chat" and isinstance(choice.get("message"), dict):
+                # A refused answer must not carry tool calls the checks never saw approved.
+                choice["message"].pop("tool_calls", None)
+
+
+def chunk_texts(operation: Operation, chunk: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any], str, dict[str, Any]]]:
+    """Each choice of a streamed chunk: (choice index, text holder, key, choice)."""
+    for choice in _choices(chunk):
+        slot = _choice_text_slot(operation, choice, streaming=True)
+        index = choice.get("index", 0)
+        if slot is not None and isinstance(index, int):
+            yield index, slot[0], slot[1], choice
+
+
+def _choices(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    choices = answer.get("choices")
+    return [c for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+
+
+def usage_of(answer: dict[str, Any]) -> tuple[int | None, int | None]:
+    usage = answer.get("usage")
+    if not isinstance(usage, dict):
+        return None, None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (prompt if isinstance(prompt, int) else None, completion if isinstance(completion, int) else None)
+
+
+# -- what aimsguard answers itself ---------------------------------------------------------
+
+
+def fallback_completion(operation: Operation, *, request_id: str, model: str | None, text: str) -> dict[str, Any]:
+    """A whole answer carrying the policy's fallback text, shaped as the client expects."""
+    if operation == "chat":
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "finish_reason": "content_filter",
+            "logprobs": None,
+        }
+        kind = "chat.completion"
+    else:
+        choice = {"index": 0, "text": text, "finish_reason": "content_filter", "logprobs": None}
+        kind = "text_completion"
+    return {
+        "id": f"aimsguard-{request_id}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": model or "aimsguard",
+        "choices": [choice],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }
+
+
+def fallback_chunks(
+    operation: Operation, *, request_id: str, model: str | None, text: str, template: dict[str, Any] | None = None, index: int = 0
+) -> list[dict[str, Any]]:
+    """The streamed chunks that end a stream with the fallback text.
+
+    ``template`` is an upstream chunk whose id, model and creation time are kept, so a
+    stream stopped midway stays one consistent stream to the client.
+    """
+    base = {
+        "id": f"aimsguard-{request_id}",
+        "object": "chat.completion.chunk" if operation == "chat" else "text_completion",
+        "created": int(time.time()),
+        "model": model or "aimsguard",
+    }
+    if template:
+        base.update({k: template[k] for k in ("id", "object", "created", "model", "system_fingerprint") if k in template})
+    if operation == "chat":
+        content: dict[str, Any] = {"index": index, "delta": {"role": "assistant", "content": text}, "finish_reason": None}
+        end: dict[str, Any] = {"index": index, "delta": {}, "finish_reason": "content_filter"}
+    else:
+        content = {"index": index, "text": text, "finish_reason": None}
+        end = {"index": index, "text": "", "finish_reason": "content_filter"}
+    return [{**base, "choices": [content]}, {**base, "choices": [end]}]
+
+
+def error_body(error: AimsguardError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": str(error),
+            "type": error.error_type,
+            "param": getattr(error, "param", None),
+            "code": error.code,
+        }
+    }

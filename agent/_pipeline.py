@@ -1,0 +1,128 @@
+"""The guardrail pipeline of one AI system: run a stage's checks, combine their verdicts.
+
+Checks of a stage run concurrently, each within its own time budget. A check that
+raises or overruns gets an ``error``/``timeout`` verdict whose action is decided by the
+check's fail mode: ``open`` allows, ``closed`` blocks. The most severe action wins, and
+redactions from every check are applied together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from aimsguard.guardrails import (
+    Action,
+    CheckRequest,
+    Guardrail,
+    GuardrailRegistry,
+    Outcome,
+    Stage,
+    Verdict,
+    apply_redactions,
+    most_severe,
+)
+
+from ._errors import GuardrailError
+from ._policy import CheckConfig, FailMode, SystemConfig, validated_settings
+
+__all__ = ["BoundCheck", "Pipeline", "StageResult"]
+
+log = structlog.get_logger("aimsguard.agent")
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    action: Action
+    verdicts: list[Verdict]
+    texts: list[str]  # after redaction; the input texts when nothing was redacted
+    duration_s: float
+
+    @property
+    def redacted(self) -> bool:
+        return any(v.redactions for v in self.verdicts)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundCheck:
+    """A loaded guardrail with the policy settings that govern how it runs."""
+
+    config: CheckConfig
+    guardrail: Guardrail
+
+    async def run(self, request: CheckRequest) -> Verdict:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.config.timeout_ms / 1000):
+                verdict = await self.guardrail.check(request)
+        except TimeoutError:
+            return self._failed(request.stage, Outcome.TIMEOUT, f"exceeded its {self.config.timeout_ms:g} ms budget", started)
+        except Exception as exc:  # a failing check must never fail the request by accident
+            # The exception's message may quote the text, so only its type is recorded.
+            log.warning("guardrail_error", guardrail=self.guardrail.instance_id, error_type=type(exc).__name__)
+            return self._failed(request.stage, Outcome.ERROR, f"raised {type(exc).__name__}", started)
+        return dataclasses.replace(verdict, guardrail=self.guardrail.instance_id, duration_s=time.perf_counter() - started)
+
+    def _failed(self, stage: Stage, outcome: Outcome, why: str, started: float) -> Verdict:
+        fail_mode = self.config.fail_mode
+        return Verdict(
+            guardrail=self.guardrail.instance_id,
+            stage=stage,
+            action=Action.ALLOW if fail_mode is FailMode.OPEN else Action.BLOCK,
+            outcome=outcome,
+            fail_mode=fail_mode.value,
+            reasons=(f"check {why}; failing {fail_mode.value}",),
+            duration_s=time.perf_counter() - started,
+        )
+
+
+class Pipeline:
+    def __init__(self, system_id: str, system: SystemConfig, registry: GuardrailRegistry) -> None:
+        self.system_id = system_id
+        self.system = system
+        self.checks: dict[Stage, list[BoundCheck]] = {
+            stage: [self._build(config, registry) for config in system.checks.for_stage(stage)] for stage in Stage
+        }
+
+    @staticmethod
+    def _build(config: CheckConfig, registry: GuardrailRegistry) -> BoundCheck:
+        cls = registry.get(config.guardrail)
+        guardrail = cls(validated_settings(config, registry), instance_id=config.instance_id)
+        try:
+            guardrail.load()
+        except Exception as exc:
+            raise GuardrailError(config.instance_id, f"failed to load: {exc}") from exc
+        return BoundCheck(config, guardrail)
+
+    def has_checks(self, stage: Stage) -> bool:
+        return bool(self.checks[stage])
+
+    async def run(self, request: CheckRequest) -> StageResult:
+        started = time.perf_counter()
+        checks = self.checks[request.stage]
+        if not checks:
+            return StageResult(Action.ALLOW, [], list(request.texts), 0.0)
+        if len(checks) == 1:
+            verdicts = [await checks[0].run(request)]
+        else:
+            verdicts = list(await asyncio.gather(*(check.run(request) for check in checks)))
+        action = most_severe(v.action for v in verdicts)
+        texts = list(request.texts)
+        if action is Action.REDACT or any(v.redactions for v in verdicts):
+            findings = [f for v in verdicts for f in v.redactions]
+            texts = [apply_redactions(text, findings, segment) for segment, text in enumerate(texts)]
+        return StageResult(action, verdicts, texts, time.perf_counter() - started)
+
+    def describe(self) -> dict[Stage, Sequence[dict[str, object]]]:
+        return {
+            stage: [
+                {**check.guardrail.describe(), "fail_mode": check.config.fail_mode.value, "timeout_ms": check.config.timeout_ms}
+                for check in checks
+            ]
+            for stage, checks in self.checks.items()
+        }

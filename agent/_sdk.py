@@ -1,0 +1,570 @@
+"""SDK hooks for Python code that calls a model itself.
+
+Three ways in, all running the same pipeline and emitting the same events as the
+gateway:
+
+- ``GuardedExchange``: an (async) context manager around one call, for full control;
+- ``guarded``: a decorator for a sync or async function from prompt/messages to text;
+- ``guard_openai``: wraps an official ``openai`` client (sync or async, streaming or
+  not); ``client.chat.completions.create`` and ``client.completions.create`` are guarded.
+
+Sync code is served by one event-loop thread per Guard, so the pipeline stays async
+and a sync caller never needs a running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import inspect
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+from aimsguard.guardrails import Action
+
+from ._errors import AimsguardError
+from ._exchange import Exchange, ExchangeStatus
+from ._guard import Guard
+from ._openai import Operation, answer_texts, chunk_texts, fallback_chunks, fallback_completion, parse_body, usage_of
+from ._streaming import StreamingOutputGuard
+
+__all__ = ["Blocked", "GuardedExchange", "guard_openai", "guarded"]
+
+T = TypeVar("T")
+
+
+class Blocked(AimsguardError):
+    """A check stopped the exchange. ``fallback`` is the policy's answer for the user."""
+
+    status_code = 200
+    code = "blocked"
+
+    def __init__(self, exchange: Exchange, fallback: str) -> None:
+        super().__init__(f"exchange {exchange.request_id} was stopped by a check ({exchange.action.value})")
+        self.action = exchange.action
+        self.request_id = exchange.request_id
+        self.fallback = fallback
+
+
+# -- running async checks from sync code -------------------------------------------------
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="aimsguard-sdk", daemon=True).start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+_loops: dict[int, _LoopThread] = {}
+_loops_lock = threading.Lock()
+
+
+def _run_sync(guard: Guard, coro: Coroutine[Any, Any, T]) -> T:
+    with _loops_lock:
+        runner = _loops.get(id(guard))
+        if runner is None:
+            runner = _loops[id(guard)] = _LoopThread()
+    return runner.run(coro)
+
+
+# -- the context manager -------------------------------------------------------------------
+
+
+class GuardedExchange:
+    """One guarded call. Use ``async with`` (or ``with`` from sync code)::
+
+        async with GuardedExchange(guard, system="support-bot") as ex:
+            prompt = await ex.check_input(prompt)       # raises Blocked when stopped
+            answer = await ex.check_output(await llm(prompt))  # the fallback when stopped
+    """
+
+    def __init__(
+        self,
+        guard: Guard,
+        system: str | None = None,
+        *,
+        conversation_id: str | None = None,
+        model: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        operation: Operation = "chat",
+        stream: bool = False,
+    ) -> None:
+        self.guard = guard
+        self.exchange = guard.begin(
+            guard.resolve_system(system),
+            "sdk",
+            conversation_id=conversation_id or "",
+            model=model,
+            metadata=dict(metadata or {}),
+            operation=operation,
+            stream=stream,
+        )
+        self._finished = False
+
+    @property
+    def request_id(self) -> str:
+        return self.exchange.request_id
+
+    @property
+    def action(self) -> Action:
+        return self.exchange.action
+
+    @property
+    def fallback(self) -> str:
+        return self.guard.fallback_text(self.exchange)
+
+    async def check_input(self, texts: str | list[str]) -> Any:
+        """Run the input checks; return the texts as they may go on (redacted). Raises Blocked."""
+        self.guard.ensure_accepting()
+        single = isinstance(texts, str)
+        result = await self.guard.check_input(self.exchange, [texts] if single else list(texts))
+        if result.action.stops_exchange:
+            raise Blocked(self.exchange, self.fallback)
+        self.exchange.upstream_started = _now()
+        return result.texts[0] if single else result.texts
+
+    async def check_output(self, text: str) -> str:
+        """Run the output checks on a whole answer; return what the user may see."""
+        self.exchange.upstream_finished = self.exchange.upstream_finished or _now()
+        result = await self.guard.check_output(self.exchange, [text])
+        self.exchange.mark_first_token()
+        return self.fallback if result.action.stops_exchange else result.texts[0]
+
+    async def stream(self, chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        """Guard a streamed answer: yields released text, then the fallback if a check stops it."""
+        stream_guard = self.guard.stream_guard(self.exchange)
+        try:
+            async for chunk in chunks:
+                released = await stream_guard.feed(chunk)
+                if stream_guard.stopped:
+                    break
+                if released:
+                    self.exchange.mark_first_token()
+                    yield released
+            rest = await stream_guard.finish()
+            if rest:
+                self.exchange.mark_first_token()
+                yield rest
+            if stream_guard.stopped:
+                yield self.fallback
+        finally:
+            self.exchange.upstream_finished = _now()
+            self.guard.record_stream(self.exchange, [stream_guard])
+
+    def record_usage(self, input_tokens: int | None = None, output_tokens: int | None = None, response_model: str | None = None) -> None:
+        self.exchange.input_tokens = input_tokens if input_tokens is not None else self.exchange.input_tokens
+        self.exchange.output_tokens = output_tokens if output_tokens is not None else self.exchange.output_tokens
+        self.exchange.response_model = response_model or self.exchange.response_model
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """Write the exchange event (done for you on leaving the ``with`` block)."""
+        if self._finished:
+            return
+        self._finished = True
+        if isinstance(error, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
+            self.exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
+        elif error is not None and not isinstance(error, Blocked) and self.exchange.status is ExchangeStatus.OK:
+            self.exchange.status = ExchangeStatus.ERROR
+            self.exchange.error_code = type(error).__name__
+        self.guard.finish(self.exchange)
+
+    async def __aenter__(self) -> GuardedExchange:
+        return self
+
+    async def __aexit__(self, _: object, error: BaseException | None, __: object) -> None:
+        self.finish(error)
+
+    def __enter__(self) -> GuardedExchange:
+        return self
+
+    def __exit__(self, _: object, error: BaseException | None, __: object) -> None:
+        self.finish(error)
+
+    # sync faces of the same steps
+    def check_input_sync(self, texts: str | list[str]) -> Any:
+        return _run_sync(self.guard, self.check_input(texts))
+
+    def check_output_sync(self, text: str) -> str:
+        return _run_sync(self.guard, self.check_output(text))
+
+
+def _now() -> float:
+    import time
+
+    return time.perf_counter()
+
+
+# -- the decorator ---------------------------------------------------------------------------
+
+
+def _input_texts(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, Any]:
+    """Where the function's input is: ('prompt'|'messages'|'arg0', value)."""
+    for key in ("messages", "prompt"):
+        if key in kwargs:
+            return key, kwargs[key]
+    if args:
+        return "arg0", args[0]
+    raise TypeError("a guarded function takes its prompt or messages as the first argument or as prompt=/messages=")
+
+
+def _texts_of(value: Any) -> tuple[list[str], Callable[[list[str]], Any]]:
+    """The texts in a prompt (str) or a messages list, and how to put redacted ones back."""
+    if isinstance(value, str):
+        return [value], lambda texts: texts[0]
+    parsed = parse_body("chat", {"messages": copy.deepcopy(value)})
+    return parsed.texts, lambda texts: (parsed.with_texts(texts), parsed.body["messages"])[1]
+
+
+def guarded(
+    guard: Guard, system: str | None = None, *, on_block: str = "fallback"
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Guard a function ``f(prompt_or_messages, ...) -> str`` (sync or async).
+
+    The input (a string or an OpenAI-style messages list, first argument or
+    ``prompt=``/``messages=``) is checked and redacted before the call, the returned
+    text after it. When a check stops the exchange the function returns the policy's
+    fallback text (``on_block="fallback"``) or raises ``Blocked`` (``on_block="raise"``).
+    """
+    if on_block not in ("fallback", "raise"):
+        raise ValueError("on_block must be 'fallback' or 'raise'")
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        async def run(call: Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[str]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            where, value = _input_texts(args, kwargs)
+            texts, put_back = _texts_of(value)
+            async with GuardedExchange(guard, system) as ex:
+                try:
+                    redacted = await ex.check_input(texts)
+                except Blocked:
+                    if on_block == "raise":
+                        raise
+                    return ex.fallback
+                if where == "arg0":
+                    args = (put_back(redacted), *args[1:])
+                else:
+                    kwargs = {**kwargs, where: put_back(redacted)}
+                answer = await ex.check_output(await call(args, kwargs))
+                if ex.action.stops_exchange and on_block == "raise":
+                    raise Blocked(ex.exchange, ex.fallback)
+                return answer
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> str:
+                async def call(a: tuple[Any, ...], k: dict[str, Any]) -> str:
+                    return await func(*a, **k)
+
+                return await run(call, args, kwargs)
+
+            return async_wrapper
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> str:
+            async def call(a: tuple[Any, ...], k: dict[str, Any]) -> str:
+                # The user's function runs off the checks' loop thread so it may block freely.
+                return await asyncio.to_thread(func, *a, **k)
+
+            return _run_sync(guard, run(call, args, kwargs))
+
+        return sync_wrapper
+
+    return decorate
+
+
+# -- the openai client wrapper ---------------------------------------------------------------
+
+
+def guard_openai(client: Any, guard: Guard, system: str | None = None) -> Any:
+    """Return ``client`` with chat and text completions guarded; everything else untouched."""
+    import openai
+
+    is_async = isinstance(client, openai.AsyncOpenAI)
+    return _GuardedClient(client, guard, system, is_async)
+
+
+class _GuardedClient:
+    def __init__(self, client: Any, guard: Guard, system: str | None, is_async: bool) -> None:
+        self._client = client
+        self.chat = _Namespace(client.chat, completions=_GuardedCreate(client.chat.completions, guard, system, "chat", is_async))
+        self.completions = _GuardedCreate(client.completions, guard, system, "text_completion", is_async)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class _Namespace:
+    def __init__(self, wrapped: Any, **overrides: Any) -> None:
+        self._wrapped = wrapped
+        self.__dict__.update(overrides)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped, name)
+
+
+class _GuardedCreate:
+    def __init__(self, resource: Any, guard: Guard, system: str | None, operation: Operation, is_async: bool) -> None:
+        self._resource = resource
+        self._guard = guard
+        self._system = system
+        self._operation = operation
+        self._is_async = is_async
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._resource, name)
+
+    def create(self, **kwargs: Any) -> Any:
+        if self._is_async:
+            return self._acreate(**kwargs)
+        call = _OpenAICall(self._guard, self._system, self._operation, kwargs)
+        try:
+            kwargs = _run_sync(self._guard, call.before())
+            if call.fallback is not None:
+                return call.fallback_response()
+            response = self._resource.create(**kwargs)
+            if call.stream:
+                return _SyncStream(call, response)
+            return _run_sync(self._guard, call.after(response))
+        except BaseException as error:
+            call.ex.finish(error)
+            raise
+        finally:
+            if not call.stream or call.fallback is not None:
+                call.ex.finish()
+
+    async def _acreate(self, **kwargs: Any) -> Any:
+        call = _OpenAICall(self._guard, self._system, self._operation, kwargs)
+        try:
+            kwargs = await call.before()
+            if call.fallback is not None:
+                return call.fallback_response(is_async=True)
+            response = await self._resource.create(**kwargs)
+            if call.stream:
+                return _AsyncStream(call, response)
+            return await call.after(response)
+        except BaseException as error:
+            call.ex.finish(error)
+            raise
+        finally:
+            if not call.stream or call.fallback is not None:
+                call.ex.finish()
+
+
+class _OpenAICall:
+    """The guarded steps of one openai ``create`` call, on the client's own objects."""
+
+    def __init__(self, guard: Guard, system: str | None, operation: Operation, kwargs: dict[str, Any]) -> None:
+        self.guard = guard
+        self.operation = operation
+        self.kwargs = kwargs
+        self.stream = bool(kwargs.get("stream"))
+        self.ex = GuardedExchange(guard, system, model=kwargs.get("model"), operation=operation, stream=self.stream)
+        self.fallback: str | None = None
+        self.stream_guards: dict[int, StreamingOutputGuard] = {}
+        self.template: dict[str, Any] | None = None
+
+    async def before(self) -> dict[str, Any]:
+        key = "messages" if self.operation == "chat" else "prompt"
+        parsed = parse_body(self.operation, {key: copy.deepcopy(self.kwargs.get(key))})
+        try:
+            texts = await self.ex.check_input(parsed.texts)
+        except Blocked as blocked:
+            self.fallback = blocked.fallback
+            return self.kwargs
+        if texts != parsed.texts:
+            parsed.with_texts(texts)
+            return {**self.kwargs, key: parsed.body[key]}
+        return self.kwargs
+
+    def fallback_response(self, is_async: bool = False) -> Any:
+        from openai.types import Completion
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+        assert self.fallback is not None
+        model = self.kwargs.get("model")
+        if not self.stream:
+            body = fallback_completion(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback)
+            return (ChatCompletion if self.operation == "chat" else Completion).model_validate(body)
+        cls = ChatCompletionChunk if self.operation == "chat" else Completion
+        chunks = [cls.model_validate(c) for c in fallback_chunks(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback)]
+        return _ListStream(chunks, is_async)
+
+    async def after(self, response: Any) -> Any:
+        answer = response.model_dump()
+        exchange = self.ex.exchange
+        exchange.input_tokens, exchange.output_tokens = usage_of(answer)
+        exchange.response_model = answer.get("model")
+        exchange.finish_reasons = [str(c.get("finish_reason")) for c in answer.get("choices", [])]
+        texts = answer_texts(self.operation, answer)
+        exchange.upstream_finished = _now()
+        result = await self.guard.check_output(exchange, texts)
+        exchange.mark_first_token()
+        if result.action.stops_exchange:
+            new_texts, finish = [self.ex.fallback] * len(texts), "content_filter"
+        elif result.redacted:
+            new_texts, finish = result.texts, None
+        else:
+            return response
+        for choice, text in zip(response.choices, new_texts, strict=False):
+            if self.operation == "chat":
+                choice.message.content = text
+                if finish:
+                    choice.message.tool_calls = None
+            else:
+                choice.text = text
+            if finish:
+                choice.finish_reason = finish
+        return response
+
+    async def on_chunk(self, chunk: Any) -> list[Any]:
+        """One streamed chunk in; the chunks the caller gets out (none, it, or the fallback's)."""
+        data = chunk.model_dump()
+        self.template = self.template or data
+        exchange = self.ex.exchange
+        input_tokens, output_tokens = usage_of(data)
+        if input_tokens is not None or output_tokens is not None:
+            exchange.input_tokens, exchange.output_tokens = input_tokens, output_tokens
+        exchange.response_model = data.get("model") or exchange.response_model
+        for (index, holder, key, choice), obj_choice in zip(chunk_texts(self.operation, data), chunk.choices, strict=False):
+            stream_guard = self.stream_guards.get(index) or self.stream_guards.setdefault(index, self.guard.stream_guard(exchange))
+            released = await stream_guard.feed(holder[key]) if holder[key] else ""
+            if choice.get("finish_reason") is not None:
+                released += await stream_guard.finish()
+                exchange.finish_reasons.append(str(choice["finish_reason"]))
+            if stream_guard.stopped:
+                return self._stop_chunks(type(chunk))
+            if released:
+                exchange.mark_first_token()
+            if self.operation == "chat":
+                obj_choice.delta.content = released
+            else:
+                obj_choice.text = released
+        return [chunk]
+
+    async def on_end(self, chunk_type: type | None) -> list[Any]:
+        exchange = self.ex.exchange
+        exchange.upstream_finished = _now()
+        out: list[Any] = []
+        for index, stream_guard in self.stream_guards.items():
+            rest = await stream_guard.finish()
+            if stream_guard.stopped and chunk_type is not None:
+                return self._stop_chunks(chunk_type)
+            if rest and chunk_type is not None:
+                data = fallback_chunks(
+                    self.operation, request_id=self.ex.request_id, model=None, text=rest, template=self.template, index=index
+                )[0]
+                out.append(chunk_type.model_validate(data))
+        self.guard.record_stream(exchange, list(self.stream_guards.values()))
+        return out
+
+    def _stop_chunks(self, chunk_type: type) -> list[Any]:
+        self.guard.record_stream(self.ex.exchange, list(self.stream_guards.values()))
+        self.stream_guards = {}
+        data = fallback_chunks(self.operation, request_id=self.ex.request_id, model=None, text=self.ex.fallback, template=self.template)
+        return [chunk_type.model_validate(c) for c in data]  # type: ignore[attr-defined]
+
+
+class _SyncStream:
+    """Iterates a guarded openai Stream; a ``with`` block or ``close()`` ends it."""
+
+    def __init__(self, call: _OpenAICall, stream: Any) -> None:
+        self._call = call
+        self._stream = stream
+        self.response = getattr(stream, "response", None)
+
+    def __iter__(self) -> Iterator[Any]:
+        call, chunk_type, error = self._call, None, None
+        try:
+            for chunk in self._stream:
+                chunk_type = type(chunk)
+                out = _run_sync(call.guard, call.on_chunk(chunk))
+                yield from out
+                if call.ex.action.stops_exchange:
+                    return
+            yield from _run_sync(call.guard, call.on_end(chunk_type))
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._stream.close()
+            call.ex.finish(error)
+
+    def close(self) -> None:
+        self._stream.close()
+        self._call.ex.finish(GeneratorExit())
+
+    def __enter__(self) -> _SyncStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class _AsyncStream:
+    def __init__(self, call: _OpenAICall, stream: Any) -> None:
+        self._call = call
+        self._stream = stream
+        self.response = getattr(stream, "response", None)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        call, chunk_type, error = self._call, None, None
+        try:
+            async for chunk in self._stream:
+                chunk_type = type(chunk)
+                for out in await call.on_chunk(chunk):
+                    yield out
+                if call.ex.action.stops_exchange:
+                    return
+            for out in await call.on_end(chunk_type):
+                yield out
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            await self._stream.close()
+            call.ex.finish(error)
+
+    async def close(self) -> None:
+        await self._stream.close()
+        self._call.ex.finish(GeneratorExit())
+
+    async def __aenter__(self) -> _AsyncStream:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+
+class _ListStream:
+    """The fallback, streamed: iterable sync or async, like the client's own Stream."""
+
+    def __init__(self, chunks: list[Any], is_async: bool) -> None:
+        self._chunks = chunks
+        self._is_async = is_async
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._chunks)
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        for chunk in self._chunks:
+            yield chunk
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _ListStream:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+    async def __aenter__(self) -> _ListStream:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        pass

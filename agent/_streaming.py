@@ -1,0 +1,105 @@
+"""Output checks on a streamed answer: a hold-back window over the text so far.
+
+The last ``holdback`` characters are never released before the checks have seen what
+follows them, so a match split across chunks is still caught, and text inside a span
+that is to be redacted is never released early. The checks look at the whole answer
+so far each time text is to be released, and once more at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aimsguard.guardrails import Action, CheckRequest, Finding, Stage, apply_redactions
+
+from ._pipeline import StageResult
+
+__all__ = ["StreamingOutputGuard"]
+
+RunChecks = Callable[[CheckRequest], Awaitable[StageResult]]
+
+
+class StreamingOutputGuard:
+    """One choice of one streamed answer. Not shared between requests."""
+
+    def __init__(self, run_checks: RunChecks, request_template: CheckRequest, holdback: int) -> None:
+        self._run_checks = run_checks
+        self._template = request_template
+        self._holdback = holdback
+        self.text = ""
+        self.released = 0  # characters of ``text`` already handed on
+        self.result: StageResult | None = None  # the last checks' result
+        self.finished = False
+
+    @property
+    def stopped(self) -> bool:
+        return self.result is not None and self.result.action.stops_exchange
+
+    async def feed(self, delta: str) -> str:
+        """Add a chunk of the answer; return the text that may be released now."""
+        if self.stopped:
+            return ""
+        self.text += delta
+        if len(self.text) - self.released <= self._holdback:
+            return ""
+        result = await self._check()
+        if result.action.stops_exchange:
+            return ""
+        safe = len(self.text) - self._holdback
+        for finding in self._redactions(result):
+            # A span crossing the boundary, or touching the end (it may still grow), is held back whole.
+            if finding.start < safe and (finding.end > safe or finding.end == len(self.text)):
+                safe = finding.start
+        return self._release(max(safe, self.released), result)
+
+    async def finish(self) -> str:
+        """The answer is complete: check it once more and release the rest. Idempotent."""
+        if self.stopped or self.finished:
+            return ""
+        self.finished = True
+        result = await self._check()
+        if result.action.stops_exchange:
+            return ""
+        return self._release(len(self.text), result)
+
+    async def _check(self) -> StageResult:
+        request = CheckRequest(
+            stage=Stage.OUTPUT,
+            texts=[self.text],
+            system_id=self._template.system_id,
+            conversation_id=self._template.conversation_id,
+            question=self._template.question,
+            metadata=self._template.metadata,
+        )
+        self.result = await self._run_checks(request)
+        return self.result
+
+    @staticmethod
+    def _redactions(result: StageResult) -> list[Finding]:
+        return [f for v in result.verdicts for f in v.redactions if f.segment == 0]
+
+    def _release(self, upto: int, result: StageResult) -> str:
+        start = self.released
+        if upto <= start:
+            return ""
+        window = []
+        for finding in self._redactions(result):
+            if finding.end <= start or finding.start >= upto:
+                continue
+            # Clip to the window; a span that began in text already released (a window
+            # too small for the pattern) still has the rest of it masked.
+            window.append(
+                Finding(
+                    kind=finding.kind,
+                    segment=0,
+                    start=max(finding.start, start) - start,
+                    end=min(finding.end, upto) - start,
+                    replacement=finding.replacement if finding.start >= start else "",
+                )
+            )
+        self.released = upto
+        return apply_redactions(self.text[start:upto], window)
+
+    @property
+    def action(self) -> Action:
+        return self.result.action if self.result is not None else Action.ALLOW

@@ -1,0 +1,22 @@
+"""aimsguard's checks and the types they share with the runtime."""
+
+from ._base import Guardrail, GuardrailSettings
+from ._registry import GuardrailRegistry, default_registry
+from ._verdict import Action, CheckRequest, Finding, Outcome, Stage, Verdict, apply_redactions, most_severe
+from .rules import RulesGuardrail
+
+__all__ = [
+    "Action",
+    "CheckRequest",
+    "Finding",
+    "Guardrail",
+    "GuardrailRegistry",
+    "GuardrailSettings",
+    "Outcome",
+    "RulesGuardrail",
+    "Stage",
+    "Verdict",
+    "apply_redactions",
+    "default_registry",
+    "most_severe",
+]

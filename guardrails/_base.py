@@ -1,0 +1,54 @@
+"""The Guardrail interface: a named, versioned check with its own settings model."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ._verdict import CheckRequest, Stage, Verdict
+
+__all__ = ["Guardrail", "GuardrailSettings"]
+
+
+class GuardrailSettings(BaseModel):
+    """Base for a check's ``settings`` block in the policy: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Guardrail(abc.ABC):
+    """A check for one or both stages.
+
+    A subclass declares its registry ``name``, a ``version`` (recorded with each
+    verdict so an auditor can tell which logic ran), the ``stages`` it supports and a
+    ``Settings`` model. ``load()`` is called once at start-up for heavy assets;
+    ``check()`` runs per exchange and may raise: the pipeline turns an exception or an
+    overrun into an ``error``/``timeout`` verdict resolved by the policy's fail mode.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
+    Settings: ClassVar[type[GuardrailSettings]] = GuardrailSettings
+
+    def __init__(self, settings: GuardrailSettings, *, instance_id: str | None = None) -> None:
+        self.settings = settings
+        self.instance_id = instance_id or self.name
+
+    def load(self) -> None:
+        """Load models or indexes once, before the first request. Default: nothing."""
+
+    @abc.abstractmethod
+    async def check(self, request: CheckRequest) -> Verdict:
+        """Look at ``request.texts`` and answer with a Verdict."""
+
+    def describe(self) -> dict[str, Any]:
+        """What this check is and how it is set, for events and technical documentation."""
+        return {
+            "id": self.instance_id,
+            "guardrail": self.name,
+            "version": self.version,
+            "settings": self.settings.model_dump(mode="json"),
+        }

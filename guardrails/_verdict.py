@@ -1,0 +1,173 @@
+"""What a check is given and what it answers: CheckRequest in, Verdict out."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Action",
+    "CheckRequest",
+    "Finding",
+    "Outcome",
+    "Stage",
+    "Verdict",
+    "apply_redactions",
+    "most_severe",
+]
+
+
+class Stage(str, enum.Enum):
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class Action(str, enum.Enum):
+    """What a check asks for. Declared in rising severity: the most severe action wins.
+
+    ``escalate`` ranks above ``block`` because it blocks too and also hands the
+    exchange to a human.
+    """
+
+    ALLOW = "allow"
+    FLAG = "flag"
+    REDACT = "redact"
+    BLOCK = "block"
+    ESCALATE = "escalate"
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self]
+
+    @property
+    def stops_exchange(self) -> bool:
+        return self in (Action.BLOCK, Action.ESCALATE)
+
+
+_SEVERITY = {action: rank for rank, action in enumerate(Action)}
+
+
+def most_severe(actions: Iterable[Action]) -> Action:
+    return max(actions, key=_SEVERITY.__getitem__, default=Action.ALLOW)
+
+
+class Outcome(str, enum.Enum):
+    """How a check ran. ``error`` and ``timeout`` are resolved by the check's fail mode."""
+
+    OK = "ok"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRequest:
+    """The texts one check looks at, with what it may need to know about the exchange.
+
+    ``texts`` are the segments of the stage: each message's text on input, the answer
+    (one segment per choice) on output. Findings point into them by index.
+    """
+
+    stage: Stage
+    texts: Sequence[str]
+    system_id: str
+    conversation_id: str
+    question: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing a check found: where, what kind, and why.
+
+    ``replacement`` is set when the finding is to be redacted. ``explanation`` says which
+    rule or pattern matched; it never holds the matched text itself.
+    """
+
+    kind: str
+    segment: int
+    start: int
+    end: int
+    score: float = 1.0
+    explanation: str = ""
+    replacement: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "kind": self.kind,
+            "segment": self.segment,
+            "start": self.start,
+            "end": self.end,
+            "score": round(self.score, 4),
+        }
+        if self.explanation:
+            record["explanation"] = self.explanation
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A check's answer, and how the check ran.
+
+    ``fail_mode`` is set only when the outcome was not ``ok`` and the policy's fail mode
+    decided the action.
+    """
+
+    guardrail: str
+    stage: Stage
+    action: Action = Action.ALLOW
+    score: float = 0.0
+    reasons: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    outcome: Outcome = Outcome.OK
+    fail_mode: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def redactions(self) -> list[Finding]:
+        return [f for f in self.findings if f.replacement is not None]
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "guardrail": self.guardrail,
+            "stage": self.stage.value,
+            "action": self.action.value,
+            "score": round(self.score, 4),
+            "outcome": self.outcome.value,
+            "fail_mode": self.fail_mode,
+            "reasons": list(self.reasons),
+            "findings": [f.to_record() for f in self.findings],
+            "duration_ms": round(self.duration_s * 1000, 3),
+        }
+
+
+def apply_redactions(text: str, findings: Iterable[Finding], segment: int = 0) -> str:
+    """Replace the redacted spans of one segment; overlapping spans merge into one.
+
+    Where spans overlap, the merged span takes the replacement of the span that starts
+    first, so a longer hit is never left half-masked.
+    """
+    spans = sorted(
+        (f for f in findings if f.segment == segment and f.replacement is not None),
+        key=lambda f: (f.start, -f.end),
+    )
+    if not spans:
+        return text
+    out: list[str] = []
+    cursor = 0
+    current: Finding | None = None
+    current_end = 0
+    for finding in spans:
+        if current is not None and finding.start < current_end:
+            current_end = max(current_end, finding.end)
+            continue
+        if current is not None:
+            out.append(current.replacement or "")
+            cursor = current_end
+        out.append(text[cursor : finding.start])
+        current, current_end = finding, finding.end
+    assert current is not None
+    out.append(current.replacement or "")
+    out.append(text[current_end:])
+    return "".join(out)
