@@ -5,6 +5,7 @@
      ├── RequestError            the client's request cannot be served (4xx)
      │    └── UnknownSystemError
      ├── GuardrailError          a check could not be built or loaded
+     │    └── GuardrailFailed    a check failed at run time and its policy fails closed
      ├── EventLogUnavailable     the event log cannot be written and the policy fails closed
      └── UpstreamError           the AI system behind aimsguard failed
           ├── UpstreamUnavailable   it could not be reached
@@ -16,13 +17,16 @@ knows the OpenAI-style error it becomes on the wire.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "AimsguardError",
     "EventLogUnavailable",
     "GuardrailError",
+    "GuardrailFailed",
     "PolicyError",
     "PolicyProblem",
     "RequestError",
@@ -30,7 +34,19 @@ __all__ = [
     "UpstreamError",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "error_site",
 ]
+
+
+def error_site(exc: BaseException) -> dict[str, Any]:
+    """Where an unexpected exception came from, for the operational log.
+
+    Only the type and the innermost frame: an exception's message or a traceback's
+    locals may quote the user's text, which must not reach the logs.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f"{frames[-1].filename}:{frames[-1].lineno} in {frames[-1].name}" if frames else "unknown"
+    return {"error_type": type(exc).__name__, "where": where}
 
 
 class AimsguardError(Exception):
@@ -87,6 +103,22 @@ class GuardrailError(AimsguardError):
     def __init__(self, guardrail: str, message: str) -> None:
         super().__init__(f"guardrail {guardrail!r}: {message}")
         self.guardrail = guardrail
+
+
+class GuardrailFailed(GuardrailError):
+    """Checks failed (error or timeout) and their fail mode is ``closed``: nothing went on.
+
+    Answered as an error rather than as the fallback text, so a broken check is never
+    mistaken for a decision about the user's content.
+    """
+
+    status_code = 503
+    code = "guardrail_failed"
+
+    def __init__(self, guardrails: list[str], stage: str) -> None:
+        names = ", ".join(guardrails)
+        super().__init__(names, f"failed on the {stage} stage and the policy fails closed; the request was not passed on")
+        self.guardrails = guardrails
 
 
 class EventLogUnavailable(AimsguardError):

@@ -144,7 +144,10 @@ class Guard:
 
     def _record(self, exchange: Exchange, result: StageResult) -> None:
         exchange.record(result.verdicts, result.action)
-        if result.action is Action.BLOCK:
+        if result.failed_closed:
+            exchange.status = ExchangeStatus.ERROR
+            exchange.error_code = "guardrail_failed"
+        elif result.action is Action.BLOCK:
             exchange.status = ExchangeStatus.BLOCKED
         elif result.action is Action.ESCALATE:
             exchange.status = ExchangeStatus.ESCALATED

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimsguard.guardrails import Action
 
-from ._errors import AimsguardError, RequestError
+from ._errors import AimsguardError, GuardrailFailed, RequestError, error_site
 from ._exchange import Exchange, ExchangeStatus, new_id
 from ._guard import Guard
 from ._openai import (
@@ -182,6 +182,9 @@ class _GuardedCall:
         exchange.stream = request.stream
         try:
             result = await self.guard.check_input(exchange, request.texts)
+            if result.failed_closed:
+                await self._send_error(self._guardrail_failed(result.failed_closed, "input"))
+                return
             if result.action.stops_exchange:
                 await self._send_fallback(request)
                 return
@@ -194,7 +197,7 @@ class _GuardedCall:
             exchange.error_code = type(exc).__name__
             if not self.response_started:
                 await self._send_error(_InternalError())
-                log.exception("guarded_call_failed", request_id=exchange.request_id)
+                log.error("guarded_call_failed", request_id=exchange.request_id, **error_site(exc))
                 return
             raise
         finally:
@@ -250,6 +253,12 @@ class _GuardedCall:
         return {"type": "http.disconnect"}
 
     # -- what aimsguard answers itself ----------------------------------------------------
+
+    def _guardrail_failed(self, guardrails: list[str], stage: str) -> GuardrailFailed:
+        assert self.exchange is not None
+        self.exchange.status = ExchangeStatus.ERROR
+        self.exchange.error_code = GuardrailFailed.code
+        return GuardrailFailed(guardrails, stage)
 
     def _aimsguard_headers(self, action: Action | None = None) -> list[tuple[bytes, bytes]]:
         assert self.exchange is not None
@@ -391,6 +400,10 @@ class _Responder:
         self.exchange.finish_reasons = [str(c.get("finish_reason")) for c in answer.get("choices", []) if isinstance(c, dict)]
         result = await self.guard.check_output(self.exchange, texts)
         action: Action | None = None
+        if result.failed_closed:
+            self.mode = "done"
+            await self.call._send_error(self.call._guardrail_failed(result.failed_closed, "output"))
+            return
         if result.action.stops_exchange:
             replace_answer_texts(self.operation, answer, [self.guard.fallback_text(self.exchange)] * len(texts), "content_filter")
             self.exchange.finish_reasons = ["content_filter"] * len(texts)
@@ -440,6 +453,8 @@ class _Responder:
 
     async def _on_event(self, raw_event: bytes, out: list[bytes]) -> bool:
         """Handle one upstream event, appending what the client gets to ``out``. True: stop."""
+        if not raw_event.strip():
+            return False
         data = data_of(raw_event)
         if data is None:
             out.append(raw_event + b"\n\n")
@@ -458,6 +473,9 @@ class _Responder:
             out.append(raw_event + b"\n\n")
             return False
         if "error" in chunk:
+            # The stream ends here: what was held back is checked and goes out before the error.
+            if await self._release_rest(out):
+                return True
             self.exchange.status = ExchangeStatus.UPSTREAM_ERROR
             error = chunk["error"]
             self.exchange.error_code = str(error.get("code") or error.get("type")) if isinstance(error, dict) else "upstream_error"
@@ -472,13 +490,14 @@ class _Responder:
         changed = False
         for index, holder, key, choice in chunk_texts(self.operation, chunk):
             stream_guard = self._stream_guard(index)
-            released = await stream_guard.feed(holder[key]) if holder[key] else ""
+            incoming = holder.get(key) or ""
+            released = await stream_guard.feed(incoming) if incoming else ""
             if choice.get("finish_reason") is not None and not stream_guard.stopped:
                 released += await stream_guard.finish()
                 self.exchange.finish_reasons.append(str(choice["finish_reason"]))
             if stream_guard.stopped:
                 return True
-            if released != holder[key]:
+            if released != incoming:
                 holder[key] = released
                 changed = True
             if released:
@@ -513,15 +532,20 @@ class _Responder:
         return False
 
     async def _end_stream(self, out: list[bytes]) -> None:
-        """A check stopped the stream: end it with the fallback text, then tell the app to stop."""
+        """A check stopped the stream: end it with the fallback text (or, when checks failed
+        closed, an error event), then tell the app to stop."""
+        failed = [name for g in self.guards.values() if g.result is not None for name in g.result.failed_closed]
         self.record_streams()
-        text = self.guard.fallback_text(self.exchange)
-        chunks = fallback_chunks(
-            self.operation, request_id=self.exchange.request_id, model=self.request.model, text=text, template=self.template
-        )
-        out.extend(encode_data(c) for c in chunks)
-        out.append(encode_data(DONE))
-        self.exchange.finish_reasons.append("content_filter")
+        if failed:
+            out.append(encode_data(error_body(self.call._guardrail_failed(failed, "output"))))
+        else:
+            text = self.guard.fallback_text(self.exchange)
+            chunks = fallback_chunks(
+                self.operation, request_id=self.exchange.request_id, model=self.request.model, text=text, template=self.template
+            )
+            out.extend(encode_data(c) for c in chunks)
+            out.append(encode_data(DONE))
+            self.exchange.finish_reasons.append("content_filter")
         self.exchange.mark_first_token()
         self.mode = "done"
         self.call.stream_closed.set()

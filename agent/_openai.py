@@ -169,12 +169,17 @@ def replace_answer_texts(operation: Operation, answer: dict[str, Any], texts: li
 
 
 def chunk_texts(operation: Operation, chunk: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any], str, dict[str, Any]]]:
-    """Each choice of a streamed chunk: (choice index, text holder, key, choice)."""
+    """Each choice of a streamed chunk: (choice index, text holder, key, choice).
+
+    Choices without text (a role-only or a finishing chunk) are included too: the
+    finishing chunk is where the held-back text is released.
+    """
     for choice in _choices(chunk):
-        slot = _choice_text_slot(operation, choice, streaming=True)
+        holder = choice if operation == "text_completion" else choice.get("delta")
+        key = "text" if operation == "text_completion" else "content"
         index = choice.get("index", 0)
-        if slot is not None and isinstance(index, int):
-            yield index, slot[0], slot[1], choice
+        if isinstance(holder, dict) and isinstance(index, int) and isinstance(holder.get(key), (str, type(None))):
+            yield index, holder, key, choice
 
 
 def _choices(answer: dict[str, Any]) -> list[dict[str, Any]]:

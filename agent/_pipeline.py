@@ -28,7 +28,7 @@ from aimsguard.guardrails import (
     most_severe,
 )
 
-from ._errors import GuardrailError
+from ._errors import GuardrailError, error_site
 from ._policy import CheckConfig, FailMode, SystemConfig, validated_settings
 
 __all__ = ["BoundCheck", "Pipeline", "StageResult"]
@@ -47,6 +47,14 @@ class StageResult:
     def redacted(self) -> bool:
         return any(v.redactions for v in self.verdicts)
 
+    @property
+    def failed_closed(self) -> list[str]:
+        """The checks that stopped the stage by failing, when no working check stopped it."""
+        stoppers = [v for v in self.verdicts if v.action.stops_exchange]
+        if stoppers and all(v.outcome is not Outcome.OK for v in stoppers):
+            return [v.guardrail for v in stoppers]
+        return []
+
 
 @dataclass(frozen=True, slots=True)
 class BoundCheck:
@@ -64,7 +72,7 @@ class BoundCheck:
             return self._failed(request.stage, Outcome.TIMEOUT, f"exceeded its {self.config.timeout_ms:g} ms budget", started)
         except Exception as exc:  # a failing check must never fail the request by accident
             # The exception's message may quote the text, so only its type is recorded.
-            log.warning("guardrail_error", guardrail=self.guardrail.instance_id, error_type=type(exc).__name__)
+            log.warning("guardrail_error", guardrail=self.guardrail.instance_id, **error_site(exc))
             return self._failed(request.stage, Outcome.ERROR, f"raised {type(exc).__name__}", started)
         return dataclasses.replace(verdict, guardrail=self.guardrail.instance_id, duration_s=time.perf_counter() - started)
 

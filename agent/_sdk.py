@@ -432,7 +432,8 @@ class _OpenAICall:
         exchange.response_model = data.get("model") or exchange.response_model
         for (index, holder, key, choice), obj_choice in zip(chunk_texts(self.operation, data), chunk.choices, strict=False):
             stream_guard = self.stream_guards.get(index) or self.stream_guards.setdefault(index, self.guard.stream_guard(exchange))
-            released = await stream_guard.feed(holder[key]) if holder[key] else ""
+            incoming = holder.get(key) or ""
+            released = await stream_guard.feed(incoming) if incoming else ""
             if choice.get("finish_reason") is not None:
                 released += await stream_guard.finish()
                 exchange.finish_reasons.append(str(choice["finish_reason"]))
@@ -440,10 +441,11 @@ class _OpenAICall:
                 return self._stop_chunks(type(chunk))
             if released:
                 exchange.mark_first_token()
-            if self.operation == "chat":
-                obj_choice.delta.content = released
-            else:
-                obj_choice.text = released
+            if released != incoming:
+                if self.operation == "chat":
+                    obj_choice.delta.content = released
+                else:
+                    obj_choice.text = released
         return [chunk]
 
     async def on_end(self, chunk_type: type | None) -> list[Any]:

@@ -142,6 +142,7 @@ def _configure_logging() -> None:
     import structlog
 
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,

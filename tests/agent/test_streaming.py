@@ -1,0 +1,76 @@
+import pytest
+
+from aimsguard.agent import StreamingOutputGuard, parse_policy, Pipeline
+from aimsguard.guardrails import CheckRequest, Stage
+
+from ..support import policy_dict, test_registry
+
+OUTPUT_RULES = {
+    "guardrail": "rules",
+    "settings": {
+        "rules": [
+            {"id": "code", "patterns": [r"\bINT-\d{4}\b"], "action": "redact", "replacement": "[CODE]"},
+            {"id": "digits", "patterns": [r"\d{6,}"], "action": "redact", "replacement": "[NUM]"},
+            {"id": "promise", "terms": ["guaranteed refund"], "action": "block"},
+        ]
+    },
+}
+
+
+def _guard(tmp_path, holdback: int) -> StreamingOutputGuard:
+    data = policy_dict(tmp_path)
+    data["systems"]["support-bot"]["checks"] = {"output": [OUTPUT_RULES]}
+    policy = parse_policy(data, registry=test_registry())
+    pipeline = Pipeline("support-bot", policy.systems["support-bot"], test_registry())
+    template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c")
+    return StreamingOutputGuard(pipeline.run, template, holdback)
+
+
+async def _run(guard: StreamingOutputGuard, chunks: list[str]) -> list[str]:
+    released = [await guard.feed(chunk) for chunk in chunks]
+    released.append(await guard.finish())
+    return released
+
+
+def _split(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13])
+@pytest.mark.parametrize("holdback", [8, 16, 32])
+async def test_a_match_split_across_chunks_is_redacted_at_any_chunking(tmp_path, size: int, holdback: int) -> None:
+    text = "Your ticket INT-4821 was closed; reference 12345678 applies."
+    guard = _guard(tmp_path, holdback)
+    released = await _run(guard, _split(text, size))
+    joined = "".join(released)
+    assert joined == "Your ticket [CODE] was closed; reference [NUM] applies."
+    # Nothing of the code or the number was ever released, even in part.
+    for piece in released:
+        assert "4821" not in piece and "1234" not in piece
+
+
+@pytest.mark.anyio
+async def test_a_growing_match_at_the_end_of_the_window_is_held_back(tmp_path) -> None:
+    guard = _guard(tmp_path, holdback=4)
+    first = await guard.feed("number 123456")  # a match that may still grow
+    assert "123456" not in first and "12" not in first
+    rest = await _run(guard, ["7890 end"])
+    assert first + "".join(rest) == "number [NUM] end"
+
+
+@pytest.mark.anyio
+async def test_text_is_released_only_beyond_the_window_and_flushed_at_the_end(tmp_path) -> None:
+    guard = _guard(tmp_path, holdback=10)
+    assert await guard.feed("Hello") == ""
+    assert await guard.feed(" there, friend") == "Hello the"  # 19 characters, 10 held back
+    assert await guard.finish() == "re, friend"
+    assert await guard.finish() == ""  # idempotent
+
+
+@pytest.mark.anyio
+async def test_a_blocked_phrase_split_across_chunks_stops_the_stream_before_it_is_released(tmp_path) -> None:
+    guard = _guard(tmp_path, holdback=32)
+    released = await _run(guard, _split("Sure! You get a guaranteed refund, always.", 4))
+    assert guard.stopped
+    assert "guaranteed" not in "".join(released)
