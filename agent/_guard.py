@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from aimsguard.collectors import EventBus, EventExporter, JsonlEventLog
-from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Stage, default_registry
+from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, default_registry
 
 from ._errors import EventLogUnavailable, UnknownSystemError
 from ._events import EventEmitter
@@ -152,6 +152,10 @@ class Guard:
         elif result.action is Action.ESCALATE:
             exchange.status = ExchangeStatus.ESCALATED
         for verdict in result.verdicts:
+            # Every verdict is summarised in the exchange event; one that did something
+            # (or failed) also gets an event of its own, with its findings.
+            if verdict.action is Action.ALLOW and verdict.outcome is Outcome.OK and not verdict.findings:
+                continue
             self.events.emit(
                 "guardrail.verdict",
                 system=exchange.system_id,
@@ -181,7 +185,7 @@ class Guard:
             "http_status": exchange.http_status,
             "error_code": exchange.error_code,
             "finish_reasons": exchange.finish_reasons,
-            "guardrails": [f"{v.stage.value}:{v.guardrail}:{v.action.value}:{v.outcome.value}" for v in exchange.verdicts],
+            "verdicts": [v.summary() for v in exchange.verdicts],
             "usage": {"input_tokens": exchange.input_tokens, "output_tokens": exchange.output_tokens},
             "started_at": exchange.started_at,
             "duration_ms": _ms(now - exchange.started),

@@ -9,7 +9,6 @@ redactions from every check are applied together.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -64,17 +63,44 @@ class BoundCheck:
     guardrail: Guardrail
 
     async def run(self, request: CheckRequest) -> Verdict:
+        if self.guardrail.inline:
+            return self.run_inline(request)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.config.timeout_ms / 1000):
+            async with asyncio.timeout(self.budget_s):
                 verdict = await self.guardrail.check(request)
         except TimeoutError:
-            return self._failed(request.stage, Outcome.TIMEOUT, f"exceeded its {self.config.timeout_ms:g} ms budget", started)
+            return self._overran(request.stage, started)
         except Exception as exc:  # a failing check must never fail the request by accident
-            # The exception's message may quote the text, so only its type is recorded.
-            log.warning("guardrail_error", guardrail=self.guardrail.instance_id, **error_site(exc))
-            return self._failed(request.stage, Outcome.ERROR, f"raised {type(exc).__name__}", started)
-        return dataclasses.replace(verdict, guardrail=self.guardrail.instance_id, duration_s=time.perf_counter() - started)
+            return self._raised(request.stage, exc, started)
+        return self._stamped(verdict, started)
+
+    def run_inline(self, request: CheckRequest) -> Verdict:
+        started = time.perf_counter()
+        try:
+            verdict = self.guardrail.check_inline(request)  # type: ignore[attr-defined]
+        except Exception as exc:
+            return self._raised(request.stage, exc, started)
+        if time.perf_counter() - started > self.budget_s:
+            return self._overran(request.stage, started)
+        return self._stamped(verdict, started)
+
+    @property
+    def budget_s(self) -> float:
+        return self.config.timeout_ms / 1000
+
+    def _stamped(self, verdict: Verdict, started: float) -> Verdict:
+        verdict.guardrail = self.guardrail.instance_id
+        verdict.duration_s = time.perf_counter() - started
+        return verdict
+
+    def _overran(self, stage: Stage, started: float) -> Verdict:
+        return self._failed(stage, Outcome.TIMEOUT, f"exceeded its {self.config.timeout_ms:g} ms budget", started)
+
+    def _raised(self, stage: Stage, exc: Exception, started: float) -> Verdict:
+        # The exception's message may quote the text, so only its type and place are recorded.
+        log.warning("guardrail_error", guardrail=self.guardrail.instance_id, **error_site(exc))
+        return self._failed(stage, Outcome.ERROR, f"raised {type(exc).__name__}", started)
 
     def _failed(self, stage: Stage, outcome: Outcome, why: str, started: float) -> Verdict:
         fail_mode = self.config.fail_mode
@@ -96,6 +122,7 @@ class Pipeline:
         self.checks: dict[Stage, list[BoundCheck]] = {
             stage: [self._build(config, registry) for config in system.checks.for_stage(stage)] for stage in Stage
         }
+        self.all_inline = {stage: all(c.guardrail.inline for c in checks) for stage, checks in self.checks.items()}
 
     @staticmethod
     def _build(config: CheckConfig, registry: GuardrailRegistry) -> BoundCheck:
@@ -115,13 +142,15 @@ class Pipeline:
         checks = self.checks[request.stage]
         if not checks:
             return StageResult(Action.ALLOW, [], list(request.texts), 0.0)
-        if len(checks) == 1:
+        if self.all_inline[request.stage]:
+            verdicts = [check.run_inline(request) for check in checks]
+        elif len(checks) == 1:
             verdicts = [await checks[0].run(request)]
         else:
             verdicts = list(await asyncio.gather(*(check.run(request) for check in checks)))
         action = most_severe(v.action for v in verdicts)
         texts = list(request.texts)
-        if action is Action.REDACT or any(v.redactions for v in verdicts):
+        if any(v.redactions for v in verdicts):
             findings = [f for v in verdicts for f in v.redactions]
             texts = [apply_redactions(text, findings, segment) for segment, text in enumerate(texts)]
         return StageResult(action, verdicts, texts, time.perf_counter() - started)

@@ -391,7 +391,7 @@ class _OpenAICall:
             body = fallback_completion(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback)
             return (ChatCompletion if self.operation == "chat" else Completion).model_validate(body)
         cls = ChatCompletionChunk if self.operation == "chat" else Completion
-        chunks = [cls.model_validate(c) for c in fallback_chunks(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback)]
+        chunks = [_build(cls, c) for c in fallback_chunks(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback)]
         return _ListStream(chunks, is_async)
 
     async def after(self, response: Any) -> Any:
@@ -460,7 +460,7 @@ class _OpenAICall:
                 data = fallback_chunks(
                     self.operation, request_id=self.ex.request_id, model=None, text=rest, template=self.template, index=index
                 )[0]
-                out.append(chunk_type.model_validate(data))
+                out.append(_build(chunk_type, data))
         self.guard.record_stream(exchange, list(self.stream_guards.values()))
         return out
 
@@ -468,7 +468,14 @@ class _OpenAICall:
         self.guard.record_stream(self.ex.exchange, list(self.stream_guards.values()))
         self.stream_guards = {}
         data = fallback_chunks(self.operation, request_id=self.ex.request_id, model=None, text=self.ex.fallback, template=self.template)
-        return [chunk_type.model_validate(c) for c in data]  # type: ignore[attr-defined]
+        return [_build(chunk_type, c) for c in data]
+
+
+def _build(cls: Any, data: dict[str, Any]) -> Any:
+    """An openai object from our dict, built the way the client builds streamed chunks:
+    without validation (a streamed text chunk has no finish reason, which Completion's
+    model would refuse)."""
+    return cls.construct(**data)
 
 
 class _SyncStream:

@@ -1,6 +1,6 @@
 """aimsguard's checks and the types they share with the runtime."""
 
-from ._base import Guardrail, GuardrailSettings
+from ._base import Guardrail, GuardrailSettings, InlineGuardrail
 from ._registry import GuardrailRegistry, default_registry
 from ._verdict import Action, CheckRequest, Finding, Outcome, Stage, Verdict, apply_redactions, most_severe
 from .rules import RulesGuardrail
@@ -12,6 +12,7 @@ __all__ = [
     "Guardrail",
     "GuardrailRegistry",
     "GuardrailSettings",
+    "InlineGuardrail",
     "Outcome",
     "RulesGuardrail",
     "Stage",

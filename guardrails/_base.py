@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ._verdict import CheckRequest, Stage, Verdict
 
-__all__ = ["Guardrail", "GuardrailSettings"]
+__all__ = ["Guardrail", "GuardrailSettings", "InlineGuardrail"]
 
 
 class GuardrailSettings(BaseModel):
@@ -30,6 +30,7 @@ class Guardrail(abc.ABC):
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
+    inline: ClassVar[bool] = False
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     Settings: ClassVar[type[GuardrailSettings]] = GuardrailSettings
 
@@ -52,3 +53,21 @@ class Guardrail(abc.ABC):
             "version": self.version,
             "settings": self.settings.model_dump(mode="json"),
         }
+
+
+class InlineGuardrail(Guardrail):
+    """A check that only computes (no I/O, no waiting) and finishes in microseconds.
+
+    The pipeline calls ``check_inline`` directly: no task and no timer, which matter on
+    the per-chunk path of a stream. A timer could not interrupt such a check anyway, so
+    its budget is judged after the fact: an overrun still counts as a ``timeout``.
+    """
+
+    inline = True
+
+    @abc.abstractmethod
+    def check_inline(self, request: CheckRequest) -> Verdict:
+        """Look at ``request.texts`` and answer with a Verdict, synchronously."""
+
+    async def check(self, request: CheckRequest) -> Verdict:
+        return self.check_inline(request)

@@ -43,10 +43,12 @@ class Action(str, enum.Enum):
 
     @property
     def stops_exchange(self) -> bool:
-        return self in (Action.BLOCK, Action.ESCALATE)
+        return self in _STOPPING
 
 
+# Looked up once: attribute access on an Enum class is slow on the per-chunk path.
 _SEVERITY = {action: rank for rank, action in enumerate(Action)}
+_STOPPING = frozenset((Action.BLOCK, Action.ESCALATE))
 
 
 def most_severe(actions: Iterable[Action]) -> Action:
@@ -106,12 +108,13 @@ class Finding:
         return record
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Verdict:
     """A check's answer, and how the check ran.
 
     ``fail_mode`` is set only when the outcome was not ``ok`` and the policy's fail mode
-    decided the action.
+    decided the action. The pipeline stamps ``guardrail`` (the check's id in the policy)
+    and ``duration_s`` on the verdict a check returns; nothing else changes it.
     """
 
     guardrail: str
@@ -127,6 +130,18 @@ class Verdict:
     @property
     def redactions(self) -> list[Finding]:
         return [f for f in self.findings if f.replacement is not None]
+
+    def summary(self) -> dict[str, Any]:
+        """The verdict in brief, as the exchange event lists it."""
+        return {
+            "guardrail": self.guardrail,
+            "stage": self.stage.value,
+            "action": self.action.value,
+            "outcome": self.outcome.value,
+            "score": round(self.score, 4),
+            "findings": len(self.findings),
+            "duration_ms": round(self.duration_s * 1000, 3),
+        }
 
     def to_record(self) -> dict[str, Any]:
         return {

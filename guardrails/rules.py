@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
-from ._base import Guardrail, GuardrailSettings
+from ._base import GuardrailSettings, InlineGuardrail
 from ._verdict import Action, CheckRequest, Finding, Verdict, most_severe
 
 __all__ = ["Rule", "RulesGuardrail", "RulesSettings"]
@@ -61,7 +61,7 @@ class _CompiledRule:
             self.regexes.append((f"pattern {index}", re.compile(pattern)))
 
 
-class RulesGuardrail(Guardrail):
+class RulesGuardrail(InlineGuardrail):
     name = "rules"
     version = "1"
     Settings = RulesSettings
@@ -70,7 +70,7 @@ class RulesGuardrail(Guardrail):
         super().__init__(settings, instance_id=instance_id)
         self._rules = [_CompiledRule(rule) for rule in settings.rules]
 
-    async def check(self, request: CheckRequest) -> Verdict:
+    def check_inline(self, request: CheckRequest) -> Verdict:
         findings: list[Finding] = []
         fired: dict[str, Rule] = {}
         for segment, text in enumerate(request.texts):
