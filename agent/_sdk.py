@@ -15,10 +15,12 @@ and a sync caller never needs a running loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
 import inspect
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -194,8 +196,6 @@ class GuardedExchange:
 
 
 def _now() -> float:
-    import time
-
     return time.perf_counter()
 
 
@@ -322,7 +322,7 @@ class _GuardedCreate:
         if self._is_async:
             return self._acreate(**kwargs)
         call = _OpenAICall(self._guard, self._system, self._operation, kwargs)
-        try:
+        with call.finishing():
             kwargs = _run_sync(self._guard, call.before())
             if call.fallback is not None:
                 return call.fallback_response()
@@ -330,16 +330,10 @@ class _GuardedCreate:
             if call.stream:
                 return _SyncStream(call, response)
             return _run_sync(self._guard, call.after(response))
-        except BaseException as error:
-            call.ex.finish(error)
-            raise
-        finally:
-            if not call.stream or call.fallback is not None:
-                call.ex.finish()
 
     async def _acreate(self, **kwargs: Any) -> Any:
         call = _OpenAICall(self._guard, self._system, self._operation, kwargs)
-        try:
+        with call.finishing():
             kwargs = await call.before()
             if call.fallback is not None:
                 return call.fallback_response(is_async=True)
@@ -347,12 +341,6 @@ class _GuardedCreate:
             if call.stream:
                 return _AsyncStream(call, response)
             return await call.after(response)
-        except BaseException as error:
-            call.ex.finish(error)
-            raise
-        finally:
-            if not call.stream or call.fallback is not None:
-                call.ex.finish()
 
 
 class _OpenAICall:
@@ -367,6 +355,18 @@ class _OpenAICall:
         self.fallback: str | None = None
         self.stream_guards: dict[int, StreamingOutputGuard] = {}
         self.template: dict[str, Any] | None = None
+
+    @contextlib.contextmanager
+    def finishing(self) -> Iterator[None]:
+        """Record the exchange when ``create`` returns, unless a stream goes on being read."""
+        try:
+            yield
+        except BaseException as error:
+            self.ex.finish(error)
+            raise
+        finally:
+            if not self.stream or self.fallback is not None:
+                self.ex.finish()
 
     async def before(self) -> dict[str, Any]:
         key = "messages" if self.operation == "chat" else "prompt"
