@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import random
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -10,11 +12,29 @@ from typing import Any
 
 from aimsguard.guardrails import Action, Verdict
 
-__all__ = ["Exchange", "ExchangeStatus", "new_id"]
+__all__ = ["Exchange", "ExchangeStatus", "new_id", "parse_traceparent"]
+
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def _trace_id() -> str:
+    return f"{random.getrandbits(128):032x}"
+
+
+def _span_id() -> str:
+    return f"{random.getrandbits(64):016x}"
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str] | None:
+    """(trace id, parent span id) from a W3C traceparent header, if it is a valid one."""
+    match = _TRACEPARENT.match(value.strip().lower()) if value else None
+    if match is None or set(match.group(1)) == {"0"} or set(match.group(2)) == {"0"}:
+        return None
+    return match.group(1), match.group(2)
 
 
 class ExchangeStatus(str, enum.Enum):
@@ -33,6 +53,9 @@ class Exchange:
     front_door: str  # "middleware", "gateway" or "sdk"
     request_id: str = field(default_factory=new_id)
     conversation_id: str = ""
+    trace_id: str = field(default_factory=_trace_id)
+    span_id: str = field(default_factory=_span_id)
+    parent_span_id: str | None = None
     operation: str = "chat"  # "chat" or "text_completion", as in gen_ai.operation.name
     model: str | None = None
     response_model: str | None = None

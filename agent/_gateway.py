@@ -2,7 +2,7 @@
 
 The middleware in front does the checking; the app behind only forwards with httpx,
 streaming end to end, and turns upstream failures into OpenAI-style errors the clients
-already understand:
+already understand. It also serves ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
 
     upstream unreachable   → 502 upstream_unavailable
     upstream too slow      → 504 upstream_timeout
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -33,7 +35,7 @@ from ._middleware import SCOPE_KEY, AimsguardMiddleware
 from ._openai import CHAT_PATH, COMPLETIONS_PATH, error_body
 from ._sse import encode_data
 
-__all__ = ["create_gateway"]
+__all__ = ["app_from_environment", "create_gateway", "render_metrics"]
 
 log = structlog.get_logger("aimsguard.agent")
 
@@ -124,6 +126,9 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
             return JSONResponse(error_body(error), status_code=error.status_code)
         return Response(response.content, status_code=response.status_code, media_type="application/json")
 
+    async def metrics(_: Request) -> Response:
+        return Response(render_metrics(guard), media_type=CONTENT_TYPE_LATEST)
+
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
@@ -148,18 +153,37 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
         finally:
             await upstreams.aclose()
             guard.flush()
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                multiprocess.mark_process_dead(os.getpid())
 
     return Starlette(
         routes=[
             Route(CHAT_PATH, forward, methods=["POST"]),
             Route(COMPLETIONS_PATH, forward, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
         ],
         middleware=[Middleware(AimsguardMiddleware, guard=guard, front_door="gateway")],
         lifespan=lifespan,
     )
+
+
+def render_metrics(guard: Guard) -> bytes:
+    """The Prometheus exposition: this process's metrics, or every worker's in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    if guard.metrics is None:
+        return b""
+    return generate_latest(guard.metrics.registry)
+
+
+def app_from_environment() -> Starlette:
+    """The gateway for ``AIMSGUARD_CONFIG``: the factory uvicorn's worker processes import."""
+    return create_gateway(Guard.from_file(os.environ["AIMSGUARD_CONFIG"]))
 
 
 def _with_model(body: bytes, model: str) -> bytes:

@@ -15,7 +15,9 @@ from typing import Any
 
 import structlog
 
-from aimsguard.collectors import EventBus, EventExporter, JsonlEventLog
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from aimsguard.collectors import EventBus, EventExporter, JsonlEventLog, PrometheusMetrics, TraceExporter
 from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, default_registry
 
 from ._errors import EventLogUnavailable, UnknownSystemError
@@ -24,6 +26,7 @@ from ._exchange import Exchange, ExchangeStatus
 from ._pipeline import Pipeline, StageResult
 from ._policy import FailMode, Policy, SystemConfig, load_policy
 from ._streaming import StreamingOutputGuard
+from ._version import __version__
 
 __all__ = ["Guard"]
 
@@ -38,15 +41,29 @@ class Guard:
         registry: GuardrailRegistry | None = None,
         exporters: Sequence[EventExporter] = (),
         event_log: bool = True,
+        span_exporter: SpanExporter | None = None,
     ) -> None:
         self.policy = policy
         self.policy_version = policy.policy_version
         registry = registry or default_registry()
         self.pipelines = {system_id: Pipeline(system_id, system, registry) for system_id, system in policy.systems.items()}
-        self.event_log = JsonlEventLog(policy.event_log.directory, fsync=policy.event_log.fsync) if event_log else None
-        sinks: list[EventExporter] = [self.event_log] if self.event_log is not None else []
+        self.providers = {sid: s.upstream.provider if s.upstream else "openai" for sid, s in policy.systems.items()}
+        self.metrics = self._metrics(policy)
+        self.event_log = (
+            JsonlEventLog(policy.event_log.directory, fsync=policy.event_log.fsync, on_lost=self.metrics and self.metrics.count_lost)
+            if event_log
+            else None
+        )
+        self.traces = self._traces(policy, span_exporter)
+        sinks = [sink for sink in (self.event_log, self.metrics, self.traces) if sink is not None]
         sinks.extend(exporters)
-        self.bus = EventBus(sinks, max_queue=policy.event_log.max_queue)
+        self.bus = EventBus(
+            sinks,
+            max_queue=policy.event_log.max_queue,
+            on_drop=self.metrics and self.metrics.count_drop,
+            on_export_failure=self.metrics and self.metrics.count_export_failure,
+            on_exported=self.metrics and self.metrics.count_exported,
+        )
         self.events = EventEmitter(policy, self.bus)
         self._closed = False
         self.events.emit(
@@ -56,9 +73,34 @@ class Guard:
                 system_id: {stage.value: [c["id"] for c in described] for stage, described in pipeline.describe().items()}
                 for system_id, pipeline in self.pipelines.items()
             },
+            version=__version__,
             pid=os.getpid(),
         )
         log.info("policy_loaded", policy_version=self.policy_version, systems=sorted(policy.systems))
+
+    def _metrics(self, policy: Policy) -> PrometheusMetrics | None:
+        if not policy.telemetry.metrics:
+            return None
+        return PrometheusMetrics(
+            providers=self.providers,
+            version=__version__,
+            policy_version=self.policy_version,
+            max_models=policy.telemetry.max_model_labels,
+        )
+
+    @staticmethod
+    def _traces(policy: Policy, span_exporter: SpanExporter | None) -> TraceExporter | None:
+        """Traces go out when a test hands an exporter in, the policy enables them, or the
+        standard OTEL_EXPORTER_OTLP_*ENDPOINT variables name a collector."""
+        config = policy.telemetry.traces
+        from_env = any(os.environ.get(v) for v in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"))
+        if span_exporter is None and not (config.enabled or from_env):
+            return None
+        if span_exporter is None:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            span_exporter = OTLPSpanExporter(endpoint=str(config.otlp_endpoint) if config.otlp_endpoint else None)
+        return TraceExporter(span_exporter, service_name=config.service_name, version=__version__)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **kwargs: Any) -> Guard:
@@ -175,7 +217,11 @@ class Guard:
             "system": exchange.system_id,
             "request_id": exchange.request_id,
             "conversation_id": exchange.conversation_id,
+            "trace_id": exchange.trace_id,
+            "span_id": exchange.span_id,
+            "parent_span_id": exchange.parent_span_id,
             "front_door": exchange.front_door,
+            "provider": self.providers.get(exchange.system_id),
             "operation": exchange.operation,
             "model": exchange.model,
             "response_model": exchange.response_model,
@@ -185,7 +231,7 @@ class Guard:
             "http_status": exchange.http_status,
             "error_code": exchange.error_code,
             "finish_reasons": exchange.finish_reasons,
-            "verdicts": [v.summary() for v in exchange.verdicts],
+            "verdicts": [{**v.summary(), "offset_ms": _ms(v.started - exchange.started)} for v in exchange.verdicts],
             "usage": {"input_tokens": exchange.input_tokens, "output_tokens": exchange.output_tokens},
             "started_at": exchange.started_at,
             "duration_ms": _ms(now - exchange.started),
@@ -193,6 +239,7 @@ class Guard:
             "upstream_ms": _ms(exchange.upstream_finished - exchange.upstream_started)
             if exchange.upstream_started and exchange.upstream_finished
             else None,
+            "upstream_offset_ms": _ms(exchange.upstream_started - exchange.started) if exchange.upstream_started else None,
             "input_checks_ms": _ms(exchange.input_checks_s),
             "output_checks_ms": _ms(exchange.output_checks_s),
         }

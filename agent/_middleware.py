@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import structlog
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aimsguard.guardrails import Action
 
 from ._errors import AimsguardError, GuardrailFailed, RequestError, error_site
-from ._exchange import Exchange, ExchangeStatus, new_id
+from ._exchange import Exchange, ExchangeStatus, new_id, parse_traceparent
 from ._guard import Guard
 from ._openai import (
     CHAT_PATH,
@@ -69,6 +70,12 @@ def _client_id(value: str | None) -> str | None:
     if value and len(value) <= _MAX_ID_LENGTH and value.isascii() and value.replace("-", "").replace("_", "").replace(".", "").isalnum():
         return value
     return None
+
+
+def _trace_fields(traceparent: str | None) -> dict[str, str]:
+    """Join the client's trace when it sent a valid W3C traceparent."""
+    parsed = parse_traceparent(traceparent)
+    return {"trace_id": parsed[0], "parent_span_id": parsed[1]} if parsed else {}
 
 
 class AimsguardMiddleware:
@@ -125,6 +132,7 @@ class _GuardedCall:
                 request_id=request_id,
                 conversation_id=_client_id(_header(self.scope, b"x-aimsguard-conversation-id")) or "",
                 operation=self.operation,
+                **_trace_fields(_header(self.scope, b"traceparent")),
             )
             self.guard.ensure_accepting()
             raw = await self._read_body()
@@ -228,9 +236,12 @@ class _GuardedCall:
                 return {"type": "http.request", "body": raw, "more_body": False}
             return await self._wait_for_disconnect()
 
+        # The app behind is the AI system; the gateway refines these times to the upstream call.
+        exchange.upstream_started = time.perf_counter()
         try:
             await self.mw.app(scope, receive, responder.send)
         finally:
+            exchange.upstream_finished = exchange.upstream_finished or time.perf_counter()
             responder.record_streams()
 
     async def _wait_for_disconnect(self) -> Message:

@@ -91,6 +91,7 @@ class BoundCheck:
 
     def _stamped(self, verdict: Verdict, started: float) -> Verdict:
         verdict.guardrail = self.guardrail.instance_id
+        verdict.started = started
         verdict.duration_s = time.perf_counter() - started
         return verdict
 
@@ -112,6 +113,7 @@ class BoundCheck:
             fail_mode=fail_mode.value,
             reasons=(f"check {why}; failing {fail_mode.value}",),
             duration_s=time.perf_counter() - started,
+            started=started,
         )
 
 

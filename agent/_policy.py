@@ -33,6 +33,7 @@ __all__ = [
     "GatewayConfig",
     "Policy",
     "SystemConfig",
+    "TelemetryConfig",
     "load_policy",
     "parse_policy",
 ]
@@ -78,6 +79,7 @@ class Checks(_Strict):
 
 class UpstreamConfig(_Strict):
     base_url: HttpUrl
+    provider: Annotated[str, Field(min_length=1, description="gen_ai.provider.name, e.g. openai")] = "openai"
     api_key: SecretStr | None = None
     model: str | None = Field(default=None, description="force this model name upstream")
     connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
@@ -118,6 +120,20 @@ class EventLogConfig(_Strict):
     max_queue: Annotated[int, Field(ge=100)] = 20_000
 
 
+class TracesConfig(_Strict):
+    """OTLP/HTTP trace export. Off unless enabled here or by OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT."""
+
+    enabled: bool = False
+    otlp_endpoint: HttpUrl | None = None  # e.g. http://collector:4318/v1/traces
+    service_name: str = "aimsguard"
+
+
+class TelemetryConfig(_Strict):
+    metrics: bool = True
+    max_model_labels: Annotated[int, Field(ge=1, le=1000)] = 32
+    traces: TracesConfig = TracesConfig()
+
+
 class GatewayConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
@@ -130,6 +146,7 @@ class Policy(_Strict):
     version: int = Field(default=1, ge=1, le=1, description="schema version of this file")
     gateway: GatewayConfig = GatewayConfig()
     event_log: EventLogConfig = EventLogConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     systems: Annotated[dict[Annotated[str, Field(pattern=_ID)], SystemConfig], Field(min_length=1)]
     _version: str = PrivateAttr(default="")
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -44,6 +45,7 @@ def gateway(
     config: ConfigOption = _DEFAULT_CONFIG,
     host: Annotated[str | None, typer.Option(help="address to listen on (default: the policy's)")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on (default: the policy's)")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes (metrics are then aggregated across them)")] = 1,
 ) -> None:
     """Serve the guarded gateway in front of each system's upstream."""
     import uvicorn
@@ -53,13 +55,23 @@ def gateway(
 
     _configure_logging()
     try:
-        guard = Guard.from_file(config)
+        policy = load_policy(config)
     except AimsguardError as error:
         _fail(error)
         return
-    settings = guard.policy.gateway
+    host = host or policy.gateway.host
+    port = port if port is not None else policy.gateway.port
+    if workers > 1:
+        # Each worker loads the policy itself; prometheus-client's multiprocess mode
+        # aggregates their metrics on /metrics.
+        os.environ["AIMSGUARD_CONFIG"] = str(config.resolve())
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aimsguard-metrics-")
+        uvicorn.run("aimsguard.agent._gateway:app_from_environment", factory=True, host=host, port=port, workers=workers)
+        return
+    guard = Guard(policy)
     try:
-        uvicorn.run(create_gateway(guard), host=host or settings.host, port=port if port is not None else settings.port, log_level="info")
+        uvicorn.run(create_gateway(guard), host=host, port=port, log_level="info")
     finally:
         guard.close()
 

@@ -21,6 +21,7 @@ __all__ = ["EventBus"]
 log = structlog.get_logger("aimsguard.collectors")
 
 DropHook = Callable[[str], None]
+ExportedHook = Callable[[str, int], None]
 
 
 class EventBus:
@@ -33,6 +34,7 @@ class EventBus:
         flush_interval_s: float = 0.2,
         on_drop: DropHook | None = None,
         on_export_failure: DropHook | None = None,
+        on_exported: ExportedHook | None = None,
     ) -> None:
         self.exporters = list(exporters)
         self._queue: collections.deque[Event] = collections.deque()
@@ -41,6 +43,7 @@ class EventBus:
         self._flush_interval_s = flush_interval_s
         self._on_drop = on_drop
         self._on_export_failure = on_export_failure
+        self._on_exported = on_exported
         self._lock = threading.Condition()
         self._wake = threading.Event()
         self._emitted = 0
@@ -128,3 +131,5 @@ class EventBus:
                 self.export_failures[exporter.name] += 1
                 if self._on_export_failure is not None:
                     self._on_export_failure(exporter.name)
+            elif self._on_exported is not None:
+                self._on_exported(exporter.name, len(batch))

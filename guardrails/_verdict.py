@@ -126,6 +126,7 @@ class Verdict:
     outcome: Outcome = Outcome.OK
     fail_mode: str | None = None
     duration_s: float = 0.0
+    started: float = 0.0  # perf_counter() when the check started, stamped by the pipeline
 
     @property
     def redactions(self) -> list[Finding]:
@@ -138,6 +139,7 @@ class Verdict:
             "stage": self.stage.value,
             "action": self.action.value,
             "outcome": self.outcome.value,
+            "fail_mode": self.fail_mode,
             "score": round(self.score, 4),
             "findings": len(self.findings),
             "duration_ms": round(self.duration_s * 1000, 3),

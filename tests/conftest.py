@@ -35,12 +35,12 @@ class GuardFactory:
         self.upstream_url = upstream_url
         self.guards: list[Guard] = []
 
-    def __call__(self, mutate: Any = None, **system_overrides: Any) -> Guard:
+    def __call__(self, mutate: Any = None, *, span_exporter: Any = None, **system_overrides: Any) -> Guard:
         data = policy_dict(self.tmp_path, self.upstream_url, **system_overrides)
         if mutate is not None:
             mutate(data)
         policy = parse_policy(data, registry=test_registry())
-        guard = Guard(policy, registry=test_registry(), exporters=[self.events])
+        guard = Guard(policy, registry=test_registry(), exporters=[self.events], span_exporter=span_exporter)
         self.guards.append(guard)
         return guard
 
