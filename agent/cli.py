@@ -143,6 +143,31 @@ Press Ctrl+C to stop.
         guard.close()
 
 
+@app.command("demo-upstream")
+def demo_upstream(
+    config: ConfigOption = _DEFAULT_CONFIG,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8081,
+) -> None:
+    """Serve only the demo support bot (the gateway runs elsewhere, e.g. in docker compose)."""
+    import uvicorn
+
+    from aimsguard.guardrails.knowledge import KnowledgeBase
+
+    from ._demo import create_demo_upstream
+
+    try:
+        policy = load_policy(config)
+    except AimsguardError as error:
+        _fail(error)
+        return
+    kb_dir = next((s.knowledge_base for s in policy.systems.values() if s.knowledge_base is not None), None)
+    if kb_dir is None:
+        typer.echo("error: no system in the policy names a knowledge_base for the demo bot", err=True)
+        raise typer.Exit(2)
+    uvicorn.run(create_demo_upstream(KnowledgeBase.from_directory(kb_dir)), host=host, port=port, log_level="info")
+
+
 def _port_taken(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
