@@ -23,6 +23,7 @@ import httpx
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -83,6 +84,7 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
         if system.upstream.model is not None:
             body = _with_model(body, system.upstream.model)
         headers = {k: v for k, v in request.headers.items() if k in _FORWARDED_HEADERS}
+        headers["accept-encoding"] = "identity"  # answers are read and checked here, not relayed as bytes
         if system.upstream.api_key is None and "authorization" in request.headers:
             headers["authorization"] = request.headers["authorization"]
         path = request.url.path.removeprefix("/v1")
@@ -100,11 +102,16 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
             return await _relay_error(exchange, response)
         media_type = response.headers.get("content-type", "application/json")
         if media_type.startswith("text/event-stream"):
-            return StreamingResponse(_relay_stream(exchange, response), media_type=media_type)
+            # The background task closes the upstream response even if the stream never starts.
+            return StreamingResponse(_relay_stream(exchange, response), media_type=media_type, background=BackgroundTask(response.aclose))
         try:
-            content = await response.aread()
+            content = await _read_bounded(response, guard.policy.gateway.max_response_bytes)
         except httpx.HTTPError as exc:
             return _upstream_error(exchange, _translate(exc, exchange.system_id))
+        except _TooLarge:
+            error = UpstreamError(f"the AI system's answer exceeds {guard.policy.gateway.max_response_bytes} bytes")
+            error.code = "upstream_response_too_large"
+            return _upstream_error(exchange, error)
         finally:
             await response.aclose()
             exchange.upstream_finished = time.perf_counter()
@@ -124,6 +131,10 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
         except httpx.HTTPError as exc:
             error = _translate(exc, system_id)
             return JSONResponse(error_body(error), status_code=error.status_code)
+        if response.status_code >= 400 or not response.headers.get("content-type", "").startswith("application/json"):
+            error = UpstreamError(f"the AI system {system_id!r} answered HTTP {response.status_code} to a model listing")
+            error.code = f"upstream_http_{response.status_code}"
+            return JSONResponse(error_body(error), status_code=502)
         return Response(response.content, status_code=response.status_code, media_type="application/json")
 
     async def metrics(_: Request) -> Response:
@@ -232,9 +243,25 @@ async def _relay_error(exchange: Exchange, response: httpx.Response) -> Response
     return JSONResponse(error_body(error), status_code=error.status_code)
 
 
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_bounded(response: httpx.Response, limit: int) -> bytes:
+    """The (decoded) body, refusing to hold more than ``limit`` bytes of it."""
+    parts: list[bytes] = []
+    size = 0
+    async for part in response.aiter_bytes():
+        size += len(part)
+        if size > limit:
+            raise _TooLarge
+        parts.append(part)
+    return b"".join(parts)
+
+
 async def _relay_stream(exchange: Exchange, response: httpx.Response) -> AsyncIterator[bytes]:
     try:
-        async for part in response.aiter_raw():
+        async for part in response.aiter_bytes():
             yield part
     except httpx.HTTPError as exc:
         error = _translate(exc, exchange.system_id)

@@ -8,6 +8,7 @@ steps: ``begin`` → ``check_input`` → (the AI system answers) → ``check_out
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from collections.abc import Sequence
@@ -66,6 +67,8 @@ class Guard:
         )
         self.events = EventEmitter(policy, self.bus)
         self._closed = False
+        # The bus's worker is a daemon thread: without this, a short script's events die with it.
+        atexit.register(self.close)
         self.events.emit(
             "policy.loaded",
             systems=sorted(policy.systems),
@@ -182,7 +185,8 @@ class Guard:
         for guard in guards:
             if guard.result is not None:
                 self._record(exchange, guard.result)
-        exchange.output_texts = [guard.text for guard in guards]
+        # What the user saw (redacted), never the upstream's raw text.
+        exchange.output_texts = [guard.released_text for guard in guards]
 
     def _record(self, exchange: Exchange, result: StageResult) -> None:
         exchange.record(result.verdicts, result.action)
@@ -258,6 +262,7 @@ class Guard:
         if self._closed:
             return
         self._closed = True
+        atexit.unregister(self.close)
         self.bus.shutdown()
 
     def __enter__(self) -> Guard:

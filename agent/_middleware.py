@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from typing import Any
 
@@ -19,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimsguard.guardrails import Action
 
-from ._errors import AimsguardError, GuardrailFailed, RequestError, error_site
+from ._errors import AimsguardError, GuardrailFailed, RequestError, UnknownSystemError, UpstreamError, error_site
 from ._exchange import Exchange, ExchangeStatus, new_id, parse_traceparent
 from ._guard import Guard
 from ._openai import (
@@ -123,8 +124,13 @@ class _GuardedCall:
 
     async def run(self) -> None:
         request_id = _client_id(_header(self.scope, b"x-request-id")) or new_id()
-        requested = self.path_system or _header(self.scope, b"x-aimsguard-system") or self.mw.system
+        requested = self.path_system or _header(self.scope, b"x-aimsguard-system")
         try:
+            if self.mw.system is not None:
+                # Bound to one system: a client may not pick another (with weaker checks).
+                if self.path_system not in (None, self.mw.system):
+                    raise UnknownSystemError(self.path_system, [self.mw.system])
+                requested = self.mw.system
             system_id = self.guard.resolve_system(requested)
             self.exchange = self.guard.begin(
                 system_id,
@@ -142,8 +148,11 @@ class _GuardedCall:
             await self._send_error(error)
             self._finish()
             return
-        except _ClientGone:
+        except (_ClientGone, asyncio.CancelledError):
+            self.client_disconnected = True
             self._finish()
+            if isinstance(sys.exc_info()[1], asyncio.CancelledError):
+                raise
             return
         await self._guard_and_forward(request, raw)
 
@@ -223,7 +232,8 @@ class _GuardedCall:
     async def _forward(self, request: ParsedRequest, raw: bytes) -> None:
         exchange = self.exchange
         assert exchange is not None
-        headers = [(k, v) for k, v in self.scope["headers"] if k != b"content-length"]
+        # No compressed answers from the app: the output checks must be able to read them.
+        headers = [(k, v) for k, v in self.scope["headers"] if k not in (b"content-length", b"accept-encoding")]
         headers.append((b"content-length", str(len(raw)).encode()))
         scope = {**self.scope, "headers": headers, SCOPE_KEY: exchange}
         responder = _Responder(self, request)
@@ -240,6 +250,12 @@ class _GuardedCall:
         exchange.upstream_started = time.perf_counter()
         try:
             await self.mw.app(scope, receive, responder.send)
+        except Exception:
+            # Once aimsguard has ended the response itself, the app is told to stop (its
+            # next send raises, and under ASGI < 2.4 it also sees a disconnect); how it
+            # stops is not an error of this exchange.
+            if not self.stream_closed.is_set():
+                raise
         finally:
             exchange.upstream_finished = exchange.upstream_finished or time.perf_counter()
             responder.record_streams()
@@ -330,10 +346,13 @@ class _Responder:
         self.guards: dict[int, StreamingOutputGuard] = {}
         self.template: dict[str, Any] | None = None
         self.streams_recorded = False
+        self.malformed = False  # the app sent a stream event that is not OpenAI-shaped JSON
 
     async def send(self, message: Message) -> None:
         if self.mode == "done":
-            return  # aimsguard already ended this response; the app's rest is dropped
+            if self.call.stream_closed.is_set():
+                raise _ResponseEnded("aimsguard ended this response")  # stops the app reading its upstream
+            return
         if message["type"] == "http.response.start":
             await self._on_start(message)
             return
@@ -371,6 +390,9 @@ class _Responder:
             self.mode = "json"
         else:
             self.mode = "passthrough"
+        if self.mode == "sse":
+            # The stream is rewritten (held back, redacted): its length is not the app's.
+            headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
         message = {**message, "headers": headers + self.call._aimsguard_headers()}
         if self.mode == "json":
             self.start = message  # held until the answer has been checked
@@ -403,7 +425,12 @@ class _Responder:
         except (UnicodeDecodeError, json.JSONDecodeError):
             answer = None
         if not isinstance(answer, dict):
-            await self._send_held(raw)  # not an answer aimsguard can read: passed on, as it came
+            # An answer the output checks cannot read is not passed on unchecked.
+            self.exchange.status = ExchangeStatus.UPSTREAM_ERROR
+            self.mode = "done"
+            await self.call._send_error(
+                RequestError("the AI system's answer is not JSON aimsguard can check", status_code=502, code="upstream_malformed_response")
+            )
             return
         self.exchange.response_model = answer.get("model") if isinstance(answer.get("model"), str) else None
         self.exchange.input_tokens, self.exchange.output_tokens = usage_of(answer)
@@ -448,10 +475,12 @@ class _Responder:
                 await self._end_stream(out)
                 return
         if not more:
-            # The stream ended, with or without [DONE]: what is still held back is checked and released.
+            # The stream ended, with or without [DONE]: a last event without its blank
+            # line is handled like any other, then what is held back is checked and released.
             rest = self.splitter.rest()
-            if rest.strip():
-                out.append(rest)
+            if rest.strip() and await self._on_event(rest, out):
+                await self._end_stream(out)
+                return
             if await self._release_rest(out):
                 await self._end_stream(out)
                 return
@@ -475,15 +504,17 @@ class _Responder:
                 return True
             out.append(encode_data(DONE))
             return False
+        if not data.strip():
+            return False  # an empty keep-alive
         try:
             chunk = json.loads(data)
         except json.JSONDecodeError:
-            out.append(raw_event + b"\n\n")
-            return False
+            chunk = None
         if not isinstance(chunk, dict):
-            out.append(raw_event + b"\n\n")
-            return False
-        if "error" in chunk:
+            # Text the checks cannot read must not reach the client unchecked.
+            self.malformed = True
+            return True
+        if chunk.get("error"):
             # The stream ends here: what was held back is checked and goes out before the error.
             if await self._release_rest(out):
                 return True
@@ -516,7 +547,7 @@ class _Responder:
         if not changed:
             out.append(raw_event + b"\n\n")
             return False
-        chunk["choices"] = [c for c in chunk["choices"] if not _empty_choice(self.operation, c)]
+        chunk["choices"] = [c for c in chunk["choices"] if isinstance(c, dict) and not _empty_choice(self.operation, c)]
         if chunk["choices"] or chunk.get("usage"):
             out.append(encode_data(chunk))
         return False
@@ -547,7 +578,13 @@ class _Responder:
         closed, an error event), then tell the app to stop."""
         failed = [name for g in self.guards.values() if g.result is not None for name in g.result.failed_closed]
         self.record_streams()
-        if failed:
+        if self.malformed:
+            self.exchange.status = ExchangeStatus.UPSTREAM_ERROR
+            self.exchange.error_code = "upstream_malformed_stream"
+            error = UpstreamError("the AI system sent a stream event aimsguard cannot read; the stream was stopped")
+            error.code = "upstream_malformed_stream"
+            out.append(encode_data(error_body(error)))
+        elif failed:
             out.append(encode_data(error_body(self.call._guardrail_failed(failed, "output"))))
         else:
             text = self.guard.fallback_text(self.exchange)
@@ -574,6 +611,10 @@ def _empty_choice(operation: Operation, choice: dict[str, Any]) -> bool:
 
 def _too_large(limit: int) -> RequestError:
     return RequestError(f"the request body exceeds the limit of {limit} bytes", status_code=413, code="request_too_large")
+
+
+class _ResponseEnded(OSError):
+    """Raised into the app when it sends after aimsguard has ended the response."""
 
 
 class _ClientGone(Exception):

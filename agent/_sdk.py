@@ -140,6 +140,15 @@ class GuardedExchange:
     async def stream(self, chunks: AsyncIterator[str]) -> AsyncIterator[str]:
         """Guard a streamed answer: yields released text, then the fallback if a check stops it."""
         stream_guard = self.guard.stream_guard(self.exchange)
+        recorded = False
+
+        def record() -> None:
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                self.exchange.upstream_finished = _now()
+                self.guard.record_stream(self.exchange, [stream_guard])
+
         try:
             async for chunk in chunks:
                 released = await stream_guard.feed(chunk)
@@ -152,11 +161,11 @@ class GuardedExchange:
             if rest:
                 self.exchange.mark_first_token()
                 yield rest
+            record()  # before the fallback: it depends on the recorded action (block or escalate)
             if stream_guard.stopped:
                 yield self.fallback
         finally:
-            self.exchange.upstream_finished = _now()
-            self.guard.record_stream(self.exchange, [stream_guard])
+            record()
 
     def record_usage(self, input_tokens: int | None = None, output_tokens: int | None = None, response_model: str | None = None) -> None:
         self.exchange.input_tokens = input_tokens if input_tokens is not None else self.exchange.input_tokens
@@ -355,6 +364,7 @@ class _OpenAICall:
         self.fallback: str | None = None
         self.stream_guards: dict[int, StreamingOutputGuard] = {}
         self.template: dict[str, Any] | None = None
+        self._streams_recorded = False
 
     @contextlib.contextmanager
     def finishing(self) -> Iterator[None]:
@@ -461,12 +471,17 @@ class _OpenAICall:
                     self.operation, request_id=self.ex.request_id, model=None, text=rest, template=self.template, index=index
                 )[0]
                 out.append(_build(chunk_type, data))
-        self.guard.record_stream(exchange, list(self.stream_guards.values()))
+        self.record_streams()
         return out
 
+    def record_streams(self) -> None:
+        """Record the streamed choices' last verdicts once, however the stream ended."""
+        if self.stream_guards and not self._streams_recorded:
+            self._streams_recorded = True
+            self.guard.record_stream(self.ex.exchange, list(self.stream_guards.values()))
+
     def _stop_chunks(self, chunk_type: type) -> list[Any]:
-        self.guard.record_stream(self.ex.exchange, list(self.stream_guards.values()))
-        self.stream_guards = {}
+        self.record_streams()
         data = fallback_chunks(self.operation, request_id=self.ex.request_id, model=None, text=self.ex.fallback, template=self.template)
         return [_build(chunk_type, c) for c in data]
 
@@ -501,10 +516,12 @@ class _SyncStream:
             raise
         finally:
             self._stream.close()
+            call.record_streams()
             call.ex.finish(error)
 
     def close(self) -> None:
         self._stream.close()
+        self._call.record_streams()
         self._call.ex.finish(GeneratorExit())
 
     def __enter__(self) -> _SyncStream:
@@ -536,10 +553,12 @@ class _AsyncStream:
             raise
         finally:
             await self._stream.close()
+            call.record_streams()
             call.ex.finish(error)
 
     async def close(self) -> None:
         await self._stream.close()
+        self._call.record_streams()
         self._call.ex.finish(GeneratorExit())
 
     async def __aenter__(self) -> _AsyncStream:

@@ -15,6 +15,7 @@ __all__ = ["DONE", "SseSplitter", "data_of", "encode_data"]
 
 DONE = "[DONE]"
 _BOUNDARY = re.compile(rb"\r\n\r\n|\n\n|\r\r")
+_LINE = re.compile(r"\r\n|\r|\n")  # SSE's own line ends only: str.splitlines() also splits on U+2028
 
 
 class SseSplitter:
@@ -42,7 +43,7 @@ class SseSplitter:
 def data_of(raw_event: bytes) -> str | None:
     """The joined ``data:`` lines of one event, or None when it has none (a comment, a ping)."""
     lines = []
-    for line in raw_event.decode("utf-8", errors="replace").splitlines():
+    for line in _LINE.split(raw_event.decode("utf-8", errors="replace")):
         if line.startswith("data:"):
             value = line[5:]
             lines.append(value[1:] if value.startswith(" ") else value)

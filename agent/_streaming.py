@@ -16,6 +16,19 @@ from ._pipeline import StageResult
 
 __all__ = ["StreamingOutputGuard"]
 
+
+def _touches_end(result: StageResult, end: int) -> bool:
+    """Whether some check that stopped the stream matched at the very end of the text.
+
+    A check that failed (error, timeout) has no findings: its stop is final at once.
+    """
+    return any(
+        finding.end == end
+        for verdict in result.verdicts
+        if verdict.action.stops_exchange
+        for finding in verdict.findings
+    )
+
 RunChecks = Callable[[CheckRequest], Awaitable[StageResult]]
 
 
@@ -26,14 +39,16 @@ class StreamingOutputGuard:
         self._run_checks = run_checks
         self._template = request_template
         self._holdback = holdback
-        self.text = ""
+        self.text = ""  # the answer so far, as the upstream sent it
         self.released = 0  # characters of ``text`` already handed on
+        self.released_text = ""  # what was handed on (after redaction): what the user saw
         self.result: StageResult | None = None  # the last checks' result
         self.finished = False
+        self._provisional_stop = False
 
     @property
     def stopped(self) -> bool:
-        return self.result is not None and self.result.action.stops_exchange
+        return self.result is not None and self.result.action.stops_exchange and not self._provisional_stop
 
     async def feed(self, delta: str) -> str:
         """Add a chunk of the answer; return the text that may be released now."""
@@ -44,7 +59,11 @@ class StreamingOutputGuard:
             return ""
         result = await self._check()
         if result.action.stops_exchange:
+            # A stop on a match that touches the end may vanish as the text grows
+            # ("refund" → "refunds"): hold everything and decide when more text comes.
+            self._provisional_stop = _touches_end(result, len(self.text))
             return ""
+        self._provisional_stop = False
         safe = len(self.text) - self._holdback
         for finding in self._redactions(result):
             # A span crossing the boundary, or touching the end (it may still grow), is held back whole.
@@ -57,6 +76,7 @@ class StreamingOutputGuard:
         if self.stopped or self.finished:
             return ""
         self.finished = True
+        self._provisional_stop = False  # the text is complete: every decision is final now
         result = await self._check()
         if result.action.stops_exchange:
             return ""
@@ -98,7 +118,9 @@ class StreamingOutputGuard:
                 )
             )
         self.released = upto
-        return apply_redactions(self.text[start:upto], window)
+        released = apply_redactions(self.text[start:upto], window)
+        self.released_text += released
+        return released
 
     @property
     def action(self) -> Action:

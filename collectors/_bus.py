@@ -96,8 +96,8 @@ class EventBus:
         for exporter in self.exporters:
             try:
                 exporter.shutdown()
-            except Exception:
-                log.exception("exporter_shutdown_failed", exporter=exporter.name)
+            except Exception as exc:
+                log.error("exporter_shutdown_failed", exporter=exporter.name, error_type=type(exc).__name__)
 
     def _count_drop(self, reason: str) -> None:
         self.dropped += 1
@@ -124,8 +124,9 @@ class EventBus:
         for exporter in self.exporters:
             try:
                 result = exporter.export(batch)
-            except Exception:
-                log.exception("exporter_failed", exporter=exporter.name, events=len(batch))
+            except Exception as exc:
+                # Type only: a traceback's locals would hold the events themselves.
+                log.error("exporter_failed", exporter=exporter.name, events=len(batch), error_type=type(exc).__name__)
                 result = ExportResult.FAILURE
             if result is ExportResult.FAILURE:
                 self.export_failures[exporter.name] += 1

@@ -9,6 +9,7 @@ succeeded, which is what a fail-closed policy checks before serving a request.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -25,7 +26,12 @@ log = structlog.get_logger("aimsguard.collectors")
 
 
 def _dumps(event: object, **_: object) -> str:
-    return orjson.dumps(event, default=str).decode()
+    try:
+        return orjson.dumps(event, default=str).decode()
+    except TypeError:
+        # orjson refuses what is not valid Unicode (a lone surrogate a client sent);
+        # the standard library escapes it, so the record is kept rather than lost.
+        return json.dumps(event, default=str, separators=(",", ":"))
 
 
 class JsonlEventLog:
@@ -56,7 +62,13 @@ class JsonlEventLog:
         return self.directory / f"events-{day}.jsonl"
 
     def export(self, batch: Sequence[Event]) -> ExportResult:
-        lines = [(str(event.get("ts", ""))[:10] or "undated", self._render(None, "", dict(event))) for event in batch]
+        lines = []
+        for event in batch:
+            try:
+                lines.append((str(event.get("ts", ""))[:10] or "undated", self._render(None, "", dict(event))))
+            except Exception as exc:  # one unrenderable event must not cost the batch
+                self._count_lost(1)
+                log.error("event_log_render_failed", event=str(event.get("event")), error_type=type(exc).__name__)
         with self._lock:
             self._pending.extend(lines)
             try:
@@ -66,13 +78,16 @@ class JsonlEventLog:
                 overflow = len(self._pending) - self._max_pending
                 if overflow > 0:
                     del self._pending[:overflow]
-                    self.lost += overflow
-                    if self._on_lost is not None:
-                        self._on_lost(overflow)
+                    self._count_lost(overflow)
                 log.error("event_log_write_failed", error=str(exc), pending=len(self._pending), directory=str(self.directory))
                 return ExportResult.FAILURE
             self.healthy = True
             return ExportResult.SUCCESS
+
+    def _count_lost(self, count: int) -> None:
+        self.lost += count
+        if self._on_lost is not None:
+            self._on_lost(count)
 
     def _write_pending(self) -> None:
         by_day: dict[str, list[str]] = {}

@@ -115,3 +115,48 @@ async def test_openai_async_client_guarded_streaming_and_not(make_guard, events,
     records = _exchanges(guard, events)
     assert [r["status"] for r in records] == ["ok", "blocked", "blocked"]
     assert all(r["front_door"] == "sdk" for r in records)
+
+
+@pytest.mark.anyio
+async def test_an_escalated_stream_ends_with_the_escalation_message(make_guard, events) -> None:
+    guard = make_guard(lambda d: d["systems"]["support-bot"]["checks"]["output"].append({"guardrail": "escalating", "id": "esc"}))
+
+    async def tokens():
+        for piece in ["Let me get a ", "human please ", "for this one, okay? " * 3]:
+            yield piece
+
+    async with GuardedExchange(guard) as ex:
+        out = [piece async for piece in ex.stream(tokens())]
+    assert out[-1] == guard.policy.systems["support-bot"].fallback.escalation_message
+    assert _exchanges(guard, events)[0]["status"] == "escalated"
+
+
+def test_a_stream_the_caller_leaves_early_still_records_what_the_checks_did(make_guard, events, upstream) -> None:
+    guard = make_guard(lambda d: d["systems"]["support-bot"]["streaming"].update(holdback_chars=4))
+    client = guard_openai(openai.OpenAI(base_url=upstream.url + "/v1", api_key="x", max_retries=0), guard)
+    stream = client.chat.completions.create(model="demo", messages=_user("leak:code"), stream=True)
+    for chunk in stream:
+        if chunk.choices and "[INTERNAL-CODE]" in (chunk.choices[0].delta.content or ""):
+            break
+    stream.close()
+    (record,) = _exchanges(guard, events)
+    assert record["action"] == "redact" and record["status"] == "client_disconnected"
+    assert any(e["guardrail"] == "output-rules" for e in events.events("guardrail.verdict"))
+
+
+def test_events_are_written_when_a_script_ends_without_closing_the_guard(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from ..support import policy_dict, write_policy
+
+    policy = write_policy(tmp_path, policy_dict(tmp_path))
+    script = (
+        "from aimsguard.agent import Guard, GuardedExchange\n"
+        f"guard = Guard.from_file({str(policy)!r})\n"
+        "with GuardedExchange(guard) as ex:\n"
+        "    ex.check_input_sync('hello')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    lines = [line for path in (tmp_path / "events").glob("*.jsonl") for line in path.read_text().splitlines()]
+    assert any('"event":"exchange"' in line for line in lines)

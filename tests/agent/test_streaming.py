@@ -74,3 +74,15 @@ async def test_a_blocked_phrase_split_across_chunks_stops_the_stream_before_it_i
     released = await _run(guard, _split("Sure! You get a guaranteed refund, always.", 4))
     assert guard.stopped
     assert "guaranteed" not in "".join(released)
+
+
+@pytest.mark.anyio
+async def test_a_block_on_a_match_at_the_very_end_waits_for_the_next_chunk(tmp_path) -> None:
+    # "guaranteed refund" at the end of a chunk may become "guaranteed refunds": not the term.
+    guard = _guard(tmp_path, holdback=8)
+    released = await _run(guard, ["Sorry, but we never ever give guaranteed refund", "s on annual plans."])
+    assert not guard.stopped
+    assert "".join(released) == "Sorry, but we never ever give guaranteed refunds on annual plans."
+    blocked = _guard(tmp_path, holdback=8)
+    await _run(blocked, ["Sorry, but you get a guaranteed refund", " on annual plans."])
+    assert blocked.stopped
