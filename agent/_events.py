@@ -7,6 +7,7 @@ hand the record to the event bus. Nothing here waits on I/O.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -64,7 +65,14 @@ class EventEmitter:
             processors.append(_drop_content)
         processors.append(_as_dict)
         self.content_logged = policy.event_log.content is not ContentLogging.NONE
-        self._logger = structlog.wrap_logger(_BusSink(bus), processors=processors, cache_logger_on_first_use=True)
+        # An explicit wrapper class: the application's own structlog settings (a WARNING
+        # level filter, say) must never filter the audit trail.
+        self._logger = structlog.wrap_logger(
+            _BusSink(bus),
+            processors=processors,
+            wrapper_class=structlog.make_filtering_bound_logger(logging.NOTSET),
+            cache_logger_on_first_use=True,
+        )
 
     def emit(self, kind: str, **fields: Any) -> None:
         self._logger.info(kind, **fields)

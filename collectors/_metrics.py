@@ -79,6 +79,7 @@ class PrometheusMetrics:
         self._providers = providers or {}
         self._max_models = max_models
         self._models: dict[str, set[str]] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}  # labels() is slow; label sets are few
         self._lock = threading.Lock()
         r = self.registry
 
@@ -183,6 +184,13 @@ class PrometheusMetrics:
 
     # -- from events to metrics -------------------------------------------------------
 
+    def _child(self, metric: Any, *labels: Any) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def _model(self, system: str, model: Any) -> str:
         if not isinstance(model, str) or not model:
             return ""
@@ -199,19 +207,19 @@ class PrometheusMetrics:
         system = str(event.get("system", ""))
         status = str(event.get("status", ""))
         http_status = event.get("http_status")
-        self.requests.labels(system, event.get("front_door", ""), event.get("operation", ""), status, _code_class(http_status)).inc()
+        self._child(self.requests, system, event.get("front_door", ""), event.get("operation", ""), status, _code_class(http_status)).inc()
         for verdict in event.get("verdicts", ()):
             stage, guardrail = verdict["stage"], verdict["guardrail"]
-            self.decisions.labels(
+            self._child(self.decisions, 
                 system, guardrail, stage, verdict["action"], verdict["outcome"], verdict.get("fail_mode") or "none"
             ).inc()
-            self.guardrail_duration.labels(system, guardrail, stage).observe(verdict["duration_ms"] / 1000)
+            self._child(self.guardrail_duration, system, guardrail, stage).observe(verdict["duration_ms"] / 1000)
         if status in _FALLBACK_REASONS:
-            self.fallbacks.labels(system, _FALLBACK_REASONS[status]).inc()
+            self._child(self.fallbacks, system, _FALLBACK_REASONS[status]).inc()
         elif event.get("error_code") == "guardrail_failed":
-            self.fallbacks.labels(system, "guardrail_failed").inc()
+            self._child(self.fallbacks, system, "guardrail_failed").inc()
         if status == "upstream_error":
-            self.upstream_errors.labels(system, _upstream_error_type(event.get("error_code"), http_status)).inc()
+            self._child(self.upstream_errors, system, _upstream_error_type(event.get("error_code"), http_status)).inc()
         if status == "rejected":
             return  # never reached a model: no GenAI timings
         gen_ai = (
@@ -222,22 +230,22 @@ class PrometheusMetrics:
             self._model(system, event.get("response_model")),
         )
         failed = status not in ("ok", "blocked", "escalated") or (http_status or 200) >= 400
-        self.request_duration.labels(*gen_ai, _error_type(event) if failed else "").observe(event["duration_ms"] / 1000)
+        self._child(self.request_duration, *gen_ai, _error_type(event) if failed else "").observe(event["duration_ms"] / 1000)
         # Model timings only for answers the model gave (not the policy's fallbacks).
         ok = status == "ok" and not failed
         ttft_ms = event.get("time_to_first_token_ms")
         if ok and ttft_ms is not None:
-            self.time_to_first_token.labels(*gen_ai).observe(ttft_ms / 1000)
+            self._child(self.time_to_first_token, *gen_ai).observe(ttft_ms / 1000)
         usage = event.get("usage") or {}
         output_tokens = usage.get("output_tokens")
         if ok and ttft_ms is not None and isinstance(output_tokens, int) and output_tokens > 1:
             per_token = (event["duration_ms"] - ttft_ms) / 1000 / (output_tokens - 1)
-            self.time_per_output_token.labels(*gen_ai).observe(max(per_token, 0.0))
+            self._child(self.time_per_output_token, *gen_ai).observe(max(per_token, 0.0))
         for token_type in ("input", "output"):
             count = usage.get(f"{token_type}_tokens")
             if isinstance(count, int):
-                self.token_usage.labels(*gen_ai, token_type).observe(count)
+                self._child(self.token_usage, *gen_ai, token_type).observe(count)
 
     def _verdict_findings(self, event: Event) -> None:
         for finding in event.get("findings", ()):
-            self.findings.labels(event.get("system", ""), event.get("guardrail", ""), event.get("stage", ""), finding.get("kind", "")).inc()
+            self._child(self.findings, event.get("system", ""), event.get("guardrail", ""), event.get("stage", ""), finding.get("kind", "")).inc()
