@@ -134,7 +134,7 @@ async def worker_costs(count: int = 2000) -> None:
     exporters = {
         "event log (JSON lines, written)": JsonlEventLog(directory),
         "Prometheus metrics": PrometheusMetrics(),
-        "OpenTelemetry spans (3 per exchange)": TraceExporter(InMemorySpanExporter()),
+        "OpenTelemetry spans (request, upstream, each check)": TraceExporter(InMemorySpanExporter()),
     }
     print(f"\nworker-thread cost per exchange ({exchanges} exchanges, {len(events)} events, exported in batches of 512):")
     for name, exporter in exporters.items():
