@@ -162,7 +162,7 @@ class Guard:
         result = await self.pipelines[exchange.system_id].run(request)
         exchange.output_checks_s += result.duration_s
         self._record(exchange, result)
-        exchange.output_texts = list(result.texts)
+        exchange.output_texts = list(result.loggable_texts)
         return result
 
     def has_output_checks(self, exchange: Exchange) -> bool:
@@ -186,7 +186,7 @@ class Guard:
             if guard.result is not None:
                 self._record(exchange, guard.result)
         # What the user saw (redacted), never the upstream's raw text.
-        exchange.output_texts = [guard.released_text for guard in guards]
+        exchange.output_texts = [guard.logged_text for guard in guards]
 
     def _record(self, exchange: Exchange, result: StageResult) -> None:
         exchange.record(result.verdicts, result.action)

@@ -24,6 +24,7 @@ from aimsguard.guardrails import (
     Stage,
     Verdict,
     apply_redactions,
+    loggable,
     most_severe,
 )
 
@@ -41,6 +42,11 @@ class StageResult:
     verdicts: list[Verdict]
     texts: list[str]  # after redaction; the input texts when nothing was redacted
     duration_s: float
+    log_texts: list[str] | None = None  # as they may be logged, when that differs (restored personal data)
+
+    @property
+    def loggable_texts(self) -> list[str]:
+        return self.texts if self.log_texts is None else self.log_texts
 
     @property
     def redacted(self) -> bool:
@@ -121,15 +127,16 @@ class Pipeline:
     def __init__(self, system_id: str, system: SystemConfig, registry: GuardrailRegistry) -> None:
         self.system_id = system_id
         self.system = system
+        self.shared: dict[str, object] = {}  # per-system state the checks share
         self.checks: dict[Stage, list[BoundCheck]] = {
-            stage: [self._build(config, registry) for config in system.checks.for_stage(stage)] for stage in Stage
+            stage: [self._build(config, registry, self.shared) for config in system.checks.for_stage(stage)] for stage in Stage
         }
         self.all_inline = {stage: all(c.guardrail.inline for c in checks) for stage, checks in self.checks.items()}
 
     @staticmethod
-    def _build(config: CheckConfig, registry: GuardrailRegistry) -> BoundCheck:
+    def _build(config: CheckConfig, registry: GuardrailRegistry, shared: dict[str, object]) -> BoundCheck:
         cls = registry.get(config.guardrail)
-        guardrail = cls(validated_settings(config, registry), instance_id=config.instance_id)
+        guardrail = cls(validated_settings(config, registry), instance_id=config.instance_id, shared=shared)
         try:
             guardrail.load()
         except Exception as exc:
@@ -152,10 +159,14 @@ class Pipeline:
             verdicts = list(await asyncio.gather(*(check.run(request) for check in checks)))
         action = most_severe(v.action for v in verdicts)
         texts = list(request.texts)
+        log_texts = None
         if any(v.redactions for v in verdicts):
             findings = [f for v in verdicts for f in v.redactions]
-            texts = [apply_redactions(text, findings, segment) for segment, text in enumerate(texts)]
-        return StageResult(action, verdicts, texts, time.perf_counter() - started)
+            texts = [apply_redactions(text, findings, segment) for segment, text in enumerate(request.texts)]
+            if any(f.restores for f in findings):
+                log_findings = loggable(findings)
+                log_texts = [apply_redactions(text, log_findings, segment) for segment, text in enumerate(request.texts)]
+        return StageResult(action, verdicts, texts, time.perf_counter() - started, log_texts)
 
     def describe(self) -> dict[Stage, Sequence[dict[str, object]]]:
         return {

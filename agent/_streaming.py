@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from aimsguard.guardrails import Action, CheckRequest, Finding, Stage, apply_redactions
+from aimsguard.guardrails import Action, CheckRequest, Finding, Stage, apply_redactions, loggable
 
 from ._pipeline import StageResult
 
@@ -42,6 +42,7 @@ class StreamingOutputGuard:
         self.text = ""  # the answer so far, as the upstream sent it
         self.released = 0  # characters of ``text`` already handed on
         self.released_text = ""  # what was handed on (after redaction): what the user saw
+        self.logged_text = ""  # the same without restored personal data: what may be logged
         self.result: StageResult | None = None  # the last checks' result
         self.finished = False
         self._provisional_stop = False
@@ -69,7 +70,18 @@ class StreamingOutputGuard:
             # A span crossing the boundary, or touching the end (it may still grow), is held back whole.
             if finding.start < safe and (finding.end > safe or finding.end == len(self.text)):
                 safe = finding.start
+        safe = self._word_boundary(safe)
         return self._release(max(safe, self.released), result)
+
+    def _word_boundary(self, safe: int) -> int:
+        """Never release part of a word: the start of an e-mail address, a number or a
+        placeholder could otherwise go out before the checks can know what it is. A run
+        without whitespace longer than four windows is cut all the same (e.g. text in a
+        script written without spaces)."""
+        cut = max((self.text.rfind(c, self.released, safe) for c in " \n\t"), default=-1)
+        if cut >= self.released:
+            return cut + 1
+        return safe if safe - self.released > 4 * max(self._holdback, 16) else self.released
 
     async def finish(self) -> str:
         """The answer is complete: check it once more and release the rest. Idempotent."""
@@ -115,11 +127,14 @@ class StreamingOutputGuard:
                     start=max(finding.start, start) - start,
                     end=min(finding.end, upto) - start,
                     replacement=finding.replacement if finding.start >= start else "",
+                    restores=finding.restores,
                 )
             )
         self.released = upto
-        released = apply_redactions(self.text[start:upto], window)
+        piece = self.text[start:upto]
+        released = apply_redactions(piece, window)
         self.released_text += released
+        self.logged_text += apply_redactions(piece, loggable(window)) if any(f.restores for f in window) else released
         return released
 
     @property

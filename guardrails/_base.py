@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import MutableMapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -34,9 +35,14 @@ class Guardrail(abc.ABC):
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     Settings: ClassVar[type[GuardrailSettings]] = GuardrailSettings
 
-    def __init__(self, settings: GuardrailSettings, *, instance_id: str | None = None) -> None:
+    def __init__(
+        self, settings: GuardrailSettings, *, instance_id: str | None = None, shared: MutableMapping[str, Any] | None = None
+    ) -> None:
         self.settings = settings
         self.instance_id = instance_id or self.name
+        # State shared by the checks of one AI system (e.g. the personal-data vault that
+        # the input check fills and the output check reads).
+        self.shared: MutableMapping[str, Any] = shared if shared is not None else {}
 
     def load(self) -> None:
         """Load models or indexes once, before the first request. Default: nothing."""

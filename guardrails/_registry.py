@@ -42,6 +42,7 @@ class GuardrailRegistry:
 
 def default_registry() -> GuardrailRegistry:
     """A registry holding every guardrail that ships with aimsguard."""
+    from .pii import PiiGuardrail
     from .rules import RulesGuardrail
 
-    return GuardrailRegistry(RulesGuardrail)
+    return GuardrailRegistry(RulesGuardrail, PiiGuardrail)

@@ -15,6 +15,7 @@ __all__ = [
     "Stage",
     "Verdict",
     "apply_redactions",
+    "loggable",
     "most_severe",
 ]
 
@@ -94,6 +95,9 @@ class Finding:
     score: float = 1.0
     explanation: str = ""
     replacement: str | None = None
+    # True when the replacement puts the user's own personal data back (a placeholder
+    # restored): such text reaches the user but never the logs.
+    restores: bool = False
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -157,6 +161,11 @@ class Verdict:
             "findings": [f.to_record() for f in self.findings],
             "duration_ms": round(self.duration_s * 1000, 3),
         }
+
+
+def loggable(findings: Iterable[Finding]) -> list[Finding]:
+    """The findings whose replacements may be written to a log (no restored personal data)."""
+    return [f for f in findings if not f.restores]
 
 
 def apply_redactions(text: str, findings: Iterable[Finding], segment: int = 0) -> str:

@@ -8,7 +8,7 @@ match with its replacement text; other actions leave the text as it is.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -66,8 +66,8 @@ class RulesGuardrail(InlineGuardrail):
     version = "1"
     Settings = RulesSettings
 
-    def __init__(self, settings: RulesSettings, *, instance_id: str | None = None) -> None:  # type: ignore[override]
-        super().__init__(settings, instance_id=instance_id)
+    def __init__(self, settings: RulesSettings, **kwargs: Any) -> None:  # type: ignore[override]
+        super().__init__(settings, **kwargs)
         self._rules = [_CompiledRule(rule) for rule in settings.rules]
 
     def check_inline(self, request: CheckRequest) -> Verdict:

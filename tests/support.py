@@ -179,7 +179,9 @@ class EscalatingGuardrail(Guardrail):
 
 
 def test_registry() -> GuardrailRegistry:
-    return GuardrailRegistry(RulesGuardrail, ExplodingGuardrail, SleepyGuardrail, EscalatingGuardrail)
+    from aimsguard.guardrails.pii import PiiGuardrail
+
+    return GuardrailRegistry(RulesGuardrail, PiiGuardrail, ExplodingGuardrail, SleepyGuardrail, EscalatingGuardrail)
 
 
 test_registry.__test__ = False  # type: ignore[attr-defined]

@@ -63,8 +63,9 @@ async def test_a_growing_match_at_the_end_of_the_window_is_held_back(tmp_path) -
 async def test_text_is_released_only_beyond_the_window_and_flushed_at_the_end(tmp_path) -> None:
     guard = _guard(tmp_path, holdback=10)
     assert await guard.feed("Hello") == ""
-    assert await guard.feed(" there, friend") == "Hello the"  # 19 characters, 10 held back
-    assert await guard.finish() == "re, friend"
+    # 19 characters, 10 held back, and never part of a word: "the" of "there" waits.
+    assert await guard.feed(" there, friend") == "Hello "
+    assert await guard.finish() == "there, friend"
     assert await guard.finish() == ""  # idempotent
 
 
@@ -86,3 +87,12 @@ async def test_a_block_on_a_match_at_the_very_end_waits_for_the_next_chunk(tmp_p
     blocked = _guard(tmp_path, holdback=8)
     await _run(blocked, ["Sorry, but you get a guaranteed refund", " on annual plans."])
     assert blocked.stopped
+
+
+@pytest.mark.anyio
+async def test_a_long_word_is_held_whole_until_it_ends(tmp_path) -> None:
+    guard = _guard(tmp_path, holdback=8)
+    released = [await guard.feed(piece) for piece in ["Write to ", "someone.with.a.very", ".long.name", "@example.com today"]]
+    # The address went out in one piece, after its last character had arrived.
+    assert [piece for piece in released if "someone" in piece] in ([], ["someone.with.a.very.long.name@example.com "])
+    assert "".join(released) + await guard.finish() == "Write to someone.with.a.very.long.name@example.com today"

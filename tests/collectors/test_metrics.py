@@ -54,7 +54,7 @@ def test_gateway_metrics_after_mixed_traffic(gateway, events) -> None:
     assert _value(samples, "aimsguard_fallbacks_total", reason="escalate") == 1
     assert _value(samples, "aimsguard_upstream_errors_total", error_type="http_5xx") == 1
     assert _value(samples, "aimsguard_guardrail_decisions_total", guardrail="input-rules", action="block", outcome="ok") == 1
-    assert _value(samples, "aimsguard_guardrail_decisions_total", stage="output", action="allow") == 2
+    assert _value(samples, "aimsguard_guardrail_decisions_total", guardrail="output-rules", stage="output", action="allow") == 2
     assert _value(samples, "aimsguard_guardrail_findings_total", kind="rule:instruction-override") == 1
     # GenAI timings: the two answers the model gave; the fallbacks are not model latency.
     assert _value(samples, "gen_ai_server_time_to_first_token_seconds_count", gen_ai_request_model="demo") == 2

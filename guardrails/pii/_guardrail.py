@@ -1,0 +1,188 @@
+"""The personal-data check (``pii``), on Presidio, for both stages.
+
+Input: personal data is replaced by placeholders that stay the same within a
+conversation (``<PERSON_1>``, ``<EMAIL_ADDRESS_2>``), so the model can still reason about
+"the customer's e-mail" without seeing it; or blocks or flags, per entity type.
+
+Output: placeholders in the answer are put back for the user (``restore_output``), and
+personal data the user did not give in this conversation is a leak: redacted, blocked or
+flagged (``leak_action``).
+
+Findings carry the entity type, position, score and the recognizer that found it —
+never the value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import structlog
+from pydantic import Field, model_validator
+
+from .._base import Guardrail, GuardrailSettings
+from .._verdict import Action, CheckRequest, Finding, Stage, Verdict, most_severe
+from ._vault import PLACEHOLDER, PlaceholderVault
+
+__all__ = ["PiiGuardrail", "PiiSettings"]
+
+log = structlog.get_logger("aimsguard.guardrails")
+
+_VAULT_KEY = "pii.vault"
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class PiiSettings(GuardrailSettings):
+    language: str = "en"
+    entities: list[str] | None = Field(default=None, description="entity types to look for; default: all the offline recognizers cover")
+    ner_model: str | None = Field(default=None, description="an installed spaCy pipeline for PERSON, LOCATION, NRP (never downloaded)")
+    score_threshold: Score = 0.5
+    thresholds: dict[str, Score] = {}
+    default_action: Action = Action.REDACT
+    actions: dict[str, Action] = {}
+    allow_list: list[str] = []
+    pseudonymize: bool = True
+    restore_output: bool = True
+    leak_action: Action = Action.REDACT
+    vault_ttl_s: Annotated[float, Field(gt=0)] = 3600.0
+    vault_max_conversations: Annotated[int, Field(ge=1)] = 10_000
+    vault_max_values: Annotated[int, Field(ge=1)] = 1_000
+
+    @model_validator(mode="after")
+    def _actions_make_sense(self) -> PiiSettings:
+        if self.leak_action is Action.ALLOW:
+            raise ValueError("leak_action 'allow' would let leaked personal data through silently; use 'flag' to only record it")
+        if self.entities is not None and not self.entities:
+            raise ValueError("entities must name at least one entity type (or be left out for all)")
+        return self
+
+
+class PiiGuardrail(Guardrail):
+    name = "pii"
+    version = "1"
+    Settings = PiiSettings
+
+    def __init__(self, settings: PiiSettings, **kwargs: Any) -> None:  # type: ignore[override]
+        super().__init__(settings, **kwargs)
+        self.settings: PiiSettings = settings
+        # Pattern recognizers run in microseconds to a few milliseconds: inline. An NER
+        # model takes longer and runs in a thread, where its time budget can interrupt it.
+        self.inline = settings.ner_model is None
+        self.analyzer: Any = None
+        self.vault: PlaceholderVault = self.shared.setdefault(
+            _VAULT_KEY,
+            PlaceholderVault(
+                ttl_s=settings.vault_ttl_s, max_conversations=settings.vault_max_conversations, max_values=settings.vault_max_values
+            ),
+        )
+
+    def load(self) -> None:
+        from ._analyzer import shared_analyzer  # Presidio and spaCy load only when a policy uses this check
+
+        threshold = min([self.settings.score_threshold, *self.settings.thresholds.values()])
+        entities = tuple(self.settings.entities) if self.settings.entities is not None else None
+        self.analyzer = shared_analyzer(self.settings.language, entities, self.settings.ner_model, threshold)
+        log.info(
+            "pii_entities_covered",
+            guardrail=self.instance_id,
+            language=self.settings.language,
+            entities=self.analyzer.entities,
+            ner_model=self.settings.ner_model,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        if self.analyzer is not None:
+            described["entities_covered"] = self.analyzer.entities
+        return described
+
+    async def check(self, request: CheckRequest) -> Verdict:
+        if self.inline:
+            return self.check_inline(request)
+        return await asyncio.to_thread(self.check_inline, request)
+
+    def check_inline(self, request: CheckRequest) -> Verdict:
+        if request.stage is Stage.INPUT:
+            return self._check_input(request)
+        return self._check_output(request)
+
+    # -- what the analyzer found, kept above each entity's threshold -------------------------
+
+    def _found(self, text: str) -> list[Any]:
+        results = self.analyzer.analyze(text, allow_list=self.settings.allow_list)
+        thresholds, default = self.settings.thresholds, self.settings.score_threshold
+        return [r for r in results if r.score >= thresholds.get(r.entity_type, default)]
+
+    @staticmethod
+    def _explain(result: Any) -> str:
+        recognizer = (result.recognition_metadata or {}).get("recognizer_name", "recognizer")
+        return f"{recognizer} (score {result.score:.2f})"
+
+    # -- input ---------------------------------------------------------------------------------
+
+    def _check_input(self, request: CheckRequest) -> Verdict:
+        findings: list[Finding] = []
+        actions: list[Action] = []
+        for segment, text in enumerate(request.texts):
+            for result in self._found(text):
+                action = self.settings.actions.get(result.entity_type, self.settings.default_action)
+                if action is Action.ALLOW:
+                    continue
+                replacement = None
+                if action is Action.REDACT:
+                    replacement = self._placeholder(request.conversation_id, result.entity_type, text[result.start : result.end])
+                actions.append(action)
+                findings.append(
+                    Finding(result.entity_type, segment, result.start, result.end, result.score, self._explain(result), replacement)
+                )
+        if not findings:
+            return Verdict(guardrail=self.instance_id, stage=request.stage)
+        return Verdict(
+            guardrail=self.instance_id,
+            stage=request.stage,
+            action=most_severe(actions),
+            score=max(f.score for f in findings),
+            reasons=tuple(sorted({f"personal data: {f.kind}" for f in findings})),
+            findings=tuple(findings),
+        )
+
+    def _placeholder(self, conversation_id: str, entity_type: str, value: str) -> str:
+        if not self.settings.pseudonymize:
+            return f"<{entity_type}>"
+        return self.vault.placeholder_for(conversation_id, entity_type, value)
+
+    # -- output ----------------------------------------------------------------------------------
+
+    def _check_output(self, request: CheckRequest) -> Verdict:
+        findings: list[Finding] = []
+        leaks: list[Finding] = []
+        conversation = request.conversation_id
+        for segment, text in enumerate(request.texts):
+            if self.settings.restore_output:
+                for match in PLACEHOLDER.finditer(text):
+                    value = self.vault.value_of(conversation, match.group(0))
+                    if value is not None:
+                        findings.append(
+                            Finding("placeholder", segment, match.start(), match.end(), 1.0, "restored for the user", value, restores=True)
+                        )
+            for result in self._found(text):
+                if self.vault.knows(conversation, text[result.start : result.end]):
+                    continue  # the user gave it in this conversation: not a leak
+                replacement = f"<{result.entity_type}>" if self.settings.leak_action is Action.REDACT else None
+                leaks.append(
+                    Finding(
+                        result.entity_type, segment, result.start, result.end, result.score,
+                        f"leak: not given by the user in this conversation; {self._explain(result)}", replacement,
+                    )
+                )
+        if not findings and not leaks:
+            return Verdict(guardrail=self.instance_id, stage=request.stage)
+        action = self.settings.leak_action if leaks else Action.ALLOW
+        return Verdict(
+            guardrail=self.instance_id,
+            stage=request.stage,
+            action=action,
+            score=max((f.score for f in leaks), default=0.0),
+            reasons=tuple(sorted({f"personal data leak: {f.kind}" for f in leaks})) or ("placeholders restored",),
+            findings=tuple(findings + leaks),
+        )
