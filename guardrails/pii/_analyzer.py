@@ -18,6 +18,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import regex
+
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognizer, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
@@ -26,7 +28,7 @@ from ._offline import blank_nlp_engine, make_tldextract_offline, spacy_nlp_engin
 __all__ = ["PRESIDIO_REGEX_FLAGS", "PiiAnalyzer", "WindowedPhoneRecognizer", "predefined_recognizers_for", "shared_analyzer"]
 
 # The flags AnalyzerEngine.analyze hands pattern recognizers by default.
-PRESIDIO_REGEX_FLAGS = re.DOTALL | re.MULTILINE | re.IGNORECASE
+PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 _DIGIT_RUN = re.compile(r"[+(]?\d[\d\s().\-/]*\d")
 _PHONE_MARGIN = 24  # characters of context kept on each side of a run of digits
 
@@ -115,7 +117,8 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
     if isinstance(recognizer, WindowedPhoneRecognizer):
         return _has_phone_digits
     if isinstance(recognizer, PatternRecognizer) and recognizer.patterns and not recognizer.deny_list:
-        patterns = tuple(re.compile(p.regex, PRESIDIO_REGEX_FLAGS) for p in recognizer.patterns)
+        # The `regex` module, as Presidio's PatternRecognizer uses: same syntax, same matches.
+        patterns = tuple(regex.compile(p.regex, flags=PRESIDIO_REGEX_FLAGS) for p in recognizer.patterns)
         necessary = [_NECESSARY[e] for e in recognizer.supported_entities if e in _NECESSARY]
         first = necessary[0] if len(necessary) == len(recognizer.supported_entities) == 1 else _always
         return lambda text: first(text) and any(p.search(text) for p in patterns)

@@ -57,6 +57,16 @@ class PiiSettings(GuardrailSettings):
         return self
 
 
+def _without_overlaps(results: list[Any]) -> list[Any]:
+    """One entity per stretch of text: the surest (then longest) wins, so a name inside an
+    e-mail address is the address, and a URL-looking part of it is nothing on its own."""
+    kept: list[Any] = []
+    for result in sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start)):
+        if all(result.end <= k.start or result.start >= k.end for k in kept):
+            kept.append(result)
+    return sorted(kept, key=lambda r: r.start)
+
+
 class PiiGuardrail(Guardrail):
     name = "pii"
     version = "1"
@@ -111,7 +121,7 @@ class PiiGuardrail(Guardrail):
     def _found(self, text: str) -> list[Any]:
         results = self.analyzer.analyze(text, allow_list=self.settings.allow_list)
         thresholds, default = self.settings.thresholds, self.settings.score_threshold
-        return [r for r in results if r.score >= thresholds.get(r.entity_type, default)]
+        return _without_overlaps([r for r in results if r.score >= thresholds.get(r.entity_type, default)])
 
     @staticmethod
     def _explain(result: Any) -> str:

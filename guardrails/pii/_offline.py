@@ -76,8 +76,10 @@ def blank_nlp_engine(language: str) -> Any:
 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> NlpArtifacts:
             artifacts = super()._doc_to_nlp_artifact(doc, language)
-            # spacy.blank has no lemmatizer; Presidio compares context words to lemmas.
+            # spacy.blank has no lemmatizer; Presidio compares context words to lemmas
+            # (and to the keywords it derives from them).
             artifacts.lemmas = [token.lower_ for token in doc]
+            artifacts.keywords = artifacts.set_keywords(self, artifacts.lemmas, language)
             return artifacts
 
     engine = BlankSpacyNlpEngine(models=[{"lang_code": language, "model_name": f"blank:{language}"}])
