@@ -62,7 +62,8 @@ def make_upstream() -> Starlette:
     ``fail:500`` answers 500 with an OpenAI error; ``fail:html`` 503 with an HTML page;
     ``fail:hang`` never answers; ``fail:drop`` streams two chunks then drops the connection;
     ``slow:`` streams the rest of the message slowly (for client disconnects);
-    ``leak:code`` answers with an internal ticket code the output rules redact.
+    ``leak:code`` answers with an internal ticket code the output rules redact;
+    ``leak:pii`` answers with an e-mail address the user never gave.
     Anything else goes to the demo bot ("repeat after me: ..." echoes).
     """
     demo = create_demo_upstream(KnowledgeBase.from_directory(KNOWLEDGE), token_delay_s=0)
@@ -71,7 +72,7 @@ def make_upstream() -> Starlette:
     async def completions(request: Request) -> Response:
         body = await request.body()
         payload = json.loads(body)
-        seen.append({"payload": payload, "headers": dict(request.headers)})
+        seen.append({"payload": json.loads(body), "headers": dict(request.headers)})
         messages = payload.get("messages") or [{"role": "user", "content": payload.get("prompt", "")}]
         last = str(messages[-1].get("content"))
         if last == "fail:500":
@@ -84,6 +85,9 @@ def make_upstream() -> Starlette:
             return StreamingResponse(_dropping_stream(), media_type="text/event-stream")
         if last.startswith("slow:"):
             return StreamingResponse(_slow_stream(last[5:]), media_type="text/event-stream")
+        if last == "leak:pii":  # personal data the user never gave: the output check must catch it
+            messages[-1]["content"] = "repeat after me: Please write to our colleague dana.scully.canary@example.net about it."
+            body = json.dumps(payload).encode()
         if last == "leak:code":  # an answer that the output rules must redact, from a clean question
             messages[-1]["content"] = "repeat after me: Your internal ticket is INT-5555, keep it safe."
             body = json.dumps(payload).encode()

@@ -200,3 +200,17 @@ async def test_a_lone_surrogate_from_a_client_does_not_cost_the_event_log_a_batc
     guard.flush()
     lines = [json.loads(line) for path in guard.event_log.directory.glob("*.jsonl") for line in path.read_text().splitlines()]
     assert sum(1 for line in lines if line["event"] == "exchange") == 4
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("cut", [3, 7, 12])
+async def test_a_placeholder_split_across_chunks_is_restored_and_never_shown_in_part(make_guard, events, cut: int) -> None:
+    guard = make_guard(lambda d: d["systems"]["support-bot"]["streaming"].update(holdback_chars=4))
+    answer = "Sure, we will write to <EMAIL_ADDRESS_1> today, and also leak ceo@example.com now."
+    at = answer.index("<EMAIL") + cut
+    app = sse_app([_chunk(answer[:at]), _chunk(answer[at:]), _chunk("", "stop"), b"data: [DONE]\n\n"])
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "my email is jane@example.org"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=AimsguardMiddleware(app, guard=guard)), base_url="http://t") as client:
+        text = (await client.post("/v1/chat/completions", json=body)).text
+    assert _content(text) == "Sure, we will write to jane@example.org today, and also leak <EMAIL_ADDRESS> now."
+    assert "_1>" not in text and "ceo@" not in text  # no placeholder (or part of one) reached the client
