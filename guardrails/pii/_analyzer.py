@@ -30,6 +30,7 @@ __all__ = ["PRESIDIO_REGEX_FLAGS", "PiiAnalyzer", "WindowedPhoneRecognizer", "pr
 # The flags AnalyzerEngine.analyze hands pattern recognizers by default.
 PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 _DIGIT_RUN = re.compile(r"[+(]?\d[\d\s().\-/]*\d")
+_DOT_LETTER = re.compile(r"\.[a-z]", re.IGNORECASE)
 _PHONE_MARGIN = 24  # characters of context kept on each side of a run of digits
 
 
@@ -110,6 +111,13 @@ _NECESSARY: dict[str, Trigger] = {
     "IP_ADDRESS": lambda text: ":" in text or _has_digit(text),
     "MAC_ADDRESS": lambda text: ":" in text or "-" in text or "." in text,
     "UUID": lambda text: "-" in text,
+    "DATE_TIME": _has_digit,
+    "US_DRIVER_LICENSE": _has_digit,
+    "US_PASSPORT": _has_digit,
+    "MEDICAL_LICENSE": _has_digit,
+    # Every URL pattern needs a dot followed by a top-level domain; a sentence's full stop is
+    # followed by a space. The URL expressions are the slowest to fail, so this one pays.
+    "URL": lambda text: _DOT_LETTER.search(text) is not None,
 }
 
 
