@@ -443,8 +443,8 @@ class _Responder:
             await self.call._send_error(self.call._guardrail_failed(result.failed_closed, "output"))
             return
         if result.action.stops_exchange:
-            replace_answer_texts(self.operation, answer, [self.guard.fallback_text(self.exchange)] * len(texts), "content_filter")
-            self.exchange.finish_reasons = ["content_filter"] * len(texts)
+            replace_answer_texts(self.operation, answer, [self.guard.fallback_text(self.exchange)], "content_filter")
+            self.exchange.finish_reasons = ["content_filter"] * len(self.exchange.finish_reasons)
             action = result.action
         elif result.redacted:
             replace_answer_texts(self.operation, answer, result.texts)

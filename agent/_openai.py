@@ -145,17 +145,37 @@ def _choice_text_slot(operation: Operation, choice: dict[str, Any], *, streaming
     return None
 
 
+def _tool_call_arguments(choice: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``function`` dicts of a chat answer's tool calls whose arguments are text."""
+    message = choice.get("message")
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if not isinstance(calls, list):
+        return []
+    functions = [call.get("function") for call in calls if isinstance(call, dict)]
+    return [f for f in functions if isinstance(f, dict) and isinstance(f.get("arguments"), str)]
+
+
 def answer_texts(operation: Operation, answer: dict[str, Any]) -> list[str]:
-    """One text per choice of a complete (non-streamed) answer; '' where it has none."""
+    """The texts of a complete (non-streamed) answer, as output check segments: one per
+    choice ('' where it has none), then the arguments of every tool call, in order."""
+    choices = _choices(answer)
     texts = []
-    for choice in _choices(answer):
+    for choice in choices:
         slot = _choice_text_slot(operation, choice, streaming=False)
         texts.append(slot[0][slot[1]] if slot else "")
+    texts.extend(function["arguments"] for choice in choices for function in _tool_call_arguments(choice))
     return texts
 
 
 def replace_answer_texts(operation: Operation, answer: dict[str, Any], texts: list[str], finish_reason: str | None = None) -> None:
-    for choice, text in zip(_choices(answer), texts, strict=False):
+    """Write checked texts back, in the order ``answer_texts`` gave them.
+
+    With a ``finish_reason`` (the answer was refused) every choice gets ``texts[0]`` and
+    loses its tool calls: calls the checks did not approve must not run.
+    """
+    choices = _choices(answer)
+    for index, choice in enumerate(choices):
+        text = texts[0] if finish_reason is not None else texts[index]
         slot = _choice_text_slot(operation, choice, streaming=False)
         if slot is not None:
             slot[0][slot[1]] = text
@@ -164,8 +184,11 @@ def replace_answer_texts(operation: Operation, answer: dict[str, Any], texts: li
         if finish_reason is not None:
             choice["finish_reason"] = finish_reason
             if operation == "chat" and isinstance(choice.get("message"), dict):
-                # A refused answer must not carry tool calls the checks never saw approved.
                 choice["message"].pop("tool_calls", None)
+    if finish_reason is None:
+        functions = [function for choice in choices for function in _tool_call_arguments(choice)]
+        for function, text in zip(functions, texts[len(choices) :], strict=False):
+            function["arguments"] = text
 
 
 def chunk_texts(operation: Operation, chunk: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any], str, dict[str, Any]]]:

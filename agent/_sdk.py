@@ -29,7 +29,16 @@ from aimsguard.guardrails import Action
 from ._errors import AimsguardError
 from ._exchange import Exchange, ExchangeStatus
 from ._guard import Guard
-from ._openai import Operation, answer_texts, chunk_texts, fallback_chunks, fallback_completion, parse_body, usage_of
+from ._openai import (
+    Operation,
+    answer_texts,
+    chunk_texts,
+    fallback_chunks,
+    fallback_completion,
+    parse_body,
+    replace_answer_texts,
+    usage_of,
+)
 from ._streaming import StreamingOutputGuard
 
 __all__ = ["Blocked", "GuardedExchange", "guard_openai", "guarded"]
@@ -415,21 +424,12 @@ class _OpenAICall:
         result = await self.guard.check_output(exchange, texts)
         exchange.mark_first_token()
         if result.action.stops_exchange:
-            new_texts, finish = [self.ex.fallback] * len(texts), "content_filter"
+            replace_answer_texts(self.operation, answer, [self.ex.fallback], "content_filter")
         elif result.redacted:
-            new_texts, finish = result.texts, None
+            replace_answer_texts(self.operation, answer, result.texts)
         else:
             return response
-        for choice, text in zip(response.choices, new_texts, strict=False):
-            if self.operation == "chat":
-                choice.message.content = text
-                if finish:
-                    choice.message.tool_calls = None
-            else:
-                choice.text = text
-            if finish:
-                choice.finish_reason = finish
-        return response
+        return type(response).model_validate(answer)
 
     async def on_chunk(self, chunk: Any) -> list[Any]:
         """One streamed chunk in; the chunks the caller gets out (none, it, or the fallback's)."""

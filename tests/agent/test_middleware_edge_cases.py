@@ -214,3 +214,26 @@ async def test_a_placeholder_split_across_chunks_is_restored_and_never_shown_in_
         text = (await client.post("/v1/chat/completions", json=body)).text
     assert _content(text) == "Sure, we will write to jane@example.org today, and also leak <EMAIL_ADDRESS> now."
     assert "_1>" not in text and "ceo@" not in text  # no placeholder (or part of one) reached the client
+
+
+@pytest.mark.anyio
+async def test_tool_call_arguments_get_placeholders_restored_and_leaks_redacted(make_guard) -> None:
+    async def app(scope, receive, send):
+        await receive()
+        answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [{
+            "index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": None, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "send_mail", "arguments": json.dumps({"to": "<EMAIL_ADDRESS_1>", "cc": "boss@example.com"})},
+            }]},
+        }]}
+        body = json.dumps(answer).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": body})
+
+    guard = make_guard()
+    body = {"model": "m", "messages": [{"role": "user", "content": "mail me at jane@example.org"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=AimsguardMiddleware(app, guard=guard)), base_url="http://t") as client:
+        answer = (await client.post("/v1/chat/completions", json=body)).json()
+    arguments = json.loads(answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
+    assert arguments == {"to": "jane@example.org", "cc": "<EMAIL_ADDRESS>"}
