@@ -9,6 +9,7 @@ first against an app that answers at once (the strictest measure of aimsguard's 
 cost), then against one that takes as long as a (fast) model would.
 
     .venv/bin/python bench/bench_middleware.py [--requests 2000]
+    AIMSGUARD_BENCH_CHECKS=all .venv/bin/python bench/bench_middleware.py   # with the example's pii checks too
 """
 
 from __future__ import annotations
@@ -64,11 +65,19 @@ def build_app(guarded: bool, latency_s: float = 0.0):  # type: ignore[no-untyped
 
     app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
     if guarded:
-        from aimsguard.agent import AimsguardMiddleware, Guard
+        from aimsguard.agent import AimsguardMiddleware, Guard, load_policy
 
         os.environ["AIMSGUARD_EVENT_DIR"] = tempfile.mkdtemp(prefix="aimsguard-bench-")
-        guard = Guard.from_file(ROOT / "configs" / "aimsguard.yaml")
-        app.add_middleware(AimsguardMiddleware, guard=guard)
+        policy = load_policy(ROOT / "configs" / "aimsguard.yaml")
+        if os.environ.get("AIMSGUARD_BENCH_CHECKS", "rules") == "rules":  # the example's rules checks only
+            systems = {
+                sid: system.model_copy(update={"checks": system.checks.model_copy(update={
+                    stage: [c for c in getattr(system.checks, stage) if c.guardrail == "rules"] for stage in ("input", "output")
+                })})
+                for sid, system in policy.systems.items()
+            }
+            policy = policy.model_copy(update={"systems": systems})
+        app.add_middleware(AimsguardMiddleware, guard=Guard(policy))
     return app
 
 
@@ -184,7 +193,8 @@ async def table(requests: int, rounds: int, latency_s: float) -> None:
 
 
 async def main(requests: int, rounds: int, latency_ms: float) -> None:
-    print(f"aimsguard middleware bench: {os.cpu_count()} cores; client and both servers on this machine")
+    print(f"aimsguard middleware bench: {os.cpu_count()} cores; client and both servers on this machine; "
+          f"checks: {'the example policy, rules only' if os.environ.get('AIMSGUARD_BENCH_CHECKS', 'rules') == 'rules' else 'the whole example policy (pii and rules)'}")
     await table(requests, rounds, 0.0)
     if latency_ms:
         await table(max(rounds, requests // 4), rounds, latency_ms / 1000)
