@@ -343,7 +343,7 @@ class _Responder:
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.splitter = SseSplitter()
-        self.guards: dict[int, StreamingOutputGuard] = {}
+        self.guards: dict[int | tuple[int, int], StreamingOutputGuard] = {}
         self.template: dict[str, Any] | None = None
         self.streams_recorded = False
         self.malformed = False  # the app sent a stream event that is not OpenAI-shaped JSON
@@ -531,10 +531,22 @@ class _Responder:
             self.exchange.input_tokens, self.exchange.output_tokens = input_tokens, output_tokens
         changed = False
         for index, holder, key, choice in chunk_texts(self.operation, chunk):
+            # Tool-call arguments stream as text too, each call under its own window.
+            for call_index, function in _tool_call_deltas(holder):
+                tool_guard = self._stream_guard((index, call_index))
+                arguments = function["arguments"]
+                released_arguments = await tool_guard.feed(arguments) if arguments else ""
+                if tool_guard.stopped:
+                    return True
+                if released_arguments != arguments:
+                    function["arguments"] = released_arguments
+                    changed = True
             stream_guard = self._stream_guard(index)
             incoming = holder.get(key) or ""
             released = await stream_guard.feed(incoming) if incoming else ""
             if choice.get("finish_reason") is not None and not stream_guard.stopped:
+                if await self._release_rest(out, choice=index, calls_only=True):
+                    return True  # the rest of a tool call goes out before the choice's end
                 released += await stream_guard.finish()
                 self.exchange.finish_reasons.append(str(choice["finish_reason"]))
             if stream_guard.stopped:
@@ -552,25 +564,35 @@ class _Responder:
             out.append(encode_data(chunk))
         return False
 
-    def _stream_guard(self, index: int) -> StreamingOutputGuard:
-        if index not in self.guards:
-            self.guards[index] = self.guard.stream_guard(self.exchange)
-        return self.guards[index]
+    def _stream_guard(self, key: int | tuple[int, int]) -> StreamingOutputGuard:
+        """The window of a choice's content (key: choice index) or of one of its tool
+        calls' arguments (key: choice index, call index)."""
+        if key not in self.guards:
+            self.guards[key] = self.guard.stream_guard(self.exchange)
+        return self.guards[key]
 
-    async def _release_rest(self, out: list[bytes]) -> bool:
-        """Check and release what each choice still holds back. True: a check stopped it."""
-        for index, stream_guard in self.guards.items():
+    async def _release_rest(self, out: list[bytes], choice: int | None = None, calls_only: bool = False) -> bool:
+        """Check and release what the windows still hold back. True: a check stopped it."""
+        for key, stream_guard in self.guards.items():
+            index = key[0] if isinstance(key, tuple) else key
+            if (choice is not None and index != choice) or (calls_only and not isinstance(key, tuple)):
+                continue
             rest = await stream_guard.finish()
             if stream_guard.stopped:
                 return True
-            if rest:
-                chunk = fallback_chunks(
-                    self.operation, request_id=self.exchange.request_id, model=self.request.model, text=rest, template=self.template, index=index
-                )[0]
-                if self.operation == "chat":
-                    del chunk["choices"][0]["delta"]["role"]
-                out.append(encode_data(chunk))
-                self.exchange.mark_first_token()
+            if not rest:
+                continue
+            chunk = fallback_chunks(
+                self.operation, request_id=self.exchange.request_id, model=self.request.model, text=rest, template=self.template, index=index
+            )[0]
+            if self.operation == "chat":
+                delta = chunk["choices"][0]["delta"]
+                del delta["role"]
+                if isinstance(key, tuple):
+                    del delta["content"]
+                    delta["tool_calls"] = [{"index": key[1], "function": {"arguments": rest}}]
+            out.append(encode_data(chunk))
+            self.exchange.mark_first_token()
         return False
 
     async def _end_stream(self, out: list[bytes]) -> None:
@@ -598,6 +620,19 @@ class _Responder:
         self.mode = "done"
         self.call.stream_closed.set()
         await self.call.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+
+
+def _tool_call_deltas(delta: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """(call index, function dict) of a streamed delta's tool calls that carry argument text."""
+    calls = delta.get("tool_calls")
+    if not isinstance(calls, list):
+        return []
+    found = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str) and isinstance(call.get("index", 0), int):
+            found.append((call.get("index", 0), function))
+    return found
 
 
 def _empty_choice(operation: Operation, choice: dict[str, Any]) -> bool:

@@ -237,3 +237,39 @@ async def test_tool_call_arguments_get_placeholders_restored_and_leaks_redacted(
         answer = (await client.post("/v1/chat/completions", json=body)).json()
     arguments = json.loads(answer["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"])
     assert arguments == {"to": "jane@example.org", "cc": "<EMAIL_ADDRESS>"}
+
+
+def _tool_chunk(arguments: str | None = None, finish: str | None = None, first: bool = False) -> bytes:
+    call: dict[str, Any] = {"index": 0}
+    if first:
+        call.update({"id": "call_1", "type": "function", "function": {"name": "send_mail", "arguments": ""}})
+    elif arguments is not None:
+        call["function"] = {"arguments": arguments}
+    delta = {"tool_calls": [call]} if (first or arguments is not None) else {}
+    data = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(data)}\n\n".encode()
+
+
+@pytest.mark.anyio
+async def test_streamed_tool_call_arguments_are_restored_and_checked(make_guard) -> None:
+    guard = make_guard(lambda d: d["systems"]["support-bot"]["streaming"].update(holdback_chars=4))
+    arguments = json.dumps({"to": "<EMAIL_ADDRESS_1>", "cc": "boss@example.com", "body": "hello there"})
+    pieces = [arguments[i : i + 5] for i in range(0, len(arguments), 5)]
+    app = sse_app([_tool_chunk(first=True), *[_tool_chunk(p) for p in pieces], _tool_chunk(finish="tool_calls"), b"data: [DONE]\n\n"])
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "mail me at jane@example.org"}]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=AimsguardMiddleware(app, guard=guard)), base_url="http://t") as client:
+        text = (await client.post("/v1/chat/completions", json=body)).text
+    received, finished_at, position = "", None, 0
+    for event in text.split("\n\n"):
+        if not event.startswith("data: {"):
+            continue
+        position += 1
+        choice = json.loads(event[6:])["choices"][0]
+        for call in choice["delta"].get("tool_calls") or []:
+            assert finished_at is None, "tool-call text after the choice finished"
+            received += (call.get("function") or {}).get("arguments") or ""
+        if choice.get("finish_reason"):
+            finished_at = position
+    assert json.loads(received) == {"to": "jane@example.org", "cc": "<EMAIL_ADDRESS>", "body": "hello there"}
+    assert "boss@" not in text and "_1>" not in text
