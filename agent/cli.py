@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import sys
@@ -10,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
+import structlog
 import typer
 
 from ._errors import AimsguardError, PolicyError
@@ -141,6 +143,69 @@ Press Ctrl+C to stop.
         pass
     finally:
         guard.close()
+
+
+@app.command()
+def scan(
+    source: Annotated[str, typer.Argument(help="JSON-lines file to read, or - for standard input")] = "-",
+    config: ConfigOption = _DEFAULT_CONFIG,
+    system: Annotated[str | None, typer.Option(help="AI system whose checks run (default: the policy's)")] = None,
+    stage: Annotated[str, typer.Option(help="stage for lines that name none: input or output")] = "input",
+) -> None:
+    """Run a system's checks over JSON lines ({"id", "text"}); write one JSON line per input.
+
+    Exit status 0 even when texts are blocked; 2 for a usage or policy error.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from aimsguard.guardrails import Stage, default_registry
+
+    from ._pipeline import Pipeline
+    from ._scan import scan_lines
+
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING), logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    if stage not in ("input", "output"):
+        typer.echo(f"error: --stage must be input or output, not {stage!r}", err=True)
+        raise typer.Exit(2)
+    try:
+        policy = load_policy(config)
+        system_id = system or policy.default_system_id
+        if system_id not in policy.systems:
+            typer.echo(f"error: unknown system {system_id!r} (the policy has: {', '.join(policy.systems)})", err=True)
+            raise typer.Exit(2)
+        pipeline = Pipeline(system_id, policy.systems[system_id], default_registry())
+    except AimsguardError as error:
+        _fail(error)
+        return
+    try:
+        handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        typer.echo(f"error: cannot read {source}: {exc.strerror}", err=True)
+        raise typer.Exit(2) from None
+    console = Console(stderr=True)
+    interactive = console.is_terminal
+    with handle:
+        if interactive:
+            columns = (TextColumn("scanning"), BarColumn(), TextColumn("{task.completed} lines"), TimeElapsedColumn())
+            # No stdout redirection: the results go to stdout, the bar to the terminal on stderr.
+            with Progress(*columns, console=console, transient=True, redirect_stdout=False, redirect_stderr=False) as progress:
+                task = progress.add_task("scan", total=None)
+                counts = asyncio.run(scan_lines(pipeline, handle, sys.stdout, stage=Stage(stage), on_line=lambda: progress.advance(task)))
+        else:
+            counts = asyncio.run(scan_lines(pipeline, handle, sys.stdout, stage=Stage(stage)))
+    sys.stdout.flush()
+    if interactive:
+        table = Table(title=f"{system_id}: {stage} checks")
+        table.add_column("check")
+        actions = sorted({action for _, action in counts})
+        for action in actions:
+            table.add_column(action, justify="right")
+        for guardrail in ["*", *sorted({g for g, _ in counts if g != "*"})]:
+            table.add_row("all lines" if guardrail == "*" else guardrail, *[str(counts.get((guardrail, a), 0)) for a in actions])
+        console.print(table)
 
 
 @app.command("demo-upstream")
