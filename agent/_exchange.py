@@ -61,8 +61,10 @@ class Exchange:
     response_model: str | None = None
     stream: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
-    input_texts: list[str] = field(default_factory=list)
-    output_texts: list[str] = field(default_factory=list)
+    input_texts: list[str] = field(default_factory=list)  # as they went on (redacted)
+    output_texts: list[str] = field(default_factory=list)  # as the user got them
+    logged_input: list[str] = field(default_factory=list)  # as they may be logged (only on opt-in)
+    logged_output: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     action: Action = Action.ALLOW
     status: ExchangeStatus = ExchangeStatus.OK
@@ -81,7 +83,9 @@ class Exchange:
 
     def __post_init__(self) -> None:
         if not self.conversation_id:
-            self.conversation_id = self.request_id
+            # A fresh id of our own, never one a client chose: placeholders are kept per
+            # conversation, and a guessable id would let one caller read another's.
+            self.conversation_id = new_id()
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:

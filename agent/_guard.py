@@ -9,6 +9,7 @@ steps: ``begin`` → ``check_input`` → (the AI system answers) → ``check_out
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ import structlog
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from aimsguard.collectors import EventBus, EventExporter, JsonlEventLog, PrometheusMetrics, TraceExporter
-from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, default_registry
+from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, default_registry
 
 from ._errors import EventLogUnavailable, UnknownSystemError
 from ._events import EventEmitter
@@ -153,8 +154,9 @@ class Guard:
         result = await self.pipelines[exchange.system_id].run(self._request(exchange, Stage.INPUT, texts))
         exchange.input_checks_s += result.duration_s
         self._record(exchange, result)
-        if result.redacted:
-            exchange.input_texts = list(result.texts)
+        exchange.input_texts = list(result.texts)
+        if self.events.content_logged:
+            exchange.logged_input = _masked(texts, result)
         return result
 
     async def check_output(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
@@ -162,7 +164,9 @@ class Guard:
         result = await self.pipelines[exchange.system_id].run(request)
         exchange.output_checks_s += result.duration_s
         self._record(exchange, result)
-        exchange.output_texts = list(result.loggable_texts)
+        exchange.output_texts = list(result.texts)
+        if self.events.content_logged:
+            exchange.logged_output = _masked(texts, result)
         return result
 
     def has_output_checks(self, exchange: Exchange) -> bool:
@@ -185,8 +189,9 @@ class Guard:
         for guard in guards:
             if guard.result is not None:
                 self._record(exchange, guard.result)
-        # What the user saw (redacted), never the upstream's raw text.
-        exchange.output_texts = [guard.logged_text for guard in guards]
+        # What the user saw (redacted, restored data left out), never the upstream's raw text.
+        exchange.output_texts = [guard.released_text for guard in guards]
+        exchange.logged_output = [guard.logged_text for guard in guards]
 
     def _record(self, exchange: Exchange, result: StageResult) -> None:
         exchange.record(result.verdicts, result.action)
@@ -249,8 +254,8 @@ class Guard:
         }
         if self.events.content_logged:
             # Content is logged only as it left the checks (redacted), and only on opt-in.
-            fields["input"] = exchange.input_texts
-            fields["output"] = exchange.output_texts
+            fields["input"] = exchange.logged_input
+            fields["output"] = exchange.logged_output
         self.events.emit("exchange", **fields)
 
     # -- lifecycle -----------------------------------------------------------------
@@ -274,6 +279,18 @@ class Guard:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
+
+
+def _masked(texts: Sequence[str], result: StageResult) -> list[str]:
+    """The texts as they may be logged: every finding masked — those that were only
+    flagged or blocked too — and restored personal data left as its placeholder."""
+    findings = [
+        f if f.replacement is not None else dataclasses.replace(f, replacement=f"<{f.kind}>")
+        for v in result.verdicts
+        for f in v.findings
+        if not f.restores
+    ]
+    return [apply_redactions(text, findings, segment) for segment, text in enumerate(texts)]
 
 
 def _question(exchange: Exchange) -> str | None:

@@ -10,6 +10,7 @@ middleware's own system (or the policy's default) is used.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import sys
 import time
@@ -50,6 +51,7 @@ SCOPE_KEY = "aimsguard"
 _OPERATIONS: dict[str, Operation] = {CHAT_PATH: "chat", COMPLETIONS_PATH: "text_completion"}
 _SYSTEM_PREFIX = "/systems/"
 _MAX_ID_LENGTH = 128
+UNKNOWN_SYSTEM = "_unknown"
 
 
 def _split_system_prefix(path: str) -> tuple[str, str | None]:
@@ -71,6 +73,16 @@ def _client_id(value: str | None) -> str | None:
     if value and len(value) <= _MAX_ID_LENGTH and value.isascii() and value.replace("-", "").replace("_", "").replace(".", "").isalnum():
         return value
     return None
+
+
+def _principal(scope: Scope) -> str:
+    """Who is calling, as far as the credentials tell: a hash of the Authorization header.
+
+    Per-conversation state (the personal-data vault) is scoped to it, so knowing another
+    caller's conversation id is not enough to read their data back.
+    """
+    authorization = _header(scope, b"authorization")
+    return hashlib.sha256(authorization.encode("latin-1")).hexdigest()[:16] if authorization else ""
 
 
 def _trace_fields(traceparent: str | None) -> dict[str, str]:
@@ -138,6 +150,7 @@ class _GuardedCall:
                 request_id=request_id,
                 conversation_id=_client_id(_header(self.scope, b"x-aimsguard-conversation-id")) or "",
                 operation=self.operation,
+                metadata={"principal": _principal(self.scope)},
                 **_trace_fields(_header(self.scope, b"traceparent")),
             )
             self.guard.ensure_accepting()
@@ -158,10 +171,9 @@ class _GuardedCall:
 
     def _reject_exchange(self, request_id: str, requested: str | None, error: AimsguardError) -> None:
         if self.exchange is None:
-            # No known system: recorded under what was asked for, cut short (it is client text).
-            self.exchange = self.guard.begin(
-                (requested or "")[:_MAX_ID_LENGTH], self.mw.front_door, request_id=request_id, operation=self.operation
-            )
+            # No known system: recorded under a marker, never the client's text (it may be
+            # anything, personal data included, and would become a metric label).
+            self.exchange = self.guard.begin(UNKNOWN_SYSTEM, self.mw.front_door, request_id=request_id, operation=self.operation)
         self.exchange.status = ExchangeStatus.REJECTED
         self.exchange.error_code = error.code
 

@@ -24,7 +24,6 @@ from aimsguard.guardrails import (
     Stage,
     Verdict,
     apply_redactions,
-    loggable,
     most_severe,
 )
 
@@ -42,11 +41,6 @@ class StageResult:
     verdicts: list[Verdict]
     texts: list[str]  # after redaction; the input texts when nothing was redacted
     duration_s: float
-    log_texts: list[str] | None = None  # as they may be logged, when that differs (restored personal data)
-
-    @property
-    def loggable_texts(self) -> list[str]:
-        return self.texts if self.log_texts is None else self.log_texts
 
     @property
     def redacted(self) -> bool:
@@ -159,14 +153,10 @@ class Pipeline:
             verdicts = list(await asyncio.gather(*(check.run(request) for check in checks)))
         action = most_severe(v.action for v in verdicts)
         texts = list(request.texts)
-        log_texts = None
         if any(v.redactions for v in verdicts):
             findings = [f for v in verdicts for f in v.redactions]
             texts = [apply_redactions(text, findings, segment) for segment, text in enumerate(request.texts)]
-            if any(f.restores for f in findings):
-                log_findings = loggable(findings)
-                log_texts = [apply_redactions(text, log_findings, segment) for segment, text in enumerate(request.texts)]
-        return StageResult(action, verdicts, texts, time.perf_counter() - started, log_texts)
+        return StageResult(action, verdicts, texts, time.perf_counter() - started)
 
     def describe(self) -> dict[Stage, Sequence[dict[str, object]]]:
         return {

@@ -261,9 +261,22 @@ def parse_policy(
     return policy
 
 
+# The longest common personal data with spaces in it (an IBAN written in groups) must fit
+# in the hold-back window whole: the word rule does not protect text that has spaces.
+MIN_PII_HOLDBACK = 42
+
+
 def _check_settings(policy: Policy, registry: GuardrailRegistry) -> list[PolicyProblem]:
     problems: list[PolicyProblem] = []
     for system_id, system in policy.systems.items():
+        if any(c.guardrail == "pii" for c in system.checks.output) and system.streaming.holdback_chars < MIN_PII_HOLDBACK:
+            problems.append(
+                PolicyProblem(
+                    f"systems.{system_id}.streaming.holdback_chars",
+                    f"must be at least {MIN_PII_HOLDBACK} when a pii check watches the output "
+                    "(personal data written with spaces, such as an IBAN, could otherwise go out in part)",
+                )
+            )
         for stage in Stage:
             for index, check in enumerate(system.checks.for_stage(stage)):
                 path = f"systems.{system_id}.checks.{stage.value}[{index}]"

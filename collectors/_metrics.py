@@ -184,6 +184,11 @@ class PrometheusMetrics:
 
     # -- from events to metrics -------------------------------------------------------
 
+    def _system(self, event: Event) -> str:
+        """A system of the policy, or ``_OTHER``: a label never carries what a client sent."""
+        system = event.get("system")
+        return system if isinstance(system, str) and system in self._providers else OTHER
+
     def _child(self, metric: Any, *labels: Any) -> Any:
         key = (id(metric), *labels)
         child = self._children.get(key)
@@ -204,7 +209,7 @@ class PrometheusMetrics:
         return OTHER
 
     def _exchange(self, event: Event) -> None:
-        system = str(event.get("system", ""))
+        system = self._system(event)
         status = str(event.get("status", ""))
         http_status = event.get("http_status")
         self._child(self.requests, system, event.get("front_door", ""), event.get("operation", ""), status, _code_class(http_status)).inc()
@@ -248,4 +253,4 @@ class PrometheusMetrics:
 
     def _verdict_findings(self, event: Event) -> None:
         for finding in event.get("findings", ()):
-            self._child(self.findings, event.get("system", ""), event.get("guardrail", ""), event.get("stage", ""), finding.get("kind", "")).inc()
+            self._child(self.findings, self._system(event), event.get("guardrail", ""), event.get("stage", ""), finding.get("kind", "")).inc()

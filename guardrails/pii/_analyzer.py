@@ -4,8 +4,8 @@ Same recognizers, same scores, same context boosting, same overlap resolution as
 AnalyzerEngine — the engine itself does the analysis. What changes is how much of it runs:
 
 - an entity is analysed only when one of its recognizers could match: a pattern
-  recognizer whose regular expressions find nothing in the text returns nothing, so a
-  search for any one of them (stopping at the first hit) decides that cheaply;
+  recognizer whose regular expressions find nothing in the text returns nothing, and
+  characters every match needs (an "@", a digit) rule most texts out before any search;
 - the phone recognizer (python-phonenumbers, scanning the whole text once per region, by
   far the slowest) looks only at windows around runs of digits.
 """
@@ -32,9 +32,8 @@ PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 _DIGIT_RUN = re.compile(r"[+(]?\d[\d\s().\-/]*\d")
 _DOT_LETTER = re.compile(r"\.[a-z]", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
-_WINDOW_MARGIN = 100  # characters around a candidate: Presidio's context words look 5 tokens either way
-_WHOLE_TEXT_BELOW = 400  # shorter texts are analysed in one go
 _PHONE_MARGIN = 24  # characters of context kept on each side of a run of digits
+_PHONE_MIN_DIGITS = 3  # phonenumbers calls some 4-digit German numbers valid; 3 leaves a margin
 
 
 class WindowedPhoneRecognizer(PhoneRecognizer):
@@ -43,7 +42,7 @@ class WindowedPhoneRecognizer(PhoneRecognizer):
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         results: list[RecognizerResult] = []
         for start, end in _digit_windows(text):
-            if len(_DIGIT.findall(text, start, end)) < 5:
+            if len(_DIGIT.findall(text, start, end)) < _PHONE_MIN_DIGITS:
                 continue  # too few digits for any number the supported regions call valid
             for result in super().analyze(text[start:end], entities, None):
                 result.start += start
@@ -83,17 +82,16 @@ def predefined_recognizers_for(language: str, entities: Iterable[str]) -> list[E
     return found
 
 
-Locator = Callable[[str], "list[tuple[int, int]] | None"]
-"""Where a recognizer could find something in a text: spans ([] for nowhere), or None
-when it cannot tell (NER, custom recognizers) and the whole text must be analysed."""
+Trigger = Callable[[str], bool]
+"""Whether a recognizer could find anything in a text, decided cheaply."""
 
 
-def _nowhere_or_everywhere(_: str) -> None:
-    return None
+def _always(_: str) -> bool:
+    return True  # NER and custom recognizers: cannot tell, always run
 
 
-def _phone_windows(text: str) -> list[tuple[int, int]]:
-    return [(start, end) for start, end in _digit_windows(text) if len(_DIGIT.findall(text, start, end)) >= 5]
+def _has_phone_digits(text: str) -> bool:
+    return any(len(_DIGIT.findall(text, start, end)) >= _PHONE_MIN_DIGITS for start, end in _digit_windows(text))
 
 
 def _has_digit(text: str) -> bool:
@@ -125,38 +123,16 @@ _NECESSARY: dict[str, Callable[[str], bool]] = {
 }
 
 
-def _locator(recognizer: EntityRecognizer) -> Locator:
+def _trigger(recognizer: EntityRecognizer) -> Trigger:
     if isinstance(recognizer, WindowedPhoneRecognizer):
-        return _phone_windows
+        return _has_phone_digits
     if isinstance(recognizer, PatternRecognizer) and recognizer.patterns and not recognizer.deny_list:
         # The `regex` module, as Presidio's PatternRecognizer uses: same syntax, same matches.
         patterns = tuple(regex.compile(p.regex, flags=PRESIDIO_REGEX_FLAGS) for p in recognizer.patterns)
         necessary = [_NECESSARY[e] for e in recognizer.supported_entities if e in _NECESSARY]
-        first = necessary[0] if len(necessary) == len(recognizer.supported_entities) == 1 else (lambda _: True)
-
-        def locate(text: str) -> list[tuple[int, int]]:
-            if not first(text):
-                return []
-            return [m.span() for p in patterns for m in p.finditer(text)]
-
-        return locate
-    return _nowhere_or_everywhere
-
-
-def _windows(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Spans widened by a margin (room for context words) to whitespace, then merged."""
-    windows: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        start, end = max(0, start - _WINDOW_MARGIN), min(len(text), end + _WINDOW_MARGIN)
-        while start > 0 and not text[start - 1].isspace():
-            start -= 1
-        while end < len(text) and not text[end].isspace():
-            end += 1
-        if windows and start <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], max(end, windows[-1][1]))
-        else:
-            windows.append((start, end))
-    return windows
+        first = necessary[0] if len(necessary) == len(recognizer.supported_entities) == 1 else _always
+        return lambda text: first(text) and any(p.search(text) for p in patterns)
+    return _always
 
 
 class PiiAnalyzer:
@@ -195,44 +171,27 @@ class PiiAnalyzer:
                     "; PERSON, LOCATION, NRP and ORGANIZATION need an NER model (settings.ner_model)" if set(unknown) & _NER_ENTITIES else ""
                 ))
         self.entities = sorted(supported if entities is None else set(entities))
-        self._locators: dict[str, list[Locator]] = {}
+        self._triggers: dict[str, list[Trigger]] = {}
         for recognizer in registry.recognizers:
             for entity in recognizer.supported_entities:
                 if entity in self.entities:
-                    self._locators.setdefault(entity, []).append(_locator(recognizer))
+                    self._triggers.setdefault(entity, []).append(_trigger(recognizer))
 
     def analyze(self, text: str, entities: Sequence[str] | None = None, allow_list: Sequence[str] | None = None) -> list[RecognizerResult]:
-        """What Presidio's engine finds in ``text``: run on the whole text, or, when every
-        candidate could be located, on windows around the candidates only."""
-        candidates: list[str] = []
-        spans: list[tuple[int, int]] = []
-        whole = False
-        for entity in self.entities if entities is None else entities:
-            found = False
-            for locate in self._locators.get(entity, ()):
-                located = locate(text)
-                if located is None:
-                    whole = found = True
-                elif located:
-                    spans.extend(located)
-                    found = True
-            if found:
-                candidates.append(entity)
+        """What Presidio's engine finds in ``text``, asked only about the entities some
+        recognizer could find there. The engine always sees the whole text: the context
+        words that raise a score can lie far from the entity."""
+        candidates = [
+            entity
+            for entity in (self.entities if entities is None else entities)
+            if any(could_match(text) for could_match in self._triggers.get(entity, ()))
+        ]
         if not candidates:
             return []
-        allowed = list(allow_list) if allow_list else None
-        if whole or len(text) < _WHOLE_TEXT_BELOW:
-            return self._engine_analyze(text, candidates, allowed)
-        results: list[RecognizerResult] = []
-        for start, end in _windows(text, spans):
-            for result in self._engine_analyze(text[start:end], candidates, allowed):
-                result.start += start
-                result.end += start
-                results.append(result)
-        return results
-
-    def _engine_analyze(self, text: str, entities: list[str], allow_list: list[str] | None) -> list[RecognizerResult]:
-        return self.engine.analyze(text, language=self.language, entities=entities, score_threshold=self.score_threshold, allow_list=allow_list)
+        return self.engine.analyze(
+            text, language=self.language, entities=candidates, score_threshold=self.score_threshold,
+            allow_list=list(allow_list) if allow_list else None,
+        )
 
 
 _NER_ENTITIES = {"PERSON", "LOCATION", "NRP", "ORGANIZATION", "GPE"}

@@ -57,6 +57,11 @@ class PiiSettings(GuardrailSettings):
         return self
 
 
+def _vault_key(request: CheckRequest) -> str:
+    """A conversation, within the credentials of whoever calls (see the middleware's principal)."""
+    return f"{request.metadata.get('principal', '')}/{request.conversation_id}"
+
+
 def _without_overlaps(results: list[Any]) -> list[Any]:
     """One entity per stretch of text: the surest (then longest) wins, so a name inside an
     e-mail address is the address, and a URL-looking part of it is nothing on its own."""
@@ -140,7 +145,7 @@ class PiiGuardrail(Guardrail):
                     continue
                 replacement = None
                 if action is Action.REDACT:
-                    replacement = self._placeholder(request.conversation_id, result.entity_type, text[result.start : result.end])
+                    replacement = self._placeholder(_vault_key(request), result.entity_type, text[result.start : result.end])
                 actions.append(action)
                 findings.append(
                     Finding(result.entity_type, segment, result.start, result.end, result.score, self._explain(result), replacement)
@@ -166,7 +171,7 @@ class PiiGuardrail(Guardrail):
     def _check_output(self, request: CheckRequest) -> Verdict:
         findings: list[Finding] = []
         leaks: list[Finding] = []
-        conversation = request.conversation_id
+        conversation = _vault_key(request)
         for segment, text in enumerate(request.texts):
             if self.settings.restore_output:
                 for match in PLACEHOLDER.finditer(text):

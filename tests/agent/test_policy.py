@@ -67,6 +67,8 @@ def test_a_missing_environment_variable_names_the_key(tmp_path: Path) -> None:
          "systems.support-bot.upstream.base_url", "URL"),
         (lambda d: d["systems"]["support-bot"].pop("owner"), "systems.support-bot.owner", "Field required"),
         (lambda d: d["gateway"].update(default_system="nope"), "gateway.default_system", "names no system"),
+        (lambda d: d["systems"]["support-bot"]["streaming"].update(holdback_chars=16), "systems.support-bot.streaming.holdback_chars",
+         "at least 42 when a pii check watches the output"),
         (lambda d: d["systems"].update({"Bad Id": d["systems"]["support-bot"]}), "systems.Bad Id", "pattern"),
     ],
 )

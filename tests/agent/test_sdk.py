@@ -132,7 +132,7 @@ async def test_an_escalated_stream_ends_with_the_escalation_message(make_guard, 
 
 
 def test_a_stream_the_caller_leaves_early_still_records_what_the_checks_did(make_guard, events, upstream) -> None:
-    guard = make_guard(lambda d: d["systems"]["support-bot"]["streaming"].update(holdback_chars=4))
+    guard = make_guard(lambda d: d["systems"]["support-bot"]["streaming"].update(holdback_chars=42))
     client = guard_openai(openai.OpenAI(base_url=upstream.url + "/v1", api_key="x", max_retries=0), guard)
     stream = client.chat.completions.create(model="demo", messages=_user("leak:code"), stream=True)
     for chunk in stream:

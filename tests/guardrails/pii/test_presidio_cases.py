@@ -65,3 +65,17 @@ def test_aimsguard_finds_exactly_what_presidio_finds_on_presidios_cases(engines)
     # Not the point of this test (that is parity), but a regression guard: the labels of
     # Presidio's tests mostly hold under the offline engine too.
     assert agree_with_labels["True"] / compared > 0.99, agree_with_labels
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("Phone: 1640 now", "PHONE_NUMBER"),  # phonenumbers calls some 4-digit German numbers valid
+        ("Phone: 1689 please", "PHONE_NUMBER"),
+        ("Call me on my phone, " + "if it is to be of any use to you and them, " * 9 + "at 212 555 0123 .", "PHONE_NUMBER"),
+        ("my social security number, " + "which I only tell people that I really do trust, " * 8 + "is 078-05-1120", "US_SSN"),
+    ],
+)
+def test_edge_cases_found_by_review_stay_identical(engines, text: str, entity: str) -> None:
+    _, ours, stock, _ = engines
+    assert _spans(ours.analyze(text, entities=[entity])) == _spans(stock.analyze(text, language="en", entities=[entity], score_threshold=0.0))

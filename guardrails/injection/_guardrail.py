@@ -1,0 +1,92 @@
+"""The prompt-injection check (``injection``): local, no model call, explains itself.
+
+Each text is checked in every form ``views`` gives (normalised, de-leeted, decoded
+fragments) against the patterns of six kinds of attack. The score is the weight of the
+surest kind found, a little more for each further kind; the policy maps it to flag and
+block (or escalate). Findings name the kind and the form it was found in.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, model_validator
+
+from .._base import GuardrailSettings, InlineGuardrail
+from .._verdict import Action, CheckRequest, Finding, Verdict
+from ._normalize import views
+from ._patterns import CATEGORIES
+
+__all__ = ["InjectionGuardrail", "InjectionSettings", "injection_score"]
+
+_VIEW_NAMES = ("text", "de-leeted", "decoded")
+
+
+class InjectionSettings(GuardrailSettings):
+    flag_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    block_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
+    action: Action = Field(default=Action.BLOCK, description="what a score over block_threshold does: block or escalate")
+    categories: list[str] = Field(default_factory=lambda: [c.name for c in CATEGORIES])
+
+    @model_validator(mode="after")
+    def _valid(self) -> InjectionSettings:
+        known = {c.name for c in CATEGORIES}
+        unknown = sorted(set(self.categories) - known)
+        if unknown:
+            raise ValueError(f"unknown categories {unknown} (known: {sorted(known)})")
+        if self.flag_threshold > self.block_threshold:
+            raise ValueError("flag_threshold must not exceed block_threshold")
+        if self.action not in (Action.BLOCK, Action.ESCALATE):
+            raise ValueError("action must be block or escalate")
+        return self
+
+
+def injection_score(text: str, categories: frozenset[str] | None = None) -> tuple[float, list[tuple[str, str]]]:
+    """(score, [(category, form it was found in)]) for one text."""
+    found: dict[str, str] = {}
+    for number, view in enumerate(views(text)):
+        for category in CATEGORIES:
+            if category.name in found or (categories is not None and category.name not in categories):
+                continue
+            if category.pattern.search(view):
+                found[category.name] = _VIEW_NAMES[min(number, 2)]
+    if not found:
+        return 0.0, []
+    weights = sorted((c.weight for c in CATEGORIES if c.name in found), reverse=True)
+    return min(1.0, weights[0] + 0.05 * (len(weights) - 1)), list(found.items())
+
+
+class InjectionGuardrail(InlineGuardrail):
+    name = "injection"
+    version = "1"
+    Settings = InjectionSettings
+
+    def __init__(self, settings: InjectionSettings, **kwargs: Any) -> None:  # type: ignore[override]
+        super().__init__(settings, **kwargs)
+        self.settings: InjectionSettings = settings
+        self._categories = frozenset(settings.categories)
+
+    def check_inline(self, request: CheckRequest) -> Verdict:
+        findings: list[Finding] = []
+        top = 0.0
+        for segment, text in enumerate(request.texts):
+            score, found = injection_score(text, self._categories)
+            top = max(top, score)
+            findings.extend(
+                Finding(f"injection:{category}", segment, 0, len(text), score, f"{category.replace('_', ' ')} (in the {form})")
+                for category, form in found
+            )
+        if top >= self.settings.block_threshold:
+            action = self.settings.action
+        elif top >= self.settings.flag_threshold:
+            action = Action.FLAG
+        else:
+            action = Action.ALLOW
+        return Verdict(
+            guardrail=self.instance_id,
+            stage=request.stage,
+            action=action,
+            score=top,
+            reasons=tuple(sorted({f.explanation for f in findings})),
+            findings=tuple(findings),
+        )
