@@ -10,6 +10,12 @@ from aimsguard.agent import PolicyError, load_policy, parse_policy
 from ..support import EXAMPLE_POLICY, policy_dict, write_policy
 
 
+# Where the example policy's input rules check sits among its input checks.
+RULES_AT = next(
+    i for i, c in enumerate(yaml.safe_load(EXAMPLE_POLICY.read_text())["systems"]["support-bot"]["checks"]["input"]) if c["guardrail"] == "rules"
+)
+
+
 def test_example_policy_is_valid_and_resolves_paths_against_its_file() -> None:
     policy = load_policy(EXAMPLE_POLICY)
     system = policy.systems["support-bot"]
@@ -61,8 +67,8 @@ def test_a_missing_environment_variable_names_the_key(tmp_path: Path) -> None:
          "systems.support-bot.checks.input[0].timeout_ms", "greater than 0"),
         (lambda d: d["systems"]["support-bot"]["checks"]["output"][0].update(guardrail="telepathy"),
          "systems.support-bot.checks.output[0].guardrail", "unknown guardrail 'telepathy'"),
-        (lambda d: d["systems"]["support-bot"]["checks"]["input"][1]["settings"]["rules"][0].update(patterns=["(x"]),
-         "systems.support-bot.checks.input[1].settings.rules[0].patterns[0]", "not a valid regular expression"),
+        (lambda d: d["systems"]["support-bot"]["checks"]["input"][RULES_AT]["settings"]["rules"][0].update(patterns=["(x"]),
+         f"systems.support-bot.checks.input[{RULES_AT}].settings.rules[0].patterns[0]", "not a valid regular expression"),
         (lambda d: d["systems"]["support-bot"]["upstream"].update(base_url="not a url"),
          "systems.support-bot.upstream.base_url", "URL"),
         (lambda d: d["systems"]["support-bot"].pop("owner"), "systems.support-bot.owner", "Field required"),
