@@ -209,6 +209,8 @@ class _GuardedCall:
         assert exchange is not None
         exchange.model = request.model
         exchange.stream = request.stream
+        if request.system_prompt:
+            exchange.metadata["system_prompt"] = request.system_prompt  # for the prompt-leak check; never logged
         try:
             result = await self.guard.check_input(exchange, request.texts)
             if result.failed_closed:

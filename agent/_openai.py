@@ -73,6 +73,7 @@ class ParsedRequest:
     stream: bool
     texts: list[str]
     _locations: list[tuple[Any, ...]]
+    roles: list[str] | None = None  # the role of each text's message (chat)
 
     def with_texts(self, texts: list[str]) -> bytes:
         """The body with each checked text replaced (by its redacted form)."""
@@ -86,6 +87,12 @@ class ParsedRequest:
     @property
     def question(self) -> str | None:
         return self.texts[-1] if self.texts else None
+
+    @property
+    def system_prompt(self) -> str | None:
+        """The system and developer messages, for the output checks that guard them."""
+        parts = [t for t, role in zip(self.texts, self.roles or [], strict=False) if role in ("system", "developer")]
+        return "\n".join(parts) or None
 
 
 def parse_request(operation: Operation, raw: bytes) -> ParsedRequest:
@@ -110,16 +117,19 @@ def parse_body(operation: Operation, body: Any) -> ParsedRequest:
         raise RequestError(f"invalid request: {param}: {first['msg']}", param=param) from None
     texts: list[str] = []
     locations: list[tuple[Any, ...]] = []
+    roles: list[str] = []
     if isinstance(parsed, _ChatRequest):
         for i, message in enumerate(parsed.messages):
             if isinstance(message.content, str):
                 texts.append(message.content)
                 locations.append(("messages", i, "content"))
+                roles.append(message.role)
             elif isinstance(message.content, list):
                 for j, part in enumerate(message.content):
                     if part.type == "text" and part.text is not None:
                         texts.append(part.text)
                         locations.append(("messages", i, "content", j, "text"))
+                        roles.append(message.role)
     elif isinstance(parsed.prompt, str):
         texts.append(parsed.prompt)
         locations.append(("prompt",))
@@ -127,7 +137,7 @@ def parse_body(operation: Operation, body: Any) -> ParsedRequest:
         for i, prompt in enumerate(parsed.prompt):
             texts.append(prompt)
             locations.append(("prompt", i))
-    return ParsedRequest(operation, body, parsed.model, parsed.stream, texts, locations)
+    return ParsedRequest(operation, body, parsed.model, parsed.stream, texts, locations, roles or None)
 
 
 # -- answers -------------------------------------------------------------------------

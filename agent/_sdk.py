@@ -390,6 +390,8 @@ class _OpenAICall:
     async def before(self) -> dict[str, Any]:
         key = "messages" if self.operation == "chat" else "prompt"
         parsed = parse_body(self.operation, {key: copy.deepcopy(self.kwargs.get(key))})
+        if parsed.system_prompt:
+            self.ex.exchange.metadata["system_prompt"] = parsed.system_prompt
         try:
             texts = await self.ex.check_input(parsed.texts)
         except Blocked as blocked:

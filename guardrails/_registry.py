@@ -42,8 +42,8 @@ class GuardrailRegistry:
 
 def default_registry() -> GuardrailRegistry:
     """A registry holding every guardrail that ships with aimsguard."""
-    from .injection import InjectionGuardrail
+    from .injection import InjectionGuardrail, PromptLeakGuardrail
     from .pii import PiiGuardrail
     from .rules import RulesGuardrail
 
-    return GuardrailRegistry(RulesGuardrail, PiiGuardrail, InjectionGuardrail)
+    return GuardrailRegistry(RulesGuardrail, PiiGuardrail, InjectionGuardrail, PromptLeakGuardrail)

@@ -183,10 +183,12 @@ class EscalatingGuardrail(Guardrail):
 
 
 def test_registry() -> GuardrailRegistry:
-    from aimsguard.guardrails.injection import InjectionGuardrail
+    from aimsguard.guardrails.injection import InjectionGuardrail, PromptLeakGuardrail
     from aimsguard.guardrails.pii import PiiGuardrail
 
-    return GuardrailRegistry(RulesGuardrail, PiiGuardrail, InjectionGuardrail, ExplodingGuardrail, SleepyGuardrail, EscalatingGuardrail)
+    return GuardrailRegistry(
+        RulesGuardrail, PiiGuardrail, InjectionGuardrail, PromptLeakGuardrail, ExplodingGuardrail, SleepyGuardrail, EscalatingGuardrail
+    )
 
 
 test_registry.__test__ = False  # type: ignore[attr-defined]
