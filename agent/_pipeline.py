@@ -121,7 +121,8 @@ class Pipeline:
     def __init__(self, system_id: str, system: SystemConfig, registry: GuardrailRegistry) -> None:
         self.system_id = system_id
         self.system = system
-        self.shared: dict[str, object] = {}  # per-system state the checks share
+        # Per-system state the checks share (the personal-data vault, the knowledge base's place).
+        self.shared: dict[str, object] = {"knowledge_base": system.knowledge_base}
         self.checks: dict[Stage, list[BoundCheck]] = {
             stage: [self._build(config, registry, self.shared) for config in system.checks.for_stage(stage)] for stage in Stage
         }

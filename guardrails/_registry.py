@@ -42,8 +42,9 @@ class GuardrailRegistry:
 
 def default_registry() -> GuardrailRegistry:
     """A registry holding every guardrail that ships with aimsguard."""
+    from .grounding import GroundingGuardrail
     from .injection import InjectionGuardrail, PromptLeakGuardrail
     from .pii import PiiGuardrail
     from .rules import RulesGuardrail
 
-    return GuardrailRegistry(RulesGuardrail, PiiGuardrail, InjectionGuardrail, PromptLeakGuardrail)
+    return GuardrailRegistry(RulesGuardrail, PiiGuardrail, InjectionGuardrail, PromptLeakGuardrail, GroundingGuardrail)

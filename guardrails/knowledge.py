@@ -1,22 +1,26 @@
 """A knowledge base: a folder of documents, cut into chunks, searched with BM25 (bm25s).
 
-Markdown is cut at headings (each chunk keeps its heading for context), plain text at
-blank lines. Everything is local: nothing is downloaded.
+Markdown is cut at headings (each chunk keeps its heading for context), plain text and
+HTML (its text, by the standard library's parser) at blank lines or paragraphs, and JSON
+lines give one chunk per line (``{"text", "title"?}``). Everything is local.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import bm25s
 
 __all__ = ["Chunk", "KnowledgeBase", "Passage"]
 
-_SUFFIXES = (".md", ".markdown", ".txt")
+_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".jsonl")
 _HEADING = re.compile(r"^#{1,6}\s+(.*)$", re.MULTILINE)
 
 
@@ -33,7 +37,43 @@ class Passage:
     score: float
 
 
+class _HtmlText(HTMLParser):
+    """The visible text of an HTML page, a paragraph per block element."""
+
+    _BLOCKS = frozenset({"p", "div", "li", "h1", "h2", "h3", "h4", "h5", "h6", "br", "tr", "section", "article"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in self._BLOCKS:
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
 def _chunks_of(source: str, text: str) -> list[Chunk]:
+    if source.endswith(".jsonl"):
+        chunks = []
+        for line in text.splitlines():
+            if line.strip():
+                item = json.loads(line)
+                chunks.append(Chunk(source, str(item.get("title", "")), str(item["text"])))
+        return chunks
+    if source.endswith((".html", ".htm")):
+        parser = _HtmlText()
+        parser.feed(text)
+        text = "".join(parser.parts)
     if not source.endswith((".md", ".markdown")):
         return [Chunk(source, "", block.strip()) for block in re.split(r"\n\s*\n", text) if block.strip()]
     chunks = []
@@ -70,11 +110,26 @@ class KnowledgeBase:
         return cls(chunks)
 
     @staticmethod
+    def signature(directory: str | Path) -> tuple[float, int]:
+        """Changes when a document is added, removed or edited."""
+        files = [p for p in Path(directory).rglob("*") if p.suffix.lower() in _SUFFIXES and p.is_file()]
+        return (max((p.stat().st_mtime for p in files), default=0.0), len(files))
+
+    @staticmethod
     def _tokenize(texts: list[str]) -> bm25s.tokenization.Tokenized:
         return bm25s.tokenize(texts, stopwords="en", show_progress=False)
 
     def search(self, query: str, k: int = 3) -> list[Passage]:
         """The best ``k`` chunks for ``query``, best first; chunks that share no term are left out."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: list[str], k: int = 3) -> list[list[Passage]]:
+        """``search`` for several queries in one call (one tokenisation, one retrieval)."""
+        if not queries:
+            return []
         k = min(k, len(self.chunks))
-        indices, scores = self._retriever.retrieve(self._tokenize([query]), k=k, show_progress=False)
-        return [Passage(self.chunks[int(i)], float(s)) for i, s in zip(indices[0], scores[0], strict=True) if s > 0]
+        indices, scores = self._retriever.retrieve(self._tokenize(queries), k=k, show_progress=False, n_threads=0)  # 0: no thread pool per call
+        return [
+            [Passage(self.chunks[int(i)], float(s)) for i, s in zip(row_indices, row_scores, strict=True) if s > 0]
+            for row_indices, row_scores in zip(indices, scores, strict=True)
+        ]

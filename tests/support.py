@@ -186,8 +186,11 @@ def test_registry() -> GuardrailRegistry:
     from aimsguard.guardrails.injection import InjectionGuardrail, PromptLeakGuardrail
     from aimsguard.guardrails.pii import PiiGuardrail
 
+    from aimsguard.guardrails.grounding import GroundingGuardrail
+
     return GuardrailRegistry(
-        RulesGuardrail, PiiGuardrail, InjectionGuardrail, PromptLeakGuardrail, ExplodingGuardrail, SleepyGuardrail, EscalatingGuardrail
+        RulesGuardrail, PiiGuardrail, InjectionGuardrail, PromptLeakGuardrail, GroundingGuardrail,
+        ExplodingGuardrail, SleepyGuardrail, EscalatingGuardrail,
     )
 
 

@@ -38,7 +38,7 @@ async def test_spans_join_the_client_trace_and_match_the_event_log(make_guard, e
     assert root.attributes["gen_ai.usage.output_tokens"] == 5
     assert root.attributes["aimsguard.request_id"] == "traced-1"
     checks = {s.name: s for s in finished if s.name.startswith("apply_guardrail")}
-    assert set(checks) == {"apply_guardrail " + name for name in ("pii-in", "injection", "input-rules", "pii-out", "output-rules")}
+    assert set(checks) == {"apply_guardrail " + name for name in ("pii-in", "injection", "input-rules", "pii-out", "grounding", "output-rules")}
     input_check = checks["apply_guardrail input-rules"]
     assert input_check.parent.span_id == root.context.span_id
     (result,) = input_check.events

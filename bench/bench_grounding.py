@@ -1,0 +1,81 @@
+"""The grounding check: quality on the labelled set, and speed against a 2,000-chunk KB.
+
+The large knowledge base is the example one plus 2,000 generated product-help sections
+(written to a temporary folder); answers of about 1,000 characters mix supported and
+unsupported claims.
+
+    .venv/bin/python bench/bench_grounding.py
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from aimsguard.guardrails import Action, CheckRequest, Stage
+from aimsguard.guardrails.grounding import GroundingGuardrail, GroundingSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = ROOT / "tests" / "data" / "grounding_eval.jsonl"
+TOPICS = ["invoices", "exports", "webhooks", "teams", "projects", "storage", "backups", "audit logs", "api keys", "sso"]
+VERBS = ["configure", "rotate", "download", "share", "archive", "restore", "limit", "monitor", "schedule", "delete"]
+
+
+def _check(guardrail: GroundingGuardrail, answer: str, question: str | None = None):  # type: ignore[no-untyped-def]
+    return guardrail.check_inline(CheckRequest(stage=Stage.OUTPUT, texts=[answer], system_id="bench", conversation_id="b", question=question))
+
+
+def quality() -> None:
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=ROOT / "configs" / "knowledge"), instance_id="grounding")
+    guardrail.load()
+    rows = [json.loads(line) for line in EVAL.read_text().splitlines()]
+    right = {True: 0, False: 0}
+    total = {True: 0, False: 0}
+    for row in rows:
+        allowed = _check(guardrail, row["answer"], row["question"]).action is Action.ALLOW
+        total[row["supported"]] += 1
+        right[row["supported"]] += allowed == row["supported"]
+    tpr, tnr = right[True] / total[True], right[False] / total[False]
+    print(f"labelled set: {total[True]} supported, {total[False]} unsupported answers against configs/knowledge")
+    print(f"supported answers allowed {tpr:.1%}, unsupported answers caught {tnr:.1%}, balanced accuracy {(tpr + tnr) / 2:.1%}")
+
+
+def speed(chunks: int = 2000) -> None:
+    rng = random.Random(3)
+    folder = Path(tempfile.mkdtemp(prefix="aimsguard-kb-"))
+    for path in (ROOT / "configs" / "knowledge").glob("*.md"):
+        (folder / path.name).write_text(path.read_text())
+    lines = []
+    for i in range(chunks):
+        topic, verb = rng.choice(TOPICS), rng.choice(VERBS)
+        lines.append(json.dumps({"title": f"{topic} {i}", "text": f"To {verb} {topic} in workspace {i}, open Settings > {topic.title()} "
+                                 f"and choose {verb.title()}. It takes up to {rng.randrange(2, 60)} minutes and needs the admin role."}))
+    (folder / "generated.jsonl").write_text("\n".join(lines))
+    started = time.perf_counter()
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=folder), instance_id="grounding")
+    guardrail.load()
+    load_s = time.perf_counter() - started
+    sentences = [json.loads(line)["answer"] for line in EVAL.read_text().splitlines()]
+    answers = []
+    for i in range(60):
+        answer = ""
+        while len(answer) < 1000:
+            answer += rng.choice(sentences) + " "
+        answers.append(answer[:1000].rsplit(" ", 1)[0])
+    times = []
+    for answer in answers * 3:
+        began = time.perf_counter()
+        _check(guardrail, answer, "How does billing work?")
+        times.append(time.perf_counter() - began)
+    print(f"\nknowledge base of {len(guardrail.kb.chunks)} chunks loaded and indexed in {load_s:.2f} s")
+    print(f"1,000-character answers (~8 claims each): median {statistics.median(times) * 1000:.2f} ms, "
+          f"p95 {sorted(times)[int(len(times) * 0.95)] * 1000:.2f} ms per answer")
+
+
+if __name__ == "__main__":
+    quality()
+    speed()

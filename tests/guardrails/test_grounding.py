@@ -1,0 +1,83 @@
+"""The grounding check against the example knowledge base."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aimsguard.guardrails import Action, CheckRequest, Stage
+from aimsguard.guardrails.grounding import GroundingGuardrail, GroundingSettings, claims_of
+
+ROOT = Path(__file__).resolve().parents[2]
+EVAL = ROOT / "tests" / "data" / "grounding_eval.jsonl"
+
+
+@pytest.fixture(scope="module")
+def grounding() -> GroundingGuardrail:
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=ROOT / "configs" / "knowledge"), instance_id="grounding")
+    guardrail.load()
+    return guardrail
+
+
+def _check(guardrail: GroundingGuardrail, answer: str, question: str | None = None):
+    return guardrail.check_inline(CheckRequest(stage=Stage.OUTPUT, texts=[answer], system_id="s", conversation_id="c", question=question))
+
+
+def test_small_talk_and_questions_are_not_claims() -> None:
+    text = "Happy to help! The Pro plan costs 20 EUR per user per month. Anything else I can do for you?"
+    assert [claim for _, _, claim in claims_of(text)] == ["The Pro plan costs 20 EUR per user per month."]
+
+
+@pytest.mark.parametrize(
+    ("answer", "supported"),
+    [
+        ("The Pro plan costs 20 EUR per user per month, billed monthly.", True),
+        ("The Pro plan costs 25 EUR per user per month.", False),  # a wrong price
+        ("Annual subscriptions can be refunded within 90 days.", False),  # a wrong duration
+        ("The Starter plan includes unlimited projects.", False),  # a feature of another plan
+        ("Our office is on the moon and every customer gets free pizza.", False),  # nothing like it in the KB
+    ],
+)
+def test_claims_are_checked_for_words_and_facts(grounding, answer: str, supported: bool) -> None:
+    verdict = _check(grounding, answer)
+    assert (verdict.action is Action.ALLOW) == supported
+    if not supported:
+        (finding,) = verdict.findings
+        assert "best evidence" in finding.explanation or "no passage" in finding.explanation
+        assert "25" not in finding.explanation  # facts are counted, never quoted
+
+
+def test_edits_to_the_knowledge_base_are_picked_up(tmp_path: Path) -> None:
+    (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 3 working days.\n")
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=tmp_path, reload_every_s=0.01), instance_id="g")
+    guardrail.load()
+    assert _check(guardrail, "Parcels arrive within 5 working days.").action is Action.FLAG
+    import time
+
+    time.sleep(0.05)
+    (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 5 working days.\n")
+    import os
+
+    os.utime(tmp_path / "faq.md", (time.time() + 5, time.time() + 5))
+    assert _check(guardrail, "Parcels arrive within 5 working days.").action is Action.ALLOW
+
+
+def test_html_and_jsonl_documents_are_read(tmp_path: Path) -> None:
+    (tmp_path / "page.html").write_text("<html><body><h1>Returns</h1><p>Returns are accepted within 14 days.</p><script>x=1</script></body></html>")
+    (tmp_path / "more.jsonl").write_text(json.dumps({"title": "Gift cards", "text": "Gift cards never expire."}) + "\n")
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=tmp_path), instance_id="g")
+    guardrail.load()
+    assert _check(guardrail, "Returns are accepted within 14 days.").action is Action.ALLOW
+    assert _check(guardrail, "Gift cards never expire.").action is Action.ALLOW
+
+
+def test_balanced_accuracy_on_the_labelled_set_is_at_least_90_percent(grounding) -> None:
+    rows = [json.loads(line) for line in EVAL.read_text().splitlines()]
+    right = {True: 0, False: 0}
+    total = {True: 0, False: 0}
+    for row in rows:
+        allowed = _check(grounding, row["answer"], row["question"]).action is Action.ALLOW
+        total[row["supported"]] += 1
+        right[row["supported"]] += allowed == row["supported"]
+    balanced = (right[True] / total[True] + right[False] / total[False]) / 2
+    assert balanced >= 0.9, (right, total)
