@@ -32,6 +32,7 @@ BUCKETS = {
     "token_usage": (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864),
     # aimsguard's own: checks run in microseconds to milliseconds
     "guardrail_duration": (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    "guardrail_score": (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
 }
 
 _GEN_AI = ["system", "gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model"]
@@ -117,6 +118,11 @@ class PrometheusMetrics:
             "aimsguard_guardrail_duration_seconds",
             "Time one check took.",
             ["system", "guardrail", "stage"], buckets=BUCKETS["guardrail_duration"], registry=r,
+        )
+        self.scores = Histogram(
+            "aimsguard_guardrail_score",
+            "Scores of the checks that score (grounding: share of supported claims; injection: attack score; pii: surest finding).",
+            ["system", "guardrail", "stage"], buckets=BUCKETS["guardrail_score"], registry=r,
         )
         self.findings = Counter(
             "aimsguard_guardrail_findings_total",
@@ -219,6 +225,8 @@ class PrometheusMetrics:
                 system, guardrail, stage, verdict["action"], verdict["outcome"], verdict.get("fail_mode") or "none"
             ).inc()
             self._child(self.guardrail_duration, system, guardrail, stage).observe(verdict["duration_ms"] / 1000)
+            if verdict["outcome"] == "ok":
+                self._child(self.scores, system, guardrail, stage).observe(verdict["score"])
         if status in _FALLBACK_REASONS:
             self._child(self.fallbacks, system, _FALLBACK_REASONS[status]).inc()
         elif event.get("error_code") == "guardrail_failed":
