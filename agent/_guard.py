@@ -9,7 +9,6 @@ steps: ``begin`` → ``check_input`` → (the AI system answers) → ``check_out
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import structlog
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from aimsguard.collectors import EventBus, EventExporter, JsonlEventLog, PrometheusMetrics, TraceExporter
-from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, default_registry
+from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, default_registry, log_masks
 
 from ._errors import EventLogUnavailable, UnknownSystemError
 from ._events import EventEmitter
@@ -282,15 +281,9 @@ def _ms(seconds: float) -> float:
 
 
 def _masked(texts: Sequence[str], result: StageResult) -> list[str]:
-    """The texts as they may be logged: every finding masked — those that were only
-    flagged or blocked too — and restored personal data left as its placeholder."""
-    findings = [
-        f if f.replacement is not None else dataclasses.replace(f, replacement=f"<{f.kind}>")
-        for v in result.verdicts
-        for f in v.findings
-        if not f.restores
-    ]
-    return [apply_redactions(text, findings, segment) for segment, text in enumerate(texts)]
+    """The texts as they may be logged (see ``log_masks``)."""
+    masks = log_masks(result.verdicts)
+    return [apply_redactions(text, masks, segment) for segment, text in enumerate(texts)]
 
 
 def _question(exchange: Exchange) -> str | None:

@@ -8,13 +8,33 @@ so far each time text is to be released, and once more at the end.
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Awaitable, Callable
 
-from aimsguard.guardrails import Action, CheckRequest, Finding, Stage, apply_redactions, loggable
+from aimsguard.guardrails import Action, CheckRequest, Finding, Stage, apply_redactions, log_masks
 
 from ._pipeline import StageResult
 
 __all__ = ["StreamingOutputGuard"]
+
+
+def _clipped(findings: list[Finding], start: int, upto: int) -> list[Finding]:
+    """Findings cut to the released window [start, upto), in the window's coordinates.
+
+    A span that began in text already released (a window too small for the pattern)
+    still has the rest of it masked.
+    """
+    return [
+        dataclasses.replace(
+            f,
+            start=max(f.start, start) - start,
+            end=min(f.end, upto) - start,
+            replacement=f.replacement if f.start >= start else "",
+        )
+        for f in findings
+        if f.end > start and f.start < upto
+    ]
 
 
 def _touches_end(result: StageResult, end: int) -> bool:
@@ -114,27 +134,11 @@ class StreamingOutputGuard:
         start = self.released
         if upto <= start:
             return ""
-        window = []
-        for finding in self._redactions(result):
-            if finding.end <= start or finding.start >= upto:
-                continue
-            # Clip to the window; a span that began in text already released (a window
-            # too small for the pattern) still has the rest of it masked.
-            window.append(
-                Finding(
-                    kind=finding.kind,
-                    segment=0,
-                    start=max(finding.start, start) - start,
-                    end=min(finding.end, upto) - start,
-                    replacement=finding.replacement if finding.start >= start else "",
-                    restores=finding.restores,
-                )
-            )
         self.released = upto
         piece = self.text[start:upto]
-        released = apply_redactions(piece, window)
+        released = apply_redactions(piece, _clipped(self._redactions(result), start, upto))
         self.released_text += released
-        self.logged_text += apply_redactions(piece, loggable(window)) if any(f.restores for f in window) else released
+        self.logged_text += apply_redactions(piece, _clipped(log_masks(result.verdicts, segment=0), start, upto))
         return released
 
     @property

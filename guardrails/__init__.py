@@ -2,7 +2,7 @@
 
 from ._base import Guardrail, GuardrailSettings, InlineGuardrail
 from ._registry import GuardrailRegistry, default_registry
-from ._verdict import Action, CheckRequest, Finding, Outcome, Stage, Verdict, apply_redactions, loggable, most_severe
+from ._verdict import Action, CheckRequest, Finding, Outcome, Stage, Verdict, apply_redactions, log_masks, most_severe
 from .rules import RulesGuardrail
 
 __all__ = [
@@ -19,6 +19,6 @@ __all__ = [
     "Verdict",
     "apply_redactions",
     "default_registry",
-    "loggable",
+    "log_masks",
     "most_severe",
 ]

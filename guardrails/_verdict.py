@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ __all__ = [
     "Stage",
     "Verdict",
     "apply_redactions",
-    "loggable",
+    "log_masks",
     "most_severe",
 ]
 
@@ -98,6 +99,10 @@ class Finding:
     # True when the replacement puts the user's own personal data back (a placeholder
     # restored): such text reaches the user but never the logs.
     restores: bool = False
+    # Whether the matched text itself may be sensitive (personal data, a secret term): a
+    # log of content masks it. A finding that only points at a sentence (an unsupported
+    # claim, an injection attempt) is not.
+    sensitive: bool = True
 
     def to_record(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -163,9 +168,16 @@ class Verdict:
         }
 
 
-def loggable(findings: Iterable[Finding]) -> list[Finding]:
-    """The findings whose replacements may be written to a log (no restored personal data)."""
-    return [f for f in findings if not f.restores]
+def log_masks(verdicts: Iterable[Verdict], segment: int | None = None) -> list[Finding]:
+    """The findings that mask text in a log of content: every redaction, and every other
+    sensitive finding (one only flagged or blocked) as ``<KIND>``. Restored personal data
+    is not among them: the log keeps the placeholder the upstream saw."""
+    return [
+        f if f.replacement is not None else dataclasses.replace(f, replacement=f"<{f.kind}>")
+        for v in verdicts
+        for f in v.findings
+        if not f.restores and (f.replacement is not None or f.sensitive) and (segment is None or f.segment == segment)
+    ]
 
 
 def apply_redactions(text: str, findings: Iterable[Finding], segment: int = 0) -> str:

@@ -187,9 +187,9 @@ class GroundingGuardrail(InlineGuardrail):
 
 def _unsupported(segment: int, start: int, end: int, best: tuple[tuple[float, list[str]], Passage] | None) -> Finding:
     if best is None:
-        return Finding("grounding:unsupported", segment, start, end, 0.0, "no passage of the knowledge base matches")
+        return Finding("grounding:unsupported", segment, start, end, 0.0, "no passage of the knowledge base matches", sensitive=False)
     (support, missing), passage = best
     where = f"{passage.chunk.source}" + (f" › {passage.chunk.title}" if passage.chunk.title else "")
     # Counted, not quoted: a claim's names and numbers may be personal data.
     why = f"{len(missing)} fact(s) (numbers, names) not in the evidence" if missing else f"support {support:.2f}"
-    return Finding("grounding:unsupported", segment, start, end, support, f"{why}; best evidence: {where}")
+    return Finding("grounding:unsupported", segment, start, end, support, f"{why}; best evidence: {where}", sensitive=False)

@@ -73,7 +73,7 @@ class InjectionGuardrail(InlineGuardrail):
             score, found = injection_score(text, self._categories)
             top = max(top, score)
             findings.extend(
-                Finding(f"injection:{category}", segment, 0, len(text), score, f"{category.replace('_', ' ')} (in the {form})")
+                Finding(f"injection:{category}", segment, 0, len(text), score, f"{category.replace('_', ' ')} (in the {form})", sensitive=False)
                 for category, form in found
             )
         if top >= self.settings.block_threshold:

@@ -329,3 +329,19 @@ async def test_an_unknown_system_named_by_a_client_never_becomes_a_label(make_gu
     guard.flush()
     assert "jane.doe" not in render_metrics(guard).decode()
     assert "jane.doe" not in json.dumps(events.events())
+
+
+@pytest.mark.anyio
+async def test_a_streamed_leak_that_is_only_flagged_is_still_masked_in_the_log(make_guard, events) -> None:
+    def flag_leaks_and_log_content(data):
+        data["event_log"]["content"] = "redacted"
+        for check in data["systems"]["support-bot"]["checks"]["output"]:
+            if check["guardrail"] == "pii":
+                check["settings"]["leak_action"] = "flag"
+
+    guard = make_guard(flag_leaks_and_log_content)
+    text = await _stream(guard, sse_app([_chunk("Ask our colleague "), _chunk("dana@example.net about it.", "stop"), b"data: [DONE]\n\n"]))
+    assert "dana@example.net" in _content(text)  # flagged, so the user sees it...
+    guard.flush()
+    (event,) = events.events("exchange")
+    assert event["output"] == ["Ask our colleague <EMAIL_ADDRESS> about it."]  # ...but the log does not
