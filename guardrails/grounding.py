@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import re
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -115,6 +116,7 @@ class GroundingSettings(GuardrailSettings):
     passages: Annotated[int, Field(ge=1, le=10)] = 3
     action: Action = Action.FLAG
     reload_every_s: Annotated[float, Field(ge=0)] = 10.0
+    retrieval_cache: Annotated[int, Field(ge=0)] = 4096  # queries remembered (0: none)
 
 
 class GroundingGuardrail(InlineGuardrail):
@@ -129,6 +131,7 @@ class GroundingGuardrail(InlineGuardrail):
         self.kb: KnowledgeBase | None = None
         self._signature: tuple[float, int] | None = None
         self._checked_at = 0.0
+        self._retrieved: OrderedDict[tuple[str, str], list[Passage]] = OrderedDict()
 
     def load(self) -> None:
         directory = self.settings.knowledge_base or self.shared.get("knowledge_base")
@@ -150,6 +153,20 @@ class GroundingGuardrail(InlineGuardrail):
         if KnowledgeBase.signature(self._directory) != self._signature:
             self._reload()
 
+    def _retrieve(self, queries: list[str]) -> list[list[Passage]]:
+        """Passages per query: one retrieval for all new queries (per-call overhead dominates
+        on a large index), and remembered ones reused — a streamed answer is checked again
+        at each release, with the same claims."""
+        assert self.kb is not None
+        key = self.kb.snapshot
+        new = [q for q in dict.fromkeys(queries) if (key, q) not in self._retrieved]
+        for query, passages in zip(new, self.kb.search_many(new, k=self.settings.passages), strict=True):
+            self._retrieved[(key, query)] = passages
+        answer = [self._retrieved[(key, q)] for q in queries]
+        while len(self._retrieved) > self.settings.retrieval_cache:
+            self._retrieved.popitem(last=False)
+        return answer
+
     def describe(self) -> dict[str, Any]:
         described = super().describe()
         if self.kb is not None:
@@ -163,8 +180,7 @@ class GroundingGuardrail(InlineGuardrail):
         findings: list[Finding] = []
         claims = 0
         found = [(segment, start, end, claim) for segment, text in enumerate(request.texts) for start, end, claim in claims_of(text)]
-        # One retrieval for all the claims: per-call overhead dominates on a large index.
-        retrieved = self.kb.search_many([f"{claim} {request.question or ''}" for *_, claim in found], k=self.settings.passages)
+        retrieved = self._retrieve([f"{claim} {request.question or ''}" for *_, claim in found])
         for (segment, start, end, claim), passages in zip(found, retrieved, strict=True):
             claims += 1
             judged = [(score_claim(claim, p.chunk.text), p) for p in passages]
