@@ -168,9 +168,6 @@ class Guard:
             exchange.logged_output = _masked(texts, result)
         return result
 
-    def has_output_checks(self, exchange: Exchange) -> bool:
-        return self.pipelines[exchange.system_id].has_checks(Stage.OUTPUT)
-
     def stream_guard(self, exchange: Exchange) -> StreamingOutputGuard:
         pipeline = self.pipelines[exchange.system_id]
 

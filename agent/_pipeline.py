@@ -138,9 +138,6 @@ class Pipeline:
             raise GuardrailError(config.instance_id, f"failed to load: {exc}") from exc
         return BoundCheck(config, guardrail)
 
-    def has_checks(self, stage: Stage) -> bool:
-        return bool(self.checks[stage])
-
     async def run(self, request: CheckRequest) -> StageResult:
         started = time.perf_counter()
         checks = self.checks[request.stage]
