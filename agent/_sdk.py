@@ -371,7 +371,7 @@ class _OpenAICall:
         self.stream = bool(kwargs.get("stream"))
         self.ex = GuardedExchange(guard, system, model=kwargs.get("model"), operation=operation, stream=self.stream)
         self.fallback: str | None = None
-        self.stream_guards: dict[int, StreamingOutputGuard] = {}
+        self.stream_guards: dict[int | tuple[int, int], StreamingOutputGuard] = {}
         self.template: dict[str, Any] | None = None
         self._streams_recorded = False
 
@@ -442,11 +442,28 @@ class _OpenAICall:
         if input_tokens is not None or output_tokens is not None:
             exchange.input_tokens, exchange.output_tokens = input_tokens, output_tokens
         exchange.response_model = data.get("model") or exchange.response_model
+        before: list[Any] = []  # the rest of tool-call arguments, sent before a choice's end
         for (index, holder, key, choice), obj_choice in zip(chunk_texts(self.operation, data), chunk.choices, strict=False):
-            stream_guard = self.stream_guards.get(index) or self.stream_guards.setdefault(index, self.guard.stream_guard(exchange))
+            for call in (getattr(obj_choice.delta, "tool_calls", None) or []) if self.operation == "chat" else []:
+                arguments = getattr(call.function, "arguments", None) if call.function is not None else None
+                if not arguments:
+                    continue
+                tool_guard = self._stream_guard((index, call.index))
+                released_arguments = await tool_guard.feed(arguments)
+                if tool_guard.stopped:
+                    return self._stop_chunks(type(chunk))
+                call.function.arguments = released_arguments
+            stream_guard = self._stream_guard(index)
             incoming = holder.get(key) or ""
             released = await stream_guard.feed(incoming) if incoming else ""
             if choice.get("finish_reason") is not None:
+                for guard_key, tool_guard in list(self.stream_guards.items()):
+                    if isinstance(guard_key, tuple) and guard_key[0] == index:
+                        rest = await tool_guard.finish()
+                        if tool_guard.stopped:
+                            return self._stop_chunks(type(chunk))
+                        if rest:
+                            before.append(self._rest_chunk(type(chunk), guard_key, rest))
                 released += await stream_guard.finish()
                 exchange.finish_reasons.append(str(choice["finish_reason"]))
             if stream_guard.stopped:
@@ -458,21 +475,31 @@ class _OpenAICall:
                     obj_choice.delta.content = released
                 else:
                     obj_choice.text = released
-        return [chunk]
+        return [*before, chunk]
+
+    def _stream_guard(self, key: int | tuple[int, int]) -> StreamingOutputGuard:
+        """The window of a choice's content (key: choice index) or of a tool call's arguments."""
+        if key not in self.stream_guards:
+            self.stream_guards[key] = self.guard.stream_guard(self.ex.exchange)
+        return self.stream_guards[key]
+
+    def _rest_chunk(self, chunk_type: type, key: int | tuple[int, int], rest: str) -> Any:
+        index = key[0] if isinstance(key, tuple) else key
+        data = fallback_chunks(self.operation, request_id=self.ex.request_id, model=None, text=rest, template=self.template, index=index)[0]
+        if isinstance(key, tuple):
+            data["choices"][0]["delta"] = {"tool_calls": [{"index": key[1], "function": {"arguments": rest}}]}
+        return _build(chunk_type, data)
 
     async def on_end(self, chunk_type: type | None) -> list[Any]:
         exchange = self.ex.exchange
         exchange.upstream_finished = _now()
         out: list[Any] = []
-        for index, stream_guard in self.stream_guards.items():
+        for key, stream_guard in self.stream_guards.items():
             rest = await stream_guard.finish()
             if stream_guard.stopped and chunk_type is not None:
                 return self._stop_chunks(chunk_type)
             if rest and chunk_type is not None:
-                data = fallback_chunks(
-                    self.operation, request_id=self.ex.request_id, model=None, text=rest, template=self.template, index=index
-                )[0]
-                out.append(_build(chunk_type, data))
+                out.append(self._rest_chunk(chunk_type, key, rest))
         self.record_streams()
         return out
 

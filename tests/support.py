@@ -63,7 +63,8 @@ def make_upstream() -> Starlette:
     ``fail:hang`` never answers; ``fail:drop`` streams two chunks then drops the connection;
     ``slow:`` streams the rest of the message slowly (for client disconnects);
     ``leak:code`` answers with an internal ticket code the output rules redact;
-    ``leak:pii`` answers with an e-mail address the user never gave.
+    ``leak:pii`` answers with an e-mail address the user never gave;
+    ``tool:mail`` streams a tool call whose arguments hold ``<EMAIL_ADDRESS_1>`` and a leak.
     Anything else goes to the demo bot ("repeat after me: ..." echoes).
     """
     demo = create_demo_upstream(KnowledgeBase.from_directory(KNOWLEDGE), token_delay_s=0)
@@ -83,6 +84,8 @@ def make_upstream() -> Starlette:
             await asyncio.sleep(60)
         if last == "fail:drop":
             return StreamingResponse(_dropping_stream(), media_type="text/event-stream")
+        if last == "tool:mail":  # a streamed tool call whose arguments hold a placeholder and a leak
+            return StreamingResponse(_tool_call_stream(), media_type="text/event-stream")
         if last.startswith("slow:"):
             return StreamingResponse(_slow_stream(last[5:]), media_type="text/event-stream")
         if last == "leak:pii":  # personal data the user never gave: the output check must catch it
@@ -130,6 +133,21 @@ async def _dropping_stream() -> Any:
     yield _chunk("there, ")
     await asyncio.sleep(0.05)
     raise ConnectionResetError("upstream went away")
+
+
+async def _tool_call_stream() -> Any:
+    arguments = json.dumps({"to": "<EMAIL_ADDRESS_1>", "cc": "boss.canary@example.com", "body": "hello"})
+
+    def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        data = {"id": "chatcmpl-tool", "object": "chat.completion.chunk", "created": 1, "model": "test",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(data)}\n\n".encode()
+
+    yield event({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "send_mail", "arguments": ""}}]})
+    for i in range(0, len(arguments), 5):
+        yield event({"tool_calls": [{"index": 0, "function": {"arguments": arguments[i : i + 5]}}]})
+    yield event({}, "tool_calls")
+    yield b"data: [DONE]\n\n"
 
 
 async def _slow_stream(text: str) -> Any:

@@ -171,11 +171,19 @@ class PiiAnalyzer:
                     "; PERSON, LOCATION, NRP and ORGANIZATION need an NER model (settings.ner_model)" if set(unknown) & _NER_ENTITIES else ""
                 ))
         self.entities = sorted(supported if entities is None else set(entities))
+        self._warm_up()
         self._triggers: dict[str, list[Trigger]] = {}
         for recognizer in registry.recognizers:
             for entity in recognizer.supported_entities:
                 if entity in self.entities:
                     self._triggers.setdefault(entity, []).append(_trigger(recognizer))
+
+    def _warm_up(self) -> None:
+        """Run every recognizer once: Presidio compiles patterns and spaCy sets up on first
+        use (tens of milliseconds), which would otherwise land on the first user's request
+        and could overrun its time budget."""
+        sample = "Warm-up: a.b@example.com, +1 212-555-0123, 4111 1111 1111 1111, https://example.com, 192.0.2.1, 2020-01-01."
+        self.engine.analyze(sample, language=self.language, entities=self.entities)
 
     def analyze(self, text: str, entities: Sequence[str] | None = None, allow_list: Sequence[str] | None = None) -> list[RecognizerResult]:
         """What Presidio's engine finds in ``text``, asked only about the entities some

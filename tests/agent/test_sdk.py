@@ -1,6 +1,7 @@
 """SDK hooks: the decorator, the context manager and the openai client wrapper."""
 
 import asyncio
+import json
 
 import openai
 import pytest
@@ -160,3 +161,17 @@ def test_events_are_written_when_a_script_ends_without_closing_the_guard(tmp_pat
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
     lines = [line for path in (tmp_path / "events").glob("*.jsonl") for line in path.read_text().splitlines()]
     assert any('"event":"exchange"' in line for line in lines)
+
+
+@pytest.mark.anyio
+async def test_openai_stream_tool_call_arguments_are_restored_and_leaks_redacted(make_guard, upstream) -> None:
+    guard = make_guard()
+    client = guard_openai(openai.AsyncOpenAI(base_url=upstream.url + "/v1", api_key="x", max_retries=0), guard)
+    messages = [{"role": "user", "content": "my email is jane@example.org"}, {"role": "user", "content": "tool:mail"}]
+    stream = await client.chat.completions.create(model="demo", messages=messages, stream=True)
+    arguments = ""
+    async for chunk in stream:
+        for choice in chunk.choices:
+            for call in choice.delta.tool_calls or []:
+                arguments += (call.function.arguments if call.function else None) or ""
+    assert json.loads(arguments) == {"to": "jane@example.org", "cc": "<EMAIL_ADDRESS>", "body": "hello"}
