@@ -34,6 +34,7 @@ from ._openai import (
     error_body,
     fallback_chunks,
     fallback_completion,
+    held_back_chunk,
     parse_request,
     replace_answer_texts,
     usage_of,
@@ -596,15 +597,9 @@ class _Responder:
                 return True
             if not rest:
                 continue
-            chunk = fallback_chunks(
-                self.operation, request_id=self.exchange.request_id, model=self.request.model, text=rest, template=self.template, index=index
-            )[0]
-            if self.operation == "chat":
-                delta = chunk["choices"][0]["delta"]
-                del delta["role"]
-                if isinstance(key, tuple):
-                    del delta["content"]
-                    delta["tool_calls"] = [{"index": key[1], "function": {"arguments": rest}}]
+            chunk = held_back_chunk(
+                self.operation, request_id=self.exchange.request_id, model=self.request.model, template=self.template, key=key, text=rest
+            )
             out.append(encode_data(chunk))
             self.exchange.mark_first_token()
         return False

@@ -26,6 +26,7 @@ __all__ = [
     "error_body",
     "fallback_chunks",
     "fallback_completion",
+    "held_back_chunk",
     "parse_body",
     "parse_request",
     "replace_answer_texts",
@@ -277,6 +278,21 @@ def fallback_chunks(
         content = {"index": index, "text": text, "finish_reason": None}
         end = {"index": index, "text": "", "finish_reason": "content_filter"}
     return [{**base, "choices": [content]}, {**base, "choices": [end]}]
+
+
+def held_back_chunk(
+    operation: Operation, *, request_id: str, model: str | None, template: dict[str, Any] | None, key: int | tuple[int, int], text: str
+) -> dict[str, Any]:
+    """A chunk carrying text a hold-back window releases at the end: a choice's content
+    (key: choice index) or a tool call's arguments (key: choice index, call index)."""
+    index = key[0] if isinstance(key, tuple) else key
+    chunk = fallback_chunks(operation, request_id=request_id, model=model, text=text, template=template, index=index)[0]
+    if operation == "chat":
+        choice = chunk["choices"][0]
+        choice["delta"] = (
+            {"tool_calls": [{"index": key[1], "function": {"arguments": text}}]} if isinstance(key, tuple) else {"content": text}
+        )
+    return chunk
 
 
 def error_body(error: AimsguardError) -> dict[str, Any]:

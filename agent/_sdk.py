@@ -35,6 +35,7 @@ from ._openai import (
     chunk_texts,
     fallback_chunks,
     fallback_completion,
+    held_back_chunk,
     parse_body,
     replace_answer_texts,
     usage_of,
@@ -484,10 +485,7 @@ class _OpenAICall:
         return self.stream_guards[key]
 
     def _rest_chunk(self, chunk_type: type, key: int | tuple[int, int], rest: str) -> Any:
-        index = key[0] if isinstance(key, tuple) else key
-        data = fallback_chunks(self.operation, request_id=self.ex.request_id, model=None, text=rest, template=self.template, index=index)[0]
-        if isinstance(key, tuple):
-            data["choices"][0]["delta"] = {"tool_calls": [{"index": key[1], "function": {"arguments": rest}}]}
+        data = held_back_chunk(self.operation, request_id=self.ex.request_id, model=None, template=self.template, key=key, text=rest)
         return _build(chunk_type, data)
 
     async def on_end(self, chunk_type: type | None) -> list[Any]:
