@@ -23,9 +23,12 @@ _HOMOGLYPHS = str.maketrans({
     "х": "x", "і": "i", "ј": "j", "ѕ": "s", "ԁ": "d", "ɡ": "g", "ӏ": "l", "ԛ": "q", "ԝ": "w",
     "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x", "ѵ": "v",
 })
+# str.translate looks every character up in a dict (slow); most texts hold no look-alike at all.
+_HAS_HOMOGLYPH = re.compile("[" + "".join(chr(code) for code in _HOMOGLYPHS) + "]")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "|": "l"})
 _LEET_WORD = re.compile(r"\b(?=[a-z0-9@$!|]*[a-z])(?=[a-z0-9@$!|]*[0-9@$!|])[a-z0-9@$!|]{3,}\b")
-_SPACES = re.compile(r"\s+")
+# Only what is not already one plain space: re.sub rebuilds the string for every match.
+_SPACES = re.compile(r"\s{2,}|[^\S ]")
 _LETTER_NEXT_TO_LEET = re.compile(r"[a-z][0-9@$!|]|[0-9@$!|][a-z]")  # cheap: is there any leet word at all?
 _SPACED_LETTERS = re.compile(r"\b(?:\w ){3,}\w\b")  # "i g n o r e"
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
@@ -34,9 +37,14 @@ _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){12,}\b")
 
 def normalize(text: str) -> str:
     """NFKC, invisible characters removed, look-alikes mapped to Latin, lower case, one space."""
+    if text.isascii():
+        # Most prompts: ASCII is NFKC already and holds no invisible or look-alike characters.
+        return _SPACES.sub(" ", text.lower()).strip()
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
-    text = text.lower().translate(_HOMOGLYPHS)
+    text = text.lower()
+    if _HAS_HOMOGLYPH.search(text):
+        text = text.translate(_HOMOGLYPHS)
     # Accents stay (they matter in French or German), but combining marks alone go.
     return _SPACES.sub(" ", text).strip()
 

@@ -54,6 +54,9 @@ def test_benign_texts_that_mention_the_words_pass(text: str) -> None:
 
 def test_normalisation_undoes_the_disguises() -> None:
     assert normalize("Ｉｇｎ\u200bоrе\u202e  THIS") == "ignore this"
+    # The ASCII fast path and the full path agree on whitespace: every run becomes one space.
+    assert normalize(" Ignore\tprevious\n\n instructions ") == "ignore previous instructions"
+    assert normalize("Ignorá\tprevious\u00a0 instructions") == "ignorá previous instructions"
 
 
 def test_the_policy_maps_scores_to_actions() -> None:
