@@ -80,6 +80,8 @@ class Exchange:
     upstream_finished: float | None = None
     input_checks_s: float = 0.0
     output_checks_s: float = 0.0
+    documents_checked: int = 0
+    documents_dropped: int = 0
 
     def __post_init__(self) -> None:
         if not self.conversation_id:

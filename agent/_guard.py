@@ -158,6 +158,25 @@ class Guard:
             exchange.logged_input = _masked(texts, result)
         return result
 
+    async def check_documents(self, exchange: Exchange, documents: Sequence[str]) -> list[StageResult]:
+        """Screen documents a caller retrieved (RAG context, tool results) for injected instructions.
+
+        Each document gets the system's document-screening input checks (``injection``) on
+        its own. A document they would stop is for the caller to drop: it does not stop the
+        exchange, since the user asked nothing wrong. Findings are recorded as verdict
+        events marked ``source: document`` with the document's index.
+        """
+        pipeline = self.pipelines[exchange.system_id]
+        results = []
+        for index, document in enumerate(documents):
+            result = await pipeline.screen_document(self._request(exchange, Stage.INPUT, [document]))
+            exchange.input_checks_s += result.duration_s
+            exchange.documents_checked += 1
+            exchange.documents_dropped += result.action.stops_exchange
+            self._emit_verdicts(exchange, result, source="document", document_index=index)
+            results.append(result)
+        return results
+
     async def check_output(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
         request = self._request(exchange, Stage.OUTPUT, texts, _question(exchange))
         result = await self.pipelines[exchange.system_id].run(request)
@@ -198,6 +217,9 @@ class Guard:
             exchange.status = ExchangeStatus.BLOCKED
         elif result.action is Action.ESCALATE:
             exchange.status = ExchangeStatus.ESCALATED
+        self._emit_verdicts(exchange, result)
+
+    def _emit_verdicts(self, exchange: Exchange, result: StageResult, **context: Any) -> None:
         for verdict in result.verdicts:
             # Every verdict is summarised in the exchange event; one that did something
             # (or failed) also gets an event of its own, with its findings.
@@ -208,6 +230,7 @@ class Guard:
                 system=exchange.system_id,
                 request_id=exchange.request_id,
                 conversation_id=exchange.conversation_id,
+                **context,
                 **verdict.to_record(),
             )
 
@@ -248,6 +271,8 @@ class Guard:
             "input_checks_ms": _ms(exchange.input_checks_s),
             "output_checks_ms": _ms(exchange.output_checks_s),
         }
+        if exchange.documents_checked:
+            fields["documents"] = {"checked": exchange.documents_checked, "dropped": exchange.documents_dropped}
         if self.events.content_logged:
             # Content is logged only as it left the checks (redacted), and only on opt-in.
             fields["input"] = exchange.logged_input

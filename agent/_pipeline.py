@@ -127,6 +127,7 @@ class Pipeline:
             stage: [self._build(config, registry, self.shared) for config in system.checks.for_stage(stage)] for stage in Stage
         }
         self.all_inline = {stage: all(c.guardrail.inline for c in checks) for stage, checks in self.checks.items()}
+        self.document_checks = [c for c in self.checks[Stage.INPUT] if c.guardrail.screens_documents]
 
     @staticmethod
     def _build(config: CheckConfig, registry: GuardrailRegistry, shared: dict[str, object]) -> BoundCheck:
@@ -139,11 +140,17 @@ class Pipeline:
         return BoundCheck(config, guardrail)
 
     async def run(self, request: CheckRequest) -> StageResult:
+        return await self._run(self.checks[request.stage], self.all_inline[request.stage], request)
+
+    async def screen_document(self, request: CheckRequest) -> StageResult:
+        """Run the checks that judge third-party text (``screens_documents``) on one document."""
+        return await self._run(self.document_checks, all(c.guardrail.inline for c in self.document_checks), request)
+
+    async def _run(self, checks: list[BoundCheck], all_inline: bool, request: CheckRequest) -> StageResult:
         started = time.perf_counter()
-        checks = self.checks[request.stage]
         if not checks:
             return StageResult(Action.ALLOW, [], list(request.texts), 0.0)
-        if self.all_inline[request.stage]:
+        if all_inline:
             verdicts = [check.run_inline(request) for check in checks]
         elif len(checks) == 1:
             verdicts = [await checks[0].run(request)]

@@ -21,7 +21,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 from aimsguard.guardrails import Action
@@ -140,6 +140,15 @@ class GuardedExchange:
         self.exchange.upstream_started = _now()
         return result.texts[0] if single else result.texts
 
+    async def check_documents(self, documents: Sequence[str]) -> list[str]:
+        """Screen retrieved documents for injected instructions; return the ones safe to use.
+
+        A document the checks would stop is left out (and recorded); the exchange goes on.
+        """
+        self.guard.ensure_accepting()
+        results = await self.guard.check_documents(self.exchange, list(documents))
+        return [document for document, result in zip(documents, results) if not result.action.stops_exchange]
+
     async def check_output(self, text: str) -> str:
         """Run the output checks on a whole answer; return what the user may see."""
         self.exchange.upstream_finished = self.exchange.upstream_finished or _now()
@@ -212,6 +221,9 @@ class GuardedExchange:
 
     def check_output_sync(self, text: str) -> str:
         return _run_sync(self.guard, self.check_output(text))
+
+    def check_documents_sync(self, documents: Sequence[str]) -> list[str]:
+        return _run_sync(self.guard, self.check_documents(documents))
 
 
 def _now() -> float:

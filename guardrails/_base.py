@@ -32,6 +32,9 @@ class Guardrail(abc.ABC):
     name: ClassVar[str]
     version: ClassVar[str] = "1"
     inline: ClassVar[bool] = False
+    # Judges text a third party wrote (retrieved documents, tool results), so the runtime
+    # also runs it, as an input check, on the documents a caller screens.
+    screens_documents: ClassVar[bool] = False
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     Settings: ClassVar[type[GuardrailSettings]] = GuardrailSettings
 

@@ -60,6 +60,7 @@ class InjectionGuardrail(InlineGuardrail):
     name = "injection"
     version = "1"
     Settings = InjectionSettings
+    screens_documents = True
 
     def __init__(self, settings: InjectionSettings, **kwargs: Any) -> None:  # type: ignore[override]
         super().__init__(settings, **kwargs)
