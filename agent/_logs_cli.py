@@ -1,0 +1,114 @@
+"""``aimsguard logs``: verify the tamper-evident event log, and query it.
+
+``verify`` exits 0 when the log is intact, 1 when it found problems (each printed on its
+own line: segment, line, seq, what happened), 2 for a usage error. ``query`` prints the
+matching events as JSON lines, oldest first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+
+from aimsguard.collectors import read_events, verify_event_log
+
+from ._errors import AimsguardError
+from ._policy import load_policy
+
+app = typer.Typer(help="Verify and query the tamper-evident event log.", no_args_is_help=True)
+
+_ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML) naming the event log directory")]
+_DirOption = Annotated[Path | None, typer.Option("--dir", help="event log directory (instead of the policy's)")]
+_DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
+
+
+def _directory(config: Path, directory: Path | None) -> Path:
+    if directory is None:
+        try:
+            directory = load_policy(config).event_log.directory
+        except AimsguardError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+    if not directory.is_dir():
+        typer.echo(f"error: no event log directory at {directory}", err=True)
+        raise typer.Exit(2)
+    return directory
+
+
+def _moment(value: str | None, option: str) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        typer.echo(f"error: {option} must be an ISO date or date-time (2026-11-01 or 2026-11-01T12:00:00Z), not {value!r}", err=True)
+        raise typer.Exit(2) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+@app.command()
+def verify(config: _ConfigOption = _DEFAULT_CONFIG, directory: _DirOption = None) -> None:
+    """Rehash every record and digest; name each record or segment that was changed, removed,
+    reordered, truncated or deleted."""
+    report = verify_event_log(_directory(config, directory))
+    for notice in report.notices:
+        typer.echo(f"note: {notice}")
+    for problem in report.problems:
+        typer.echo(f"PROBLEM {problem}")
+    summary = (
+        f"{report.records} records in {report.segments} segments"
+        f" ({report.deleted_by_retention} earlier segments deleted by retention, as recorded)"
+    )
+    if not report.ok:
+        typer.echo(f"FAILED: {len(report.problems)} problem(s); {summary}")
+        raise typer.Exit(1)
+    typer.echo(f"OK: {summary}")
+    # Keep these somewhere else: they are what makes cutting the newest records detectable.
+    typer.echo(f"head: seq {report.last_seq} hash {report.last_hash}; last digest {report.last_digest_hash}")
+
+
+@app.command()
+def query(
+    config: _ConfigOption = _DEFAULT_CONFIG,
+    directory: _DirOption = None,
+    since: Annotated[str | None, typer.Option(help="from this ISO date/time (inclusive, UTC unless given)")] = None,
+    until: Annotated[str | None, typer.Option(help="up to this ISO date/time (exclusive)")] = None,
+    system: Annotated[str | None, typer.Option(help="AI system id")] = None,
+    action: Annotated[str | None, typer.Option(help="action: allow, flag, redact, block, escalate")] = None,
+    event: Annotated[str | None, typer.Option("--event", help="event kind, e.g. exchange or guardrail.verdict")] = None,
+    request_id: Annotated[str | None, typer.Option(help="request id")] = None,
+    conversation_id: Annotated[str | None, typer.Option(help="conversation id")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="print at most this many events")] = None,
+) -> None:
+    """Print the matching events as JSON lines, oldest first."""
+    wanted = {
+        key: value
+        for key, value in (
+            ("system", system),
+            ("action", action),
+            ("event", event),
+            ("request_id", request_id),
+            ("conversation_id", conversation_id),
+        )
+        if value is not None
+    }
+    events = read_events(_directory(config, directory), since=_moment(since, "--since"), until=_moment(until, "--until"))
+    out = sys.stdout.buffer
+    for count, record in enumerate(_matching(events, wanted), 1):
+        out.write(orjson.dumps(record) + b"\n")
+        if limit is not None and count >= limit:
+            break
+    out.flush()
+
+
+def _matching(events: Iterator[dict[str, Any]], wanted: dict[str, str]) -> Iterator[dict[str, Any]]:
+    items = list(wanted.items())
+    for record in events:
+        if all(record.get(key) == value for key, value in items):
+            yield record

@@ -1,0 +1,185 @@
+"""The on-disk format of the event log: segment and digest names, chained lines, digests.
+
+A segment ``events-YYYY-MM-DD-NNNNNN.jsonl`` holds one event per line, the event's own
+JSON with a ``_chain`` object appended as its last key::
+
+    {"event":"exchange",...,"_chain":{"seq":41,"prev":"<hex>","hash":"<hex>"}}
+
+``hash`` = sha256 over ``"<seq>:<prev>\\n"`` followed by the event's JSON exactly as
+written (the line without the ``_chain`` key), so verification rehashes the bytes on
+disk without parsing or re-rendering them, and ``jq``/``grep`` still work on the files.
+Sequence numbers and the chain run on across segments; the index ``NNNNNN`` runs on
+across days. A closed segment gets ``events-YYYY-MM-DD-NNNNNN.digest.json``: its record
+range, last record hash, the sha256 of the whole file and the previous digest's hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+__all__ = [
+    "DIGEST_SCHEMA",
+    "GENESIS",
+    "ChainFields",
+    "Segment",
+    "digest_hash",
+    "list_segments",
+    "parse_line",
+    "record_hash",
+    "segment_name",
+    "split_line",
+]
+
+GENESIS = "0" * 64
+"""The ``prev`` of the very first record and the ``previous_digest_hash`` of the first digest."""
+
+DIGEST_SCHEMA = "aimsguard.event-log-digest/1"
+
+_SEGMENT = re.compile(r"^events-(\d{4}-\d{2}-\d{2})-(\d{6,})\.jsonl$")
+_CHAIN_KEY = b'"_chain":{"seq":'
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One segment file (and where its digest lives, whether or not it exists)."""
+
+    path: Path
+    day: str
+    index: int
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def digest_path(self) -> Path:
+        return self.path.with_name(self.path.name[: -len(".jsonl")] + ".digest.json")
+
+
+class ChainFields(NamedTuple):
+    seq: int
+    prev: str
+    hash: str
+    body: bytes  # the event's JSON as written, without the chain fields
+
+
+def segment_name(day: str, index: int) -> str:
+    return f"events-{day}-{index:06d}.jsonl"
+
+
+def list_segments(directory: Path) -> list[Segment]:
+    """Every segment file in ``directory``, in write order (by index)."""
+    found = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        match = _SEGMENT.match(entry.name)
+        if match:
+            found.append(Segment(Path(entry.path), match[1], int(match[2])))
+    return sorted(found, key=lambda s: s.index)
+
+
+def list_digests(directory: Path) -> dict[int, Path]:
+    """Digest files by segment index (a digest may outlive its segment)."""
+    found: dict[int, Path] = {}
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return {}
+    for entry in entries:
+        if entry.name.endswith(".digest.json"):
+            match = _SEGMENT.match(entry.name[: -len(".digest.json")] + ".jsonl")
+            if match:
+                found[int(match[2])] = Path(entry.path)
+    return found
+
+
+def record_hash(seq: int, prev: str, body: bytes) -> str:
+    digest = hashlib.sha256(b"%d:%s\n" % (seq, prev.encode()))
+    digest.update(body)
+    return digest.hexdigest()
+
+
+def chained_line(seq: int, prev: str, body: bytes) -> tuple[bytes, str]:
+    """The line to write for ``body`` (an event's JSON object) and its record hash."""
+    this = record_hash(seq, prev, body)
+    chain = b'"_chain":{"seq":%d,"prev":"%s","hash":"%s"}}\n' % (seq, prev.encode(), this.encode())
+    # An empty object has no member to follow with a comma.
+    line = b"{" + chain if body == b"{}" else body[:-1] + b"," + chain
+    return line, this
+
+
+def split_line(line: bytes) -> tuple[int, bytes, bytes, bytes] | None:
+    """(seq, prev hash, record hash, event JSON) of a segment line; None if it is not one.
+
+    The chain fields have a fixed layout at the end of the line,
+    ``...,"_chain":{"seq":<digits>,"prev":"<64 hex>","hash":"<64 hex>"}}``, so they are
+    sliced out rather than parsed: verification reads every line of the log through here.
+    """
+    end = len(line) - 1 if line.endswith(b"\n") else len(line)
+    at = line.rfind(_CHAIN_KEY, max(0, end - 190), end - 150)
+    if at < 1 or line[end - 150 : end - 141] != b',"prev":"' or line[end - 77 : end - 67] != b'","hash":"' or line[end - 3 : end] != b'"}}':
+        return None
+    digits = line[at + 16 : end - 150]
+    # Canonical digits only: the hash covers the number, so "012" must not pass for "12".
+    if not digits.isdigit() or (digits[0] == 48 and len(digits) > 1):
+        return None
+    before = line[at - 1]
+    if before == 44:  # ","
+        body = line[: at - 1] + b"}"
+    elif before == 123 and at == 1:  # "{": the event was an empty object
+        body = b"{}"
+    else:
+        return None
+    return int(digits), line[end - 141 : end - 77], line[end - 67 : end - 3], body
+
+
+def parse_line(line: bytes) -> ChainFields | None:
+    """Like ``split_line``, with the hashes as text."""
+    parts = split_line(line)
+    if parts is None:
+        return None
+    seq, prev, this, body = parts
+    return ChainFields(seq, prev.decode("ascii", "replace"), this.decode("ascii", "replace"), body)
+
+
+def digest_hash(digest: Mapping[str, Any]) -> str:
+    """sha256 over the digest's fields (sorted keys), its own ``digest_hash`` left out."""
+    fields = {key: value for key, value in digest.items() if key != "digest_hash"}
+    return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def read_digest(path: Path) -> dict[str, Any] | None:
+    """A digest file's fields, or None when it is missing or unreadable."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        remaining = os.fstat(handle.fileno()).st_size  # bounded: a device file never ends
+        while remaining > 0 and (chunk := handle.read(min(1 << 20, remaining))):
+            digest.update(chunk)
+            size += len(chunk)
+            remaining -= len(chunk)
+    return digest.hexdigest(), size
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb", buffering=1 << 20) as handle:
+        yield from handle

@@ -1,0 +1,90 @@
+"""read_events: the events of the log in write order, without the chain fields.
+
+It streams one segment at a time and skips whole segments by the day in their name when
+``since``/``until`` exclude them. A segment of day D holds events of day D (and, at its
+head, perhaps a few written just after midnight that were stamped the day before), so
+the first segment after ``until`` is still read and filtered. Lines that are not chained
+records (a torn last line, damage) are skipped: ``verify_event_log`` is what reports them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._format import iter_lines, list_segments
+
+__all__ = ["read_events"]
+
+_CHAIN = b',"_chain":{"seq":'
+
+
+def _utc(moment: dt.datetime | dt.date | None) -> dt.datetime | None:
+    if moment is None:
+        return None
+    if not isinstance(moment, dt.datetime):
+        moment = dt.datetime(moment.year, moment.month, moment.day)
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _event_time(event: dict[str, Any]) -> dt.datetime | None:
+    try:
+        return _utc(dt.datetime.fromisoformat(event["ts"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _loads_escaped(body: bytes) -> dict[str, Any] | None:
+    """The standard library reads what orjson refuses: a lone surrogate, written escaped."""
+    try:
+        event = json.loads(body)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def read_events(
+    directory: str | os.PathLike[str],
+    *,
+    since: dt.datetime | dt.date | None = None,
+    until: dt.datetime | dt.date | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield the events with ``since <= ts < until`` (naive times are UTC), oldest first."""
+    start, end = _utc(since), _utc(until)
+    first_day = start.date().isoformat() if start else ""
+    last_day = end.date().isoformat() if end else None
+    filtered = start is not None or end is not None
+    past_until = False
+    for segment in list_segments(Path(directory)):
+        if segment.day < first_day:
+            continue
+        if last_day is not None and segment.day > last_day:
+            if past_until:
+                return
+            past_until = True
+        try:
+            lines = iter_lines(segment.path)
+            for line in lines:
+                at = line.rfind(_CHAIN)
+                body = line[:at] + b"}" if at > 0 else (b"{}" if line.startswith(b'{"_chain":') else None)
+                if body is None or not line.endswith(b"\n"):
+                    continue
+                try:
+                    event = orjson.loads(body)
+                except orjson.JSONDecodeError:
+                    event = _loads_escaped(body)
+                    if event is None:
+                        continue
+                if filtered:
+                    moment = _event_time(event)
+                    if moment is None or (start is not None and moment < start) or (end is not None and moment >= end):
+                        continue
+                yield event
+        except FileNotFoundError:
+            continue  # deleted by retention while we were reading
