@@ -1,0 +1,319 @@
+"""Human oversight (EU AI Act Art. 14): handoffs to a person, incident handling, stop switches.
+
+``HumanOversight(guard)`` is what people act through (the web console, scripts): each
+method changes the records store and writes the matching event, so an action and its
+audit record always go together.
+
+``OversightRuntime`` is the Guard's side: it brings the store's schema up at start-up,
+queues a handoff ticket when an exchange escalates, calls the handoff webhook, and keeps
+the stop switches (and the queued-ticket gauge) fresh with a background poll, so the
+request path only reads memory.
+
+Failure choices (each counted and written as an event):
+- the store is down when an exchange escalates: the user still gets the fallback, without
+  a handoff id (``aimsguard_handoffs_total{outcome="failed"}``, event ``handoff.failed``);
+  a store slower than ``records.handoff_timeout_s`` counts as ``timeout`` (the ticket may
+  still be written late; it is then in the queue, but the user holds no id for it);
+- the stop switches cannot be read: the last state read stays in force (fail open before
+  the first successful read), ``aimsguard_records_errors_total{operation="poll"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from aimsguard.collectors.records import Handoff, Incident, RecordsError, RecordsStore
+from aimsguard.guardrails import Action, Verdict
+
+from ._errors import UnknownSystemError
+from ._exchange import Exchange
+from ._webhook import WebhookNotifier
+
+if TYPE_CHECKING:
+    from ._guard import Guard
+
+__all__ = ["HumanOversight", "OversightMetrics", "OversightRuntime"]
+
+log = structlog.get_logger("aimsguard.agent")
+
+_HIDDEN_ROLES = ("system", "developer")  # instructions, not the conversation: a reviewer does not need them
+
+
+class OversightMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.handoffs = Counter(
+            "aimsguard_handoffs_total",
+            "Handoff tickets for escalated exchanges: created, failed (store error) or timeout.",
+            ["system", "outcome"], registry=r,
+        )
+        self.queued = Gauge(
+            "aimsguard_handoffs_queued", "Handoff tickets waiting for a person (read from the records store).",
+            ["system"], registry=r, multiprocess_mode="max",
+        )
+        self.webhooks = Counter(
+            "aimsguard_handoff_webhooks_total", "Handoff webhook notices: delivered, failed (after retries) or dropped.",
+            ["system", "outcome"], registry=r,
+        )
+        self.incidents = Counter(
+            "aimsguard_incidents_total", "Incident records opened, events folded into open ones, and failed writes, by rule.",
+            ["system", "rule", "outcome"], registry=r,
+        )
+        self.stopped = Gauge(
+            "aimsguard_system_stopped", "1 while a system's stop switch is on.", ["system"], registry=r, multiprocess_mode="max",
+        )
+        self.records_errors = Counter(
+            "aimsguard_records_errors_total", "Records store operations that failed, by operation.", ["operation"], registry=r,
+        )
+
+    def count_incident(self, system: str, rule: str, outcome: str) -> None:
+        self.incidents.labels(system, rule, outcome).inc()
+
+    def count_webhook(self, system: str, outcome: str) -> None:
+        self.webhooks.labels(system, outcome).inc()
+
+
+class OversightRuntime:
+    """The Guard's oversight machinery; inert (never stopped, no tickets) without a store."""
+
+    def __init__(self, guard: Guard, metrics: OversightMetrics) -> None:
+        self.guard = guard
+        self.store = guard.records
+        self.metrics = metrics
+        self.systems = sorted(guard.policy.systems)
+        self._stopped: frozenset[str] = frozenset()
+        self._poll_failing = False  # an event when polling starts failing, not one per poll
+        self._closing = threading.Event()
+        self._poller: threading.Thread | None = None
+        webhooks = {sid: s.fallback.handoff_webhook for sid, s in guard.policy.systems.items() if s.fallback.handoff_webhook}
+        self.webhooks = WebhookNotifier(webhooks, on_outcome=metrics.count_webhook) if webhooks else None
+        if self.store is None:
+            return
+        config = guard.policy.records
+        assert config is not None
+        self.poll_s = config.stop_poll_s
+        self.handoff_timeout_s = config.handoff_timeout_s
+        try:
+            self.store.upgrade()
+        except RecordsError as exc:
+            # Not fatal: the guardrails matter more than the queue, and a database that
+            # was migrated before works again when it comes back.
+            self._failed("upgrade", exc)
+        self.poll()
+        self._poller = threading.Thread(target=self._poll_forever, name="aimsguard-records", daemon=True)
+        self._poller.start()
+
+    # -- stop switches -----------------------------------------------------------------
+
+    def is_stopped(self, system: str) -> bool:
+        return system in self._stopped
+
+    def set_local(self, system: str, stopped: bool) -> None:
+        """Apply a switch this process just changed without waiting for the next poll."""
+        self._stopped = self._stopped | {system} if stopped else self._stopped - {system}
+        self.metrics.stopped.labels(system).set(1 if stopped else 0)
+
+    def poll(self) -> None:
+        assert self.store is not None
+        try:
+            stopped = self.store.stopped_systems()
+            queued = self.store.queued_counts()
+        except RecordsError as exc:
+            self._failed("poll", exc, event=not self._poll_failing)
+            self._poll_failing = True
+            return
+        self._poll_failing = False
+        self._stopped = frozenset(stopped)
+        for system in self.systems:
+            self.metrics.stopped.labels(system).set(1 if system in stopped else 0)
+            self.metrics.queued.labels(system).set(queued.get(system, 0))
+
+    def _poll_forever(self) -> None:
+        while not self._closing.wait(self.poll_s):
+            self.poll()
+
+    def _failed(self, operation: str, exc: Exception, *, event: bool = True) -> None:
+        self.metrics.records_errors.labels(operation).inc()
+        if event:
+            log.error("records_store_failed", operation=operation, error_type=type(exc).__name__, store=self.store.url if self.store else None)
+            self.guard.events.emit("records.failed", operation=operation, error_type=type(exc).__name__)
+
+    # -- escalation ----------------------------------------------------------------------
+
+    async def hand_off(self, exchange: Exchange, pending: Sequence[Verdict] = ()) -> None:
+        """Queue a ticket for an escalated exchange; sets ``exchange.handoff_id`` on success."""
+        if self.store is None or exchange.handoff_id is not None or exchange.action is not Action.ESCALATE:
+            return
+        roles = exchange.input_roles or ["user"] * len(exchange.input_texts)
+        conversation = [
+            {"role": role, "content": text}
+            for text, role in zip(exchange.input_texts, roles, strict=False)
+            if role not in _HIDDEN_ROLES  # input_texts are what the input checks released (redacted)
+        ]
+        verdicts = [*exchange.verdicts, *(v for v in pending if v not in exchange.verdicts)]  # pending: a stream's, not yet recorded
+        escalating = [v for v in verdicts if v.action is Action.ESCALATE]
+        reason = "; ".join(dict.fromkeys(r for v in escalating for r in v.reasons)) or ", ".join(v.guardrail for v in escalating)
+        store = self.store
+        try:
+            handoff = await asyncio.wait_for(
+                asyncio.to_thread(
+                    lambda: store.create_handoff(
+                        system=exchange.system_id,
+                        request_id=exchange.request_id,
+                        conversation_id=exchange.conversation_id,
+                        principal=exchange.metadata.get("principal") or None,
+                        reason=reason,
+                        verdicts=[v.summary() for v in verdicts],
+                        conversation=conversation,
+                    )
+                ),
+                self.handoff_timeout_s,
+            )
+        except (RecordsError, TimeoutError) as exc:
+            outcome = "timeout" if isinstance(exc, TimeoutError) else "failed"
+            self.metrics.handoffs.labels(exchange.system_id, outcome).inc()
+            log.error("handoff_failed", system=exchange.system_id, request_id=exchange.request_id, outcome=outcome, error_type=type(exc).__name__)
+            self.guard.events.emit(
+                "handoff.failed", system=exchange.system_id, request_id=exchange.request_id, outcome=outcome, error_type=type(exc).__name__
+            )
+            return
+        exchange.handoff_id = handoff.id
+        self.metrics.handoffs.labels(exchange.system_id, "created").inc()
+        self.guard.events.emit(
+            "handoff.created",
+            handoff_id=handoff.id,
+            system=handoff.system,
+            request_id=handoff.request_id,
+            conversation_id=handoff.conversation_id,
+            reason=handoff.reason,
+        )
+        if self.webhooks is not None:
+            self.webhooks.notify(
+                handoff.system,
+                {
+                    "event": "handoff.created",
+                    "handoff_id": handoff.id,
+                    "system": handoff.system,
+                    "reason": handoff.reason,
+                    "created_at": handoff.created_at.isoformat(),
+                },
+            )
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._poller is not None:
+            self._poller.join(5)
+        if self.webhooks is not None:
+            self.webhooks.close()
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return round((end - start).total_seconds(), 3) if start and end else None
+
+
+class HumanOversight:
+    """What a person does, recorded: each method changes the store and emits its event.
+
+    Reviewer and user names are the console's account names (accountability needs them);
+    answers, notes, causes and corrective actions stay in the store, out of the event log.
+    """
+
+    def __init__(self, guard: Guard) -> None:
+        if guard.records is None:
+            raise RuntimeError("the policy has no records store: add `records: {url: ...}` to use human oversight")
+        self.guard = guard
+        self.store: RecordsStore = guard.records
+
+    def _emit(self, kind: str, **fields: Any) -> None:
+        self.guard.events.emit(kind, **fields)
+
+    # -- handoffs ----------------------------------------------------------------------------
+
+    def claim(self, handoff_id: str, reviewer: str) -> Handoff:
+        handoff = self.store.claim(handoff_id, reviewer)
+        self._claimed(handoff)
+        return handoff
+
+    def claim_next(self, reviewer: str, *, system: str | None = None) -> Handoff | None:
+        handoff = self.store.claim_next(reviewer, system=system)
+        if handoff is not None:
+            self._claimed(handoff)
+        return handoff
+
+    def _claimed(self, handoff: Handoff) -> None:
+        self._emit(
+            "handoff.claimed", handoff_id=handoff.id, system=handoff.system, request_id=handoff.request_id,
+            reviewer=handoff.claimed_by, waited_s=_seconds(handoff.created_at, handoff.claimed_at),
+        )
+
+    def answer(self, handoff_id: str, reviewer: str, text: str) -> Handoff:
+        handoff = self.store.answer(handoff_id, reviewer, text)
+        self._emit(
+            "handoff.answered", handoff_id=handoff.id, system=handoff.system, request_id=handoff.request_id,
+            reviewer=reviewer, time_to_answer_s=_seconds(handoff.created_at, handoff.answered_at),
+        )
+        return handoff
+
+    def return_to_bot(self, handoff_id: str, reviewer: str, note: str = "") -> Handoff:
+        handoff = self.store.return_to_bot(handoff_id, reviewer, note)
+        self._emit("handoff.returned", handoff_id=handoff.id, system=handoff.system, request_id=handoff.request_id, reviewer=reviewer)
+        return handoff
+
+    def close(self, handoff_id: str, reviewer: str, note: str = "") -> Handoff:
+        handoff = self.store.close(handoff_id, reviewer, note)
+        self._emit("handoff.closed", handoff_id=handoff.id, system=handoff.system, request_id=handoff.request_id, reviewer=reviewer)
+        return handoff
+
+    # -- incidents ---------------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: str, user: str) -> Incident:
+        incident = self.store.acknowledge_incident(incident_id, user)
+        self._emit(
+            "incident.acknowledged", incident_id=incident.id, system=incident.system, rule=incident.rule, user=user,
+            time_to_acknowledge_s=_seconds(incident.first_seen, incident.acknowledged_at),
+        )
+        return incident
+
+    def resolve(self, incident_id: str, user: str, *, cause: str, corrective_action: str) -> Incident:
+        incident = self.store.resolve_incident(incident_id, user, cause=cause, corrective_action=corrective_action)
+        self._emit(
+            "incident.resolved", incident_id=incident.id, system=incident.system, rule=incident.rule, severity=incident.severity.value,
+            user=user, serious=incident.serious, time_to_resolve_s=_seconds(incident.first_seen, incident.resolved_at),
+        )
+        return incident
+
+    def report_incident(
+        self, *, system: str, title: str, severity: str, reporter: str, description: str = "", serious: bool = False, category: str | None = None
+    ) -> Incident:
+        self._known(system)
+        incident = self.store.report_incident(
+            system=system, title=title, severity=severity, reporter=reporter, description=description, serious=serious, category=category
+        )
+        self.guard.oversight_metrics.count_incident(system, incident.rule, "opened")
+        self._emit(
+            "incident.opened", incident_id=incident.id, system=system, rule=incident.rule, severity=incident.severity.value,
+            count=incident.count, linked_event_ids=[], title=incident.title, serious=incident.serious, category=incident.category,
+            report_deadline=incident.report_deadline.isoformat() if incident.report_deadline else None, reporter=reporter,
+        )
+        return incident
+
+    # -- stop switch -------------------------------------------------------------------------
+
+    def set_stopped(self, system: str, stopped: bool, *, by: str, reason: str = "") -> None:
+        """Stop (or resume) a system: every request to it gets the fallback, on every replica
+        within ``records.stop_poll_s``; at once in this process."""
+        self._known(system)
+        self.store.set_stopped(system, stopped, by=by, reason=reason)
+        self.guard.oversight.set_local(system, stopped)
+        self._emit("system.stopped" if stopped else "system.resumed", system=system, by=by, reason=reason)
+
+    def _known(self, system: str) -> None:
+        if system not in self.guard.policy.systems:
+            raise UnknownSystemError(system, sorted(self.guard.policy.systems))

@@ -1,0 +1,24 @@
+"""The records store: the handoff queue, incident records and stop switches (SQLAlchemy 2 + Alembic)."""
+
+from ._deadlines import IncidentCategory, report_deadline
+from ._errors import HandoffConflict, RecordConflict, RecordNotFound, RecordsError, RecordsUnavailable
+from ._records import Handoff, HandoffStatus, Incident, IncidentSeverity, IncidentStatus
+from ._store import MANUAL_RULE, IncidentUpdate, RecordsStore
+
+__all__ = [
+    "MANUAL_RULE",
+    "Handoff",
+    "HandoffConflict",
+    "HandoffStatus",
+    "Incident",
+    "IncidentCategory",
+    "IncidentSeverity",
+    "IncidentStatus",
+    "IncidentUpdate",
+    "RecordConflict",
+    "RecordNotFound",
+    "RecordsError",
+    "RecordsStore",
+    "RecordsUnavailable",
+    "report_deadline",
+]

@@ -1,0 +1,106 @@
+"""The tables of the records store (SQLAlchemy 2 typed declarative models).
+
+Only the store touches these: it hands out frozen copies (``Handoff``, ``Incident``),
+never live ORM rows. The schema is created and changed by the Alembic migrations in
+``migrations/``; keep them in step with this file (``alembic check`` style test).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "HandoffRow", "IncidentRow", "SystemSwitchRow", "UtcDateTime"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite keeps no zone: stored as naive UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the records store; use an aware UTC datetime")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class HandoffRow(Base):
+    """A conversation handed to a person (EU AI Act Art. 14): the human fallback queue."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (Index("ix_handoffs_status_created", "status", "created_at"), Index("ix_handoffs_system", "system"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    system: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(128))
+    conversation_id: Mapped[str] = mapped_column(String(128))
+    principal: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    verdicts: Mapped[list[Any]] = mapped_column(default=list)
+    conversation: Mapped[list[Any]] = mapped_column(default=list)  # redacted messages only
+    created_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None]
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None]
+    note: Mapped[str] = mapped_column(Text, default="")
+    closed_at: Mapped[datetime | None]
+
+
+class IncidentRow(Base):
+    """A nonconformity (ISO 42001 10.2) or serious incident (EU AI Act Art. 73)."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_system_rule_status", "system", "rule", "status"), Index("ix_incidents_status", "status"))
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    system: Mapped[str] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    reporter: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    event_ids: Mapped[list[Any]] = mapped_column(default=list)
+    serious: Mapped[bool] = mapped_column(Boolean, default=False)
+    category: Mapped[str | None] = mapped_column(String(32))
+    report_deadline: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    acknowledged_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_at: Mapped[datetime | None]
+    cause: Mapped[str | None] = mapped_column(Text)
+    corrective_action: Mapped[str | None] = mapped_column(Text)
+
+
+class SystemSwitchRow(Base):
+    """The stop switch of one AI system (EU AI Act Art. 14(4)(e))."""
+
+    __tablename__ = "system_switches"
+
+    system: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stopped: Mapped[bool] = mapped_column(Boolean, default=False)
+    changed_by: Mapped[str] = mapped_column(String(200))
+    changed_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,473 @@
+"""RecordsStore: handoffs, incidents and stop switches in one SQL database (SQLAlchemy 2).
+
+SQLite (a file, WAL mode) for one process; PostgreSQL by URL when replicas share the
+records. All methods are synchronous and short: call them from async code through a
+thread (``anyio.to_thread.run_sync``). The schema is managed by Alembic: ``upgrade()``
+brings a database to head, safely when several replicas start at once.
+
+Concurrency: a ticket is handed out once. ``claim`` is a conditional UPDATE checked by
+the row it returns; ``claim_next`` picks its row with ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL (so racing reviewers take different tickets instead of queueing on one), and
+relies on SQLite running one writer at a time. Writes on SQLite take the write lock at
+``BEGIN IMMEDIATE`` so a read-then-write transaction never fails half-way with "busy".
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, NamedTuple, ParamSpec, TypeVar
+
+from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from ._deadlines import IncidentCategory, report_deadline
+from ._errors import HandoffConflict, RecordConflict, RecordNotFound, RecordsError, RecordsUnavailable
+from ._models import HandoffRow, IncidentRow, SystemSwitchRow
+from ._records import Handoff, HandoffStatus, Incident, IncidentSeverity, IncidentStatus
+
+__all__ = ["IncidentUpdate", "RecordsStore"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "aimsguard_alembic_version"
+_UPGRADE_LOCK = 0x4149_4D53  # pg advisory lock key for migrations ("AIMS")
+MANUAL_RULE = "manual"
+
+
+class IncidentUpdate(NamedTuple):
+    incident: Incident
+    opened: bool  # False: the events were folded into an incident already open
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _translated(method: Callable[P, T]) -> Callable[P, T]:
+    """Driver errors become RecordsUnavailable / RecordsError (httpx-style, at the boundary)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return method(*args, **kwargs)
+        except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+            raise RecordsUnavailable(f"the records database failed: {type(exc.orig if hasattr(exc, 'orig') else exc).__name__}") from exc
+        except sa_exc.SQLAlchemyError as exc:
+            raise RecordsError(f"the records database refused the change: {type(exc).__name__}") from exc
+
+    return wrapper
+
+
+class RecordsStore:
+    """Shared records of human oversight: the handoff queue, incidents, stop switches."""
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 5.0, busy_timeout_s: float = 10.0, echo: bool = False) -> None:
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        self.url = parsed.render_as_string(hide_password=True)  # for messages; never the password
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
+            if not in_memory:
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": busy_timeout_s, "check_same_thread": False}
+            if in_memory:
+                kwargs["poolclass"] = StaticPool  # one shared connection, or each would see its own empty database
+        elif self.dialect == "postgresql":
+            kwargs["connect_args"] = {"connect_timeout": max(1, round(connect_timeout_s))}
+            kwargs["pool_pre_ping"] = True
+            kwargs["pool_size"] = 5
+        self.engine: Engine = create_engine(parsed, **kwargs)
+        if self.dialect == "sqlite":
+            _sqlite_setup(self.engine, in_memory)
+        # Writes get BEGIN IMMEDIATE on SQLite (see the module docstring); harmless elsewhere.
+        self._writer = self.engine.execution_options(aimsguard_write=True)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @_translated
+    def upgrade(self) -> None:
+        """Run the Alembic migrations to head. Idempotent; replicas may call it together."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self._writer.begin() as connection:
+            if self.dialect == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @_translated
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None before the first upgrade)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+    def dispose(self) -> None:
+        """Close the connection pool (``close`` is the handoff transition)."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    # -- handoffs --------------------------------------------------------------------
+
+    @_translated
+    def create_handoff(
+        self,
+        *,
+        system: str,
+        request_id: str,
+        conversation_id: str,
+        principal: str | None,
+        reason: str,
+        verdicts: Sequence[dict[str, Any]],
+        conversation: Sequence[dict[str, str]],
+    ) -> Handoff:
+        """Queue a ticket. ``conversation`` must already be redacted: it is stored as given."""
+        row = HandoffRow(
+            id="hnd_" + secrets.token_urlsafe(18),
+            system=system,
+            request_id=request_id,
+            conversation_id=conversation_id,
+            principal=principal or None,
+            status=HandoffStatus.QUEUED.value,
+            reason=reason,
+            verdicts=list(verdicts),
+            conversation=[dict(m) for m in conversation],
+            created_at=_now(),
+            note="",
+        )
+        with self._write() as session:
+            session.add(row)
+        return Handoff.from_row(row)
+
+    @_translated
+    def get_handoff(self, handoff_id: str) -> Handoff | None:
+        with self._read() as session:
+            row = session.get(HandoffRow, handoff_id)
+            return Handoff.from_row(row) if row is not None else None
+
+    @_translated
+    def list_handoffs(self, *, status: HandoffStatus | str | None = None, system: str | None = None, limit: int = 100) -> list[Handoff]:
+        """Oldest first: the order a queue is worked in."""
+        query = select(HandoffRow).order_by(HandoffRow.created_at, HandoffRow.id).limit(limit)
+        if status is not None:
+            query = query.where(HandoffRow.status == HandoffStatus(status).value)
+        if system is not None:
+            query = query.where(HandoffRow.system == system)
+        with self._read() as session:
+            return [Handoff.from_row(row) for row in session.scalars(query)]
+
+    @_translated
+    def queued_counts(self) -> dict[str, int]:
+        """Queued tickets per system (for the ``aimsguard_handoffs_queued`` gauge)."""
+        query = select(HandoffRow.system, func.count()).where(HandoffRow.status == HandoffStatus.QUEUED.value).group_by(HandoffRow.system)
+        with self._read() as session:
+            return {system: count for system, count in session.execute(query)}
+
+    @_translated
+    def claim(self, handoff_id: str, reviewer: str) -> Handoff:
+        """Take one queued ticket; HandoffConflict if it is not queued (someone was faster)."""
+        return self._transition(
+            handoff_id,
+            HandoffRow.status == HandoffStatus.QUEUED.value,
+            {"status": HandoffStatus.CLAIMED.value, "claimed_by": reviewer, "claimed_at": _now()},
+            "claim it",
+        )
+
+    @_translated
+    def claim_next(self, reviewer: str, *, system: str | None = None) -> Handoff | None:
+        """Take the oldest queued ticket (of one system, or any); None when the queue is empty."""
+        oldest = select(HandoffRow.id).where(HandoffRow.status == HandoffStatus.QUEUED.value)
+        if system is not None:
+            oldest = oldest.where(HandoffRow.system == system)
+        # SKIP LOCKED: a ticket another reviewer is taking right now is passed over, not waited for.
+        oldest = oldest.order_by(HandoffRow.created_at, HandoffRow.id).limit(1).with_for_update(skip_locked=True)
+        statement = (
+            update(HandoffRow)
+            .where(HandoffRow.id == oldest.scalar_subquery(), HandoffRow.status == HandoffStatus.QUEUED.value)
+            .values(status=HandoffStatus.CLAIMED.value, claimed_by=reviewer, claimed_at=_now())
+            .returning(HandoffRow)
+            .execution_options(synchronize_session=False)
+        )
+        with self._write() as session:
+            row = session.scalars(statement).one_or_none()
+            return Handoff.from_row(row) if row is not None else None
+
+    @_translated
+    def answer(self, handoff_id: str, reviewer: str, text: str) -> Handoff:
+        """The person's answer for the user; only the reviewer who claimed the ticket may give it."""
+        if not text.strip():
+            raise ValueError("an answer needs some text")
+        return self._transition(
+            handoff_id,
+            (HandoffRow.status == HandoffStatus.CLAIMED.value) & (HandoffRow.claimed_by == reviewer),
+            {"status": HandoffStatus.ANSWERED.value, "answer": text, "answered_at": _now()},
+            f"answer it as {reviewer!r} (claim it first)",
+        )
+
+    @_translated
+    def return_to_bot(self, handoff_id: str, reviewer: str, note: str = "") -> Handoff:
+        return self._transition(
+            handoff_id,
+            (HandoffRow.status == HandoffStatus.CLAIMED.value) & (HandoffRow.claimed_by == reviewer),
+            {"status": HandoffStatus.RETURNED.value, "note": note, "closed_at": _now()},
+            f"return it to the bot as {reviewer!r} (claim it first)",
+        )
+
+    @_translated
+    def close(self, handoff_id: str, reviewer: str, note: str = "") -> Handoff:
+        """Close a ticket in any state but closed; a claimed one only by its reviewer."""
+        allowed = (HandoffRow.status != HandoffStatus.CLOSED.value) & (
+            (HandoffRow.status != HandoffStatus.CLAIMED.value) | (HandoffRow.claimed_by == reviewer)
+        )
+        return self._transition(handoff_id, allowed, {"status": HandoffStatus.CLOSED.value, "note": note, "closed_at": _now()}, "close it")
+
+    def _transition(self, handoff_id: str, condition: Any, values: dict[str, Any], wanted: str) -> Handoff:
+        statement = (
+            update(HandoffRow)
+            .where(HandoffRow.id == handoff_id, condition)
+            .values(**values)
+            .returning(HandoffRow)
+            .execution_options(synchronize_session=False)
+        )
+        with self._write() as session:
+            row = session.scalars(statement).one_or_none()
+            if row is not None:
+                return Handoff.from_row(row)
+            current = session.get(HandoffRow, handoff_id)
+            if current is None:
+                raise RecordNotFound("handoff", handoff_id)
+            raise HandoffConflict(handoff_id, current.status, wanted)
+
+    # -- incidents -------------------------------------------------------------------
+
+    @_translated
+    def record_incident_events(
+        self,
+        *,
+        system: str,
+        rule: str,
+        severity: IncidentSeverity | str,
+        title: str,
+        event_ids: Sequence[str],
+        serious: bool = False,
+        category: IncidentCategory | str | None = None,
+        now: datetime | None = None,
+        fold_window_s: float = 3600.0,
+        max_event_ids: int = 200,
+    ) -> IncidentUpdate:
+        """Fold events into the unresolved incident of this rule and system seen within
+        ``fold_window_s``, or open a new one. Event ids are linked once each, up to
+        ``max_event_ids`` (``count`` keeps counting past the cap)."""
+        now = now or _now()
+        severity = IncidentSeverity(severity).value
+        category = IncidentCategory(category).value if category else (IncidentCategory.OTHER.value if serious else None)
+        with self._write() as session:
+            if self.dialect == "postgresql":
+                # Replicas folding the same rule at once must not open two incidents.
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(f"{system}\0{rule}".encode()) - 2**31})
+            row = session.scalars(
+                select(IncidentRow)
+                .where(
+                    IncidentRow.system == system,
+                    IncidentRow.rule == rule,
+                    IncidentRow.status != IncidentStatus.RESOLVED.value,
+                    IncidentRow.last_seen >= now - timedelta(seconds=fold_window_s),
+                )
+                .order_by(IncidentRow.last_seen.desc())
+                .limit(1)
+            ).one_or_none()
+            if row is not None:
+                known = set(row.event_ids)
+                new = [i for i in dict.fromkeys(event_ids) if i not in known]
+                row.event_ids = [*row.event_ids, *new][:max_event_ids]
+                row.count += max(len(new), 1 if not event_ids else 0)
+                row.last_seen = max(row.last_seen, now)
+                return IncidentUpdate(Incident.from_row(row), opened=False)
+            ids = list(dict.fromkeys(event_ids))
+            row = IncidentRow(
+                id="inc_" + secrets.token_urlsafe(12),
+                system=system,
+                rule=rule,
+                severity=severity,
+                title=title,
+                description="",
+                reporter=None,
+                status=IncidentStatus.OPEN.value,
+                first_seen=now,
+                last_seen=now,
+                count=max(len(ids), 1),
+                event_ids=ids[:max_event_ids],
+                serious=serious,
+                category=category,
+                report_deadline=report_deadline(now, category) if serious else None,
+            )
+            session.add(row)
+            return IncidentUpdate(Incident.from_row(row), opened=True)
+
+    def open_or_fold_incident(self, **kwargs: Any) -> Incident:
+        """``record_incident_events`` without the opened/folded flag."""
+        return self.record_incident_events(**kwargs).incident
+
+    @_translated
+    def report_incident(
+        self,
+        *,
+        system: str,
+        title: str,
+        severity: IncidentSeverity | str,
+        reporter: str,
+        description: str = "",
+        serious: bool = False,
+        category: IncidentCategory | str | None = None,
+    ) -> Incident:
+        """A manual report (a person saw something): always a new record."""
+        if not title.strip():
+            raise ValueError("an incident needs a title")
+        now = _now()
+        category = IncidentCategory(category).value if category else (IncidentCategory.OTHER.value if serious else None)
+        row = IncidentRow(
+            id="inc_" + secrets.token_urlsafe(12),
+            system=system,
+            rule=MANUAL_RULE,
+            severity=IncidentSeverity(severity).value,
+            title=title,
+            description=description,
+            reporter=reporter,
+            status=IncidentStatus.OPEN.value,
+            first_seen=now,
+            last_seen=now,
+            count=1,
+            event_ids=[],
+            serious=serious,
+            category=category,
+            report_deadline=report_deadline(now, category) if serious else None,
+        )
+        with self._write() as session:
+            session.add(row)
+        return Incident.from_row(row)
+
+    @_translated
+    def get_incident(self, incident_id: str) -> Incident | None:
+        with self._read() as session:
+            row = session.get(IncidentRow, incident_id)
+            return Incident.from_row(row) if row is not None else None
+
+    @_translated
+    def list_incidents(
+        self, *, status: IncidentStatus | str | None = None, system: str | None = None, limit: int = 100
+    ) -> list[Incident]:
+        """Most recently seen first."""
+        query = select(IncidentRow).order_by(IncidentRow.last_seen.desc(), IncidentRow.id).limit(limit)
+        if status is not None:
+            query = query.where(IncidentRow.status == IncidentStatus(status).value)
+        if system is not None:
+            query = query.where(IncidentRow.system == system)
+        with self._read() as session:
+            return [Incident.from_row(row) for row in session.scalars(query)]
+
+    @_translated
+    def acknowledge_incident(self, incident_id: str, user: str) -> Incident:
+        return self._incident_transition(
+            incident_id,
+            IncidentRow.status == IncidentStatus.OPEN.value,
+            {"status": IncidentStatus.ACKNOWLEDGED.value, "acknowledged_by": user, "acknowledged_at": _now()},
+            "acknowledge it",
+        )
+
+    @_translated
+    def resolve_incident(self, incident_id: str, user: str, *, cause: str, corrective_action: str) -> Incident:
+        """Close an incident with its cause and corrective action (ISO 42001 10.2): both required."""
+        if not cause.strip() or not corrective_action.strip():
+            raise ValueError("resolving an incident needs its cause and the corrective action taken")
+        return self._incident_transition(
+            incident_id,
+            IncidentRow.status != IncidentStatus.RESOLVED.value,
+            {
+                "status": IncidentStatus.RESOLVED.value,
+                "resolved_by": user,
+                "resolved_at": _now(),
+                "cause": cause,
+                "corrective_action": corrective_action,
+            },
+            "resolve it",
+        )
+
+    def _incident_transition(self, incident_id: str, condition: Any, values: dict[str, Any], wanted: str) -> Incident:
+        statement = (
+            update(IncidentRow)
+            .where(IncidentRow.id == incident_id, condition)
+            .values(**values)
+            .returning(IncidentRow)
+            .execution_options(synchronize_session=False)
+        )
+        with self._write() as session:
+            row = session.scalars(statement).one_or_none()
+            if row is not None:
+                return Incident.from_row(row)
+            current = session.get(IncidentRow, incident_id)
+            if current is None:
+                raise RecordNotFound("incident", incident_id)
+            raise RecordConflict("incident", incident_id, current.status, wanted)
+
+    # -- stop switches -----------------------------------------------------------------
+
+    @_translated
+    def set_stopped(self, system: str, stopped: bool, *, by: str, reason: str = "") -> None:
+        values = {"system": system, "stopped": stopped, "changed_by": by, "changed_at": _now(), "reason": reason}
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        statement = insert(SystemSwitchRow).values(**values)
+        statement = statement.on_conflict_do_update(index_elements=["system"], set_={k: v for k, v in values.items() if k != "system"})
+        with self._write() as session:
+            session.execute(statement)
+
+    @_translated
+    def stopped_systems(self) -> set[str]:
+        with self._read() as session:
+            return set(session.scalars(select(SystemSwitchRow.system).where(SystemSwitchRow.stopped.is_(True))))
+
+
+def _sqlite_setup(engine: Engine, in_memory: bool) -> None:
+    """WAL (readers never wait for the writer) and explicit transactions we begin ourselves."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite's own BEGIN handling off: ours below
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        write = connection.get_execution_options().get("aimsguard_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
