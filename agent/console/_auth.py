@@ -1,0 +1,146 @@
+"""Who is using the console: users with argon2 password hashes, bearer tokens, throttling.
+
+Users and tokens come from the policy (``console.users``, ``console.tokens``), so access
+is reviewed where the rest of the policy is. A browser logs in once and carries a signed
+session cookie (Starlette's SessionMiddleware); a script sends ``Authorization: Bearer``.
+The session holds only the user name: the role is looked up in the policy on every
+request, so removing a user from the policy ends their sessions at the next reload.
+
+Repeated wrong passwords are throttled per user name and per client address, in memory
+(per process): past the limit, logins are refused without checking the password until
+the window has passed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import argon2
+from starlette.requests import HTTPConnection
+
+from .._policy import ConsoleConfig, ConsoleRole
+
+__all__ = ["Authenticator", "LoginResult", "StaffUser", "hash_password"]
+
+SESSION_USER = "user"
+
+_HASHER = argon2.PasswordHasher()
+# Unknown names still cost one argon2 verification (default parameters), so the time a
+# failed sign-in takes does not tell which names exist.
+_DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$WdTjNDWuj0kQVf8F8zCoCQ$qiPvlnK381Rj3P4j7GRUytCkFzGyi7a+0n32Y29SxEg"
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password`` for ``console.users[].password_hash``."""
+    return _HASHER.hash(password)
+
+
+@dataclass(frozen=True)
+class StaffUser:
+    """A member of staff using the console (their name is staff data, not customer data)."""
+
+    name: str
+    role: ConsoleRole
+    via: str  # "session" or "token"
+
+    def may(self, *roles: ConsoleRole) -> bool:
+        return self.role is ConsoleRole.ADMIN or self.role in roles
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: StaffUser | None
+    outcome: str  # ok | wrong_credentials | throttled
+    retry_after_s: int = 0
+
+
+class _Throttle:
+    """Failed attempts per key in a sliding window; bounded in memory."""
+
+    def __init__(self, limit: int, window_s: float, max_keys: int = 10_000) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        failures = self._failures.get(key)
+        if failures is None:
+            return deque()
+        while failures and failures[0] <= now - self.window_s:
+            failures.popleft()
+        if not failures:
+            del self._failures[key]
+        return failures
+
+    def retry_after(self, key: str, now: float) -> int:
+        failures = self._recent(key, now)
+        if len(failures) < self.limit:
+            return 0
+        return max(1, int(failures[0] + self.window_s - now) + 1)
+
+    def fail(self, key: str, now: float) -> None:
+        if key not in self._failures and len(self._failures) >= self.max_keys:
+            # Forget the key that was touched longest ago rather than grow without bound.
+            del self._failures[next(iter(self._failures))]
+        self._failures.setdefault(key, deque()).append(now)
+
+    def forget(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+class Authenticator:
+    def __init__(
+        self,
+        config: ConsoleConfig,
+        *,
+        max_failures_per_user: int = 5,
+        max_failures_per_address: int = 20,
+        window_s: float = 15 * 60,
+    ) -> None:
+        self._users = {user.name: user for user in config.users}
+        self._tokens = [(token.token.get_secret_value().encode(), token) for token in config.tokens]
+        self._by_user = _Throttle(max_failures_per_user, window_s)
+        self._by_address = _Throttle(max_failures_per_address, window_s)
+
+    def login(self, name: str, password: str, address: str, now: float | None = None) -> LoginResult:
+        now = time.monotonic() if now is None else now
+        name = name.strip()
+        user_key, address_key = f"user:{name.lower()}", f"addr:{address}"
+        wait = max(self._by_user.retry_after(user_key, now), self._by_address.retry_after(address_key, now))
+        if wait:
+            return LoginResult(None, "throttled", wait)
+        configured = self._users.get(name)
+        try:
+            _HASHER.verify(configured.password_hash if configured else _DUMMY_HASH, password)
+            ok = configured is not None
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            ok = False
+        if not ok or configured is None:
+            self._by_user.fail(user_key, now)
+            self._by_address.fail(address_key, now)
+            return LoginResult(None, "wrong_credentials")
+        self._by_user.forget(user_key)
+        return LoginResult(StaffUser(configured.name, configured.role, "session"), "ok")
+
+    def is_user(self, name: str) -> bool:
+        return name in self._users
+
+    def identify(self, connection: HTTPConnection) -> StaffUser | None:
+        """The staff member behind a request: a bearer token, else the session's user."""
+        authorization = connection.headers.get("authorization", "")
+        scheme, _, credential = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credential:
+            presented = credential.strip().encode()
+            # Compare against every token (constant time each) so timing reveals nothing.
+            match = None
+            for secret, token in self._tokens:
+                if hmac.compare_digest(secret, presented):
+                    match = token
+            return StaffUser(match.name, match.role, "token") if match else None
+        name = connection.session.get(SESSION_USER)
+        user = self._users.get(name) if isinstance(name, str) else None
+        return StaffUser(user.name, user.role, "session") if user else None
