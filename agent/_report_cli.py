@@ -1,0 +1,128 @@
+"""The ``aimsguard report`` and ``aimsguard docs`` commands (registered in cli.py).
+
+The work is done by ``aimsguard.collectors.report`` and ``._techdocs``; this module only
+reads options, shows progress on a terminal, and turns errors into exit status 2.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ._cli_logging import configure_cli_logging
+from ._errors import AimsguardError
+from ._policy import Policy, load_policy
+
+__all__ = ["docs_command", "report_command"]
+
+_DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
+
+
+def _policy_or_exit(config: Path) -> Policy:
+    try:
+        return load_policy(config)
+    except AimsguardError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _incident_records(policy: Policy) -> list[Any] | None:
+    """The records store's incidents, or None (the report then reads incident.* events)."""
+    if policy.records is None:
+        return None
+    from aimsguard.collectors.records import RecordsError, RecordsStore
+
+    try:
+        return RecordsStore(policy.records.url.get_secret_value()).list_incidents(limit=1_000_000)
+    except RecordsError as error:
+        typer.echo(f"warning: cannot read incidents from the records store ({error}); using the incident events", err=True)
+        return None
+
+
+def report_command(
+    month: Annotated[str, typer.Option(help="the month to report on, YYYY-MM (UTC)")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")] = _DEFAULT_CONFIG,
+    system: Annotated[str | None, typer.Option(help="only this AI system (default: every system)")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="html, md, pdf or json")] = "html",  # noqa: A002
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: aimsguard-report-MONTH.FORMAT)")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="event log directory (default: the policy's)")] = None,
+) -> None:
+    """Write the monthly measurement report (ISO 42001 9.1) from the event log."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from aimsguard.collectors.report import ReportFormat, build_monthly_report, month_bounds, previous_month, read_report_events, write_report
+
+    try:
+        fmt = ReportFormat(format)
+        start, end = month_bounds(month)
+    except ValueError as error:
+        typer.echo(f"error: {error if 'month' in str(error) else f'--format must be html, md, pdf or json (got {format!r})'}", err=True)
+        raise typer.Exit(2) from None
+    policy = _policy_or_exit(config)
+    if system is not None and system not in policy.systems:
+        typer.echo(f"error: unknown system {system!r} (the policy has: {', '.join(policy.systems)})", err=True)
+        raise typer.Exit(2)
+    directory = events or policy.event_log.directory
+    if not Path(directory).is_dir():
+        typer.echo(f"error: no event log at {directory}", err=True)
+        raise typer.Exit(2)
+    output = output or Path(f"aimsguard-report-{month}{'-' + system if system else ''}.{fmt.value}")
+    since, _ = month_bounds(previous_month(month))
+    console = Console(stderr=True)
+    records = _incident_records(policy)
+
+    def build(on_progress: Any = None) -> Any:
+        return build_monthly_report(
+            read_report_events(directory, since, end), month=month, policy=policy, system=system, incident_records=records,
+            event_log=str(directory), on_progress=on_progress,
+        )
+
+    if console.is_terminal:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.completed:,} events"), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task(f"reading {start:%Y-%m} (and the month before)", total=None)
+            report = build(lambda seen: progress.update(task, completed=seen))
+            progress.update(task, description=f"rendering {fmt.value}")
+            written = write_report(report, fmt, output)
+    else:
+        report = build()
+        written = write_report(report, fmt, output)
+    missed = [f"{s.system}/{o.id}" for s in report.systems for o in s.objectives if o.status == "missed"]
+    typer.echo(f"wrote {written[0]} ({report.events:,} events; objectives missed: {', '.join(missed) or 'none'})", err=True)
+
+
+def docs_command(
+    system: Annotated[str, typer.Option(help="the AI system to document")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")] = _DEFAULT_CONFIG,
+    format: Annotated[str, typer.Option("--format", "-f", help="md or html")] = "md",  # noqa: A002
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: aimsguard-docs-SYSTEM.FORMAT)")] = None,
+    alert_rules: Annotated[Path | None, typer.Option(help="Prometheus rule file (default: prometheus/aimsguard-alerts.yml beside the policy)")] = None,
+) -> None:
+    """Write the technical documentation of one AI system (ISO 42001 A.6.2.7) from the running policy."""
+    from aimsguard.collectors.report import ReportFormat, write_document
+
+    from ._techdocs import build_techdoc, techdoc_document
+
+    configure_cli_logging(logging.WARNING)
+    if format not in ("md", "html"):
+        typer.echo(f"error: --format must be md or html (got {format!r})", err=True)
+        raise typer.Exit(2)
+    policy = _policy_or_exit(config)
+    if system not in policy.systems:
+        typer.echo(f"error: unknown system {system!r} (the policy has: {', '.join(policy.systems)})", err=True)
+        raise typer.Exit(2)
+    rules = alert_rules or config.resolve().parent / "prometheus" / "aimsguard-alerts.yml"
+    try:
+        doc = techdoc_document(build_techdoc(policy, system, alert_rules=rules))
+    except AimsguardError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    output = output or Path(f"aimsguard-docs-{system}.{format}")
+    write_document(doc, ReportFormat(format), output)
+    typer.echo(f"wrote {output}", err=True)
+    sys.stderr.flush()

@@ -1,0 +1,116 @@
+"""Build the monthly report: one pass over the events of the month and the month before."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aimsguard.agent._policy import Policy, SystemConfig
+
+from ._aggregate import MonthAggregator, incident_lines_from_records
+from ._model import MonthlyReport, SystemFigures, SystemReport
+from ._objectives import score_objectives
+
+__all__ = ["build_monthly_report", "month_bounds", "previous_month"]
+
+_PROGRESS_EVERY = 10_000
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """[start, end) of a ``YYYY-MM`` month, in UTC; ValueError when it is not one."""
+    try:
+        start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"month must look like 2026-10 (got {month!r})") from None
+    end = start.replace(year=start.year + 1, month=1) if start.month == 12 else start.replace(month=start.month + 1)
+    return start, end
+
+
+def previous_month(month: str) -> str:
+    start, _ = month_bounds(month)
+    return f"{start.year - 1}-12" if start.month == 1 else f"{start.year}-{start.month - 1:02d}"
+
+
+def _check_types(policy: Policy) -> dict[str, dict[str, str]]:
+    return {
+        system_id: {c.instance_id: c.guardrail for c in [*system.checks.input, *system.checks.output]}
+        for system_id, system in policy.systems.items()
+    }
+
+
+def _with_thresholds(figures: SystemFigures, config: SystemConfig | None) -> SystemFigures:
+    """Bias thresholds from the policy's fairness section when the events do not carry them."""
+    fairness = getattr(config, "fairness", None)
+    if fairness is None:
+        return figures
+    limits = {f"{measure}_{bound}": value for measure, (bound, value) in fairness.thresholds.limits().items()}
+    for bias in figures.bias:
+        bias.thresholds = bias.thresholds or limits
+    return figures
+
+
+def build_monthly_report(
+    events: Iterable[Mapping[str, Any]],
+    *,
+    month: str,
+    policy: Policy,
+    system: str | None = None,
+    incident_records: Iterable[Any] | None = None,
+    event_log: str = "",
+    on_progress: Callable[[int], None] | None = None,
+    now: datetime | None = None,
+) -> MonthlyReport:
+    """The report for ``month`` from ``events`` (those of the month and of the month
+    before; others are skipped), scored against ``policy``'s objectives.
+
+    ``incident_records`` (the records store's incidents, any system) replace the
+    ``incident.*`` events when given. ``on_progress(n)`` is called every 10,000 events.
+    """
+    month_bounds(month)
+    before = previous_month(month)
+    types = _check_types(policy)
+    current, previous = MonthAggregator(month, types), MonthAggregator(before, types)
+    by_month = {month: current.add, before: previous.add}
+    seen = 0
+    for event in events:
+        seen += 1
+        if on_progress is not None and seen % _PROGRESS_EVERY == 0:
+            on_progress(seen)
+        ts = event.get("ts")
+        add = by_month.get(ts[:7]) if isinstance(ts, str) else None  # UTC ISO-8601: the month is its first 7 characters
+        if add is not None and (system is None or event.get("system") in (system, None)):
+            add(event)
+    if on_progress is not None:
+        on_progress(seen)
+
+    records = list(incident_records) if incident_records is not None else None
+    wanted = [system] if system is not None else sorted(set(policy.systems) | set(current.systems))
+    reports = []
+    for system_id in wanted:
+        config = policy.systems.get(system_id)
+        lines = incident_lines_from_records(records, system_id) if records is not None else None
+        figures = _with_thresholds(current.figures(system_id, lines), config)
+        prior = _with_thresholds(previous.figures(system_id, lines), config) if system_id in previous.systems or lines else None
+        reports.append(
+            SystemReport(
+                system=system_id,
+                name=config.name if config else system_id,
+                owner=config.owner if config else "(not in the policy in force)",
+                figures=figures,
+                previous=prior,
+                objectives=score_objectives(list(config.objectives) if config else [], figures, prior),
+            )
+        )
+    return MonthlyReport(
+        month=month,
+        generated_at=(now or datetime.now(UTC)).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        policy_version=policy.policy_version,
+        policy_versions_seen=dict(current.policy_versions.most_common()),
+        events=current.events,
+        event_kinds=dict(sorted(current.event_kinds.items())),
+        first_event_at=current.first_ts,
+        last_event_at=current.last_ts,
+        event_log=event_log,
+        systems=reports,
+    )

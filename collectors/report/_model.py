@@ -1,0 +1,153 @@
+"""The monthly report's data model (pydantic): what the JSON output is, and what the
+HTML, Markdown and PDF renderings are drawn from."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "BiasFigures",
+    "CheckFigures",
+    "DayFigures",
+    "HandoffFigures",
+    "IncidentFigures",
+    "IncidentLine",
+    "MonthlyReport",
+    "ObjectiveResult",
+    "SystemFigures",
+    "SystemReport",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CheckFigures(_Model):
+    """How one check of the policy decided over the month (from the exchange events)."""
+
+    check: str  # the check's id in the policy
+    guardrail: str  # its type (pii, grounding, rules, ...), "" when the policy no longer names it
+    stage: str
+    runs: int
+    actions: dict[str, int]  # allow / flag / redact / block / escalate → count
+    errors: int  # outcome error
+    timeouts: int  # outcome timeout
+
+
+class HandoffFigures(_Model):
+    created: int
+    answered: int
+    answer_p50_min: float | None
+    answer_p95_min: float | None
+
+
+class IncidentLine(_Model):
+    id: str
+    title: str
+    severity: str
+    status: str
+    opened_at: str | None
+    resolved_at: str | None
+    hours_to_resolve: float | None
+    cause: str | None = None
+    corrective_action: str | None = None
+
+
+class IncidentFigures(_Model):
+    opened: int  # first seen in the month
+    resolved: int  # resolved in the month
+    open_at_end: int  # opened by the month's end and not resolved by then
+    resolve_median_h: float | None  # over incidents resolved in the month
+    resolve_max_h: float | None
+    incidents: list[IncidentLine]  # opened or resolved in the month, or still open
+
+
+class BiasFigures(_Model):
+    """One protected feature's fairness over the month (``bias.evaluated`` events)."""
+
+    feature: str
+    evaluations: int
+    breaches: int  # bias.breach events
+    last_selection_rates: dict[str, float]
+    last_demographic_parity_ratio: float | None
+    last_demographic_parity_difference: float | None
+    last_equalized_odds_difference: float | None
+    min_demographic_parity_ratio: float | None
+    max_demographic_parity_difference: float | None
+    max_equalized_odds_difference: float | None
+    thresholds: dict[str, float]
+
+
+class DayFigures(_Model):
+    day: str  # YYYY-MM-DD
+    requests: int  # exchanges, rejected ones excluded
+    failed: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+
+class SystemFigures(_Model):
+    """Everything measured for one AI system over one month."""
+
+    system: str
+    exchanges: int  # every exchange event
+    rejected: int  # invalid requests: not counted against availability
+    requests: int  # exchanges - rejected
+    failed: int  # status error or upstream_error
+    availability: float | None
+    statuses: dict[str, int]
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    blocked: int
+    block_rate: float | None
+    escalations: int
+    escalation_rate: float | None
+    checks: list[CheckFigures]
+    check_runs: int
+    check_failures: int  # errors + timeouts
+    check_error_rate: float | None
+    grounding_checked: int
+    grounding_failed: int
+    grounding_failure_rate: float | None
+    pii_redactions: dict[str, int]  # entity type → findings redacted (both stages)
+    pii_findings: dict[str, dict[str, int]]  # stage → entity type → findings (any action)
+    pii_leaks: int  # personal data found in answers (output stage)
+    handoffs: HandoffFigures
+    incidents: IncidentFigures
+    bias: list[BiasFigures]
+    days: list[DayFigures]
+
+
+class ObjectiveResult(_Model):
+    id: str
+    description: str
+    metric: str
+    comparison: str  # at_least | at_most
+    target: float
+    value: float | None
+    previous: float | None  # the same metric over the previous month
+    status: str  # met | missed | no_data
+
+
+class SystemReport(_Model):
+    system: str
+    name: str
+    owner: str
+    figures: SystemFigures
+    previous: SystemFigures | None
+    objectives: list[ObjectiveResult]
+
+
+class MonthlyReport(_Model):
+    report_schema: str = "aimsguard.report/1"
+    month: str  # YYYY-MM
+    generated_at: str
+    policy_version: str  # in force when the report was made
+    policy_versions_seen: dict[str, int]  # policy version → events recorded under it in the month
+    events: int  # events read for the month
+    event_kinds: dict[str, int]
+    first_event_at: str | None
+    last_event_at: str | None
+    event_log: str  # where the events were read from
+    systems: list[SystemReport]
