@@ -17,6 +17,7 @@ from ._exchange import Exchange, ExchangeStatus
 from ._gateway import create_gateway
 from ._guard import Guard
 from ._middleware import AimsguardMiddleware
+from ._oversight import HumanOversight
 from ._pipeline import Pipeline, StageResult
 from ._policy import FailMode, Policy, load_policy, parse_policy
 from ._sdk import Blocked, GuardedExchange, guard_openai, guarded
@@ -34,6 +35,7 @@ __all__ = [
     "GuardedExchange",
     "GuardrailError",
     "GuardrailFailed",
+    "HumanOversight",
     "Pipeline",
     "Policy",
     "PolicyError",

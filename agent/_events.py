@@ -8,6 +8,7 @@ hand the record to the event bus. Nothing here waits on I/O.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -40,6 +41,8 @@ def _stamp(policy_version: str) -> Processor:
     def stamp(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
         event["schema"] = EVENT_SCHEMA
         event["policy_version"] = policy_version
+        # A unique id per event, so records (incidents) can link the events behind them.
+        event["event_id"] = uuid.uuid4().hex
         return event
 
     return stamp

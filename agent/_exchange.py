@@ -45,6 +45,7 @@ class ExchangeStatus(str, enum.Enum):
     UPSTREAM_ERROR = "upstream_error"
     CLIENT_DISCONNECTED = "client_disconnected"
     ERROR = "error"
+    STOPPED = "stopped"  # the system's stop switch is on: the fallback, no upstream call
 
 
 @dataclass(slots=True)
@@ -62,6 +63,7 @@ class Exchange:
     stream: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     input_texts: list[str] = field(default_factory=list)  # as they went on (redacted)
+    input_roles: list[str] = field(default_factory=list)  # the message role of each input text (chat)
     output_texts: list[str] = field(default_factory=list)  # as the user got them
     logged_input: list[str] = field(default_factory=list)  # as they may be logged (only on opt-in)
     logged_output: list[str] = field(default_factory=list)
@@ -80,6 +82,7 @@ class Exchange:
     upstream_finished: float | None = None
     input_checks_s: float = 0.0
     output_checks_s: float = 0.0
+    handoff_id: str | None = None  # the human handoff ticket, when the exchange escalated
     documents_checked: int = 0
     documents_dropped: int = 0
 

@@ -2,7 +2,8 @@
 
 The middleware in front does the checking; the app behind only forwards with httpx,
 streaming end to end, and turns upstream failures into OpenAI-style errors the clients
-already understand. It also serves ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz``.
+already understand. It also serves ``/metrics`` (Prometheus), ``/healthz``, ``/readyz`` and
+``POST /v1/feedback`` (ground truth for the bias monitor, see ``_outcomes``).
 
     upstream unreachable   → 502 upstream_unavailable
     upstream too slow      → 504 upstream_timeout
@@ -27,13 +28,15 @@ from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from ._errors import AimsguardError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ._exchange import Exchange, ExchangeStatus
 from ._guard import Guard
+from ._handoff_api import handoff_route
 from ._middleware import SCOPE_KEY, AimsguardMiddleware
 from ._openai import CHAT_PATH, COMPLETIONS_PATH, error_body
+from ._outcomes import handle_feedback
 from ._sse import encode_data
 
 __all__ = ["app_from_environment", "create_gateway", "render_metrics"]
@@ -137,6 +140,10 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
             return JSONResponse(error_body(error), status_code=502)
         return Response(response.content, status_code=response.status_code, media_type="application/json")
 
+    async def feedback(request: Request) -> Response:
+        system_hint = request.scope.get(SCOPE_KEY + ".system") or request.headers.get("x-aimsguard-system")
+        return await handle_feedback(guard, request, system_hint)
+
     async def metrics(_: Request) -> Response:
         return Response(render_metrics(guard), media_type=CONTENT_TYPE_LATEST)
 
@@ -172,13 +179,25 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
             Route(CHAT_PATH, forward, methods=["POST"]),
             Route(COMPLETIONS_PATH, forward, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
+            handoff_route(guard),
+            Route("/v1/feedback", feedback, methods=["POST"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            *_console_routes(guard),
         ],
         middleware=[Middleware(AimsguardMiddleware, guard=guard, front_door="gateway")],
         lifespan=lifespan,
     )
+
+
+def _console_routes(guard: Guard) -> list[Mount]:
+    """The web console at /console, when the policy enables it."""
+    if not guard.policy.console.enabled:
+        return []
+    from .console import create_console  # imported here: only gateways with a console need Jinja2 and argon2
+
+    return [Mount("/console", app=create_console(guard, cookie_path="/console"), name="console")]
 
 
 def render_metrics(guard: Guard) -> bytes:

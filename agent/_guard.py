@@ -18,12 +18,16 @@ import structlog
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from aimsguard.collectors import EventBus, EventExporter, JsonlEventLog, PrometheusMetrics, TraceExporter
+from aimsguard.collectors import BiasMonitor, EventBus, EventExporter, PrometheusMetrics, SegmentEventLog, TraceExporter
+from aimsguard.collectors._incidents import IncidentExporter
+from aimsguard.collectors.records import RecordsStore
 from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, default_registry, log_masks
 
 from ._errors import EventLogUnavailable, UnknownSystemError
-from ._events import EventEmitter
+from ._events import EVENT_SCHEMA, EventEmitter
 from ._exchange import Exchange, ExchangeStatus
+from ._oversight import OversightMetrics, OversightRuntime
+from ._outcomes import decision_of, record_feedback
 from ._pipeline import Pipeline, StageResult
 from ._policy import FailMode, Policy, SystemConfig, load_policy
 from ._streaming import StreamingOutputGuard
@@ -51,13 +55,36 @@ class Guard:
         self.providers = {sid: s.upstream.provider if s.upstream else "openai" for sid, s in policy.systems.items()}
         self.metrics = self._metrics(policy)
         self.event_log = (
-            JsonlEventLog(policy.event_log.directory, fsync=policy.event_log.fsync, on_lost=self.metrics and self.metrics.count_lost)
+            SegmentEventLog(
+                policy.event_log.directory,
+                fsync=policy.event_log.fsync,
+                max_segment_bytes=policy.event_log.max_segment_bytes,
+                retention_days=policy.event_log.retention_days,
+                on_lost=self.metrics and self.metrics.count_lost,
+                stamp={"schema": EVENT_SCHEMA, "policy_version": self.policy_version},
+            )
             if event_log
             else None
         )
         self.traces = self._traces(policy, span_exporter)
-        sinks = [sink for sink in (self.event_log, self.metrics, self.traces) if sink is not None]
+        self.bias = self._bias(policy)
+        sinks = [sink for sink in (self.event_log, self.metrics, self.traces, self.bias) if sink is not None]
         sinks.extend(exporters)
+        # Handoffs, incidents and stop switches live in the records store, when the policy has one.
+        self.records = RecordsStore(policy.records.url.get_secret_value()) if policy.records else None
+        self.oversight_metrics = OversightMetrics(self.metrics.registry if self.metrics else None)
+        if self.records is not None and policy.incidents.rules:
+            sinks.append(
+                IncidentExporter(
+                    self.records,
+                    policy.incidents.rules,
+                    systems=list(policy.systems),
+                    emit=lambda kind, **fields: self.events.emit(kind, **fields),
+                    fold_window_s=policy.incidents.fold_window_s,
+                    max_event_ids=policy.incidents.max_event_ids,
+                    on_outcome=self.oversight_metrics.count_incident,
+                )
+            )
         self.bus = EventBus(
             sinks,
             max_queue=policy.event_log.max_queue,
@@ -66,6 +93,7 @@ class Guard:
             on_exported=self.metrics and self.metrics.count_exported,
         )
         self.events = EventEmitter(policy, self.bus)
+        self.oversight = OversightRuntime(self, self.oversight_metrics)
         self._closed = False
         # The bus's worker is a daemon thread: without this, a short script's events die with it.
         atexit.register(self.close)
@@ -90,6 +118,15 @@ class Guard:
             policy_version=self.policy_version,
             max_models=policy.telemetry.max_model_labels,
         )
+
+    def _bias(self, policy: Policy) -> BiasMonitor | None:
+        """The bias monitor, when a system is a decision system (has a fairness section)."""
+        fairness = {system_id: s.fairness for system_id, s in policy.systems.items() if s.fairness is not None}
+        if not fairness:
+            return None
+        # It emits from the bus's worker (emit only appends), once self.events exists.
+        registry = self.metrics.registry if self.metrics else None
+        return BiasMonitor(fairness, registry=registry, emit=lambda kind, **fields: self.events.emit(kind, **fields))
 
     @staticmethod
     def _traces(policy: Policy, span_exporter: SpanExporter | None) -> TraceExporter | None:
@@ -124,6 +161,10 @@ class Guard:
     def system(self, system_id: str) -> SystemConfig:
         return self.policy.systems[system_id]
 
+    def is_stopped(self, system_id: str) -> bool:
+        """Whether the system's stop switch is on (as last read; see OversightRuntime)."""
+        return self.oversight.is_stopped(system_id)
+
     def ensure_accepting(self) -> None:
         """Refuse new exchanges when the event log is down and the policy fails closed."""
         if (
@@ -156,6 +197,7 @@ class Guard:
         exchange.input_texts = list(result.texts)
         if self.events.content_logged:
             exchange.logged_input = _masked(texts, result)
+        await self.oversight.hand_off(exchange)
         return result
 
     async def check_documents(self, exchange: Exchange, documents: Sequence[str]) -> list[StageResult]:
@@ -185,6 +227,7 @@ class Guard:
         exchange.output_texts = list(result.texts)
         if self.events.content_logged:
             exchange.logged_output = _masked(texts, result)
+        await self.oversight.hand_off(exchange)
         return result
 
     def stream_guard(self, exchange: Exchange) -> StreamingOutputGuard:
@@ -194,6 +237,11 @@ class Guard:
             started = time.perf_counter()
             result = await pipeline.run(request)
             exchange.output_checks_s += time.perf_counter() - started
+            if result.action is Action.ESCALATE:
+                # Recorded on the exchange only at the stream's end; the ticket is needed now,
+                # before the fallback chunks go out carrying its id.
+                exchange.record([], result.action)
+                await self.oversight.hand_off(exchange, result.verdicts)
             return result
 
         holdback = self.system(exchange.system_id).streaming.holdback_chars
@@ -236,6 +284,8 @@ class Guard:
 
     def fallback_text(self, exchange: Exchange) -> str:
         fallback = self.system(exchange.system_id).fallback
+        if exchange.status is ExchangeStatus.STOPPED:
+            return fallback.stopped_message or fallback.message
         return fallback.escalation_message if exchange.action is Action.ESCALATE else fallback.message
 
     def finish(self, exchange: Exchange) -> None:
@@ -270,7 +320,9 @@ class Guard:
             "upstream_offset_ms": _ms(exchange.upstream_started - exchange.started) if exchange.upstream_started else None,
             "input_checks_ms": _ms(exchange.input_checks_s),
             "output_checks_ms": _ms(exchange.output_checks_s),
+            "handoff_id": exchange.handoff_id,
         }
+        fields.update(decision_of(exchange.metadata))  # outcome and groups, when the caller gave them
         if exchange.documents_checked:
             fields["documents"] = {"checked": exchange.documents_checked, "dropped": exchange.documents_dropped}
         if self.events.content_logged:
@@ -278,6 +330,11 @@ class Guard:
             fields["input"] = exchange.logged_input
             fields["output"] = exchange.logged_output
         self.events.emit("exchange", **fields)
+
+    def record_feedback(self, request_id: str, label: str, *, system: str | None = None, front_door: str = "sdk") -> str:
+        """Ground truth for an earlier exchange (a category of the policy's ``labels``): writes a
+        ``feedback`` event for the bias monitor; returns the system id. Raises ``RequestError``."""
+        return record_feedback(self, request_id, label, system=system, front_door=front_door)
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -289,7 +346,10 @@ class Guard:
             return
         self._closed = True
         atexit.unregister(self.close)
+        self.oversight.close()
         self.bus.shutdown()
+        if self.records is not None:
+            self.records.dispose()
 
     def __enter__(self) -> Guard:
         return self

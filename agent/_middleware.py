@@ -24,6 +24,7 @@ from aimsguard.guardrails import Action
 from ._errors import AimsguardError, GuardrailFailed, RequestError, UnknownSystemError, UpstreamError, error_site
 from ._exchange import Exchange, ExchangeStatus, new_id, parse_traceparent
 from ._guard import Guard
+from ._outcomes import read_decision
 from ._openai import (
     CHAT_PATH,
     COMPLETIONS_PATH,
@@ -34,6 +35,7 @@ from ._openai import (
     error_body,
     fallback_chunks,
     fallback_completion,
+    handoff_field,
     held_back_chunk,
     parse_request,
     replace_answer_texts,
@@ -46,6 +48,7 @@ __all__ = ["AimsguardMiddleware", "SCOPE_KEY"]
 
 log = structlog.get_logger("aimsguard.agent")
 
+HANDOFF_HEADER = b"x-aimsguard-handoff-id"
 SCOPE_KEY = "aimsguard"
 """Key in the ASGI scope where the middleware leaves the exchange for the app behind it."""
 
@@ -157,6 +160,7 @@ class _GuardedCall:
             self.guard.ensure_accepting()
             raw = await self._read_body()
             request = parse_request(self.operation, raw)
+            raw = self._take_decision(request, raw)
         except AimsguardError as error:
             self._reject_exchange(request_id, requested, error)
             await self._send_error(error)
@@ -169,6 +173,16 @@ class _GuardedCall:
                 raise
             return
         await self._guard_and_forward(request, raw)
+
+    def _take_decision(self, request: ParsedRequest, raw: bytes) -> bytes:
+        """Record the outcome and groups the request carries; the body without their field."""
+        assert self.exchange is not None
+        system_id = self.exchange.system_id
+        decision, stripped = read_decision(
+            self.guard.system(system_id).fairness, system_id, request.body, lambda name: _header(self.scope, name.encode("latin-1"))
+        )
+        self.exchange.metadata.update(decision)
+        return json.dumps(request.body, ensure_ascii=False).encode() if stripped else raw
 
     def _reject_exchange(self, request_id: str, requested: str | None, error: AimsguardError) -> None:
         if self.exchange is None:
@@ -210,6 +224,15 @@ class _GuardedCall:
         assert exchange is not None
         exchange.model = request.model
         exchange.stream = request.stream
+        exchange.input_roles = list(request.roles or [])
+        if self.guard.is_stopped(exchange.system_id):
+            # The stop switch (EU AI Act Art. 14): no checks, no upstream, the fallback.
+            exchange.status = ExchangeStatus.STOPPED
+            try:
+                await self._send_fallback(request)
+            finally:
+                self._finish()
+            return
         if request.system_prompt:
             exchange.metadata["system_prompt"] = request.system_prompt  # for the prompt-leak check; never logged
         try:
@@ -307,6 +330,8 @@ class _GuardedCall:
         headers = [(b"x-aimsguard-request-id", self.exchange.request_id.encode())]
         if action is not None:
             headers.append((b"x-aimsguard-action", action.value.encode()))
+        if self.exchange.handoff_id is not None:
+            headers.append((HANDOFF_HEADER, self.exchange.handoff_id.encode()))
         return headers
 
     async def _send_error(self, error: AimsguardError) -> None:
@@ -326,11 +351,15 @@ class _GuardedCall:
         exchange.finish_reasons = ["content_filter"]
         exchange.http_status = 200
         if request.stream:
-            chunks = fallback_chunks(self.operation, request_id=exchange.request_id, model=request.model, text=text)
+            chunks = fallback_chunks(
+                self.operation, request_id=exchange.request_id, model=request.model, text=text, handoff_id=exchange.handoff_id
+            )
             body = b"".join(encode_data(c) for c in chunks) + encode_data(DONE)
             content_type = b"text/event-stream; charset=utf-8"
         else:
-            completion = fallback_completion(self.operation, request_id=exchange.request_id, model=request.model, text=text)
+            completion = fallback_completion(
+                self.operation, request_id=exchange.request_id, model=request.model, text=text, handoff_id=exchange.handoff_id
+            )
             body = json.dumps(completion, ensure_ascii=False).encode()
             content_type = b"application/json"
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
@@ -459,6 +488,7 @@ class _Responder:
             return
         if result.action.stops_exchange:
             replace_answer_texts(self.operation, answer, [self.guard.fallback_text(self.exchange)], "content_filter")
+            answer.update(handoff_field(self.exchange.handoff_id))
             self.exchange.finish_reasons = ["content_filter"] * len(self.exchange.finish_reasons)
             action = result.action
         elif result.redacted:
@@ -475,6 +505,8 @@ class _Responder:
         headers.append((b"content-length", str(len(body)).encode()))
         if action is not None:
             headers.append((b"x-aimsguard-action", action.value.encode()))
+        if self.exchange.handoff_id is not None:
+            headers.append((HANDOFF_HEADER, self.exchange.handoff_id.encode()))
         self.exchange.mark_first_token()
         self.mode = "done"
         self.call.response_started = True
@@ -620,7 +652,12 @@ class _Responder:
         else:
             text = self.guard.fallback_text(self.exchange)
             chunks = fallback_chunks(
-                self.operation, request_id=self.exchange.request_id, model=self.request.model, text=text, template=self.template
+                self.operation,
+                request_id=self.exchange.request_id,
+                model=self.request.model,
+                text=text,
+                template=self.template,
+                handoff_id=self.exchange.handoff_id,  # the headers have gone: the id rides in the chunk
             )
             out.extend(encode_data(c) for c in chunks)
             out.append(encode_data(DONE))

@@ -26,6 +26,7 @@ __all__ = [
     "error_body",
     "fallback_chunks",
     "fallback_completion",
+    "handoff_field",
     "held_back_chunk",
     "parse_body",
     "parse_request",
@@ -232,7 +233,15 @@ def usage_of(answer: dict[str, Any]) -> tuple[int | None, int | None]:
 # -- what aimsguard answers itself ---------------------------------------------------------
 
 
-def fallback_completion(operation: Operation, *, request_id: str, model: str | None, text: str) -> dict[str, Any]:
+def handoff_field(handoff_id: str | None) -> dict[str, Any]:
+    """The top-level ``aimsguard`` field that tells a client where its human answer will be
+    (``GET /v1/handoffs/{id}``); empty without a handoff. OpenAI clients keep unknown fields."""
+    return {"aimsguard": {"handoff_id": handoff_id}} if handoff_id else {}
+
+
+def fallback_completion(
+    operation: Operation, *, request_id: str, model: str | None, text: str, handoff_id: str | None = None
+) -> dict[str, Any]:
     """A whole answer carrying the policy's fallback text, shaped as the client expects."""
     if operation == "chat":
         choice: dict[str, Any] = {
@@ -252,11 +261,19 @@ def fallback_completion(operation: Operation, *, request_id: str, model: str | N
         "model": model or "aimsguard",
         "choices": [choice],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        **handoff_field(handoff_id),
     }
 
 
 def fallback_chunks(
-    operation: Operation, *, request_id: str, model: str | None, text: str, template: dict[str, Any] | None = None, index: int = 0
+    operation: Operation,
+    *,
+    request_id: str,
+    model: str | None,
+    text: str,
+    template: dict[str, Any] | None = None,
+    index: int = 0,
+    handoff_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """The streamed chunks that end a stream with the fallback text.
 
@@ -277,7 +294,7 @@ def fallback_chunks(
     else:
         content = {"index": index, "text": text, "finish_reason": None}
         end = {"index": index, "text": "", "finish_reason": "content_filter"}
-    return [{**base, "choices": [content]}, {**base, "choices": [end]}]
+    return [{**base, "choices": [content], **handoff_field(handoff_id)}, {**base, "choices": [end]}]
 
 
 def held_back_chunk(

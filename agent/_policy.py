@@ -19,19 +19,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 
+from aimsguard.collectors import FairnessConfig
+from aimsguard.collectors.records import IncidentCategory, IncidentSeverity
 from aimsguard.guardrails import GuardrailRegistry, GuardrailSettings, Stage, default_registry
 
 from ._errors import PolicyError, PolicyProblem
 
 __all__ = [
     "CheckConfig",
+    "Comparison",
+    "ConsoleConfig",
+    "ConsoleRole",
     "ContentLogging",
     "EventLogConfig",
     "FailMode",
     "GatewayConfig",
+    "HandoffWebhookConfig",
+    "IncidentRule",
+    "IncidentsConfig",
+    "ObjectiveConfig",
+    "ObjectiveMetric",
     "Policy",
+    "RecordsConfig",
     "SystemConfig",
     "TelemetryConfig",
     "load_policy",
@@ -87,7 +98,19 @@ class UpstreamConfig(_Strict):
     headers: dict[str, str] = {}
 
 
+class HandoffWebhookConfig(_Strict):
+    """Called (POST, JSON, no conversation text) when a handoff ticket is queued; in the
+    background with retries, never holding up the user's answer."""
+
+    url: HttpUrl
+    secret: SecretStr | None = None  # signs the body: x-aimsguard-signature: sha256=<hmac>
+    retries: Annotated[int, Field(ge=0, le=10)] = 3
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+
 class FallbackConfig(_Strict):
+    handoff_webhook: HandoffWebhookConfig | None = None
+    stopped_message: Annotated[str | None, Field(min_length=1, description="answer while the stop switch is on; default: message")] = None
     message: Annotated[str, Field(min_length=1)] = (
         "I'm sorry, I can't help with that request. Please contact our support team."
     )
@@ -100,6 +123,52 @@ class StreamingConfig(_Strict):
     holdback_chars: Annotated[int, Field(ge=0, le=4096)] = 32
 
 
+class ObjectiveMetric(str, enum.Enum):
+    """What an objective measures over a month, as the monthly report computes it
+    (see collectors/report/_objectives.py; rates are fractions from 0 to 1)."""
+
+    AVAILABILITY = "availability"  # share of exchanges (not rejected) that did not fail
+    LATENCY_P50_MS = "latency_p50_ms"
+    LATENCY_P95_MS = "latency_p95_ms"
+    CHECK_ERROR_RATE = "check_error_rate"  # share of check runs that errored or timed out
+    GROUNDING_FAILURE_RATE = "grounding_failure_rate"  # share of grounding verdicts that were not allow
+    PII_LEAK_COUNT = "pii_leak_count"  # personal data found in answers (output stage)
+    BLOCK_RATE = "block_rate"
+    ESCALATION_RATE = "escalation_rate"
+    TIME_TO_HUMAN_ANSWER_P95_MIN = "time_to_human_answer_p95_min"
+    INCIDENTS_OPENED = "incidents_opened"
+    TIME_TO_RESOLVE_MAX_H = "time_to_resolve_max_h"  # incidents resolved in the month
+    DEMOGRAPHIC_PARITY_RATIO_MIN = "demographic_parity_ratio_min"  # worst over the month's evaluations
+    EQUALIZED_ODDS_DIFFERENCE_MAX = "equalized_odds_difference_max"
+
+    @property
+    def is_rate(self) -> bool:
+        return self.value.endswith("_rate") or self.value in ("availability", "demographic_parity_ratio_min")
+
+
+class Comparison(str, enum.Enum):
+    AT_LEAST = "at_least"
+    AT_MOST = "at_most"
+
+
+class ObjectiveConfig(_Strict):
+    """A measurable target (ISO 42001 clause 6.2) the monthly report scores as met or missed."""
+
+    id: Annotated[str, Field(pattern=_ID)]
+    description: str = ""
+    metric: ObjectiveMetric
+    target: float
+    comparison: Comparison
+
+    @model_validator(mode="after")
+    def _target_in_range(self) -> ObjectiveConfig:
+        if self.metric.is_rate and not 0.0 <= self.target <= 1.0:
+            raise ValueError(f"objective {self.id!r}: {self.metric.value} is a fraction, so target must be between 0 and 1 (got {self.target})")
+        if self.target < 0:
+            raise ValueError(f"objective {self.id!r}: target must not be negative (got {self.target})")
+        return self
+
+
 class SystemConfig(_Strict):
     name: Annotated[str, Field(min_length=1)]
     owner: Annotated[str, Field(min_length=1)]
@@ -109,6 +178,19 @@ class SystemConfig(_Strict):
     fallback: FallbackConfig = FallbackConfig()
     streaming: StreamingConfig = StreamingConfig()
     knowledge_base: Path | None = None
+    objectives: list[ObjectiveConfig] = []
+    # A decision system's outcomes and sensitive-feature groups, watched for bias (see
+    # aimsguard.collectors.FairnessConfig and the commented example policy).
+    fairness: FairnessConfig | None = None
+
+    @field_validator("objectives")
+    @classmethod
+    def _unique_objective_ids(cls, objectives: list[ObjectiveConfig]) -> list[ObjectiveConfig]:
+        ids = [o.id for o in objectives]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"objective ids must be unique; repeated: {duplicates}")
+        return objectives
 
 
 class EventLogConfig(_Strict):
@@ -117,6 +199,7 @@ class EventLogConfig(_Strict):
     content: ContentLogging = ContentLogging.NONE
     fsync: bool = False
     retention_days: Annotated[int, Field(ge=1)] = 183
+    max_segment_bytes: Annotated[int, Field(ge=64 * 1024)] = 64 * 1024 * 1024  # a segment closes (and gets its digest) at this size
     max_queue: Annotated[int, Field(ge=100)] = 20_000
 
 
@@ -142,11 +225,154 @@ class GatewayConfig(_Strict):
     default_system: str | None = None
 
 
+class ConsoleRole(str, enum.Enum):
+    """What a console user may do: reviewers answer handoffs, responders handle incidents
+    and the stop switch, admins both."""
+
+    REVIEWER = "reviewer"
+    RESPONDER = "responder"
+    ADMIN = "admin"
+
+
+class ConsoleUser(_Strict):
+    name: Annotated[str, Field(pattern=_ID)]
+    password_hash: Annotated[str, Field(description="argon2 hash from `aimsguard console hash-password`")]
+    role: ConsoleRole
+
+    @model_validator(mode="after")
+    def _argon2_hash(self) -> ConsoleUser:
+        # Checked here rather than on the field so the error never echoes the value (a
+        # plain password pasted by mistake).
+        import argon2
+
+        try:
+            argon2.extract_parameters(self.password_hash)
+        except argon2.exceptions.InvalidHashError:
+            raise ValueError(
+                f"user {self.name!r}: password_hash must be an argon2 hash (make one with "
+                "`aimsguard console hash-password`), never a plain password"
+            ) from None
+        return self
+
+
+class ConsoleToken(_Strict):
+    """A bearer token for scripted access (``Authorization: Bearer ...``), e.g. from a secret store."""
+
+    name: Annotated[str, Field(pattern=_ID)]
+    token: SecretStr
+    role: ConsoleRole
+
+    @field_validator("token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe())'`)")
+        return value
+
+
+class ConsoleConfig(_Strict):
+    """The web console (mounted at /console on the gateway)."""
+
+    enabled: bool = False
+    # Signs the session cookie; every replica needs the same one. Empty: a random one per
+    # process (sessions end at restart and do not work across workers).
+    session_secret: SecretStr | None = None
+    session_max_age_s: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 8 * 3600
+    secure_cookies: bool = False  # true behind HTTPS: the session cookie is then never sent over plain HTTP
+    users: list[ConsoleUser] = []
+    tokens: list[ConsoleToken] = []
+
+    @field_validator("session_secret")
+    @classmethod
+    def _secret_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (or empty for a random one per process)")
+        return value
+
+    @model_validator(mode="after")
+    def _usable(self) -> ConsoleConfig:
+        if self.enabled and not self.users:
+            raise ValueError(
+                "the console is enabled but has no users: add console.users with password hashes "
+                "(`aimsguard console hash-password`), or set console.enabled: false"
+            )
+        names = [u.name for u in self.users] + [t.name for t in self.tokens]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"user and token names must be unique; repeated: {duplicates}")
+        return self
+
+
+_Scalar = str | int | float | bool
+
+
+class IncidentRule(_Strict):
+    """Opens an incident record when matching events pile up (see collectors/_incidents.py).
+
+    ``when`` names the event kind and fields that must match (a value or a list of
+    allowed values), e.g. ``{event: guardrail.verdict, guardrail: pii-out, action: [redact, block]}``.
+    A count rule fires at ``count`` matches within ``window_s``; a rate rule
+    (``rate_over: exchange``) when matches / events of that kind reach ``threshold``
+    with at least ``min_events`` of them in the window.
+    """
+
+    id: Annotated[str, Field(pattern=_ID)]
+    title: str = ""
+    when: dict[str, _Scalar | list[_Scalar]]
+    systems: list[str] = []  # empty: every system
+    count: Annotated[int, Field(ge=1)] = 1
+    window_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 600.0
+    rate_over: str | None = None
+    threshold: Annotated[float | None, Field(gt=0)] = None
+    min_events: Annotated[int, Field(ge=1)] = 20
+    severity: IncidentSeverity = IncidentSeverity.MEDIUM
+    serious: bool = False  # a serious incident under EU AI Act Art. 3(49): gets a reporting deadline
+    category: IncidentCategory | None = None  # death | widespread | critical_infrastructure | other
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IncidentRule:
+        if not isinstance(self.when.get("event"), str):
+            raise ValueError(f"incident rule {self.id!r}: when.event must name an event kind (e.g. guardrail.verdict)")
+        if (self.rate_over is None) != (self.threshold is None):
+            raise ValueError(f"incident rule {self.id!r}: rate_over and threshold go together")
+        if self.category is not None and not self.serious:
+            raise ValueError(f"incident rule {self.id!r}: category only applies to serious incidents (serious: true)")
+        return self
+
+
+class IncidentsConfig(_Strict):
+    fold_window_s: Annotated[float, Field(gt=0)] = 3600.0  # repeats within this fold into the open record
+    max_event_ids: Annotated[int, Field(ge=1, le=10_000)] = 200  # linked event ids kept per incident
+    rules: list[IncidentRule] = []
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_ids(cls, rules: list[IncidentRule]) -> list[IncidentRule]:
+        ids = [r.id for r in rules]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"incident rule ids must be unique; repeated: {duplicates}")
+        return rules
+
+
+class RecordsConfig(_Strict):
+    """The records store (handoffs, incidents, stop switches): SQLite file or PostgreSQL URL."""
+
+    url: SecretStr = SecretStr("sqlite:///var/records.db")  # a relative SQLite path is relative to the policy file
+    stop_poll_s: Annotated[float, Field(ge=0.1, le=60)] = 1.0  # how soon a stop switch reaches every replica
+    handoff_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0  # longest an escalated answer waits for its ticket
+
+
 class Policy(_Strict):
     version: int = Field(default=1, ge=1, le=1, description="schema version of this file")
+    records: RecordsConfig | None = None
+    incidents: IncidentsConfig = IncidentsConfig()
     gateway: GatewayConfig = GatewayConfig()
     event_log: EventLogConfig = EventLogConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    console: ConsoleConfig = ConsoleConfig()
     systems: Annotated[dict[Annotated[str, Field(pattern=_ID)], SystemConfig], Field(min_length=1)]
     _version: str = PrivateAttr(default="")
 
@@ -249,6 +475,7 @@ def parse_policy(
     except ValidationError as exc:
         raise PolicyError(source, _problems_from(exc)) from None
     problems.extend(_check_settings(policy, registry))
+    problems.extend(_check_incidents(policy))
     default = policy.gateway.default_system
     if default is not None and default not in policy.systems:
         problems.append(PolicyProblem("gateway.default_system", f"names no system (systems: {', '.join(policy.systems)})"))
@@ -299,6 +526,27 @@ def validated_settings(check: CheckConfig, registry: GuardrailRegistry) -> Guard
     return registry.get(check.guardrail).Settings.model_validate(check.settings)
 
 
+def _check_incidents(policy: Policy) -> list[PolicyProblem]:
+    problems: list[PolicyProblem] = []
+    if policy.incidents.rules and policy.records is None:
+        problems.append(PolicyProblem("incidents.rules", "incident records need a records store: add records: {url: ...}"))
+    for index, rule in enumerate(policy.incidents.rules):
+        unknown = sorted(set(rule.systems) - set(policy.systems))
+        if unknown:
+            problems.append(PolicyProblem(f"incidents.rules[{index}].systems", f"names no system: {unknown}"))
+    return problems
+
+
+def _resolve_sqlite(url: SecretStr, base_dir: Path) -> SecretStr:
+    """``sqlite:///relative.db`` is relative to the policy file, like every other path in it."""
+    value = url.get_secret_value()
+    prefix = "sqlite:///"
+    path = value[len(prefix) :].split("?", 1)[0] if value.startswith(prefix) else ""
+    if not path or path.startswith("/") or path == ":memory:":
+        return url
+    return SecretStr(prefix + str((base_dir / path).resolve()) + value[len(prefix) + len(path) :])
+
+
 def _resolve_paths(policy: Policy, base_dir: Path) -> Policy:
     def resolve(path: Path) -> Path:
         return path if path.is_absolute() else (base_dir / path).resolve()
@@ -310,7 +558,8 @@ def _resolve_paths(policy: Policy, base_dir: Path) -> Policy:
         for system_id, system in policy.systems.items()
     }
     event_log = policy.event_log.model_copy(update={"directory": resolve(policy.event_log.directory)})
-    return policy.model_copy(update={"systems": systems, "event_log": event_log})
+    records = policy.records.model_copy(update={"url": _resolve_sqlite(policy.records.url, base_dir)}) if policy.records else None
+    return policy.model_copy(update={"systems": systems, "event_log": event_log, "records": records})
 
 
 def load_policy(path: str | os.PathLike[str], *, registry: GuardrailRegistry | None = None) -> Policy:

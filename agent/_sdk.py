@@ -21,7 +21,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from aimsguard.guardrails import Action
@@ -29,12 +29,14 @@ from aimsguard.guardrails import Action
 from ._errors import AimsguardError
 from ._exchange import Exchange, ExchangeStatus
 from ._guard import Guard
+from ._outcomes import decision_fields, split_decision
 from ._openai import (
     Operation,
     answer_texts,
     chunk_texts,
     fallback_chunks,
     fallback_completion,
+    handoff_field,
     held_back_chunk,
     parse_body,
     replace_answer_texts,
@@ -54,10 +56,13 @@ class Blocked(AimsguardError):
     code = "blocked"
 
     def __init__(self, exchange: Exchange, fallback: str) -> None:
-        super().__init__(f"exchange {exchange.request_id} was stopped by a check ({exchange.action.value})")
+        why = "the system's stop switch" if exchange.status is ExchangeStatus.STOPPED else f"a check ({exchange.action.value})"
+        super().__init__(f"exchange {exchange.request_id} was stopped by {why}")
         self.action = exchange.action
         self.request_id = exchange.request_id
         self.fallback = fallback
+        self.stopped = exchange.status is ExchangeStatus.STOPPED
+        self.handoff_id = exchange.handoff_id  # escalated: where the person's answer will be
 
 
 # -- running async checks from sync code -------------------------------------------------
@@ -105,6 +110,8 @@ class GuardedExchange:
         metadata: dict[str, Any] | None = None,
         operation: Operation = "chat",
         stream: bool = False,
+        outcome: str | None = None,
+        groups: Mapping[str, str] | None = None,
     ) -> None:
         self.guard = guard
         self.exchange = guard.begin(
@@ -117,6 +124,17 @@ class GuardedExchange:
             stream=stream,
         )
         self._finished = False
+        self.record_decision(outcome, groups)
+
+    def record_decision(self, outcome: str | None = None, groups: Mapping[str, str] | None = None) -> None:
+        """Attach a decision outcome and sensitive-feature groups (categories from the system's
+        ``fairness`` section) for the bias monitor; may be called until the exchange finishes.
+        Raises ``RequestError`` naming the allowed values when one is not in the policy."""
+        system_id = self.exchange.system_id
+        decision = decision_fields(self.guard.system(system_id).fairness, system_id, outcome, groups, where="decision")
+        if "groups" in decision:
+            decision["groups"] = {**self.exchange.metadata.get("groups", {}), **decision["groups"]}
+        self.exchange.metadata.update(decision)
 
     @property
     def request_id(self) -> str:
@@ -130,9 +148,17 @@ class GuardedExchange:
     def fallback(self) -> str:
         return self.guard.fallback_text(self.exchange)
 
+    @property
+    def handoff_id(self) -> str | None:
+        """The handoff ticket when the exchange escalated (fetch the answer: ``GET /v1/handoffs/{id}``)."""
+        return self.exchange.handoff_id
+
     async def check_input(self, texts: str | list[str]) -> Any:
         """Run the input checks; return the texts as they may go on (redacted). Raises Blocked."""
         self.guard.ensure_accepting()
+        if self.guard.is_stopped(self.exchange.system_id):
+            self.exchange.status = ExchangeStatus.STOPPED
+            raise Blocked(self.exchange, self.fallback)
         single = isinstance(texts, str)
         result = await self.guard.check_input(self.exchange, [texts] if single else list(texts))
         if result.action.stops_exchange:
@@ -260,15 +286,18 @@ def guarded(
     ``prompt=``/``messages=``) is checked and redacted before the call, the returned
     text after it. When a check stops the exchange the function returns the policy's
     fallback text (``on_block="fallback"``) or raises ``Blocked`` (``on_block="raise"``).
+    A decision system's call may carry ``aimsguard={"outcome": ..., "groups": {...}}``: it is
+    recorded for the bias monitor and not passed to the function.
     """
     if on_block not in ("fallback", "raise"):
         raise ValueError("on_block must be 'fallback' or 'raise'")
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         async def run(call: Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[str]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            outcome, groups = split_decision(kwargs.pop("aimsguard", None), "aimsguard")
             where, value = _input_texts(args, kwargs)
             texts, put_back = _texts_of(value)
-            async with GuardedExchange(guard, system) as ex:
+            async with GuardedExchange(guard, system, outcome=outcome, groups=groups) as ex:
                 try:
                     redacted = await ex.check_input(texts)
                 except Blocked:
@@ -312,7 +341,11 @@ def guarded(
 
 
 def guard_openai(client: Any, guard: Guard, system: str | None = None) -> Any:
-    """Return ``client`` with chat and text completions guarded; everything else untouched."""
+    """Return ``client`` with chat and text completions guarded; everything else untouched.
+
+    A decision system passes its outcome and groups as ``extra_body={"aimsguard": {...}}``:
+    recorded for the bias monitor, never sent upstream.
+    """
     import openai
 
     is_async = isinstance(client, openai.AsyncOpenAI)
@@ -374,15 +407,28 @@ class _GuardedCreate:
             return await call.after(response)
 
 
+def _take_decision(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any, dict[Any, Any]]:
+    """A decision in ``extra_body={"aimsguard": {...}}``: (the call's kwargs without it, outcome, groups)."""
+    extra = kwargs.get("extra_body")
+    if not isinstance(extra, dict) or "aimsguard" not in extra:
+        return kwargs, None, {}
+    outcome, groups = split_decision(extra["aimsguard"], "extra_body.aimsguard")
+    rest = {key: value for key, value in extra.items() if key != "aimsguard"}
+    kwargs = {key: value for key, value in kwargs.items() if key != "extra_body"}
+    return ({**kwargs, "extra_body": rest} if rest else kwargs), outcome, groups
+
+
 class _OpenAICall:
     """The guarded steps of one openai ``create`` call, on the client's own objects."""
 
     def __init__(self, guard: Guard, system: str | None, operation: Operation, kwargs: dict[str, Any]) -> None:
         self.guard = guard
         self.operation = operation
-        self.kwargs = kwargs
+        self.kwargs, outcome, groups = _take_decision(kwargs)
         self.stream = bool(kwargs.get("stream"))
-        self.ex = GuardedExchange(guard, system, model=kwargs.get("model"), operation=operation, stream=self.stream)
+        self.ex = GuardedExchange(
+            guard, system, model=kwargs.get("model"), operation=operation, stream=self.stream, outcome=outcome, groups=groups
+        )
         self.fallback: str | None = None
         self.stream_guards: dict[int | tuple[int, int], StreamingOutputGuard] = {}
         self.template: dict[str, Any] | None = None
@@ -403,6 +449,7 @@ class _OpenAICall:
     async def before(self) -> dict[str, Any]:
         key = "messages" if self.operation == "chat" else "prompt"
         parsed = parse_body(self.operation, {key: copy.deepcopy(self.kwargs.get(key))})
+        self.ex.exchange.input_roles = list(parsed.roles or [])
         if parsed.system_prompt:
             self.ex.exchange.metadata["system_prompt"] = parsed.system_prompt
         try:
@@ -422,10 +469,13 @@ class _OpenAICall:
         assert self.fallback is not None
         model = self.kwargs.get("model")
         if not self.stream:
-            body = fallback_completion(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback)
+            body = fallback_completion(
+                self.operation, request_id=self.ex.request_id, model=model, text=self.fallback, handoff_id=self.ex.handoff_id
+            )
             return (ChatCompletion if self.operation == "chat" else Completion).model_validate(body)
         cls = ChatCompletionChunk if self.operation == "chat" else Completion
-        chunks = [_build(cls, c) for c in fallback_chunks(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback)]
+        data = fallback_chunks(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback, handoff_id=self.ex.handoff_id)
+        chunks = [_build(cls, c) for c in data]
         return _ListStream(chunks, is_async)
 
     async def after(self, response: Any) -> Any:
@@ -440,6 +490,7 @@ class _OpenAICall:
         exchange.mark_first_token()
         if result.action.stops_exchange:
             replace_answer_texts(self.operation, answer, [self.ex.fallback], "content_filter")
+            answer.update(handoff_field(self.ex.handoff_id))
         elif result.redacted:
             replace_answer_texts(self.operation, answer, result.texts)
         else:
@@ -521,7 +572,9 @@ class _OpenAICall:
 
     def _stop_chunks(self, chunk_type: type) -> list[Any]:
         self.record_streams()
-        data = fallback_chunks(self.operation, request_id=self.ex.request_id, model=None, text=self.ex.fallback, template=self.template)
+        data = fallback_chunks(
+            self.operation, request_id=self.ex.request_id, model=None, text=self.ex.fallback, template=self.template, handoff_id=self.ex.handoff_id
+        )
         return [_build(chunk_type, c) for c in data]
 
 

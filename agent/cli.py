@@ -11,13 +11,16 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import structlog
 import typer
 
+from ._cli_logging import configure_cli_logging
 from ._errors import AimsguardError, PolicyError
+from ._logs_cli import app as logs_app
 from ._policy import load_policy
+from ._report_cli import docs_command, report_command
 
 app = typer.Typer(help="aimsguard: runtime guardrails and evidence for deployed AI systems.", no_args_is_help=True)
+app.add_typer(logs_app, name="logs")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")]
 _DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
@@ -55,7 +58,7 @@ def gateway(
     from ._gateway import create_gateway
     from ._guard import Guard
 
-    _configure_logging()
+    configure_cli_logging()
     try:
         policy = load_policy(config)
     except AimsguardError as error:
@@ -93,7 +96,7 @@ def demo(
     from ._gateway import create_gateway
     from ._guard import Guard
 
-    _configure_logging()
+    configure_cli_logging()
     os.environ.setdefault("AIMSGUARD_DEMO_UPSTREAM", f"http://127.0.0.1:{upstream_port}/v1")
     try:
         guard = Guard.from_file(config)
@@ -111,6 +114,7 @@ def demo(
             raise typer.Exit(2)
     bot = create_demo_upstream(KnowledgeBase.from_directory(kb_dir))
     base = f"http://127.0.0.1:{port}"
+    console_hint = f"\nWeb console: {base}/console/  (the example policy's user: demo / demo-password)\n" if guard.policy.console.enabled else ""
     typer.echo(
         f"""
 aimsguard demo: gateway {base}  →  demo support bot http://127.0.0.1:{upstream_port}
@@ -124,7 +128,7 @@ Try it:
 
   python -c "from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='demo'); \\
 print(c.chat.completions.create(model='acme-support-demo', messages=[{{'role': 'user', 'content': 'How do I reset my password?'}}]).choices[0].message.content)"
-
+{console_hint}
 Press Ctrl+C to stop.
 """,
         err=True,
@@ -165,8 +169,7 @@ def scan(
     from ._pipeline import Pipeline
     from ._scan import scan_lines
 
-    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING), logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    configure_cli_logging(logging.WARNING)
     if stage not in ("input", "output"):
         typer.echo(f"error: --stage must be input or output, not {stage!r}", err=True)
         raise typer.Exit(2)
@@ -233,26 +236,32 @@ def demo_upstream(
     uvicorn.run(create_demo_upstream(KnowledgeBase.from_directory(kb_dir)), host=host, port=port, log_level="info")
 
 
+console_app = typer.Typer(help="The web console (/console on the gateway).", no_args_is_help=True)
+app.add_typer(console_app, name="console")
+
+
+@console_app.command("hash-password")
+def console_hash_password() -> None:
+    """Print an argon2 hash for console.users[].password_hash (password from a prompt, or stdin)."""
+    from .console import hash_password
+
+    if sys.stdin.isatty():
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < 8:
+        typer.echo("error: use a password of at least 8 characters", err=True)
+        raise typer.Exit(2)
+    typer.echo(hash_password(password))
+
+
+app.command("report")(report_command)
+app.command("docs")(docs_command)
+
+
 def _port_taken(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _configure_logging() -> None:
-    import logging
-
-    import structlog
-
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_middleware import BODY, build_app  # noqa: E402
 
 from aimsguard.agent import AimsguardMiddleware, Guard, load_policy  # noqa: E402
-from aimsguard.collectors import InMemoryExporter, JsonlEventLog, PrometheusMetrics, TraceExporter  # noqa: E402
+from aimsguard.collectors import InMemoryExporter, PrometheusMetrics, SegmentEventLog, TraceExporter  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,7 +132,7 @@ async def worker_costs(count: int = 2000) -> None:
     exchanges = len([e for e in events if e.get("event") == "exchange"])
     directory = tempfile.mkdtemp(prefix="aimsguard-bench-")
     exporters = {
-        "event log (JSON lines, written)": JsonlEventLog(directory),
+        "event log (hash-chained segments)": SegmentEventLog(directory),
         "Prometheus metrics": PrometheusMetrics(),
         "OpenTelemetry spans (request, upstream, each check)": TraceExporter(InMemorySpanExporter()),
     }

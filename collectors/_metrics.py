@@ -38,7 +38,7 @@ BUCKETS = {
 _GEN_AI = ["system", "gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model"]
 _UPSTREAM_ERRORS = {"upstream_unavailable", "upstream_timeout", "upstream_stream_interrupted", "upstream_response_too_large"}
 _OWN_ERRORS = {"guardrail_failed", "event_log_unavailable", "internal_error"}
-_FALLBACK_REASONS = {"blocked": "block", "escalated": "escalate"}
+_FALLBACK_REASONS = {"blocked": "block", "escalated": "escalate", "stopped": "stopped"}
 
 
 def _code_class(status: int | None) -> str:
@@ -131,7 +131,7 @@ class PrometheusMetrics:
         )
         self.fallbacks = Counter(
             "aimsguard_fallbacks_total",
-            "Answers replaced by the policy's fallback: reason block, escalate (handed to a human) or guardrail_failed.",
+            "Answers replaced by the policy's fallback: reason block, escalate (handed to a human), stopped (stop switch) or guardrail_failed.",
             ["system", "reason"], registry=r,
         )
         self.upstream_errors = Counter(
@@ -242,7 +242,7 @@ class PrometheusMetrics:
             self._model(system, event.get("model")),
             self._model(system, event.get("response_model")),
         )
-        failed = status not in ("ok", "blocked", "escalated") or (http_status or 200) >= 400
+        failed = status not in ("ok", "blocked", "escalated", "stopped") or (http_status or 200) >= 400
         self._child(self.request_duration, *gen_ai, _error_type(event) if failed else "").observe(event["duration_ms"] / 1000)
         # Model timings only for answers the model gave (not the policy's fallbacks).
         ok = status == "ok" and not failed

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import bm25s
+
+# bm25s sets its own logger to DEBUG on import, so every index build would print a line.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 __all__ = ["Chunk", "KnowledgeBase", "Passage"]
 

@@ -219,11 +219,24 @@ def policy_dict(tmp_path: Path, upstream_url: str = "http://127.0.0.1:9/v1", **s
     """The example policy, pointed at ``upstream_url`` and a temporary event log."""
     data = yaml.safe_load(EXAMPLE_POLICY.read_text())
     data["event_log"]["directory"] = str(tmp_path / "events")
+    # The records store (handoffs, incidents, stop switches) is opt-in per test, as a migration
+    # run per guard costs time: add it with records_policy(data, tmp_path).
+    data.pop("records", None)
+    data.pop("incidents", None)
     system = data["systems"]["support-bot"]
     system["upstream"]["base_url"] = upstream_url
     system["knowledge_base"] = str(KNOWLEDGE)
     for key, value in system_overrides.items():
         system[key] = value
+    return data
+
+
+def records_policy(data: dict[str, Any], tmp_path: Path, url: str | None = None, **incidents: Any) -> dict[str, Any]:
+    """Give a policy dict a records store (a SQLite file in tmp_path unless ``url``), and
+    the example's incident settings overridden by ``incidents``."""
+    example = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    data["records"] = {**example["records"], "url": url or f"sqlite:///{tmp_path / 'records.db'}", "stop_poll_s": 0.1}
+    data["incidents"] = {**example["incidents"], **incidents}
     return data
 
 

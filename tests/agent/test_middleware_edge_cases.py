@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from aimsguard.agent import AimsguardMiddleware
+from aimsguard.collectors import read_events
 
 
 def _chunk(text: str | None, finish: str | None = None, **extra: Any) -> bytes:
@@ -198,7 +199,7 @@ async def test_a_lone_surrogate_from_a_client_does_not_cost_the_event_log_a_batc
         await client.post("/v1/chat/completions", content=b'{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}',
                           headers={"content-type": "application/json"})
     guard.flush()
-    lines = [json.loads(line) for path in guard.event_log.directory.glob("*.jsonl") for line in path.read_text().splitlines()]
+    lines = list(read_events(guard.event_log.directory))
     assert sum(1 for line in lines if line["event"] == "exchange") == 4
 
 
