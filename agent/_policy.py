@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
@@ -50,6 +50,21 @@ __all__ = [
 ]
 
 _ID = r"^[a-z0-9][a-z0-9_\-]{0,62}$"
+
+
+class _HasId(Protocol):
+    id: str
+
+
+_WithId = TypeVar("_WithId", bound=_HasId)
+
+
+def _unique_ids(items: list[_WithId], what: str) -> list[_WithId]:
+    ids = [item.id for item in items]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"{what} ids must be unique; repeated: {repeated}")
+    return items
 
 
 class _Strict(BaseModel):
@@ -186,11 +201,7 @@ class SystemConfig(_Strict):
     @field_validator("objectives")
     @classmethod
     def _unique_objective_ids(cls, objectives: list[ObjectiveConfig]) -> list[ObjectiveConfig]:
-        ids = [o.id for o in objectives]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"objective ids must be unique; repeated: {duplicates}")
-        return objectives
+        return _unique_ids(objectives, "objective")
 
 
 class EventLogConfig(_Strict):
@@ -350,11 +361,7 @@ class IncidentsConfig(_Strict):
     @field_validator("rules")
     @classmethod
     def _unique_rule_ids(cls, rules: list[IncidentRule]) -> list[IncidentRule]:
-        ids = [r.id for r in rules]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"incident rule ids must be unique; repeated: {duplicates}")
-        return rules
+        return _unique_ids(rules, "incident rule")
 
 
 class RecordsConfig(_Strict):

@@ -5,11 +5,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from aimsguard.agent import Guard, create_gateway, parse_policy
 from aimsguard.collectors import InMemoryExporter
 
 from .support import ServerThread, make_upstream, policy_dict, test_registry
+
+
+@pytest.fixture(autouse=True)
+def _structlog_as_it_was() -> Iterator[None]:
+    """CLI commands configure structlog for their process; a test must not leave that to the next."""
+    config = structlog.get_config()
+    yield
+    structlog.configure(**config)
 
 
 @pytest.fixture

@@ -68,21 +68,21 @@ async def answer(console: Console, request: Request) -> Response:
 
 
 async def return_to_bot(console: Console, request: Request) -> Response:
-    user = console.require(request, *REVIEWERS)
-    form = await console.form(request, user)
-    note = text_field(form, "note", limit=MAX_NOTE)
-    handoff_id = _id(request)
-    await console.act("handoff.return", "return_to_bot", handoff_id, user.name, note)
-    return console.redirect(request, "handoff", "The conversation was handed back to the assistant.", handoff_id=handoff_id)
+    return await _finish_with_note(console, request, "handoff.return", "return_to_bot", "The conversation was handed back to the assistant.")
 
 
 async def close(console: Console, request: Request) -> Response:
+    return await _finish_with_note(console, request, "handoff.close", "close", "The handoff was closed.")
+
+
+async def _finish_with_note(console: Console, request: Request, action: str, method: str, done: str) -> Response:
+    """The two ways a reviewer ends a handoff without answering it: an optional note, then ``done``."""
     user = console.require(request, *REVIEWERS)
     form = await console.form(request, user)
     note = text_field(form, "note", limit=MAX_NOTE)
     handoff_id = _id(request)
-    await console.act("handoff.close", "close", handoff_id, user.name, note)
-    return console.redirect(request, "handoff", "The handoff was closed.", handoff_id=handoff_id)
+    await console.act(action, method, handoff_id, user.name, note)
+    return console.redirect(request, "handoff", done, handoff_id=handoff_id)
 
 
 def _id(request: Request) -> str:
