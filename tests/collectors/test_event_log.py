@@ -227,3 +227,20 @@ def test_the_guard_writes_its_events_through_the_chained_log(make_guard) -> None
     kinds = [e["event"] for e in read_events(guard.event_log.directory)]
     assert kinds[:1] == ["policy.loaded"] and "probe" in kinds
     assert verify_event_log(guard.event_log.directory).ok
+
+
+def test_read_events_window_edges_are_exact_whatever_form_the_timestamp_takes(tmp_path: Path) -> None:
+    stamps = [
+        "2026-09-30T23:59:59.999999Z",  # just before
+        "2026-10-01T00:00:00.000000Z",  # the first instant: in
+        "2026-10-01T00:00:00Z",  # no fraction: in (parsed, not compared as text)
+        "2026-10-01T01:30:00+02:00",  # 23:30 the day before in UTC: out
+        "2026-10-31T23:59:59.999999Z",  # the last instant: in
+        "2026-11-01T00:00:00.000000Z",  # until is exclusive: out
+        "not a time",  # unreadable: out
+    ]
+    log = SegmentEventLog(tmp_path, clock=_clock("2026-10-01"))
+    log.export([{"event": "x", "ts": ts, "n": n} for n, ts in enumerate(stamps)])
+    log.shutdown()
+    found = [e["n"] for e in read_events(tmp_path, since=dt.date(2026, 10, 1), until=dt.date(2026, 11, 1))]
+    assert found == [1, 2, 4]
