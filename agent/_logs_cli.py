@@ -8,6 +8,7 @@ matching events as JSON lines, oldest first.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,10 +102,19 @@ def query(
     events = read_events(_directory(config, directory), since=_moment(since, "--since"), until=_moment(until, "--until"))
     out = sys.stdout.buffer
     for count, record in enumerate(_matching(events, wanted), 1):
-        out.write(orjson.dumps(record) + b"\n")
+        out.write(_json_line(record))
         if limit is not None and count >= limit:
             break
     out.flush()
+
+
+def _json_line(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record) + b"\n"
+    except TypeError:
+        # orjson refuses a lone surrogate (kept, escaped, by the writer); the standard
+        # library writes it escaped again, so the line stays valid JSON.
+        return json.dumps(record, ensure_ascii=True, default=str).encode() + b"\n"
 
 
 def _matching(events: Iterator[dict[str, Any]], wanted: dict[str, str]) -> Iterator[dict[str, Any]]:

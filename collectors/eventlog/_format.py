@@ -15,7 +15,9 @@ range, last record hash, the sha256 of the whole file and the previous digest's 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -104,6 +106,22 @@ def list_digests(directory: Path) -> dict[int, Path]:
     return found
 
 
+def parse_marker(text: bytes) -> tuple[int, str] | None:
+    """(last seq, last hash) from the writer's head marker in ``.writer.lock``, or None.
+
+    The marker is ``<index> <open segment or -> <size> <last seq> <last hash>``.
+    """
+    parts = text.split()
+    if len(parts) != 5:
+        return None
+    try:
+        seq = int(parts[3])
+    except ValueError:
+        return None
+    head = parts[4].decode("ascii", "replace")
+    return (seq, head) if len(head) == 64 else None
+
+
 def record_hash(seq: int, prev: str, body: bytes) -> str:
     digest = hashlib.sha256(b"%d:%s\n" % (seq, prev.encode()))
     digest.update(body)
@@ -168,16 +186,89 @@ def read_digest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def file_sha256(path: Path) -> tuple[str, int]:
+_HASH_FIELDS = ("last_hash", "file_sha256", "previous_digest_hash", "digest_hash")
+_INT_FIELDS = ("index", "first_seq", "last_seq", "records", "bytes")
+_TEXT_FIELDS = ("segment", "day")
+_OPTIONAL_TEXT_FIELDS = ("previous_segment", "min_ts", "max_ts")  # min/max_ts: absent in older digests
+
+
+def _is_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def digest_malformed(digest: Mapping[str, Any]) -> str | None:
+    """What is wrong with the types of a digest's fields, or None when they are all usable.
+
+    Everything that reads a digest (verification, the writer's reload, ``read_events``)
+    checks this first, so a hand-edited ``"last_seq": "a"`` is reported, not a crash.
+    """
+    wrong = [key for key in _HASH_FIELDS if not _is_hash(digest.get(key))]
+    wrong += [key for key in _INT_FIELDS if not isinstance(digest.get(key), int) or isinstance(digest.get(key), bool)]
+    wrong += [key for key in _TEXT_FIELDS if not isinstance(digest.get(key), str)]
+    wrong += [key for key in _OPTIONAL_TEXT_FIELDS if digest.get(key) is not None and not isinstance(digest.get(key), str)]
+    return f"field(s) {', '.join(wrong)} missing or of the wrong type" if wrong else None
+
+
+def read_valid_digest(path: Path) -> dict[str, Any] | None:
+    """A digest whose fields have the right types, or None (missing, unreadable or malformed)."""
+    digest = read_digest(path)
+    return digest if digest is not None and digest_malformed(digest) is None else None
+
+
+def canonical_ts(value: Any) -> str | None:
+    """An event's ``ts`` as a UTC timestamp in one fixed form (so they compare as text), or None."""
+    if not isinstance(value, str):
+        return None
+    if len(value) == 27 and value[19] == "." and value[26] == "Z":
+        return value
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _loads_escaped(body: bytes) -> Any:
+    """The standard library reads what orjson refuses: a lone surrogate, written escaped."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def segment_summary(path: Path) -> tuple[str, int, str | None, str | None]:
+    """(sha256, size, earliest ts, latest ts) of a segment file, in one read.
+
+    The time range goes into the segment's digest so ``read_events`` can skip a segment
+    only when none of its events can fall in the window (a late event stamped the day
+    before still lands in today's segment).
+    """
     digest = hashlib.sha256()
     size = 0
+    earliest: str | None = None
+    latest: str | None = None
+    carry = b""
     with open(path, "rb") as handle:
         remaining = os.fstat(handle.fileno()).st_size  # bounded: a device file never ends
         while remaining > 0 and (chunk := handle.read(min(1 << 20, remaining))):
             digest.update(chunk)
             size += len(chunk)
             remaining -= len(chunk)
-    return digest.hexdigest(), size
+            *lines, carry = (carry + chunk).split(b"\n")
+            for line in lines:
+                parts = split_line(line)
+                moment = None
+                if parts is not None:
+                    try:
+                        event = orjson.loads(parts[3])
+                    except orjson.JSONDecodeError:
+                        event = _loads_escaped(parts[3])
+                    moment = canonical_ts(event.get("ts")) if isinstance(event, dict) else None
+                if moment is not None:
+                    earliest = moment if earliest is None or moment < earliest else earliest
+                    latest = moment if latest is None or moment > latest else latest
+    return digest.hexdigest(), size, earliest, latest
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:

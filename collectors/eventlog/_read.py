@@ -1,16 +1,18 @@
 """read_events: the events of the log in write order, without the chain fields.
 
-It streams one segment at a time and skips whole segments by the day in their name when
-``since``/``until`` exclude them. A segment of day D holds events of day D (and, at its
-head, perhaps a few written just after midnight that were stamped the day before), so
-the first segment after ``until`` is still read and filtered. Lines that are not chained
+It streams one segment at a time and skips whole segments that ``since``/``until``
+exclude: a closed segment by the time range of its events that its digest records
+(``min_ts``/``max_ts``), so an event stamped late (written after later days' segments
+were opened) is still found. The day in a segment's name is only a lower bound (a
+segment of day D holds no event stamped after D) and is used to skip segments that end
+before ``since`` when their digest has no time range. Segments without a usable digest
+(the open one) are always read. Lines that are not chained
 records (a torn last line, damage) are skipped: ``verify_event_log`` is what reports them.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ._format import iter_lines, list_segments
+from ._format import Segment, _loads_escaped, iter_lines, list_digests, list_segments, read_valid_digest
 
 __all__ = ["read_events"]
 
@@ -55,13 +57,14 @@ def _in_window(event: dict[str, Any], start: dt.datetime | None, end: dt.datetim
     return moment is not None and (start is None or moment >= start) and (end is None or moment < end)
 
 
-def _loads_escaped(body: bytes) -> dict[str, Any] | None:
-    """The standard library reads what orjson refuses: a lone surrogate, written escaped."""
-    try:
-        event = json.loads(body)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) else None
+def _outside(segment: Segment, digests: dict[int, Path], first_day: str, bounds: tuple[str, str]) -> bool:
+    """True when no event of the segment can be in the window (bounds: canonical start, end)."""
+    digest = read_valid_digest(digests[segment.index]) if segment.index in digests else None
+    if digest is not None and digest.get("segment") == segment.name and "max_ts" in digest:
+        earliest, latest = digest.get("min_ts"), digest.get("max_ts")
+        # No timestamped event at all: nothing in it can be in a window.
+        return earliest is None or latest is None or latest < bounds[0] or earliest >= bounds[1]
+    return segment.day < first_day
 
 
 def read_events(
@@ -73,17 +76,12 @@ def read_events(
     """Yield the events with ``since <= ts < until`` (naive times are UTC), oldest first."""
     start, end = _utc(since), _utc(until)
     first_day = start.date().isoformat() if start else ""
-    last_day = end.date().isoformat() if end else None
     filtered = start is not None or end is not None
     bounds = (_canonical(start) if start else "", _canonical(end) if end else "\uffff")
-    past_until = False
+    digests = list_digests(Path(directory)) if filtered else {}
     for segment in list_segments(Path(directory)):
-        if segment.day < first_day:
+        if filtered and _outside(segment, digests, first_day, bounds):
             continue
-        if last_day is not None and segment.day > last_day:
-            if past_until:
-                return
-            past_until = True
         try:
             lines = iter_lines(segment.path)
             for line in lines:

@@ -5,32 +5,35 @@ It names each problem by segment, line and sequence number and says what happene
 (records missing inside a segment), ``reordered``, ``truncated`` (a closed segment ends
 before its digest says), ``segment deleted`` (a gap in the chain between segments, or a
 digest whose segment is gone, with no ``event_log.retention`` record naming it),
-``digest mismatch`` and ``digest missing``. A torn last line of the open segment is a
-notice, not a problem: it is what a crash leaves, and the writer cuts it at its next
+``segments reordered`` (a later segment holds the records missing before an earlier one),
+``digest mismatch`` (including a digest that is malformed or describes another file) and
+``digest missing``; ``discontinuity`` when a writer found the log behind what it had
+written and recorded that (``event_log.discontinuity``), and ``truncated`` when the log
+ends before the head marker the writers keep in ``.writer.lock``. A torn last line of the
+open segment is a notice, not a problem: it is what a crash leaves, and the writer cuts it at its next
 start and records that as ``event_log.recovered``.
 
-Every byte of a segment is covered by a record hash or fixed by the format, so when every
-record checks out and the byte count, record count and last hash match the digest, the
-file is the one the digest describes; the digest's ``file_sha256`` (for ``sha256sum``-style
-checks by other tools) needs no second pass here.
+A digest is checked against the file it sits next to: its name, index and day, the
+previous segment, the record range, the last hash, the byte count and ``file_sha256``.
+Runs of out-of-place records are reported as one line with their range.
 
 Limits (as for any unsigned hash chain): someone who can rewrite every later record and
-digest can forge a consistent log, and records cut from the end of the open segment
-leave no trace. Keep the head (``last_hash`` / ``last_digest_hash``) somewhere else to
-close both gaps.
+digest (and the lock file's marker) can forge a consistent log. Keep the head
+(``last_hash`` / ``last_digest_hash``) somewhere else to close that gap.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ._format import GENESIS, Segment, digest_hash, list_digests, list_segments, read_digest, split_line
+from ._format import GENESIS, Segment, digest_hash, digest_malformed, list_digests, list_segments, parse_marker, read_digest, split_line
 
 __all__ = ["Problem", "VerificationReport", "verify_event_log"]
 
@@ -75,6 +78,32 @@ class _Gap:
     last: int
     segment: str
     line: int
+    boundary: bool = False  # the gap is at the start of a segment (a whole segment missing)
+    found: int = 0  # the seq found where the gap starts
+
+
+@dataclass
+class _Run:
+    """Consecutive out-of-place records, reported as one problem."""
+
+    kind: str
+    segment: str
+    first_line: int
+    first_seq: int
+    last_seq: int
+    describe: Callable[[int, int], str]  # (first seq, last seq) -> detail
+    key: object
+
+
+@dataclass
+class _SegmentWalk:
+    records: int = 0
+    first: int | None = None
+    last: int | None = None
+    last_hash: bytes | None = None
+    torn: bool = False
+    size: int = 0
+    sha256: str = ""
 
 
 class _Walker:
@@ -83,33 +112,43 @@ class _Walker:
         self.expected: int | None = None  # next seq; None: take the next record as the baseline
         self.prev: bytes | None = None  # hash the next record must link to
         self.gaps: list[_Gap] = []
+        self.started = False  # a line of the log has been seen
         self.head: tuple[int, bytes, str] | None = None  # first record: seq, prev, segment
         self.retained: dict[int, dict[str, Any]] = {}  # segment index -> retention entry
+        self.run: _Run | None = None
 
     def problem(self, kind: str, segment: str | None, detail: str, line: int | None = None, seq: int | None = None) -> None:
         self.report.problems.append(Problem(kind, segment, detail, line, seq))
 
-    def walk_segment(self, segment: Segment) -> tuple[int, int | None, int | None, bytes | None, bool, int]:
-        """Check each record; returns (records, first seq, last seq, last hash, torn, bytes)."""
+    def walk_segment(self, segment: Segment) -> _SegmentWalk:
+        """Check each record of one segment."""
+        result = _SegmentWalk()
         records, first, last, torn = 0, None, None, False
         boundary = True
         size = 0
         name = segment.name
         expected, prev = self.expected, self.prev
         sha256 = hashlib.sha256
+        file_hash = sha256()
         with open(segment.path, "rb", buffering=1 << 20) as handle:
             for number, line in enumerate(handle, 1):
                 size += len(line)
+                file_hash.update(line)
                 parts = split_line(line)
                 if parts is None or not line.endswith(b"\n"):
                     if not line.endswith(b"\n"):
                         torn = True
                         break
+                    self.flush_run()
+                    self.started = True
                     self.problem("changed", name, "the line is not a chained record (its chain fields are missing or damaged)", number)
                     expected, prev, boundary = None, None, False
                     continue
                 seq, link, this, body = parts
                 if sha256(b"%d:%s\n%s" % (seq, link, body)).hexdigest().encode() != this:
+                    self.flush_run()
+                    if not self.started:
+                        self.started, self.head = True, (seq, link, name)
                     self.problem("changed", name, "the record does not match its hash", number, seq)
                     expected, prev, boundary = None, this, False
                     continue
@@ -118,141 +157,242 @@ class _Walker:
                     first = seq
                 last = seq
                 if b'"event":"event_log.' in body:
-                    self.own_event(body, name, number)
+                    self.own_event(body, name, number, seq)
                 if seq == expected and link == prev:  # the usual case
+                    if self.run is not None:
+                        self.flush_run()
                     expected, prev, boundary = seq + 1, this, False
                     continue
-                if self.head is None:
-                    self.head = (seq, link, name)
+                if expected is not None and seq < expected:
+                    self.out_of_place(seq, expected, name, number)
+                    boundary = False
+                    continue
+                self.flush_run()
+                if not self.started:
+                    self.started, self.head = True, (seq, link, name)
                 elif expected is None:
                     if prev is not None and link != prev:
                         self.problem("changed", name, "the record does not link to the one before it", number, seq)
                 elif seq == expected:
                     self.problem("changed", name, f"seq {seq - 1} was replaced: this record links to a different one", number, seq)
-                elif seq > expected:
-                    if boundary:
-                        self.problem(
-                            "segment deleted",
-                            name,
-                            f"records seq {expected}..{seq - 1} before this segment are missing (a whole segment is gone)",
-                            number,
-                            seq,
-                        )
-                    else:
-                        self.gaps.append(_Gap(expected, seq - 1, name, number))
-                else:
-                    self.out_of_place(seq, expected, name, number)
-                    boundary = False
-                    continue
+                else:  # seq > expected: records are missing here
+                    self.gaps.append(_Gap(expected, seq - 1, name, number, boundary, seq))
                 expected, prev, boundary = seq + 1, this, False
+        self.flush_run()
         self.expected, self.prev = expected, prev
-        return records, first, last, prev if last is not None else None, torn, size
+        result.records, result.first, result.last, result.torn, result.size = records, first, last, torn, size
+        result.last_hash = prev if last is not None else None
+        result.sha256 = file_hash.hexdigest()
+        return result
 
     def out_of_place(self, seq: int, expected: int, segment: str, line: int) -> None:
+        """A record whose seq came before: it fills a gap left earlier, or it is a repeat."""
+        kind, key, describe = "reordered", "repeat", lambda a, b: "a sequence number that already appeared earlier"
         for gap in self.gaps:
             if gap.first <= seq <= gap.last:
-                self.problem("reordered", segment, f"found after seq {expected - 1}", line, seq)
+                if gap.boundary:
+                    kind, key = "segments reordered", gap
+                    before = gap.segment
+                    describe = lambda a, b: f"these records belong before {before}, which starts at seq {gap.found}"  # noqa: E731
+                else:
+                    key = gap
+                    describe = lambda a, b: f"found after seq {expected - 1}"  # noqa: E731
                 # Split the gap around the record that turned up.
                 self.gaps.remove(gap)
                 if gap.first < seq:
-                    self.gaps.append(_Gap(gap.first, seq - 1, gap.segment, gap.line))
+                    self.gaps.append(_Gap(gap.first, seq - 1, gap.segment, gap.line, gap.boundary, gap.found))
                 if seq < gap.last:
-                    self.gaps.append(_Gap(seq + 1, gap.last, gap.segment, gap.line))
-                return
-        self.problem("reordered", segment, "a sequence number that already appeared earlier", line, seq)
+                    self.gaps.append(_Gap(seq + 1, gap.last, gap.segment, gap.line, gap.boundary, gap.found))
+                break
+        run = self.run
+        if run is not None and run.segment == segment and run.last_seq + 1 == seq and run.kind == kind and (
+            run.key == key or (isinstance(key, _Gap) and isinstance(run.key, _Gap) and run.key.segment == key.segment)
+        ):
+            run.last_seq = seq
+            return
+        self.flush_run()
+        self.run = _Run(kind, segment, line, seq, seq, describe, key)
 
-    def own_event(self, body: bytes, segment: str, line: int) -> None:
+    def flush_run(self) -> None:
+        run, self.run = self.run, None
+        if run is None:
+            return
+        detail = run.describe(run.first_seq, run.last_seq)
+        if run.last_seq > run.first_seq:
+            count = run.last_seq - run.first_seq + 1
+            detail = f"seq {run.first_seq}..{run.last_seq} ({count} records from this line on): {detail}"
+        self.problem(run.kind, run.segment, detail, run.first_line, run.first_seq)
+
+    def own_event(self, body: bytes, segment: str, line: int, seq: int) -> None:
         try:
             event = orjson.loads(body)
         except orjson.JSONDecodeError:
             return
-        if event.get("event") == "event_log.retention":
+        kind = event.get("event")
+        if kind == "event_log.retention":
             for entry in event.get("segments") or []:
                 if isinstance(entry, dict) and isinstance(entry.get("index"), int):
                     self.retained[entry["index"]] = entry
-        elif event.get("event") == "event_log.recovered":
+        elif kind == "event_log.recovered":
             self.report.notices.append(
                 f"{segment} line {line}: a crash left a torn record in {event.get('segment')};"
                 f" {event.get('cut_bytes')} bytes were cut at the next start (recorded)"
             )
+        elif kind == "event_log.discontinuity":
+            # Evidence, not noise: records the writers had written were gone when one reloaded.
+            self.problem(
+                "discontinuity",
+                segment,
+                f"a writer found the log ending at seq {event.get('found_seq')} although {event.get('source')}"
+                f" had seen seq {event.get('expected_seq')} written; records were cut or a segment deleted",
+                line,
+                seq,
+            )
+        elif kind == "event_log.digest_damaged":
+            self.report.notices.append(
+                f"{segment} line {line}: a writer found the digest {event.get('digest')} damaged ({event.get('problem')}) and continued"
+            )
+
+
+def _read_marker(directory: Path) -> tuple[int, str] | None:
+    try:
+        with open(directory / ".writer.lock", "rb") as handle:
+            return parse_marker(handle.read(512))
+    except OSError:
+        return None
 
 
 def verify_event_log(directory: str | os.PathLike[str]) -> VerificationReport:
     """Check the whole log in ``directory``; ``report.ok`` is False when anything was tampered with."""
     walker = _Walker(Path(directory))
     report = walker.report
+    # Read before the segments: a writer appending meanwhile only moves the files ahead of it.
+    marker = _read_marker(Path(directory))
     segments = list_segments(Path(directory))
     digest_paths = list_digests(Path(directory))
     present = {s.index for s in segments}
     report.segments = len(segments)
     previous_digest: str | None = None  # hash of the previous present digest
     previous_name: str | None = None
-    first_digest: tuple[str, dict[str, Any]] | None = None
+    previous_misplaced = False
+    first_digest: tuple[str, dict[str, Any] | None] | None = None
+    torn_at_end = False
     for position, segment in enumerate(segments):
         is_last = position == len(segments) - 1
         problems_before = len(report.problems)
-        records, first, last, last_hash, torn, size = walker.walk_segment(segment)
-        report.records += records
+        walk = walker.walk_segment(segment)
+        last, torn = walk.last, walk.torn
+        report.records += walk.records
+        record_problems = len(report.problems) > problems_before or any(gap.segment == segment.name for gap in walker.gaps)
+        segment_deleted_before = any(gap.segment == segment.name and gap.boundary for gap in walker.gaps)
         digest = read_digest(digest_paths[segment.index]) if segment.index in digest_paths else None
         if segment.index in digest_paths and digest is None:
             walker.problem("digest mismatch", segment.name, "the digest file is unreadable")
+        elif digest is not None and (malformed := digest_malformed(digest)) is not None:
+            walker.problem("digest mismatch", segment.name, f"malformed: {malformed}")
+            digest = None  # nothing in it can be trusted
+        if segment.index in digest_paths and digest is None:
+            previous_digest = None  # nor chained to
+            first_digest = first_digest or (segment.name, None)
         if digest is None:
             if torn:
                 note = f"{segment.name}: incomplete last line (an interrupted write; the writer cuts it at its next start)"
                 if is_last:
                     report.notices.append(note)
+                    torn_at_end = True
                 else:
                     walker.problem("truncated", segment.name, "the last line is incomplete")
             if not is_last and segment.index not in digest_paths:
                 walker.problem("digest missing", segment.name, "a segment that is not the newest has no digest")
-            previous_name = segment.name
+            previous_name, previous_misplaced = segment.name, False
             continue
         if first_digest is None:
             first_digest = (segment.name, digest)
-        if digest_hash(digest) != digest.get("digest_hash"):
+        if digest_hash(digest) != digest["digest_hash"]:
             walker.problem("digest mismatch", segment.name, "the digest file was altered (its own hash does not match)")
-        elif previous_digest is not None and digest.get("previous_digest_hash") != previous_digest:
-            if not any(p.kind == "segment deleted" for p in report.problems[problems_before:]):
+            previous_digest, previous_name, previous_misplaced = digest["digest_hash"], segment.name, False
+            continue  # its values are not to be trusted, nor resynchronised to
+        misplaced = _check_identity(walker, segment, digest, None if segment_deleted_before else previous_name)
+        if previous_digest is not None and digest["previous_digest_hash"] != previous_digest:
+            if not (segment_deleted_before or misplaced or previous_misplaced):
                 walker.problem("digest mismatch", segment.name, f"it does not chain to the digest of {previous_name}")
-        previous_digest, previous_name = str(digest.get("digest_hash")), segment.name
+        previous_digest, previous_name, previous_misplaced = digest["digest_hash"], segment.name, misplaced
         report.last_digest_hash = previous_digest
-        digest_last = digest.get("last_seq")
-        record_problems = len(report.problems) > problems_before or any(gap.segment == segment.name for gap in walker.gaps)
-        if isinstance(digest_last, int) and (last is None or last < digest_last) and not record_problems or torn:
+        digest_last = digest["last_seq"]
+        resync = record_problems
+        if ((last is None or last < digest_last) and not record_problems) or torn:
             found = "no records" if last is None else f"seq {last}"
+            missing = digest_last - (last if last is not None else digest["first_seq"] - 1)
             walker.problem(
                 "truncated",
                 segment.name,
-                f"it ends at {found}{' and a partial line' if torn else ''}; its digest says seq {digest_last}"
-                f" ({digest_last - (last if last is not None else digest.get('first_seq', 0) - 1)} records missing at the end)"
-                if isinstance(digest_last, int)
-                else "its last line is incomplete",
+                f"it ends at {found}{' and a partial line' if torn else ''}; its digest says seq {digest_last} ({missing} records missing at the end)",
             )
-            record_problems = True
+            resync = True
         elif not record_problems and (
-            digest.get("bytes") != size
-            or digest.get("records") != records
-            or (digest.get("last_hash") or "").encode() != last_hash
-            or digest.get("first_seq") != first
+            digest["bytes"] != walk.size
+            or digest["records"] != walk.records
+            or digest["last_hash"].encode() != walk.last_hash
+            or digest["first_seq"] != walk.first
+            or digest["last_seq"] != last
+            or digest["file_sha256"] != walk.sha256
         ):
-            what = "records were appended after it was closed" if isinstance(digest_last, int) and last is not None and last > digest_last else "the file does not match its digest"
+            what = "records were appended after it was closed" if last is not None and last > digest_last else "the file does not match its digest"
             walker.problem("digest mismatch", segment.name, what)
-        if record_problems and isinstance(digest_last, int):
-            # Carry on from where the digest says the segment ended, so one damaged
-            # segment does not make the next one look damaged too.
-            walker.expected, walker.prev = digest_last + 1, str(digest.get("last_hash")).encode()
+            resync = True
+        if resync and not misplaced and (walker.expected is None or digest_last + 1 >= walker.expected):
+            # Carry on from where the (intact) digest says the segment ended, so one damaged
+            # segment does not make the next one look damaged too. Not from a digest that
+            # describes another file, nor backwards (reordered records leave the walk ahead).
+            walker.expected, walker.prev = digest_last + 1, digest["last_hash"].encode()
     _check_head(walker, segments, first_digest)
     _check_orphan_digests(walker, digest_paths, present)
     for gap in sorted(walker.gaps, key=lambda g: g.first):
         span = f"seq {gap.first}" if gap.first == gap.last else f"seq {gap.first}..{gap.last}"
-        walker.problem("removed", gap.segment, f"record {span} is missing before this line", gap.line, gap.first)
+        if gap.boundary:
+            walker.problem("segment deleted", gap.segment, f"records {span} before this segment are missing (a whole segment is gone)", gap.line, gap.found)
+        else:
+            walker.problem("removed", gap.segment, f"record {span} is missing before this line", gap.line, gap.first)
     report.last_seq = walker.expected - 1 if walker.expected is not None else None
     report.last_hash = walker.prev.decode() if walker.prev is not None else None
     report.deleted_by_retention = len(walker.retained)
+    _check_marker(walker, marker, torn_at_end)
     return report
 
 
-def _check_head(walker: _Walker, segments: list[Segment], first_digest: tuple[str, dict[str, Any]] | None) -> None:
+def _check_identity(walker: _Walker, segment: Segment, digest: dict[str, Any], previous_name: str | None) -> bool:
+    """Does the digest describe this file (name, index, day, predecessor)? Reports it if not."""
+    wrong = [
+        f"{key} {digest[key]!r} (the file: {actual!r})"
+        for key, actual in (("segment", segment.name), ("index", segment.index), ("day", segment.day))
+        if digest[key] != actual
+    ]
+    if previous_name is not None and digest.get("previous_segment") != previous_name:
+        wrong.append(f"previous_segment {digest.get('previous_segment')!r} (the file before it: {previous_name!r})")
+    if wrong:
+        walker.problem("digest mismatch", segment.name, "it describes another segment: " + "; ".join(wrong))
+    return bool(wrong)
+
+
+def _check_marker(walker: _Walker, marker: tuple[int, str] | None, torn_at_end: bool) -> None:
+    """The writers' head marker must not be ahead of the log: if it is, the end was cut."""
+    report = walker.report
+    if marker is None or marker[0] < 0:
+        return
+    seq, head = marker
+    last = report.last_seq if report.last_seq is not None else -1
+    if torn_at_end and seq > last:
+        return  # a crash mid-write (the torn line's notice says so) can lose an unsynced tail
+    if seq > last or (seq == last and head != report.last_hash):
+        walker.problem(
+            "truncated",
+            None,
+            f"the writers' head marker in .writer.lock says seq {seq} was written; the log ends at seq {last}"
+            " (records at the end, or the newest segment, are gone)",
+        )
+
+
+def _check_head(walker: _Walker, segments: list[Segment], first_digest: tuple[str, dict[str, Any] | None] | None) -> None:
     """The oldest segment left must start the chain, or follow one that retention deleted."""
     if walker.head is not None:
         seq, link, name = walker.head
@@ -263,7 +403,7 @@ def _check_head(walker: _Walker, segments: list[Segment], first_digest: tuple[st
             else:
                 walker.problem("segment deleted", name, f"records seq 0..{seq - 1} before the oldest segment are gone with no retention record")
                 return
-    if first_digest is not None:
+    if first_digest is not None and first_digest[1] is not None:  # a damaged one is reported already
         name, digest = first_digest
         previous = digest.get("previous_digest_hash")
         if previous != GENESIS and not any(e.get("digest_hash") == previous for e in walker.retained.values()):

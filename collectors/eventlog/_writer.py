@@ -40,12 +40,14 @@ from ._format import (
     Segment,
     chained_line,
     digest_hash,
-    file_sha256,
+    digest_malformed,
     list_digests,
     list_segments,
     parse_line,
+    parse_marker,
     read_digest,
     segment_name,
+    segment_summary,
 )
 
 __all__ = ["DEFAULT_MAX_SEGMENT_BYTES", "SegmentEventLog"]
@@ -276,7 +278,7 @@ class SegmentEventLog:
             os.fsync(self._fd)  # a digest must never attest to bytes that are not on disk
         os.close(self._fd)
         self._fd, self._segment = None, None
-        sha, size = file_sha256(segment.path)
+        sha, size, earliest, latest = segment_summary(segment.path)
         digest: dict[str, Any] = {
             "schema": DIGEST_SCHEMA,
             "segment": segment.name,
@@ -290,6 +292,8 @@ class SegmentEventLog:
             "file_sha256": sha,
             "previous_segment": self._digest_segment,
             "previous_digest_hash": self._digest_hash,
+            "min_ts": earliest,  # the events' time range, for read_events to skip by
+            "max_ts": latest,
             "closed_at": self._clock().isoformat().replace("+00:00", "Z"),
         }
         digest["digest_hash"] = digest_hash(digest)
@@ -347,37 +351,90 @@ class SegmentEventLog:
                 pass
         self._fd, self._segment, self._marker = None, None, None
 
+    def _expected_head(self) -> tuple[int, str, str] | None:
+        """The furthest (seq, hash, who says so) this writer or the lock marker knows was written."""
+        heads = []
+        if self._seq >= 0:
+            heads.append((self._seq, self._hash, "this writer"))
+        try:
+            marker = parse_marker(os.pread(self._lock_fd, 512, 0)) if self._lock_fd is not None else None
+        except OSError:
+            marker = None
+        if marker is not None and marker[0] >= 0:
+            heads.append((marker[0], marker[1], "the lock file's head marker"))
+        return max(heads, key=lambda head: head[0], default=None)
+
     def _reload(self) -> None:
-        """Rebuild the chain state from the files on disk, recovering a torn last line."""
+        """Rebuild the chain state from the files on disk, recovering a torn last line.
+
+        The disk is the truth, but not silently: when it is behind what this writer (or the
+        lock file's head marker) knows was written, records were cut or a segment deleted
+        behind the writers' backs, and the chain goes on with an ``event_log.discontinuity``
+        record that verification reports.
+        """
+        expected = self._expected_head()
         self._abandon()
         segments = list_segments(self.directory)
         digests = list_digests(self.directory)
         self._index = max([s.index for s in segments] + list(digests) + [0])
         self._seq, self._hash, self._digest_hash, self._digest_segment = -1, GENESIS, GENESIS, None
+        damaged: tuple[str, str] | None = None
         newest_digest = max(digests, default=None)
         if newest_digest is not None:
-            digest = read_digest(digests[newest_digest]) or {}
-            self._seq = int(digest.get("last_seq", -1))
-            self._hash = str(digest.get("last_hash", GENESIS))
-            self._digest_hash = str(digest.get("digest_hash", GENESIS))
-            self._digest_segment = digest.get("segment")
+            digest = read_digest(digests[newest_digest])
+            trouble = "unreadable" if digest is None else digest_malformed(digest)
+            if digest is not None and trouble is None:
+                self._seq, self._hash = digest["last_seq"], digest["last_hash"]
+                self._digest_hash, self._digest_segment = digest["digest_hash"], digest["segment"]
+            else:
+                # Carry on from the segment's own records; link the next digest to this one's
+                # content as far as it can be read, so verification names this digest alone.
+                damaged = (digests[newest_digest].name, trouble or "malformed")
+                self._continue_from_records(next((s for s in segments if s.index == newest_digest), None))
+                self._digest_hash = digest_hash(digest) if digest is not None else GENESIS
+                self._digest_segment = digests[newest_digest].name[: -len(".digest.json")] + ".jsonl"
         self._last_day = segments[-1].day if segments else ""
         latest = segments[-1] if segments else None
-        if latest is None or latest.index in digests:
-            self._write_marker()
-            return
-        cut = self._reopen(latest)
+        cut = None
+        if latest is not None and latest.index not in digests:
+            cut = self._reopen(latest)
         self._write_marker()
         if cut is not None:
-            log.warning("event_log_recovered", segment=latest.name, cut_bytes=cut[0])
+            log.warning("event_log_recovered", segment=latest.name if latest else None, cut_bytes=cut[0])
             self._write_own(
                 "event_log.recovered",
-                segment=latest.name,
+                segment=latest.name if latest else None,
                 cut_bytes=cut[0],
                 cut_sha256=cut[1],
                 last_seq=self._seq,
                 last_hash=self._hash,
             )
+        if damaged is not None:
+            log.error("event_log_digest_damaged", digest=damaged[0], problem=damaged[1])
+            self._write_own("event_log.digest_damaged", digest=damaged[0], problem=damaged[1], last_seq=self._seq, last_hash=self._hash)
+        if expected is not None and (expected[0] > self._seq or (expected[0] == self._seq and expected[1] != self._hash)):
+            found_seq, found_hash = self._seq, self._hash
+            log.error("event_log_discontinuity", expected_seq=expected[0], found_seq=found_seq, source=expected[2])
+            self._write_own(
+                "event_log.discontinuity",
+                expected_seq=expected[0],
+                expected_hash=expected[1],
+                found_seq=found_seq,
+                found_hash=found_hash,
+                source=expected[2],
+            )
+
+    def _continue_from_records(self, segment: Segment | None) -> None:
+        """Take the chain head from a closed segment's last record (its digest is damaged)."""
+        if segment is None:
+            return
+        try:
+            with open(segment.path, "rb") as handle:
+                _, last = _last_record(handle, os.fstat(handle.fileno()).st_size)
+        except OSError:
+            return
+        if last is not None:
+            self._seq, self._hash = last.seq, last.hash
 
     def _reopen(self, segment: Segment) -> tuple[int, str] | None:
         """Continue an open segment; returns (bytes cut, their sha256) if its last line was torn."""

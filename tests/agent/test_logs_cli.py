@@ -77,3 +77,10 @@ def test_query_rejects_a_malformed_date(tmp_path: Path) -> None:
     _write_log(tmp_path)
     result = runner.invoke(app, ["logs", "query", "--dir", str(tmp_path), "--since", "last tuesday"])
     assert result.exit_code == 2 and "--since must be an ISO date" in result.output
+
+
+def test_query_prints_a_record_with_a_lone_surrogate_as_escaped_json(tmp_path: Path) -> None:
+    log = SegmentEventLog(tmp_path, clock=lambda: dt.datetime(2026, 11, 27, tzinfo=dt.UTC))
+    log.export([{"event": "exchange", "ts": "2026-11-26T09:00:00Z", "system": "bot", "note": "a\ud800b"}, {"event": "exchange", "ts": "2026-11-26T09:00:01Z", "system": "bot"}])
+    log.shutdown()
+    assert [e.get("note") for e in _query(tmp_path)] == ["a\ud800b", None]

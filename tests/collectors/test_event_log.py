@@ -244,3 +244,76 @@ def test_read_events_window_edges_are_exact_whatever_form_the_timestamp_takes(tm
     log.shutdown()
     found = [e["n"] for e in read_events(tmp_path, since=dt.date(2026, 10, 1), until=dt.date(2026, 11, 1))]
     assert found == [1, 2, 4]
+
+
+def test_records_cut_from_the_open_segment_while_the_writer_runs_are_recorded_as_a_discontinuity(tmp_path: Path) -> None:
+    log = SegmentEventLog(tmp_path, clock=_clock("2026-11-26"))
+    for n in range(5):
+        log.export([_event(n)])
+    segment = log.current_segment
+    segment.write_bytes(b"".join(segment.read_bytes().splitlines(keepends=True)[:3]))  # seq 3 and 4 cut
+    log.export([_event(9)])
+    log.shutdown()
+    events = list(read_events(tmp_path))
+    assert [e.get("n") for e in events] == [0, 1, 2, None, 9]
+    gap = events[3]
+    assert gap["event"] == "event_log.discontinuity" and (gap["expected_seq"], gap["found_seq"]) == (4, 2)
+    problems = verify_event_log(tmp_path).problems
+    assert [(p.kind, p.seq) for p in problems] == [("discontinuity", 3)]
+
+
+def test_a_newest_segment_deleted_with_its_digest_is_caught_by_the_head_marker(tmp_path: Path) -> None:
+    log = SegmentEventLog(tmp_path, clock=_clock("2026-11-27"))
+    for day in ("2026-11-26", "2026-11-27"):
+        log.export([_event(1, day), _event(2, day)])
+    log.shutdown()
+    newest = list_segments(tmp_path)[-1]
+    newest.path.unlink()
+    newest.digest_path.unlink()
+    report = verify_event_log(tmp_path)
+    assert [(p.kind, p.segment) for p in report.problems] == [("truncated", None)] and "seq 3" in report.problems[0].detail
+    # A writer starting on it carries on, and records what it found.
+    restarted = SegmentEventLog(tmp_path, clock=_clock("2026-11-27"))
+    restarted.export([_event(3, "2026-11-27")])
+    restarted.shutdown()
+    (gap,) = [e for e in read_events(tmp_path) if e["event"] == "event_log.discontinuity"]
+    assert (gap["expected_seq"], gap["found_seq"], gap["source"]) == (3, 1, "the lock file's head marker")
+    assert [p.kind for p in verify_event_log(tmp_path).problems] == ["discontinuity"]
+
+
+@pytest.mark.parametrize("damage", [{"last_hash": 5}, {"last_seq": "a"}, {"first_seq": 1.5}])
+def test_the_writer_starts_past_a_malformed_newest_digest_and_records_it(tmp_path: Path, damage: dict) -> None:
+    from aimsguard.collectors.eventlog._format import digest_hash
+
+    log = SegmentEventLog(tmp_path, clock=_clock("2026-11-26"))
+    log.export([_event(1), _event(2)])
+    log.shutdown()
+    digest_path = list_segments(tmp_path)[-1].digest_path
+    digest = {**json.loads(digest_path.read_text()), **damage}
+    digest["digest_hash"] = digest_hash(digest)
+    digest_path.write_text(json.dumps(digest))
+    report = verify_event_log(tmp_path)
+    assert [p.kind for p in report.problems] == ["digest mismatch"] and "malformed" in report.problems[0].detail
+
+    restarted = SegmentEventLog(tmp_path, clock=_clock("2026-11-26"))
+    assert restarted.healthy
+    restarted.export([_event(3)])
+    restarted.shutdown()
+    events = list(read_events(tmp_path))
+    assert [e.get("n") for e in events] == [1, 2, None, 3] and events[2]["event"] == "event_log.digest_damaged"
+    assert [json.loads(line)["_chain"]["seq"] for s in list_segments(tmp_path) for line in s.path.read_text().splitlines()] == [0, 1, 2, 3]
+    report = verify_event_log(tmp_path)  # the damaged digest alone is named; the chain runs on
+    assert [(p.kind, p.segment) for p in report.problems] == [("digest mismatch", digest_path.name.replace(".digest.json", ".jsonl"))]
+
+
+def test_read_events_finds_a_late_event_written_after_the_segments_of_later_days(tmp_path: Path) -> None:
+    log = SegmentEventLog(tmp_path, clock=_clock("2026-12-02"))
+    log.export([_event(1, "2026-11-30"), _event(2, "2026-12-01"), _event(3, "2026-12-02")])
+    log.export([_event(4, "2026-11-30")])  # stamped Nov 30, written into Dec 2's segment
+    log.export([_event(5, "2026-12-03")])
+    log.shutdown()
+    digests = [json.loads(s.digest_path.read_text()) for s in list_segments(tmp_path)]
+    assert (digests[2]["min_ts"], digests[2]["max_ts"]) == ("2026-11-30T10:00:00.000001Z", "2026-12-02T10:00:00.000001Z")
+    november = [e["n"] for e in read_events(tmp_path, since=dt.date(2026, 11, 1), until=dt.date(2026, 12, 1))]
+    assert november == [1, 4]
+    assert [e["n"] for e in read_events(tmp_path, since=dt.date(2026, 12, 3))] == [5]

@@ -146,3 +146,87 @@ def test_a_torn_line_in_the_open_segment_is_a_crash_not_tampering(tmp_path: Path
     path.write_bytes(path.read_bytes()[:-30])
     report = verify_event_log(tmp_path)
     assert report.ok and len(report.notices) == 1 and report.records == 39
+
+
+def _rechain_from(path: Path, position: int, edit) -> None:
+    """Edit one record and recompute its hash and every later hash in the file (a careful forger)."""
+    from aimsguard.collectors.eventlog._format import chained_line, split_line
+
+    lines = path.read_bytes().splitlines(keepends=True)
+    prev = split_line(lines[position])[1].decode()
+    for at in range(position, len(lines)):
+        seq, _, _, body = split_line(lines[at])
+        lines[at], prev = chained_line(seq, prev, edit(body) if at == position else body)
+    path.write_bytes(b"".join(lines))
+
+
+def test_a_rechained_segment_is_blamed_alone_not_the_one_after_it(tmp_path: Path) -> None:
+    _build(tmp_path)
+    path = _segment(tmp_path, 1)
+    _rechain_from(path, 3, lambda body: body.replace(b'"n":3', b'"n":4'))
+    assert _found(tmp_path) == [("digest mismatch", path.name, None, None)]
+
+
+def test_a_digest_altered_to_a_wrong_type_is_named_alone_and_does_not_crash(tmp_path: Path) -> None:
+    from aimsguard.collectors.eventlog._format import digest_hash
+
+    _build(tmp_path)
+    digest_path = list_segments(tmp_path)[1].digest_path
+    digest = {**json.loads(digest_path.read_text()), "last_hash": 5}
+    digest_path.write_text(json.dumps(digest))  # its own hash no longer matches
+    assert _found(tmp_path) == [("digest mismatch", _segment(tmp_path, 1).name, None, None)]
+    digest["digest_hash"] = digest_hash(digest)
+    digest["first_seq"] = "a"
+    digest["digest_hash"] = digest_hash(digest)
+    digest_path.write_text(json.dumps(digest))  # rehashed, so only the types betray it
+    problems = verify_event_log(tmp_path).problems
+    assert [(p.kind, p.segment) for p in problems] == [("digest mismatch", _segment(tmp_path, 1).name)]
+    assert problems[0].detail.startswith("malformed") and "first_seq" in problems[0].detail and "last_hash" in problems[0].detail
+
+
+def test_swapped_segments_are_one_reordering_not_a_deletion(tmp_path: Path) -> None:
+    _build(tmp_path)
+    second, third = list_segments(tmp_path)[1:3]
+    for a, b in ((second.path, third.path), (second.digest_path, third.digest_path)):
+        parked = a.with_name("parked")
+        a.rename(parked)
+        b.rename(a)
+        parked.rename(b)
+    problems = verify_event_log(tmp_path).problems
+    kinds = [p.kind for p in problems]
+    assert "segment deleted" not in kinds and kinds.count("segments reordered") == 1
+    (moved,) = [p for p in problems if p.kind == "segments reordered"]
+    assert (moved.segment, moved.line, moved.seq) == (third.name, 1, 10) and "seq 10..19" in moved.detail
+    # Each digest now sits next to a file it does not describe.
+    assert {p.segment for p in problems if p.kind == "digest mismatch"} == {second.name, third.name}
+
+
+def test_a_run_of_repeated_records_is_one_problem(tmp_path: Path) -> None:
+    _build(tmp_path)
+    path = _segment(tmp_path, 1)
+    _edit_lines(path, lambda lines: [*lines[:6], *lines[1:4], *lines[6:]])  # seq 11-13 again after seq 15
+    problems = verify_event_log(tmp_path).problems
+    assert [(p.kind, p.line, p.seq) for p in problems if p.kind == "reordered"] == [("reordered", 7, 11)]
+    assert "seq 11..13" in problems[0].detail
+
+
+def test_editing_the_first_record_is_a_change_not_a_deleted_segment(tmp_path: Path) -> None:
+    _build(tmp_path)
+    path = _segment(tmp_path, 0)
+    _edit_lines(path, lambda lines: [lines[0].replace(b'"n":0', b'"n":7'), *lines[1:]])
+    assert _found(tmp_path) == [("changed", path.name, 1, 0)]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("segment", "events-2026-11-20-000009.jsonl"), ("index", 9), ("day", "2026-11-19"), ("file_sha256", "0" * 64), ("last_seq", 18), ("previous_segment", "elsewhere.jsonl")],
+)
+def test_a_rehashed_digest_describing_another_file_is_named(tmp_path: Path, field: str, value: object) -> None:
+    from aimsguard.collectors.eventlog._format import digest_hash
+
+    _build(tmp_path)
+    digest_path = list_segments(tmp_path)[3].digest_path
+    digest = {**json.loads(digest_path.read_text()), field: value}
+    digest["digest_hash"] = digest_hash(digest)
+    digest_path.write_text(json.dumps(digest))
+    assert {(k, s) for k, s, _, _ in _found(tmp_path)} == {("digest mismatch", _segment(tmp_path, 3).name)}
