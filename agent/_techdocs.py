@@ -3,8 +3,10 @@
 ``build_techdoc`` loads the system's checks exactly as the Guard does (the same
 ``Pipeline``) and asks the live objects what they are: each check's version, settings,
 fail mode and budget, the Presidio recognizers a pii check runs and the knowledge-base
-snapshot a grounding check answers from. Metrics are read from a fresh
-``PrometheusMetrics`` registry, alert rules from the Prometheus rule file. So the pack
+snapshot a grounding check answers from. Metrics are read from a fresh registry on which
+every metric owner registers its metrics (``PrometheusMetrics``, the bias monitor, the
+oversight runtime), the fairness section from the system's ``fairness`` policy, alert rules
+from the Prometheus rule file. So the pack
 cannot drift from what runs: change the policy and the document changes with it.
 ``techdoc_document`` lays it out for the report renderers (Markdown, HTML).
 """
@@ -83,6 +85,7 @@ class TechDoc:
     alert_rules: list[AlertRuleDoc]
     oversight: list[str]
     escalating_checks: list[str]
+    fairness: list[tuple[str, str]] = field(default_factory=list)  # empty: the system has no fairness section
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -136,15 +139,43 @@ def _check_doc(described: dict[str, Any], guardrail: Any, stage: Stage) -> Check
 def _metrics() -> list[tuple[str, str, str]]:
     from prometheus_client import CollectorRegistry
 
-    from aimsguard.collectors import PrometheusMetrics
+    from aimsguard.collectors import BiasMonitor, PrometheusMetrics
 
+    from ._oversight import OversightMetrics
+
+    # Each owner registers its own metrics here as it does at run time, so the list
+    # cannot drift from the code (fairness, feedback, handoffs, incidents, records store).
     registry = CollectorRegistry()
     PrometheusMetrics(registry=registry)
+    BiasMonitor({}, registry=registry)
+    OversightMetrics(registry)
     out = []
     for family in registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")
         out.append((name, family.type, family.documentation))
     return sorted(out)
+
+
+def _fairness(config: Any) -> list[tuple[str, str]]:
+    """The ``fairness`` policy section as (item, value) rows; empty when the system has none."""
+    if config is None:
+        return []
+    window = f"the last {config.window_events:,} exchanges" + (f", none older than {config.window_s:g} s" if config.window_s else "")
+    rows = [(f"feature {feature}", ", ".join(categories)) for feature, categories in config.features.items()]
+    rows += [
+        ("outcomes", ", ".join(config.outcomes)),
+        ("positive outcomes", ", ".join(config.positive_outcomes)),
+        ("ground-truth labels (feedback)", ", ".join(config.label_values)),
+        ("positive labels", ", ".join(config.positive_label_values)),
+        ("window", window),
+        ("min_group_size", f"{config.min_group_size} (smaller groups are reported as insufficient data and left out)"),
+        ("evaluated", f"every {config.evaluate_every:,} exchanges or {config.evaluate_interval_s:g} s while traffic flows"),
+    ]
+    limits = config.thresholds.limits()
+    rows += [(f"threshold {measure}", f"{bound} {value:g}") for measure, (bound, value) in limits.items()]
+    if not limits:
+        rows.append(("thresholds", "none set: measures are recorded, never breached"))
+    return rows
 
 
 def _rule_scope(expr: str, system: str) -> str | None:
@@ -237,7 +268,7 @@ def build_techdoc(
         objectives=[(o.id, o.metric.value, f"{'≥' if o.comparison.value == 'at_least' else '≤'} {o.target:g}", o.description)
                     for o in system.objectives],
         logging=logging, metrics=_metrics(), alert_rules=_alert_rules(alert_rules, system_id), oversight=oversight,
-        escalating_checks=escalating,
+        escalating_checks=escalating, fairness=_fairness(system.fairness),
     )
 
 
@@ -280,6 +311,13 @@ def techdoc_document(doc: TechDoc) -> Any:
             else Paragraph("The policy sets no objectives for this system."),
             Paragraph("The monthly report (aimsguard report) scores each objective as met or missed from the event log."),
         ], "objectives"),
+        Section("Fairness (bias monitoring)", 1, [
+            Paragraph("Outcomes are compared across the groups of each protected feature with fairlearn (selection rate, "
+                      "demographic parity difference and ratio, equalized odds once ground truth arrives as feedback, and the "
+                      "guardrails' own block and escalation rates); a measure past its threshold writes bias.breach."),
+            Table(pairs, [list(x) for x in doc.fairness]),
+        ] if doc.fairness else [Paragraph("The policy sets no fairness section for this system: its outcomes are not monitored for bias.")],
+                "fairness"),
         Section("What is logged, and for how long (ISO 42001 A.6.2.8)", 1, [Table(pairs, [list(x) for x in doc.logging])], "logging"),
         Section("Monitoring (ISO 42001 A.6.2.6)", 1, [
             Paragraph("Alert rules (Prometheus) that watch this system:"),

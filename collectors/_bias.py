@@ -55,7 +55,6 @@ EmitHook = Callable[..., None]
 
 # Only what the guardrails decided on counts for their rates; errors and rejections do not.
 _GUARD_STATES = {"ok": GUARD_ALLOW, "blocked": GUARD_BLOCK, "escalated": GUARD_ESCALATE}
-_RATES_FOR = {"block_rate_difference": "block_rates", "escalation_rate_difference": "escalation_rates"}
 
 
 class _Record:
@@ -175,8 +174,9 @@ class BiasMonitor:
         )
         self.insufficient = Gauge(
             "aimsguard_fairness_insufficient_groups",
-            "Categories with fewer outcomes than min_group_size in the window: reported as insufficient data, left out.",
-            ["system", "feature"], registry=r, multiprocess_mode="liveall",
+            "Categories with too few samples (below min_group_size) in the window for a family of measures"
+            " (selection, equalized_odds, guardrail): reported as insufficient data, left out.",
+            ["system", "feature", "family"], registry=r, multiprocess_mode="liveall",
         )
         self.breached = Gauge(
             "aimsguard_fairness_breached", "1 while a fairness measure is past the policy's threshold.",
@@ -307,7 +307,12 @@ class BiasMonitor:
     def _export_gauges(self, system: str, window: _Window, result: FairnessEvaluation, size: int) -> None:
         feature = result.feature
         self.window_size.labels(system, feature).set(size)
-        self.insufficient.labels(system, feature).set(len(result.insufficient_groups))
+        for family, groups in (
+            ("selection", result.insufficient_groups),
+            ("equalized_odds", result.insufficient_labelled_groups),
+            ("guardrail", result.insufficient_guardrail_groups),
+        ):
+            self.insufficient.labels(system, feature, family).set(len(groups))
         for metric in _MEASURES:
             value = result.values.get(metric)
             if value is None:
@@ -345,7 +350,7 @@ class BiasMonitor:
                 continue
             window.breaches[key] = _Breach(now, window.seen)
             self.breaches.labels(system, result.feature, metric).inc()
-            rates = getattr(result, _RATES_FOR.get(metric, "selection_rates"))
+            rates, sizes, insufficient = result.evidence(metric)
             self._send(
                 "bias.breach",
                 system=system,
@@ -356,8 +361,8 @@ class BiasMonitor:
                 bound=bound,
                 window_events=size,
                 group_rates=dict(rates),
-                group_sizes=dict(result.guardrail_group_sizes if metric in _RATES_FOR else result.group_sizes),
-                insufficient_groups=list(result.insufficient_groups),
+                group_sizes=dict(sizes),
+                insufficient_groups=list(insufficient),
                 repeated=previous is not None,
             )
         return breached
@@ -411,6 +416,8 @@ def _evaluated_fields(system: str, window: _Window, result: FairnessEvaluation, 
         "min_group_size": window.config.min_group_size,
         "group_sizes": result.group_sizes,
         "insufficient_groups": result.insufficient_groups,
+        "insufficient_labelled_groups": result.insufficient_labelled_groups,
+        "insufficient_guardrail_groups": result.insufficient_guardrail_groups,
         "selection_rates": result.selection_rates,
         "demographic_parity_difference": result.demographic_parity_difference,
         "demographic_parity_ratio": result.demographic_parity_ratio,

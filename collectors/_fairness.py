@@ -13,7 +13,10 @@ window holds into fairlearn's measures, one sensitive feature at a time:
 The window is summarised as counts per (group, outcome, label, guardrail action), handed to
 fairlearn as weighted samples (``sample_weight``), so an evaluation costs the same whatever
 the window's size. Groups with fewer than ``min_group_size`` samples are reported as
-insufficient data and left out: a small group's rate is noise, not evidence of bias.
+insufficient data and left out: a small group's rate is noise, not evidence of bias. Each
+family of measures counts its own samples (outcomes for selection and parity, labelled
+outcomes for equalized odds, guardrail decisions for block and escalation rates), so each
+has its own list of insufficient groups.
 """
 
 from __future__ import annotations
@@ -152,7 +155,7 @@ class FairnessEvaluation:
 
     feature: str
     group_sizes: dict[str, int]  # samples with an outcome, every category of the policy
-    insufficient_groups: list[str]  # categories below min_group_size: left out
+    insufficient_groups: list[str]  # selection and parity: categories below min_group_size, left out
     selection_rates: dict[str, float]
     demographic_parity_difference: float | None
     demographic_parity_ratio: float | None
@@ -164,10 +167,22 @@ class FairnessEvaluation:
     block_rate_difference: float | None
     escalation_rate_difference: float | None
     values: dict[str, float] = field(default_factory=dict)  # the measures that could be computed
+    # Equalized odds: too few labelled samples, or not both kinds of ground truth.
+    insufficient_labelled_groups: list[str] = field(default_factory=list)
+    insufficient_guardrail_groups: list[str] = field(default_factory=list)  # too few guardrail decisions
 
     @property
     def sufficient(self) -> bool:
         return self.demographic_parity_difference is not None or self.block_rate_difference is not None
+
+    def evidence(self, metric: str) -> tuple[dict[str, float], dict[str, int], list[str]]:
+        """(group rates, group sizes, insufficient groups) behind one measure's value."""
+        if metric in ("block_rate_difference", "escalation_rate_difference"):
+            rates = self.block_rates if metric == "block_rate_difference" else self.escalation_rates
+            return rates, self.guardrail_group_sizes, self.insufficient_guardrail_groups
+        if metric == "equalized_odds_difference":
+            return self.selection_rates, self.labelled_sizes, self.insufficient_labelled_groups
+        return self.selection_rates, self.group_sizes, self.insufficient_groups
 
 
 def _clean(value: Any) -> float | None:
@@ -250,6 +265,7 @@ def evaluate(feature: str, counts: Mapping[CountKey, int], categories: list[str]
     # labelled samples, and both kinds of ground truth, or its rates mean nothing.
     both = {g for g in labelled_sizes if {t for (grp, t, _) in labelled if grp == g} == {NO, YES}}
     labelled_enough = {g for g, n in labelled_sizes.items() if n >= min_group_size} & both
+    insufficient_labelled = [g for g in categories if g not in labelled_enough]
     eo_difference = None
     if len(labelled_enough) >= 2:
         chosen = {k: n for k, n in labelled.items() if k[0] in labelled_enough}
@@ -258,6 +274,7 @@ def evaluate(feature: str, counts: Mapping[CountKey, int], categories: list[str]
 
     guard_sizes = _sizes(blocked, categories)
     guard_enough = {g for g, n in guard_sizes.items() if n >= min_group_size}
+    insufficient_guardrail = [g for g in categories if guard_sizes.get(g, 0) < min_group_size]
     block_rates: dict[str, float] = {}
     escalation_rates: dict[str, float] = {}
     block_difference = escalation_difference = None
@@ -291,4 +308,6 @@ def evaluate(feature: str, counts: Mapping[CountKey, int], categories: list[str]
         block_rate_difference=block_difference,
         escalation_rate_difference=escalation_difference,
         values=values,
+        insufficient_labelled_groups=insufficient_labelled,
+        insufficient_guardrail_groups=insufficient_guardrail,
     )

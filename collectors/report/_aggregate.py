@@ -8,12 +8,16 @@ cost about 5 MB. Handoff answer times are kept per answered handoff (few).
 
 Definitions (also in README.md, "Monthly report"):
 - requests: exchanges whose status is not ``rejected`` (invalid requests never reached
-  a model); failed: status ``error`` or ``upstream_error``; availability = 1 - failed/requests.
-- latency: ``duration_ms`` of those requests.
+  a model); failed: status ``error``, ``upstream_error`` or ``stopped`` (the stop switch
+  answered with the fallback: the service was not available); availability = 1 - failed/requests.
+- latency: ``duration_ms`` of the requests that reached the upstream model (``upstream_ms``
+  present): answers given without a model call (blocked, escalated, stopped) would pull it down.
 - check runs: the verdicts listed in exchange events; failures: outcome error or timeout.
 - grounding failure: a grounding check's verdict whose action is not ``allow``.
 - personal data: findings of pii checks in ``guardrail.verdict`` events (restored
-  placeholders excluded); a leak is such a finding at the output stage.
+  placeholders excluded); a leak is such a finding at the output stage whose verdict let
+  the text through (action ``allow`` or ``flag``); one redacted, blocked or escalated at
+  the output stage is "caught in output".
 - time to human answer: ``handoff.answered`` ts minus its ``handoff.created`` ts.
 """
 
@@ -32,8 +36,15 @@ from ._model import BiasFigures, CheckFigures, DayFigures, HandoffFigures, Incid
 
 __all__ = ["MonthAggregator", "incident_lines_from_records", "parse_ts"]
 
-_FAILED = frozenset(("error", "upstream_error"))
-_BIAS_KEYS = ("demographic_parity_ratio", "demographic_parity_difference", "equalized_odds_difference")
+_FAILED = frozenset(("error", "upstream_error", "stopped"))
+_BIAS_KEYS = (
+    "demographic_parity_ratio",
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "block_rate_difference",
+    "escalation_rate_difference",
+)
+_LET_THROUGH = frozenset(("allow", "flag"))  # output verdicts that leave the text as it was
 
 
 def parse_ts(value: Any) -> datetime | None:
@@ -182,7 +193,7 @@ class MonthAggregator:
         if status in _FAILED:
             s.day_failed[day] += 1
         duration = event.get("duration_ms")
-        if isinstance(duration, (int, float)):
+        if isinstance(duration, (int, float)) and isinstance(event.get("upstream_ms"), (int, float)):
             s.durations.append(duration)
             s.duration_days.append(day)
 
@@ -272,11 +283,15 @@ class MonthAggregator:
         grounding_failed = sum(c.runs - c.actions.get("allow", 0) for c in grounding)
         pii_findings: dict[str, dict[str, int]] = {}
         pii_redactions: Counter[str] = Counter()
+        pii_leaked: Counter[str] = Counter()
+        pii_caught: Counter[str] = Counter()
         for (stage, entity, action), count in sorted(s.pii.items()):
             stage_counts = pii_findings.setdefault(stage, {})
             stage_counts[entity] = stage_counts.get(entity, 0) + count
             if action == "redact":
                 pii_redactions[entity] += count
+            if stage == "output":
+                (pii_leaked if action in _LET_THROUGH else pii_caught)[entity] += count
         incidents = list(incident_records) if incident_records is not None else [_line(i) for i in s.incidents.values()]
         return SystemFigures(
             system=system,
@@ -284,6 +299,7 @@ class MonthAggregator:
             rejected=rejected,
             requests=requests,
             failed=failed,
+            stopped=s.statuses.get("stopped", 0),
             availability=None if not requests else 1 - failed / requests,
             statuses=dict(sorted(s.statuses.items())),
             latency_p50_ms=p50,
@@ -301,7 +317,10 @@ class MonthAggregator:
             grounding_failure_rate=_rate(grounding_failed, grounding_checked),
             pii_redactions=dict(sorted(pii_redactions.items())),
             pii_findings=pii_findings,
-            pii_leaks=sum(pii_findings.get("output", {}).values()),
+            pii_leaks=sum(pii_leaked.values()),
+            pii_leaks_by_entity=dict(sorted(pii_leaked.items())),
+            pii_caught_in_output=sum(pii_caught.values()),
+            pii_caught_in_output_by_entity=dict(sorted(pii_caught.items())),
             handoffs=self._handoffs(s),
             incidents=self._incidents(incidents),
             bias=[self._bias_figures(feature, b) for feature, b in sorted(s.bias.items()) if b.evaluations or b.breaches],
@@ -369,6 +388,10 @@ class MonthAggregator:
             min_demographic_parity_ratio=b.worst.get("demographic_parity_ratio"),
             max_demographic_parity_difference=b.worst.get("demographic_parity_difference"),
             max_equalized_odds_difference=b.worst.get("equalized_odds_difference"),
+            last_block_rate_difference=number(last.get("block_rate_difference")),
+            last_escalation_rate_difference=number(last.get("escalation_rate_difference")),
+            max_block_rate_difference=b.worst.get("block_rate_difference"),
+            max_escalation_rate_difference=b.worst.get("escalation_rate_difference"),
             thresholds=b.thresholds,
         )
 

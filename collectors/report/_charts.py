@@ -89,7 +89,7 @@ def _pii(f: SystemFigures) -> Chart:
     left = [0] * len(entities)
     for stage, colour in (("input", "#5b8fd6"), ("output", "#d9534f")):
         widths = [f.pii_findings.get(stage, {}).get(e, 0) for e in entities]
-        axes.barh(entities, widths, left=left, color=colour, label=f"{stage}{' (leaks)' if stage == 'output' else ''}")
+        axes.barh(entities, widths, left=left, color=colour, label=f"{stage}{' (leaked or caught)' if stage == 'output' else ''}")
         left = [a + b for a, b in zip(left, widths, strict=True)]
     axes.set_xlabel("findings")
     axes.invert_yaxis()

@@ -118,10 +118,11 @@ def _operations(f: SystemFigures, prior: SystemFigures | None) -> Table:
             row("exchanges (all)", number(f.exchanges), number(p.exchanges) if p else NONE),
             row("rejected as invalid", number(f.rejected), number(p.rejected) if p else NONE),
             row("requests", number(f.requests), number(p.requests) if p else NONE),
-            row("failed (error, upstream error)", number(f.failed), number(p.failed) if p else NONE),
+            row("failed (error, upstream error, stopped)", number(f.failed), number(p.failed) if p else NONE),
+            row("of which stopped (stop switch on)", number(f.stopped), number(p.stopped) if p else NONE),
             row("availability", percent(f.availability, 3), percent(p.availability, 3) if p else NONE),
-            row("latency p50", number(f.latency_p50_ms) + " ms", (number(p.latency_p50_ms) + " ms") if p else NONE),
-            row("latency p95", number(f.latency_p95_ms) + " ms", (number(p.latency_p95_ms) + " ms") if p else NONE),
+            row("latency p50 (requests that reached the model)", number(f.latency_p50_ms) + " ms", (number(p.latency_p50_ms) + " ms") if p else NONE),
+            row("latency p95 (requests that reached the model)", number(f.latency_p95_ms) + " ms", (number(p.latency_p95_ms) + " ms") if p else NONE),
             row("blocked", f"{number(f.blocked)} ({percent(f.block_rate)})", f"{number(p.blocked)} ({percent(p.block_rate)})" if p else NONE),
             row("escalated to a person", f"{number(f.escalations)} ({percent(f.escalation_rate)})",
                 f"{number(p.escalations)} ({percent(p.escalation_rate)})" if p else NONE),
@@ -141,10 +142,11 @@ def _checks(f: SystemFigures) -> Table:
 
 def _pii(f: SystemFigures) -> Table:
     entities = sorted({e for stage in f.pii_findings.values() for e in stage})
-    table = Table(["entity type", "found in input", "found in answers (leaks)", "redacted"], [])
+    table = Table(["entity type", "found in input", "leaked in answers (let through)", "caught in answers", "redacted"], [])
     for entity in entities:
-        leaks = f.pii_findings.get("output", {}).get(entity, 0)
-        table.rows.append([entity, number(f.pii_findings.get("input", {}).get(entity, 0)), number(leaks), number(f.pii_redactions.get(entity, 0))])
+        leaks = f.pii_leaks_by_entity.get(entity, 0)
+        table.rows.append([entity, number(f.pii_findings.get("input", {}).get(entity, 0)), number(leaks),
+                           number(f.pii_caught_in_output_by_entity.get(entity, 0)), number(f.pii_redactions.get(entity, 0))])
         table.tones.append("bad" if leaks else "")
     return table
 
@@ -183,17 +185,33 @@ def _incidents(f: SystemFigures) -> list[Block]:
     return blocks
 
 
+def _against(value: float | None, thresholds: dict[str, float], measure: str) -> str:
+    """A measure's worst value, marked when it is past the policy's threshold for it."""
+    text = number(value, 3)
+    low, high = thresholds.get(f"{measure}_min"), thresholds.get(f"{measure}_max")
+    past = value is not None and ((low is not None and value < low) or (high is not None and value > high))
+    return f"{text} (past {low if low is not None else high:g})" if past else text
+
+
 def _bias(f: SystemFigures) -> Table:
     table = Table(["feature", "evaluations", "selection rates (last)", "parity ratio (last / worst)", "parity difference (worst)",
-                   "equalized odds diff. (worst)", "thresholds", "breaches"], [])
+                   "equalized odds diff. (worst)", "guardrail block rate diff. (worst)", "guardrail escalation rate diff. (worst)",
+                   "thresholds", "breaches"], [])
     for b in f.bias:
         rates = ", ".join(f"{g}: {r:.3f}" for g, r in sorted(b.last_selection_rates.items())) or NONE
-        thresholds = ", ".join(f"{k} {v:g}" for k, v in sorted(b.thresholds.items())) or NONE
+        limits = b.thresholds
+        thresholds = ", ".join(f"{k} {v:g}" for k, v in sorted(limits.items())) or NONE
+        worst = [
+            _against(b.max_demographic_parity_difference, limits, "demographic_parity_difference"),
+            _against(b.max_equalized_odds_difference, limits, "equalized_odds_difference"),
+            _against(b.max_block_rate_difference, limits, "block_rate_difference"),
+            _against(b.max_escalation_rate_difference, limits, "escalation_rate_difference"),
+        ]
         table.rows.append([b.feature, number(b.evaluations), rates,
-                           f"{number(b.last_demographic_parity_ratio, 3)} / {number(b.min_demographic_parity_ratio, 3)}",
-                           number(b.max_demographic_parity_difference, 3), number(b.max_equalized_odds_difference, 3), thresholds,
-                           number(b.breaches)])
-        table.tones.append("bad" if b.breaches else "")
+                           f"{number(b.last_demographic_parity_ratio, 3)} / "
+                           f"{_against(b.min_demographic_parity_ratio, limits, 'demographic_parity_ratio')}",
+                           *worst, thresholds, number(b.breaches)])
+        table.tones.append("bad" if b.breaches or any("(past" in cell for cell in worst) else "")
     return table
 
 
@@ -220,7 +238,8 @@ def _system_sections(report: SystemReport, with_charts: bool) -> list[Section]:
         ], f"{anchor}-checks"),
         Section("Personal data", 2, [
             Paragraph(f"Personal data found by the pii checks: {number(sum(sum(s.values()) for s in f.pii_findings.values()))} findings; "
-                      f"{number(sum(f.pii_redactions.values()))} redacted; {number(f.pii_leaks)} found in answers (leaks)."),
+                      f"{number(sum(f.pii_redactions.values()))} redacted; in answers, {number(f.pii_caught_in_output)} caught "
+                      f"(redacted, blocked or escalated) and {number(f.pii_leaks)} let through (leaks)."),
             *([_pii(f)] if f.pii_findings else []), *([charts["pii"]] if "pii" in charts else []),
         ], f"{anchor}-pii"),
         Section("Grounding", 2, [Paragraph(
@@ -263,8 +282,11 @@ def _about(report: MonthlyReport) -> Section:
     kinds = Table(["event kind", "events"], [[k, f"{v:,}"] for k, v in report.event_kinds.items()])
     versions = Table(["policy version", "events"], [[k or "(none)", f"{v:,}"] for k, v in report.policy_versions_seen.items()])
     return Section("About this report", 1, [
-        Paragraph("Requests exclude exchanges rejected as invalid; availability is 1 − (error + upstream error) / requests. "
-                  "Latency quantiles are exact (numpy, linear interpolation) over every request's duration. A grounding failure "
+        Paragraph("Requests exclude exchanges rejected as invalid; availability is 1 − (error + upstream error + stopped) / "
+                  "requests: an answer from the stop switch's fallback counts as unavailable. Latency quantiles are exact (numpy, "
+                  "linear interpolation) over the duration of the requests that reached the upstream model (those with an upstream "
+                  "time); answers given without a model call are left out. A personal-data leak is a finding in an answer that the "
+                  "output check let through (allow or flag); one redacted, blocked or escalated there is caught in output. A grounding failure "
                   "is a grounding verdict other than allow. Time to a human answer runs from handoff creation to the reviewer's answer. "
                   "An objective with no data in the month is neither met nor missed."),
         kinds, versions,

@@ -76,6 +76,11 @@ class BiasFigures(_Model):
     min_demographic_parity_ratio: float | None
     max_demographic_parity_difference: float | None
     max_equalized_odds_difference: float | None
+    # The guardrails' own bias: spread of block and escalation rates between groups.
+    last_block_rate_difference: float | None = None
+    last_escalation_rate_difference: float | None = None
+    max_block_rate_difference: float | None = None
+    max_escalation_rate_difference: float | None = None
     thresholds: dict[str, float]
 
 
@@ -94,10 +99,11 @@ class SystemFigures(_Model):
     exchanges: int  # every exchange event
     rejected: int  # invalid requests: not counted against availability
     requests: int  # exchanges - rejected
-    failed: int  # status error or upstream_error
+    failed: int  # status error, upstream_error or stopped (the stop switch answered)
+    stopped: int = 0  # of which stopped
     availability: float | None
     statuses: dict[str, int]
-    latency_p50_ms: float | None
+    latency_p50_ms: float | None  # over requests that reached the upstream model (upstream_ms present)
     latency_p95_ms: float | None
     blocked: int
     block_rate: float | None
@@ -112,7 +118,10 @@ class SystemFigures(_Model):
     grounding_failure_rate: float | None
     pii_redactions: dict[str, int]  # entity type → findings redacted (both stages)
     pii_findings: dict[str, dict[str, int]]  # stage → entity type → findings (any action)
-    pii_leaks: int  # personal data found in answers (output stage)
+    pii_leaks: int  # personal data found in answers and let through (output verdict allow / flag)
+    pii_leaks_by_entity: dict[str, int] = {}
+    pii_caught_in_output: int = 0  # found in answers and redacted, blocked or escalated
+    pii_caught_in_output_by_entity: dict[str, int] = {}
     handoffs: HandoffFigures
     incidents: IncidentFigures
     bias: list[BiasFigures]

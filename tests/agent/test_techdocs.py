@@ -100,3 +100,21 @@ def test_cli_writes_html(tmp_path: Path) -> None:
     assert out.read_text().startswith("<!DOCTYPE html>") and "Check pii-out (pii, output)" in out.read_text()
     bad = CliRunner().invoke(app, ["docs", "--system", "nope", "-c", str(EXAMPLE_POLICY)])
     assert bad.exit_code == 2 and "unknown system 'nope'" in bad.output
+
+
+def test_documents_the_fairness_configuration_and_every_metric_owner(example_doc: str) -> None:
+    policy = load_policy(EXAMPLE_POLICY)
+    loan = policy.systems["loan-assistant"].fairness
+    text, _ = render_markdown(techdoc_document(build_techdoc(policy, "loan-assistant", alert_rules=ALERTS)), "charts")
+    assert "Fairness (bias monitoring)" in text
+    for feature, categories in loan.features.items():
+        assert f"| feature {feature} | {', '.join(categories)} |" in text
+    assert f"| positive outcomes | {', '.join(loan.positive_outcomes)} |" in text
+    assert f"| min_group_size | {loan.min_group_size} " in text
+    assert f"the last {loan.window_events:,} exchanges, none older than {loan.window_s:g} s" in text
+    assert "| threshold demographic_parity_ratio | min 0.8 |" in text and "| threshold block_rate_difference | max 0.05 |" in text
+    assert "its outcomes are not monitored for bias" in example_doc  # support-bot has no fairness section
+    for metric in ("aimsguard_fairness_metric | gauge", "aimsguard_fairness_breaches_total | counter", "aimsguard_feedback_total | counter",
+                   "aimsguard_handoffs_total | counter", "aimsguard_handoffs_queued | gauge", "aimsguard_incidents_total | counter",
+                   "aimsguard_records_errors_total | counter"):
+        assert f"| {metric} |" in example_doc, metric

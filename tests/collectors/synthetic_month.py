@@ -26,16 +26,20 @@ class Profile:
     rejected_every: int = 0
     blocked_every: int = 0
     escalated_every: int = 0
+    stopped_every: int = 0  # the stop switch answered: the fallback, no upstream call
     latency_median_ms: float = 800.0
     latency_sigma: float = 0.5
     grounding_fail_every: int = 0
     check_timeout_every: int = 0
     pii_every: int = 0
-    leak_every: int = 0
+    leak_every: int = 0  # personal data in an answer that the output check let through (flag)
+    caught_every: int = 0  # personal data in an answer that the output check redacted
     handoff_delays_min: tuple[float, ...] = (5.0, 15.0, 30.0, 45.0)
     unanswered_every: int = 0  # every k-th handoff is never answered
     incidents: tuple[tuple[float, float | None], ...] = ()  # (opened after h, resolved h later or None)
     bias: dict[str, dict[str, float]] = field(default_factory=dict)  # feature → group → selection rate
+    block_spread: dict[str, float] = field(default_factory=dict)  # feature → guardrail block-rate difference
+    block_spread_threshold: float = 0.05
     bias_threshold: float = 0.8
 
 
@@ -89,6 +93,8 @@ def _exchange_events(p: Profile, month: str, rng: random.Random) -> list[dict[st
         elif _hit(i, p.escalated_every):
             status = "escalated"
             verdicts.append(_verdict("injection", "input", "escalate", findings=1))
+        elif _hit(i, p.stopped_every):
+            status, verdicts = "stopped", []
         else:
             verdicts.append(_verdict("injection", "input"))
             if _hit(i, p.upstream_error_every):
@@ -99,18 +105,21 @@ def _exchange_events(p: Profile, month: str, rng: random.Random) -> list[dict[st
                 grounding_failed = _hit(i, p.grounding_fail_every)
                 timed_out = _hit(i, p.check_timeout_every)
                 verdicts.append(_verdict("grounding", "output", "flag" if grounding_failed else "allow", "timeout" if timed_out else "ok"))
-                leak = _hit(i, p.leak_every)
-                verdicts.append(_verdict("pii-out", "output", "redact" if leak else "allow", findings=2 if leak else 1))
+                leak, caught = _hit(i, p.leak_every), _hit(i, p.caught_every)
+                action = "flag" if leak else "redact" if caught else "allow"
+                verdicts.append(_verdict("pii-out", "output", action, findings=2 if leak or caught else 1))
                 findings = [{"kind": "placeholder", "segment": 0, "start": 0, "end": 9, "score": 1.0}]
-                if leak:
-                    findings.append({"kind": "PHONE_NUMBER", "segment": 0, "start": 10, "end": 22, "score": 0.75})
+                if leak or caught:
+                    findings.append({"kind": "PHONE_NUMBER" if leak else "EMAIL_ADDRESS", "segment": 0, "start": 10, "end": 22, "score": 0.75})
                 events.append(_event("guardrail.verdict", moment, system=p.system, request_id=request_id, guardrail="pii-out",
-                                     stage="output", action="redact" if leak else "allow", outcome="ok", findings=findings))
+                                     stage="output", action=action, outcome="ok", findings=findings))
         duration = round(rng.lognormvariate(0, p.latency_sigma) * p.latency_median_ms, 3)
+        # Only these reached the upstream model; the others were answered without it.
+        upstream_ms = round(duration * 0.8, 3) if status in ("ok", "upstream_error") else None
         events.append(_event("exchange", moment, system=p.system, request_id=request_id, conversation_id=request_id, status=status,
                              action={"blocked": "block", "escalated": "escalate"}.get(status, "allow"),
                              http_status={"rejected": 400, "upstream_error": 502, "error": 500}.get(status, 200),
-                             verdicts=verdicts, duration_ms=duration, front_door="gateway", model="m"))
+                             verdicts=verdicts, duration_ms=duration, upstream_ms=upstream_ms, front_door="gateway", model="m"))
         # A handoff for each escalation, except in the month's last six hours (its answer would fall in the next month).
         if status == "escalated" and i * step < span - 6 * 3600:
             handoff_id = f"h-{request_id}"
@@ -149,14 +158,21 @@ def _bias_events(p: Profile, month: str) -> list[dict[str, Any]]:
             daily = {g: round(r * (scale if g == low_group else 1.0), 6) for g, r in rates.items()}
             ratio = round(min(daily.values()) / max(daily.values()), 6)
             difference = round(max(daily.values()) - min(daily.values()), 6)
+            # The guardrails' block-rate spread: known, and past its threshold on day 20 only.
+            spread = p.block_spread.get(feature)
+            block_difference = None if spread is None else round(spread * (1.5 if day == 20 else 1.0), 6)
+            breaches = ["demographic_parity_ratio"] if ratio < p.bias_threshold else []
+            if block_difference is not None and block_difference > p.block_spread_threshold:
+                breaches.append("block_rate_difference")
             # The fields of aimsguard.collectors.BiasMonitor's bias.evaluated (thresholds live in the policy).
             events.append(_event("bias.evaluated", moment, system=p.system, feature=feature, status="ok", window_events=1000,
                                  selection_rates=daily, demographic_parity_ratio=ratio, demographic_parity_difference=difference,
                                  equalized_odds_difference=None, insufficient_groups=[],
-                                 breaches=["demographic_parity_ratio"] if ratio < p.bias_threshold else []))
-            if ratio < p.bias_threshold:
-                events.append(_event("bias.breach", moment, system=p.system, feature=feature, metric="demographic_parity_ratio",
-                                     value=ratio, threshold=p.bias_threshold))
+                                 block_rate_difference=block_difference, escalation_rate_difference=0.0 if spread is not None else None,
+                                 breaches=breaches))
+            for metric in breaches:
+                value, threshold = (ratio, p.bias_threshold) if metric == "demographic_parity_ratio" else (block_difference, p.block_spread_threshold)
+                events.append(_event("bias.breach", moment, system=p.system, feature=feature, metric=metric, value=value, threshold=threshold))
     return events
 
 
@@ -176,6 +192,7 @@ def support_bot(exchanges: int, *, worse: bool = True) -> Profile:
     """Misses availability (2.5 % upstream errors) and the no-leak objective."""
     return Profile(
         "support-bot", exchanges, upstream_error_every=41 if worse else 401, rejected_every=97, blocked_every=61, escalated_every=50,
+        stopped_every=301 if worse else 0, caught_every=113,
         latency_median_ms=800, latency_sigma=0.5, grounding_fail_every=20, pii_every=7, leak_every=331 if worse else 0,
         check_timeout_every=700, unanswered_every=9, incidents=((30.0, 20.0), (400.0, None)) if worse else ((10.0, 5.0),),
     )
@@ -188,6 +205,7 @@ def loan_advisor(exchanges: int, *, worse: bool = True) -> Profile:
         latency_median_ms=1200 if worse else 700, latency_sigma=0.4, pii_every=3, grounding_fail_every=0,
         handoff_delays_min=(20.0, 40.0, 90.0), incidents=((100.0, 30.0),),
         bias={"age_band": {"under_40": 0.5, "over_40": 0.345 if worse else 0.45}, "gender": {"f": 0.48, "m": 0.5}},
+        block_spread={"gender": 0.04},
     )
 
 
@@ -228,6 +246,6 @@ def policy_document(event_dir: str = "events") -> dict[str, Any]:
                              "streaming": {"holdback_chars": 48}, "objectives": OBJECTIVES["loan-advisor"],
                              "fairness": {"features": {"age_band": ["under_40", "over_40"], "gender": ["f", "m"]},
                                           "outcomes": ["approved", "declined"], "positive_outcomes": ["approved"],
-                                          "thresholds": {"demographic_parity_ratio_min": 0.8}}},
+                                          "thresholds": {"demographic_parity_ratio_min": 0.8, "guardrail_rate_difference_max": 0.05}}},
         },
     }

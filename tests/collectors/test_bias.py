@@ -110,7 +110,7 @@ def test_small_groups_are_insufficient_data_not_bias() -> None:
     assert result.insufficient_groups == ["other"]
     assert "other" not in result.selection_rates and "other" not in result.block_rates
     assert _sample(monitor, "aimsguard_fairness_group_rate", feature="gender", group="other", metric="selection_rate") is None
-    assert _sample(monitor, "aimsguard_fairness_insufficient_groups", feature="gender") == 1
+    assert _sample(monitor, "aimsguard_fairness_insufficient_groups", feature="gender", family="selection") == 1
 
     # With only one group large enough there is nothing to compare: no measure, no breach.
     lonely, lonely_sent = _monitor(_config(min_group_size=500))
@@ -268,3 +268,33 @@ def test_inputs_outside_the_policy_are_counted_and_never_labels() -> None:
 def test_config_errors_are_explained(change: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         _config(**change)
+
+
+def test_each_family_of_measures_reports_its_own_insufficient_groups() -> None:
+    """Guardrail rates count guardrail decisions and equalized odds labelled outcomes, not outcomes."""
+    config = _config(thresholds={"demographic_parity_ratio_min": None, "guardrail_rate_difference_max": 0.05})
+    monitor, sent = _monitor(config)
+    events = _stream(800)
+    for e in events:
+        if e["groups"]["gender"] == "other":
+            del e["outcome"]  # "other": guardrail decisions (16) but no outcomes at all
+    # More "other" exchanges, decided by the guardrails: 16 + 10 >= min_group_size 20.
+    events += [{"event": "exchange", "system": "loan", "request_id": f"extra-{i}", "status": "ok", "groups": {"gender": "other"}} for i in range(10)]
+    # Ground truth for female and male only, and only positive labels for male.
+    labels = {e["request_id"]: "approved" if e["groups"]["gender"] == "male" or i % 2 else "declined" for i, e in enumerate(events[:600]) if "outcome" in e}
+    monitor.export(events)
+    monitor.export([{"event": "feedback", "system": "loan", "request_id": rid, "label": label} for rid, label in labels.items()])
+    [result] = monitor.evaluate("loan")
+    guarded = Counter(e["groups"]["gender"] for e in events)
+    assert result.guardrail_group_sizes == dict(guarded) and guarded["other"] >= 20
+    assert result.insufficient_groups == ["other"]  # no outcomes
+    assert result.insufficient_guardrail_groups == []  # enough guardrail decisions
+    assert set(result.block_rates) == {"female", "male", "other"}
+    assert result.insufficient_labelled_groups == ["male", "other"]  # male: one kind of truth; other: none
+    [breach] = [f for kind, f in sent if kind == "bias.breach"]
+    assert breach["metric"] == "block_rate_difference" and breach["insufficient_groups"] == []
+    assert breach["group_sizes"] == dict(guarded)
+    [evaluated] = [f for kind, f in sent if kind == "bias.evaluated"]
+    assert (evaluated["insufficient_groups"], evaluated["insufficient_guardrail_groups"]) == (["other"], [])
+    assert _sample(monitor, "aimsguard_fairness_insufficient_groups", feature="gender", family="guardrail") == 0
+    assert _sample(monitor, "aimsguard_fairness_insufficient_groups", feature="gender", family="equalized_odds") == 2

@@ -78,24 +78,30 @@ def _of(events: list[dict[str, Any]], month: str, system: str, kind: str) -> lis
 def _expected(events: list[dict[str, Any]], month: str, system: str) -> dict[str, Any]:
     exchanges = _of(events, month, system, "exchange")
     served = [e for e in exchanges if e["status"] != "rejected"]
-    failed = [e for e in served if e["status"] in ("error", "upstream_error")]
-    durations = [e["duration_ms"] for e in served]
+    failed = [e for e in served if e["status"] in ("error", "upstream_error", "stopped")]  # stopped: not available
+    durations = [e["duration_ms"] for e in served if e.get("upstream_ms") is not None]  # reached the model
     verdicts = [v for e in exchanges for v in e["verdicts"]]
     grounding = [v for v in verdicts if v["guardrail"] == "grounding"]
     redactions: Counter[str] = Counter()
-    leaks = 0
+    leaks = caught = 0
     for verdict in _of(events, month, system, "guardrail.verdict"):
         kinds = [f["kind"] for f in verdict["findings"] if f["kind"] != "placeholder"]
         if verdict["action"] == "redact":
             redactions.update(kinds)
-        if verdict["stage"] == "output":
+        if verdict["stage"] == "output" and verdict["action"] in ("allow", "flag"):  # let through
             leaks += len(kinds)
+        elif verdict["stage"] == "output":
+            caught += len(kinds)
     created = {e["handoff_id"]: datetime.fromisoformat(e["ts"]) for e in _of(events, month, system, "handoff.created")}
     waits = [(datetime.fromisoformat(e["ts"]) - created[e["handoff_id"]]).total_seconds() / 60 for e in _of(events, month, system, "handoff.answered")]
     opened = {e["incident_id"]: datetime.fromisoformat(e["ts"]) for e in _of(events, month, system, "incident.opened")}
     resolve_h = [(datetime.fromisoformat(e["ts"]) - opened[e["incident_id"]]).total_seconds() / 3600
                  for e in _of(events, month, system, "incident.resolved")]
     ratios = [e["demographic_parity_ratio"] for e in _of(events, month, system, "bias.evaluated")]
+    block_spreads = {}
+    for e in _of(events, month, system, "bias.evaluated"):
+        if e.get("block_rate_difference") is not None:
+            block_spreads[e["feature"]] = max(block_spreads.get(e["feature"], 0.0), e["block_rate_difference"])
     return {
         "requests": len(served),
         "rejected": len(exchanges) - len(served),
@@ -110,6 +116,9 @@ def _expected(events: list[dict[str, Any]], month: str, system: str) -> dict[str
         "decisions": Counter((v["guardrail"], v["action"]) for v in verdicts),
         "redactions": dict(redactions),
         "pii_leak_count": float(leaks),
+        "pii_caught_in_output": caught,
+        "stopped": sum(e["status"] == "stopped" for e in served),
+        "max_block_rate_difference": block_spreads,
         "handoffs_answered": len(waits),
         "time_to_human_answer_p95_min": _quantile(waits, 0.95) if waits else None,
         "incidents_opened": len(opened),
@@ -145,6 +154,11 @@ def test_figures_match_values_computed_from_the_events(month: Any, report: Month
     assert decisions == expected["decisions"]
     assert figures.pii_redactions == expected["redactions"]
     assert figures.pii_leaks == expected["pii_leak_count"]
+    assert figures.pii_caught_in_output == expected["pii_caught_in_output"]
+    assert figures.stopped == expected["stopped"]
+    assert {b.feature: b.max_block_rate_difference for b in figures.bias if b.max_block_rate_difference is not None} == pytest.approx(
+        expected["max_block_rate_difference"]
+    )
     assert figures.handoffs.answered == expected["handoffs_answered"]
     assert figures.handoffs.answer_p95_min == pytest.approx(expected["time_to_human_answer_p95_min"])
     assert figures.incidents.opened == expected["incidents_opened"]
@@ -156,12 +170,19 @@ def test_figures_match_values_computed_from_the_events(month: Any, report: Month
 def test_the_injected_properties_show(report: MonthlyReport) -> None:
     support, loan = _system(report, "support-bot").figures, _system(report, "loan-advisor").figures
     assert support.availability is not None and 0.97 < support.availability < 0.99  # ~1 in 41 failed upstream
-    assert support.pii_leaks > 0 and set(support.pii_findings["output"]) == {"PHONE_NUMBER"}
+    # Let through (flag): leaks; redacted in the answer: caught in output, not a leak.
+    assert support.pii_leaks > 0 and set(support.pii_findings["output"]) == {"PHONE_NUMBER", "EMAIL_ADDRESS"}
+    assert support.pii_leaks_by_entity.keys() == {"PHONE_NUMBER"} and support.pii_caught_in_output_by_entity.keys() == {"EMAIL_ADDRESS"}
+    assert support.stopped > 0 and support.statuses["stopped"] == support.stopped
     assert set(support.pii_redactions) == {"EMAIL_ADDRESS", "PHONE_NUMBER", "IBAN_CODE", "CREDIT_CARD", "IP_ADDRESS"}
     age = next(b for b in loan.bias if b.feature == "age_band")
     assert age.min_demographic_parity_ratio == pytest.approx(0.345 * 0.9 / 0.5, abs=1e-6)  # the worst day
-    assert age.thresholds == {"demographic_parity_ratio_min": 0.8}  # from the policy's fairness section
-    assert age.breaches == 31 and next(b for b in loan.bias if b.feature == "gender").breaches == 0
+    # From the policy's fairness section; one guardrail threshold covers block and escalation rates.
+    assert age.thresholds == {"demographic_parity_ratio_min": 0.8, "block_rate_difference_max": 0.05, "escalation_rate_difference_max": 0.05}
+    gender = next(b for b in loan.bias if b.feature == "gender")
+    assert age.breaches == 31 and gender.breaches == 1  # the guardrails' block-rate spread, on day 20
+    assert gender.max_block_rate_difference == pytest.approx(0.06) and gender.last_block_rate_difference == pytest.approx(0.04)
+    assert gender.max_escalation_rate_difference == 0.0 and age.max_block_rate_difference is None
     assert [i.status for i in support.incidents.incidents] == ["resolved", "open"]
     assert support.incidents.open_at_end == 1
 
@@ -247,3 +268,17 @@ def test_objectives_are_validated(objective: dict[str, Any], problem: str) -> No
     with pytest.raises(PolicyError) as error:
         parse_policy(document)
     assert problem in str(error.value)
+
+
+def test_the_markdown_report_shows_guardrail_bias_leaks_and_the_definitions(report: MonthlyReport) -> None:
+    from aimsguard.collectors.report import render_markdown, report_document
+
+    text, _ = render_markdown(report_document(report, with_charts=False), "charts")
+    header = next(line for line in text.splitlines() if "guardrail block rate diff." in line)
+    gender = next(line for line in text.splitlines() if line.startswith(("| gender", "| **gender")))
+    cells = [c.strip().strip("*") for c in gender.strip("|").split("|")]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[columns.index("guardrail block rate diff. (worst)")] == "0.060 (past 0.05)"
+    assert cells[columns.index("guardrail escalation rate diff. (worst)")] == "0"
+    assert "caught in answers" in text and "leaked in answers (let through)" in text
+    assert "stopped" in text and "reached the upstream model" in text
