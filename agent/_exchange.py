@@ -65,7 +65,7 @@ class Exchange:
     input_texts: list[str] = field(default_factory=list)  # as they went on (redacted)
     input_roles: list[str] = field(default_factory=list)  # the message role of each input text (chat)
     output_texts: list[str] = field(default_factory=list)  # as the user got them
-    logged_input: list[str] = field(default_factory=list)  # as they may be logged (only on opt-in)
+    logged_input: list[str] = field(default_factory=list)  # as they may be logged or kept on a handoff ticket
     logged_output: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     action: Action = Action.ALLOW

@@ -71,7 +71,12 @@ class Guard:
         sinks = [sink for sink in (self.event_log, self.metrics, self.traces, self.bias) if sink is not None]
         sinks.extend(exporters)
         # Handoffs, incidents and stop switches live in the records store, when the policy has one.
-        self.records = RecordsStore(policy.records.url.get_secret_value()) if policy.records else None
+        self.records = (
+            # A ticket write waits no longer for a connection than the answer waits for the ticket.
+            RecordsStore(policy.records.url.get_secret_value(), pool_timeout_s=policy.records.handoff_timeout_s)
+            if policy.records
+            else None
+        )
         self.oversight_metrics = OversightMetrics(self.metrics.registry if self.metrics else None)
         if self.records is not None and policy.incidents.rules:
             sinks.append(
@@ -83,6 +88,7 @@ class Guard:
                     fold_window_s=policy.incidents.fold_window_s,
                     max_event_ids=policy.incidents.max_event_ids,
                     on_outcome=self.oversight_metrics.count_incident,
+                    on_error=self.oversight_metrics.incident_rule_errors.inc,
                 )
             )
         self.bus = EventBus(
@@ -195,7 +201,7 @@ class Guard:
         exchange.input_checks_s += result.duration_s
         self._record(exchange, result)
         exchange.input_texts = list(result.texts)
-        if self.events.content_logged:
+        if self.events.content_logged or self.records is not None:  # the log and handoff tickets keep it masked alike
             exchange.logged_input = _masked(texts, result)
         await self.oversight.hand_off(exchange)
         return result

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aimsguard.collectors.records import Handoff, HandoffStatus, RecordsError
+from aimsguard.collectors.records import Handoff, RecordsError
 
 from ._errors import RequestError
 from ._guard import Guard
@@ -35,14 +35,14 @@ def _iso(value: datetime | None) -> str | None:
 
 def handoff_view(handoff: Handoff) -> dict[str, Any]:
     """What the client may see: the status and the person's answer, nothing reviewers wrote for themselves."""
-    answered = handoff.status is HandoffStatus.ANSWERED
+    answered = handoff.answered_at is not None  # closing an answered ticket keeps its answer readable
     return {
         "id": handoff.id,
         "object": "aimsguard.handoff",
         "status": handoff.status.value,
         "answer": handoff.answer if answered else None,
         "created_at": _iso(handoff.created_at),
-        "answered_at": _iso(handoff.answered_at) if answered else None,
+        "answered_at": _iso(handoff.answered_at),
     }
 
 
@@ -58,7 +58,8 @@ def handoff_route(guard: Guard) -> Route:
             return _not_found()
         try:
             handoff = await run_in_threadpool(guard.records.get_handoff, handoff_id)
-        except RecordsError:
+        except RecordsError as exc:
+            guard.oversight.failed("handoff_read", exc)
             error = RequestError("the handoff records cannot be read right now; try again shortly", status_code=503, code="records_unavailable")
             return JSONResponse(error_body(error), status_code=503, headers={"retry-after": "5"})
         if handoff is None or (handoff.principal and handoff.principal != _principal(request.scope)):

@@ -15,22 +15,29 @@ Failure choices (each counted and written as an event):
   a store slower than ``records.handoff_timeout_s`` counts as ``timeout`` (the ticket may
   still be written late; it is then in the queue, but the user holds no id for it);
 - the stop switches cannot be read: the last state read stays in force (fail open before
-  the first successful read), ``aimsguard_records_errors_total{operation="poll"}``.
+  the first successful read), ``aimsguard_records_errors_total{operation="poll"}``;
+- a stop cannot be written: it holds in this process and is retried with each poll
+  (``operation="stop_switch"``, event ``system.stop_unpersisted``); a resume fails instead;
+- the schema upgrade fails at start: retried with each poll (``operation="upgrade"``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from aimsguard.collectors.records import Handoff, Incident, RecordsError, RecordsStore
-from aimsguard.guardrails import Action, Verdict
+from aimsguard.guardrails import Action, Outcome, Stage, Verdict
 
 from ._errors import UnknownSystemError
 from ._exchange import Exchange
@@ -39,11 +46,14 @@ from ._webhook import WebhookNotifier
 if TYPE_CHECKING:
     from ._guard import Guard
 
-__all__ = ["HumanOversight", "OversightMetrics", "OversightRuntime"]
+__all__ = ["WITHHELD", "BoundedWrites", "HumanOversight", "OversightMetrics", "OversightRuntime"]
 
 log = structlog.get_logger("aimsguard.agent")
 
 _HIDDEN_ROLES = ("system", "developer")  # instructions, not the conversation: a reviewer does not need them
+WITHHELD = "[withheld: the personal-data check did not run]"
+_FAILURE_EVENT_EVERY_S = 60.0
+T = TypeVar("T")
 
 
 class OversightMetrics:
@@ -69,6 +79,10 @@ class OversightMetrics:
         self.stopped = Gauge(
             "aimsguard_system_stopped", "1 while a system's stop switch is on.", ["system"], registry=r, multiprocess_mode="max",
         )
+        self.incident_rule_errors = Counter(
+            "aimsguard_incident_rule_errors_total", "Event batches the incident rules failed on (a bug or an unexpected event).",
+            registry=r,
+        )
         self.records_errors = Counter(
             "aimsguard_records_errors_total", "Records store operations that failed, by operation.", ["operation"], registry=r,
         )
@@ -80,6 +94,43 @@ class OversightMetrics:
         self.webhooks.labels(system, outcome).inc()
 
 
+@dataclass
+class _Switch:
+    """A stop switch changed in this process."""
+
+    stopped: bool
+    by: str
+    reason: str
+    persisted_at: float | None = None  # time.monotonic() once the store has it
+
+
+class BoundedWrites:
+    """Ticket writes from the request path, on a few threads of their own.
+
+    A slow or hung database then holds only these threads, never the event loop's default
+    pool that the rest of the gateway needs; when all are busy, a write fails at once
+    (``TimeoutError``) instead of queueing behind them.
+    """
+
+    def __init__(self, workers: int = 4) -> None:
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="aimsguard-records-write")
+        self._slots = threading.BoundedSemaphore(workers)
+
+    async def run(self, call: Callable[[], T], timeout_s: float) -> T:
+        if not self._slots.acquire(blocking=False):
+            raise TimeoutError("every records writer is busy")
+        try:
+            future = self._executor.submit(call)
+        except RuntimeError as exc:  # shut down
+            self._slots.release()
+            raise TimeoutError("the records writers are closed") from exc
+        future.add_done_callback(lambda _: self._slots.release())  # the slot frees when the write ends, not at our timeout
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
 class OversightRuntime:
     """The Guard's oversight machinery; inert (never stopped, no tickets) without a store."""
 
@@ -89,23 +140,31 @@ class OversightRuntime:
         self.metrics = metrics
         self.systems = sorted(guard.policy.systems)
         self._stopped: frozenset[str] = frozenset()
+        self._switches: dict[str, _Switch] = {}  # switched here, held until a poll sees the store agree
+        self._switch_lock = threading.Lock()
+        self._schema_ready = False
         self._poll_failing = False  # an event when polling starts failing, not one per poll
+        self._last_failure_event: dict[str, float] = {}
         self._closing = threading.Event()
         self._poller: threading.Thread | None = None
         webhooks = {sid: s.fallback.handoff_webhook for sid, s in guard.policy.systems.items() if s.fallback.handoff_webhook}
-        self.webhooks = WebhookNotifier(webhooks, on_outcome=metrics.count_webhook) if webhooks else None
+        self.webhooks = (
+            WebhookNotifier(webhooks, on_outcome=metrics.count_webhook, emit=lambda kind, **fields: guard.events.emit(kind, **fields))
+            if webhooks
+            else None
+        )
+        self._writes = BoundedWrites()
+        # The checks whose findings mask content, per system (see ``_conversation``).
+        self._masking_checks = {
+            sid: frozenset(c.config.instance_id for c in pipeline.checks[Stage.INPUT] if c.guardrail.masks_content)
+            for sid, pipeline in guard.pipelines.items()
+        }
         if self.store is None:
             return
         config = guard.policy.records
         assert config is not None
         self.poll_s = config.stop_poll_s
         self.handoff_timeout_s = config.handoff_timeout_s
-        try:
-            self.store.upgrade()
-        except RecordsError as exc:
-            # Not fatal: the guardrails matter more than the queue, and a database that
-            # was migrated before works again when it comes back.
-            self._failed("upgrade", exc)
         self.poll()
         self._poller = threading.Thread(target=self._poll_forever, name="aimsguard-records", daemon=True)
         self._poller.start()
@@ -115,13 +174,54 @@ class OversightRuntime:
     def is_stopped(self, system: str) -> bool:
         return system in self._stopped
 
-    def set_local(self, system: str, stopped: bool) -> None:
-        """Apply a switch this process just changed without waiting for the next poll."""
+    def unpersisted(self) -> set[str]:
+        """Systems whose switch this process changed but could not yet write to the store."""
+        with self._switch_lock:
+            return {system for system, switch in self._switches.items() if switch.persisted_at is None}
+
+    def switch(self, system: str, stopped: bool, *, by: str, reason: str) -> bool:
+        """Change a stop switch here at once and in the store; returns whether the store has it.
+
+        Stopping never fails: it applies here even when the store cannot be written, and the
+        write is retried with each poll (other replicas follow once it lands). Resuming is
+        written first and raises ``RecordsError`` when it cannot be: a resume that only
+        one replica knew of would leave the others stopped without anyone noticing.
+        Either way the change is held here until a poll that began after the write sees
+        it, so a poll racing the switch cannot undo it.
+        """
+        assert self.store is not None
+        pending = _Switch(stopped, by, reason)
+        if not stopped:
+            self.store.set_stopped(system, False, by=by, reason=reason)
+            pending.persisted_at = time.monotonic()
+        with self._switch_lock:
+            self._switches[system] = pending
+            self._apply(system, stopped)
+        return stopped is False or self._persist(system, pending)
+
+    def _persist(self, system: str, switch: _Switch) -> bool:
+        assert self.store is not None
+        try:
+            self.store.set_stopped(system, switch.stopped, by=switch.by, reason=switch.reason)
+        except RecordsError as exc:
+            self._failed("stop_switch", exc, event=False)
+            return False
+        with self._switch_lock:
+            switch.persisted_at = time.monotonic()
+        return True
+
+    def _apply(self, system: str, stopped: bool) -> None:
         self._stopped = self._stopped | {system} if stopped else self._stopped - {system}
         self.metrics.stopped.labels(system).set(1 if stopped else 0)
 
     def poll(self) -> None:
         assert self.store is not None
+        self._ensure_schema()
+        with self._switch_lock:
+            unwritten = [(system, switch) for system, switch in self._switches.items() if switch.persisted_at is None]
+        for system, switch in unwritten:
+            self._persist(system, switch)
+        began = time.monotonic()
         try:
             stopped = self.store.stopped_systems()
             queued = self.store.queued_counts()
@@ -130,14 +230,42 @@ class OversightRuntime:
             self._poll_failing = True
             return
         self._poll_failing = False
-        self._stopped = frozenset(stopped)
+        with self._switch_lock:
+            for system, switch in list(self._switches.items()):
+                if switch.persisted_at is not None and switch.persisted_at <= began:
+                    del self._switches[system]  # this read began after the write: the store's word holds again
+                else:
+                    stopped = stopped | {system} if switch.stopped else stopped - {system}
+            self._stopped = frozenset(stopped)
         for system in self.systems:
             self.metrics.stopped.labels(system).set(1 if system in stopped else 0)
             self.metrics.queued.labels(system).set(queued.get(system, 0))
 
+    def _ensure_schema(self) -> None:
+        """Bring the schema up; after a failure at start-up, retried on each poll until it works."""
+        if self._schema_ready or self.store is None:
+            return
+        try:
+            self.store.upgrade()
+        except RecordsError as exc:
+            # Not fatal: the guardrails matter more than the queue, and a database that
+            # was migrated before works again when it comes back.
+            self.failed("upgrade", exc)
+            return
+        self._schema_ready = True
+
     def _poll_forever(self) -> None:
         while not self._closing.wait(self.poll_s):
             self.poll()
+
+    def failed(self, operation: str, exc: Exception) -> None:
+        """Count a failed store operation; write its event at most once a minute per operation,
+        so clients polling through an outage do not flood the event log."""
+        now = time.monotonic()
+        due = now - self._last_failure_event.get(operation, -_FAILURE_EVENT_EVERY_S) >= _FAILURE_EVENT_EVERY_S
+        if due:
+            self._last_failure_event[operation] = now
+        self._failed(operation, exc, event=due)
 
     def _failed(self, operation: str, exc: Exception, *, event: bool = True) -> None:
         self.metrics.records_errors.labels(operation).inc()
@@ -151,31 +279,23 @@ class OversightRuntime:
         """Queue a ticket for an escalated exchange; sets ``exchange.handoff_id`` on success."""
         if self.store is None or exchange.handoff_id is not None or exchange.action is not Action.ESCALATE:
             return
-        roles = exchange.input_roles or ["user"] * len(exchange.input_texts)
-        conversation = [
-            {"role": role, "content": text}
-            for text, role in zip(exchange.input_texts, roles, strict=False)
-            if role not in _HIDDEN_ROLES  # input_texts are what the input checks released (redacted)
-        ]
         verdicts = [*exchange.verdicts, *(v for v in pending if v not in exchange.verdicts)]  # pending: a stream's, not yet recorded
         escalating = [v for v in verdicts if v.action is Action.ESCALATE]
         reason = "; ".join(dict.fromkeys(r for v in escalating for r in v.reasons)) or ", ".join(v.guardrail for v in escalating)
         store = self.store
+        create = functools.partial(
+            store.create_handoff,
+            system=exchange.system_id,
+            request_id=exchange.request_id,
+            conversation_id=exchange.conversation_id,
+            principal=exchange.metadata.get("principal") or None,
+            reason=reason,
+            # Reasons come from the policy and the checks (rule reasons, entity kinds), never matched text.
+            verdicts=[{**v.summary(), "reasons": list(v.reasons)} for v in verdicts],
+            conversation=self._conversation(exchange),
+        )
         try:
-            handoff = await asyncio.wait_for(
-                asyncio.to_thread(
-                    lambda: store.create_handoff(
-                        system=exchange.system_id,
-                        request_id=exchange.request_id,
-                        conversation_id=exchange.conversation_id,
-                        principal=exchange.metadata.get("principal") or None,
-                        reason=reason,
-                        verdicts=[v.summary() for v in verdicts],
-                        conversation=conversation,
-                    )
-                ),
-                self.handoff_timeout_s,
-            )
+            handoff = await self._writes.run(create, self.handoff_timeout_s)
         except (RecordsError, TimeoutError) as exc:
             outcome = "timeout" if isinstance(exc, TimeoutError) else "failed"
             self.metrics.handoffs.labels(exchange.system_id, outcome).inc()
@@ -206,12 +326,27 @@ class OversightRuntime:
                 },
             )
 
+    def _conversation(self, exchange: Exchange) -> list[dict[str, str]]:
+        """The ticket's messages, masked as the event log masks content (``log_masks``): redacted
+        data and data only blocked, flagged or escalated alike. When a content-masking check
+        (personal data) did not run, nothing says what to mask, so the text is withheld."""
+        masking = self._masking_checks.get(exchange.system_id, frozenset())
+        if any(v.stage is Stage.INPUT and v.guardrail in masking and v.outcome is not Outcome.OK for v in exchange.verdicts):
+            return [{"role": "notice", "content": WITHHELD}]
+        roles = exchange.input_roles or ["user"] * len(exchange.logged_input)
+        return [
+            {"role": role, "content": text}
+            for text, role in zip(exchange.logged_input, roles, strict=False)
+            if role not in _HIDDEN_ROLES
+        ]
+
     def close(self) -> None:
         self._closing.set()
         if self._poller is not None:
             self._poller.join(5)
         if self.webhooks is not None:
             self.webhooks.close()
+        self._writes.close()
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -299,20 +434,25 @@ class HumanOversight:
         self.guard.oversight_metrics.count_incident(system, incident.rule, "opened")
         self._emit(
             "incident.opened", incident_id=incident.id, system=system, rule=incident.rule, severity=incident.severity.value,
-            count=incident.count, linked_event_ids=[], title=incident.title, serious=incident.serious, category=incident.category,
+            count=incident.count, linked_event_ids=[], serious=incident.serious, category=incident.category,  # the typed title stays in the store
             report_deadline=incident.report_deadline.isoformat() if incident.report_deadline else None, reporter=reporter,
         )
         return incident
 
     # -- stop switch -------------------------------------------------------------------------
 
-    def set_stopped(self, system: str, stopped: bool, *, by: str, reason: str = "") -> None:
+    def set_stopped(self, system: str, stopped: bool, *, by: str, reason: str = "") -> bool:
         """Stop (or resume) a system: every request to it gets the fallback, on every replica
-        within ``records.stop_poll_s``; at once in this process."""
+        within ``records.stop_poll_s``; at once in this process. Returns whether the store
+        has the change; a stop it could not take holds here and is retried (see
+        ``OversightRuntime.switch``). The reason stays in the store, out of the event log."""
         self._known(system)
-        self.store.set_stopped(system, stopped, by=by, reason=reason)
-        self.guard.oversight.set_local(system, stopped)
-        self._emit("system.stopped" if stopped else "system.resumed", system=system, by=by, reason=reason)
+        persisted = self.guard.oversight.switch(system, stopped, by=by, reason=reason)
+        self._emit("system.stopped" if stopped else "system.resumed", system=system, by=by)
+        if not persisted:
+            log.error("stop_switch_unpersisted", system=system)
+            self._emit("system.stop_unpersisted", system=system, by=by)
+        return persisted
 
     def _known(self, system: str) -> None:
         if system not in self.guard.policy.systems:

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 
 from aimsguard.collectors import FairnessConfig
-from aimsguard.collectors.records import IncidentCategory, IncidentSeverity
+from aimsguard.collectors.records import MANUAL_RULE, IncidentCategory, IncidentSeverity
 from aimsguard.guardrails import GuardrailRegistry, GuardrailSettings, Stage, default_registry
 
 from ._errors import PolicyError, PolicyProblem
@@ -344,6 +344,8 @@ class IncidentRule(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> IncidentRule:
+        if self.id == MANUAL_RULE:
+            raise ValueError(f"incident rule id {MANUAL_RULE!r} is reserved for incidents people report; choose another id")
         if not isinstance(self.when.get("event"), str):
             raise ValueError(f"incident rule {self.id!r}: when.event must name an event kind (e.g. guardrail.verdict)")
         if (self.rate_over is None) != (self.threshold is None):

@@ -39,6 +39,7 @@ class WebhookNotifier:
         configs: dict[str, HandoffWebhookConfig],
         *,
         on_outcome: Outcome | None = None,
+        emit: Callable[..., None] | None = None,
         max_queue: int = 1000,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
@@ -46,6 +47,7 @@ class WebhookNotifier:
     ) -> None:
         self.configs = configs
         self._on_outcome = on_outcome
+        self._emit = emit
         self._max_queue = max_queue
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
@@ -113,6 +115,8 @@ class WebhookNotifier:
             delay = min(delay * 2, self._max_backoff_s)
         log.warning("handoff_webhook_failed", system=system, problem=problem, attempts=attempt + 1)
         self._count(system, "failed")
+        if self._emit is not None:  # the ticket's id, never its content: someone must look at the queue
+            self._emit("handoff.webhook_failed", system=system, handoff_id=payload.get("handoff_id"), problem=problem, attempts=attempt + 1)
 
     def _count(self, system: str, outcome: str) -> None:
         if self._on_outcome is not None:

@@ -55,18 +55,29 @@ class IncidentRuleSpec(Protocol):
 class _Window:
     """One rule's view of one system."""
 
-    matches: collections.deque[tuple[float, str]] = field(default_factory=collections.deque)
+    matches: collections.deque[float] = field(default_factory=collections.deque)  # event times
     totals: collections.deque[float] = field(default_factory=collections.deque)  # rate rules: the denominator
-    reported: set[str] = field(default_factory=set)  # ids already linked to an incident
+    # Matches in the window not yet linked to an incident: always the newest ones (a rule
+    # that holds links all of them), so each match is handled once, not rescanned.
+    unreported: collections.deque[tuple[float, str]] = field(default_factory=collections.deque)
     pending: list[str] = field(default_factory=list)  # ids to link at the end of the batch
     pending_at: float = 0.0
 
     def prune(self, now: float, window_s: float) -> None:
         horizon = now - window_s
-        while self.matches and self.matches[0][0] < horizon:
-            self.reported.discard(self.matches.popleft()[1])
-        while self.totals and self.totals[0] < horizon:
-            self.totals.popleft()
+        for times in (self.matches, self.totals):
+            while times and times[0] < horizon:
+                times.popleft()
+        while self.unreported and self.unreported[0][0] < horizon:
+            self.unreported.popleft()
+
+    def report(self, max_ids: int) -> None:
+        """Move the unreported matches to the ids to link (the newest ``max_ids`` of them)."""
+        self.pending.extend(event_id for _, event_id in self.unreported)
+        if len(self.pending) > max_ids:
+            del self.pending[:-max_ids]
+        self.pending_at = max(self.pending_at, self.unreported[-1][0])
+        self.unreported.clear()
 
 
 def _matches(when: Mapping[str, Any], event: Event) -> bool:
@@ -104,6 +115,7 @@ class IncidentExporter:
         fold_window_s: float = 3600.0,
         max_event_ids: int = 200,
         on_outcome: OutcomeHook | None = None,
+        on_error: Callable[[], None] | None = None,
         retry_after_s: float = 10.0,
     ) -> None:
         self.store = store
@@ -113,6 +125,7 @@ class IncidentExporter:
         self._fold_window_s = fold_window_s
         self._max_event_ids = max_event_ids
         self._on_outcome = on_outcome
+        self._on_error = on_error
         self._retry_after_s = retry_after_s
         self._retry_at = 0.0
         self.failures = 0
@@ -132,7 +145,10 @@ class IncidentExporter:
             return ExportResult.SUCCESS if self._flush() else ExportResult.FAILURE
         except Exception as exc:  # never into the bus: a rule bug must not stop the other exporters
             self.failures += 1
+            if self._on_error is not None:
+                self._on_error()
             log.error("incident_rules_failed", error_type=type(exc).__name__)
+            self._emit("incident.rules_failed", error_type=type(exc).__name__)
             return ExportResult.FAILURE
 
     def _observe(self, event: Event) -> None:
@@ -154,12 +170,10 @@ class IncidentExporter:
             if rule.rate_over == kind:
                 window.totals.append(now)
             if rule in matching and _matches(rule.when, event):
-                window.matches.append((now, event_id))
-            if self._holds(rule, window):
-                fresh = [i for _, i in window.matches if i not in window.reported]
-                window.reported.update(fresh)
-                window.pending = (window.pending + fresh)[-self._max_event_ids :]
-                window.pending_at = max(window.pending_at, now)
+                window.matches.append(now)
+                window.unreported.append((now, event_id))
+            if window.unreported and self._holds(rule, window):
+                window.report(self._max_event_ids)
 
     @staticmethod
     def _holds(rule: IncidentRuleSpec, window: _Window) -> bool:

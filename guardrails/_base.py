@@ -35,6 +35,9 @@ class Guardrail(abc.ABC):
     # Judges text a third party wrote (retrieved documents, tool results), so the runtime
     # also runs it, as an input check, on the documents a caller screens.
     screens_documents: ClassVar[bool] = False
+    # Its findings mask content kept for people (logs, handoff tickets): when it did not
+    # run, the text it would have masked is withheld rather than kept raw.
+    masks_content: ClassVar[bool] = False
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     Settings: ClassVar[type[GuardrailSettings]] = GuardrailSettings
 

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from aimsguard.collectors import read_events as default_reader
 
@@ -94,10 +95,10 @@ def create_console(
             guard.events.emit("console.refused", reason="csrf", path=request.url.path)
         return console.render(request, "error.html", status_code=exc.status_code, status=exc.status_code, detail=exc.detail)
 
-    return Starlette(
+    return _ConsoleApp(
+        secure=config.secure_cookies,
         routes=routes,
         middleware=[
-            Middleware(SecurityHeadersMiddleware),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,
@@ -110,6 +111,19 @@ def create_console(
         ],
         exception_handlers={HTTPException: http_error},
     )
+
+
+class _ConsoleApp(Starlette):
+    """The console's Starlette app, with the security headers outside everything else:
+    as a listed middleware they would sit inside ServerErrorMiddleware, and 500 pages
+    would go out without them."""
+
+    def __init__(self, *, secure: bool, **kwargs: Any) -> None:
+        self._secure = secure
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeadersMiddleware(super().build_middleware_stack(), hsts=self._secure)
 
 
 @functools.cache
@@ -170,7 +184,7 @@ async def login(console: Console, request: Request) -> Response:
     form = await verified_form(request)
     name, password, target = str(form.get("name", ""))[:64], str(form.get("password", ""))[:1024], str(form.get("next", ""))
     address = request.client.host if request.client else "unknown"
-    result = console.auth.login(name, password, address)
+    result = await console.auth.login_in_thread(name, password, address)
     console.metrics.logins.labels(result.outcome).inc()
     # A mistyped name may be anything (an e-mail address): only configured names are recorded.
     known = name.strip() if console.auth.is_user(name.strip()) else None
@@ -181,7 +195,9 @@ async def login(console: Console, request: Request) -> Response:
             error, status = f"Too many failed sign-ins. Try again in about {minutes} minute(s).", 429
         else:
             error, status = "Wrong user name or password.", 401
-        return console.render(request, "login.html", status_code=status, next=target, error=error, name=known or "")
+        # The name as typed, whether or not it exists (autoescaped): re-filling only known
+        # names would tell which exist.
+        return console.render(request, "login.html", status_code=status, next=target, error=error, name=name)
     request.session.clear()
     request.session[SESSION_USER] = result.user.name
     rotate_csrf_token(request)

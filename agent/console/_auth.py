@@ -14,10 +14,12 @@ the window has passed.
 from __future__ import annotations
 
 import hmac
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
+import anyio
 import argon2
 from starlette.requests import HTTPConnection
 
@@ -30,6 +32,7 @@ SESSION_USER = "user"
 _HASHER = argon2.PasswordHasher()
 # Unknown names still cost one argon2 verification (default parameters), so the time a
 # failed sign-in takes does not tell which names exist.
+_VERIFY_SLOTS = 2  # argon2 verifications at once (~150 ms of CPU and 64 MiB each): more would only queue for the cores
 _DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$WdTjNDWuj0kQVf8F8zCoCQ$qiPvlnK381Rj3P4j7GRUytCkFzGyi7a+0n32Y29SxEg"
 
 
@@ -105,12 +108,22 @@ class Authenticator:
         self._tokens = [(token.token.get_secret_value().encode(), token) for token in config.tokens]
         self._by_user = _Throttle(max_failures_per_user, window_s)
         self._by_address = _Throttle(max_failures_per_address, window_s)
+        self._throttle_lock = threading.Lock()  # logins verify on worker threads
+        self._verify_slots: anyio.CapacityLimiter | None = None
+
+    async def login_in_thread(self, name: str, password: str, address: str) -> LoginResult:
+        """``login`` off the event loop (argon2 takes ~150 ms of CPU), at most two at a time,
+        so a burst of sign-ins neither stalls the gateway nor fills the thread pool."""
+        if self._verify_slots is None:
+            self._verify_slots = anyio.CapacityLimiter(_VERIFY_SLOTS)
+        return await anyio.to_thread.run_sync(self.login, name, password, address, limiter=self._verify_slots)
 
     def login(self, name: str, password: str, address: str, now: float | None = None) -> LoginResult:
         now = time.monotonic() if now is None else now
         name = name.strip()
         user_key, address_key = f"user:{name.lower()}", f"addr:{address}"
-        wait = max(self._by_user.retry_after(user_key, now), self._by_address.retry_after(address_key, now))
+        with self._throttle_lock:
+            wait = max(self._by_user.retry_after(user_key, now), self._by_address.retry_after(address_key, now))
         if wait:
             return LoginResult(None, "throttled", wait)
         configured = self._users.get(name)
@@ -120,10 +133,12 @@ class Authenticator:
         except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
             ok = False
         if not ok or configured is None:
-            self._by_user.fail(user_key, now)
-            self._by_address.fail(address_key, now)
+            with self._throttle_lock:
+                self._by_user.fail(user_key, now)
+                self._by_address.fail(address_key, now)
             return LoginResult(None, "wrong_credentials")
-        self._by_user.forget(user_key)
+        with self._throttle_lock:
+            self._by_user.forget(user_key)
         return LoginResult(StaffUser(configured.name, configured.role, "session"), "ok")
 
     def is_user(self, name: str) -> bool:

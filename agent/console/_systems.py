@@ -10,16 +10,28 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._context import RESPONDERS, Console, text_field
+from ._context import RESPONDERS, Console, StoreUnavailable, text_field
 
 __all__ = ["ROUTES"]
 
 
 async def systems(console: Console, request: Request) -> Response:
     console.require(request, *RESPONDERS)
-    stopped = await console.store_call("records", console.records.stopped_systems)
-    rows = [{"id": sid, "config": console.guard.system(sid), "stopped": sid in stopped} for sid in console.systems]
-    return console.render(request, "systems.html", rows=rows)
+    try:
+        stored: set[str] | None = await console.store_call("records", console.records.stopped_systems)
+    except StoreUnavailable:
+        stored = None  # show what this replica enforces (a stop must stay visible while the store is down)
+    unpersisted = console.guard.oversight.unpersisted()
+    rows = [
+        {
+            "id": sid,
+            "config": console.guard.system(sid),
+            "stopped": console.guard.is_stopped(sid) if stored is None or sid in unpersisted else sid in stored,
+            "unpersisted": sid in unpersisted,
+        }
+        for sid in console.systems
+    ]
+    return console.render(request, "systems.html", rows=rows, store_down=stored is None)
 
 
 async def switch(console: Console, request: Request) -> Response:
@@ -33,8 +45,13 @@ async def switch(console: Console, request: Request) -> Response:
     reason = text_field(form, "reason", limit=500, label="the reason")
     if form.get("confirm") != "yes":
         raise HTTPException(422, f"Tick the confirmation box to {'stop' if stop else 'resume'} {system}.")
-    await console.act("system.stop" if stop else "system.resume", "set_stopped", system, stop, by=user.name, reason=reason)
+    persisted = await console.act("system.stop" if stop else "system.resume", "set_stopped", system, stop, by=user.name, reason=reason)
     message = f"{system} is stopped: clients get its fallback answer." if stop else f"{system} is answering again."
+    if not persisted:
+        message = (
+            f"{system} is stopped on this replica, but the records store could not be written: other replicas "
+            "do not know yet. The write is retried every few seconds."
+        )
     return console.redirect(request, "systems", message)
 
 

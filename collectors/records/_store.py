@@ -72,7 +72,19 @@ def _translated(method: Callable[P, T]) -> Callable[P, T]:
 class RecordsStore:
     """Shared records of human oversight: the handoff queue, incidents, stop switches."""
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 5.0, busy_timeout_s: float = 10.0, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout_s: float = 5.0,
+        busy_timeout_s: float = 10.0,
+        pool_timeout_s: float = 5.0,
+        statement_timeout_s: float = 10.0,
+        echo: bool = False,
+    ) -> None:
+        """``pool_timeout_s`` bounds the wait for a free connection and ``statement_timeout_s``
+        (PostgreSQL) a statement or lock wait: the store is called from the event bus's worker
+        and the request path, which a slow database must not stall for long."""
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         self.url = parsed.render_as_string(hide_password=True)  # for messages; never the password
@@ -85,9 +97,15 @@ class RecordsStore:
             kwargs["connect_args"] = {"timeout": busy_timeout_s, "check_same_thread": False}
             if in_memory:
                 kwargs["poolclass"] = StaticPool  # one shared connection, or each would see its own empty database
+            else:
+                kwargs["pool_timeout"] = pool_timeout_s
         elif self.dialect == "postgresql":
-            kwargs["connect_args"] = {"connect_timeout": max(1, round(connect_timeout_s))}
+            timeout_ms = max(1, round(statement_timeout_s * 1000))
+            given = parsed.query.get("options", "")  # the URL's own options (e.g. search_path) are kept
+            options = " ".join([*([given] if isinstance(given, str) else given), f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}"])
+            kwargs["connect_args"] = {"connect_timeout": max(1, round(connect_timeout_s)), "options": options.strip()}
             kwargs["pool_pre_ping"] = True
+            kwargs["pool_timeout"] = pool_timeout_s
             kwargs["pool_size"] = 5
         self.engine: Engine = create_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
@@ -107,6 +125,9 @@ class RecordsStore:
         config.set_main_option("script_location", str(MIGRATIONS))
         with self._writer.begin() as connection:
             if self.dialect == "postgresql":
+                # Replicas starting together wait for the first one's migration: longer than a statement.
+                connection.execute(text("SET LOCAL statement_timeout = '120s'"))
+                connection.execute(text("SET LOCAL lock_timeout = '120s'"))
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -282,11 +303,11 @@ class RecordsStore:
         max_event_ids: int = 200,
     ) -> IncidentUpdate:
         """Fold events into the unresolved incident of this rule and system seen within
-        ``fold_window_s``, or open a new one. Event ids are linked once each, up to
-        ``max_event_ids`` (``count`` keeps counting past the cap)."""
+        ``fold_window_s``, or open a new one. ``count`` counts each event id once, also past
+        ``max_event_ids``; the ids kept are the first and the latest (see ``_link``)."""
         now = now or _now()
         severity = IncidentSeverity(severity).value
-        category = IncidentCategory(category).value if category else (IncidentCategory.OTHER.value if serious else None)
+        serious, category = _classified(serious, category)
         with self._write() as session:
             if self.dialect == "postgresql":
                 # Replicas folding the same rule at once must not open two incidents.
@@ -303,13 +324,11 @@ class RecordsStore:
                 .limit(1)
             ).one_or_none()
             if row is not None:
-                known = set(row.event_ids)
-                new = [i for i in dict.fromkeys(event_ids) if i not in known]
-                row.event_ids = [*row.event_ids, *new][:max_event_ids]
-                row.count += max(len(new), 1 if not event_ids else 0)
+                row.event_ids, added = _link(row.event_ids, event_ids, max_event_ids)
+                row.count += max(added, 1 if not event_ids else 0)
                 row.last_seen = max(row.last_seen, now)
                 return IncidentUpdate(Incident.from_row(row), opened=False)
-            ids = list(dict.fromkeys(event_ids))
+            ids, added = _link([], event_ids, max_event_ids)
             row = IncidentRow(
                 id="inc_" + secrets.token_urlsafe(12),
                 system=system,
@@ -321,8 +340,8 @@ class RecordsStore:
                 status=IncidentStatus.OPEN.value,
                 first_seen=now,
                 last_seen=now,
-                count=max(len(ids), 1),
-                event_ids=ids[:max_event_ids],
+                count=max(added, 1),
+                event_ids=ids,
                 serious=serious,
                 category=category,
                 report_deadline=report_deadline(now, category) if serious else None,
@@ -350,7 +369,7 @@ class RecordsStore:
         if not title.strip():
             raise ValueError("an incident needs a title")
         now = _now()
-        category = IncidentCategory(category).value if category else (IncidentCategory.OTHER.value if serious else None)
+        serious, category = _classified(serious, category)
         row = IncidentRow(
             id="inc_" + secrets.token_urlsafe(12),
             system=system,
@@ -453,6 +472,30 @@ class RecordsStore:
     def stopped_systems(self) -> set[str]:
         with self._read() as session:
             return set(session.scalars(select(SystemSwitchRow.system).where(SystemSwitchRow.stopped.is_(True))))
+
+
+def _link(linked: Sequence[str], incoming: Sequence[str], cap: int) -> tuple[list[str], int]:
+    """The ids to keep on an incident and how many of ``incoming`` are new.
+
+    Deduplicated before capping, so a batch sent again (a retried write) counts nothing
+    twice. Past the cap the first ids stay (how it began) and the rest of the room holds
+    the latest ones, which are also the ones a retry sends again: they are still known.
+    """
+    known = set(linked)
+    new = [i for i in dict.fromkeys(incoming) if i not in known]
+    ids = [*linked, *new]
+    if len(ids) > cap:
+        head = (cap + 1) // 2
+        ids = ids[:head] + ids[len(ids) - (cap - head) :]
+    return ids, len(new)
+
+
+def _classified(serious: bool, category: IncidentCategory | str | None) -> tuple[bool, str | None]:
+    """A category is an Art. 73 reporting category: naming one makes the incident serious (so it
+    gets its deadline); a serious incident without one is ``other`` (15 days)."""
+    if category:
+        return True, IncidentCategory(category).value
+    return serious, IncidentCategory.OTHER.value if serious else None
 
 
 def _sqlite_setup(engine: Engine, in_memory: bool) -> None:

@@ -75,6 +75,7 @@ def _without_overlaps(results: list[Any]) -> list[Any]:
 class PiiGuardrail(Guardrail):
     name = "pii"
     version = "1"
+    masks_content = True
     Settings = PiiSettings
 
     def __init__(self, settings: PiiSettings, **kwargs: Any) -> None:  # type: ignore[override]

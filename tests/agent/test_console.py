@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from aimsguard.agent import Guard, PolicyError, create_gateway, parse_policy
 from aimsguard.agent.cli import app as cli_app
+from aimsguard.agent._oversight import HumanOversight
 from aimsguard.agent.console import create_console
 
 from ..support import policy_dict, records_policy, test_registry
@@ -92,6 +93,70 @@ def test_wrong_password_is_refused_and_recorded_without_the_typed_name(client: T
     logins = events_of(guard, events, "console.login")
     assert [(e["user"], e["outcome"]) for e in logins] == [("rita", "wrong_credentials"), (None, "wrong_credentials")]
     assert "someone@example.com" not in str(events.events())
+
+
+def test_a_failed_sign_in_echoes_any_typed_name_so_it_reveals_none(client: TestClient) -> None:
+    token = csrf_of(client.get("/login").text)
+    for name in ("rita", "nobody-here", "<b>x</b>"):
+        page = client.post("/login", data={"csrf_token": token, "name": name, "password": "nope"}).text
+        escaped = name.replace("<", "&lt;").replace(">", "&gt;")
+        assert f'value="{escaped}"' in page and "<b>x</b>" not in page
+
+
+def test_sign_ins_verify_off_the_event_loop_two_at_a_time(guard: Guard, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    app = create_console(guard)
+    auth_seen: list[int] = []
+    active = 0
+    lock = threading.Lock()
+
+    async def scenario() -> float:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
+            token = csrf_of((await http.get("/login")).text)
+            gaps: list[float] = []
+            done = asyncio.Event()
+
+            async def ticker() -> None:
+                last = time.perf_counter()
+                while not done.is_set():
+                    await asyncio.sleep(0.005)
+                    now = time.perf_counter()
+                    gaps.append(now - last)
+                    last = now
+
+            ticking = asyncio.create_task(ticker())
+            form = {"csrf_token": token, "name": "nobody-here", "password": "nope"}  # unknown: the full-cost dummy hash
+            responses = await asyncio.gather(*(http.post("/login", data=form) for _ in range(4)))
+            done.set()
+            await ticking
+            assert all(r.status_code == 401 for r in responses)
+            return max(gaps)
+
+    from aimsguard.agent.console import _auth
+
+    original = _auth.Authenticator.login
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal active
+        with lock:
+            active += 1
+            auth_seen.append(active)
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            with lock:
+                active -= 1
+
+    monkeypatch.setattr(_auth.Authenticator, "login", counting)
+    worst_gap = asyncio.run(scenario())
+    assert max(auth_seen) == 2  # four at once, two verifying at a time
+    assert worst_gap < 0.1  # the loop kept running while argon2 worked (each verify takes ~100+ ms)
 
 
 def test_sign_in_then_out(client: TestClient, guard: Guard, events: Any) -> None:
@@ -183,6 +248,23 @@ def test_secure_cookies_when_configured(make_guard: Any) -> None:
     guard = make_guard(lambda data: with_console(data, secure_cookies=True))
     with TestClient(create_console(guard), follow_redirects=False) as client:
         assert "secure" in client.get("/login").headers["set-cookie"].lower()
+
+
+def test_a_crash_page_carries_the_security_headers_and_hsts_behind_https(make_guard: Any) -> None:
+    def broken_reader(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    guard = make_guard(lambda data: with_console(data, secure_cookies=True))
+    with TestClient(create_console(guard, read_events=broken_reader), raise_server_exceptions=False) as client:
+        crashed = client.get("/events", headers={"authorization": f"Bearer {TOKEN}"})
+        assert crashed.status_code == 500
+        assert "script-src 'none'" in crashed.headers["content-security-policy"] and crashed.headers["x-frame-options"] == "DENY"
+        assert crashed.headers["strict-transport-security"] == "max-age=31536000"
+        assert client.get("/login").headers["strict-transport-security"] == "max-age=31536000"
+
+
+def test_no_hsts_without_https(client: TestClient) -> None:
+    assert "strict-transport-security" not in client.get("/login").headers
 
 
 def test_a_bearer_token_needs_no_session_or_csrf(client: TestClient, guard: Guard) -> None:
@@ -394,6 +476,10 @@ def test_a_responder_reports_acknowledges_and_resolves_an_incident(client: TestC
     guard.flush()
     assert [e["user"] for e in events.events("incident.acknowledged")] == ["rob"]
     assert [(e["incident_id"], e["user"]) for e in events.events("incident.resolved")] == [(incident_id, "rob")]
+    [opened] = events.events("incident.opened")
+    assert (opened["incident_id"], opened["rule"], opened["severity"], opened["reporter"]) == (incident_id, "manual", "high", "rob")
+    typed = ("Answer quoted a wrong price", "customer complaint", "stale price list", "Reloaded")
+    assert not any(text in str(events.events()) for text in typed)  # what staff typed stays in the store
 
 
 def test_a_report_needs_a_known_system_and_severity(client: TestClient, guard: Guard) -> None:
@@ -426,10 +512,64 @@ def test_the_stop_switch_needs_a_reason_and_confirmation_then_toggles(client: Te
     assert not guard.is_stopped("support-bot")
     assert client.post("/systems/unknown-bot/stop", data={"csrf_token": token, "reason": "x", "confirm": "yes"}).status_code == 404
     guard.flush()
-    assert [(e["event"], e["by"], e["reason"]) for e in events.events() if e["event"].startswith("system.")] == [
-        ("system.stopped", "rob", "bad answers seen"),
-        ("system.resumed", "rob", "fixed"),
+    # Who and what go to the event log; the typed reason stays in the store.
+    assert [(e["event"], e["by"]) for e in events.events() if e["event"].startswith("system.")] == [
+        ("system.stopped", "rob"),
+        ("system.resumed", "rob"),
     ]
+    assert "bad answers seen" not in str(events.events()) and "fixed" not in str(events.events("system.resumed"))
+
+
+def test_a_stop_holds_at_once_when_the_store_cannot_be_written_and_lands_later(
+    client: TestClient, guard: Guard, events: Any, make_guard: Any, tmp_path: Path
+) -> None:
+    import time
+
+    token = sign_in(client, "rob")
+    replica = make_guard(with_console_and_records(tmp_path))
+    assert guard.records is not None
+    with guard.records.engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE system_switches RENAME TO system_switches_away")
+    stopped = client.post("/systems/support-bot/stop", data={"csrf_token": token, "reason": "bad answers seen", "confirm": "yes"})
+    assert stopped.status_code == 303  # never refused to the operator
+    assert guard.is_stopped("support-bot") and not replica.is_stopped("support-bot")
+    page = client.get("/systems").text
+    assert "could not be written" in page and "Not yet saved to the records store" in page and "Resume support-bot" in page
+    time.sleep(0.3)  # several polls fail meanwhile: the stop holds here
+    assert guard.is_stopped("support-bot")
+    guard.flush()
+    assert [e["system"] for e in events.events("system.stop_unpersisted")] == ["support-bot"]
+    assert guard.oversight_metrics.records_errors.labels("stop_switch")._value.get() >= 1
+
+    with guard.records.engine.begin() as connection:  # the store is back: the retried write lands
+        connection.exec_driver_sql("ALTER TABLE system_switches_away RENAME TO system_switches")
+    deadline = time.monotonic() + 5
+    while not replica.is_stopped("support-bot") or guard.oversight.unpersisted():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert guard.is_stopped("support-bot") and guard.records.stopped_systems() == {"support-bot"}
+
+
+def test_a_poll_that_read_before_the_switch_cannot_undo_it(guard: Guard) -> None:
+    assert guard.records is not None
+    runtime = guard.oversight
+    real_read = guard.records.stopped_systems
+    switched = False
+
+    def read_then_switch() -> set[str]:
+        nonlocal switched
+        before = real_read()  # the poll reads "running"...
+        if not switched:
+            switched = True
+            HumanOversight(guard).set_stopped("support-bot", True, by="rob")  # ...as the switch lands
+        return before
+
+    guard.records.stopped_systems = read_then_switch  # type: ignore[method-assign]
+    runtime.poll()
+    assert guard.is_stopped("support-bot")  # the stale read did not undo the fresh switch
+    guard.records.stopped_systems = real_read  # type: ignore[method-assign]
+    runtime.poll()
+    assert guard.is_stopped("support-bot") and not runtime._switches  # a later read agrees: the store's word holds again
 
 
 # -- the event log viewer -----------------------------------------------------------------------------
@@ -509,11 +649,14 @@ def test_a_records_store_that_is_down_fails_closed_and_is_counted(make_guard: An
         headers = {"authorization": f"Bearer {TOKEN}"}
         page = client.get("/incidents", headers=headers)
         assert page.status_code == 503 and "nothing was changed" in page.text
+        # Stopping never fails for the operator (it holds here and is retried); resuming fails closed.
         stop = client.post("/systems/support-bot/stop", headers=headers, data={"reason": "x", "confirm": "yes"})
-        assert stop.status_code == 503
+        assert stop.status_code == 303 and guard.is_stopped("support-bot")
+        resume = client.post("/systems/support-bot/resume", headers=headers, data={"reason": "x", "confirm": "yes"})
+        assert resume.status_code == 503 and guard.is_stopped("support-bot")
     assert guard.metrics is not None
     assert guard.metrics.registry.get_sample_value("aimsguard_console_store_failures_total", {"source": "records"}) == 2
-    assert guard.metrics.registry.get_sample_value("aimsguard_console_actions_total", {"action": "system.stop", "outcome": "failed"}) == 1
+    assert guard.metrics.registry.get_sample_value("aimsguard_console_actions_total", {"action": "system.resume", "outcome": "failed"}) == 1
     guard.flush()
     assert [e["source"] for e in events.events("console.failed")] == ["records", "records"]
 

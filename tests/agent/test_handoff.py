@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aimsguard.agent import Blocked, Guard, GuardedExchange
-from aimsguard.agent._oversight import HumanOversight
+from aimsguard.agent._oversight import WITHHELD, BoundedWrites, HumanOversight
 from aimsguard.collectors.records import HandoffStatus
 
 from ..support import ServerThread, records_policy
@@ -76,10 +76,11 @@ def test_an_escalated_request_gets_a_handoff_id_and_later_the_persons_answer(gat
         assert other.status_code == 404 and other.json()["error"]["code"] == "handoff_not_found"
     assert httpx.get(f"{url}/v1/handoffs/hnd_unknownunknownunknown").json()["error"]["code"] == "handoff_not_found"
 
-    # The ticket holds what the checks released: the address redacted, the system prompt left out.
+    # The ticket holds the text masked as the event log masks it: the address redacted, the
+    # matched rule term masked, the system prompt left out.
     ticket = guard.records.get_handoff(handoff_id)  # type: ignore[union-attr]
     assert ticket is not None and ticket.reason == "legal matters go to a person"
-    assert ticket.conversation == [{"role": "user", "content": "I will take legal action, write to me at <EMAIL_ADDRESS_1>"}]
+    assert ticket.conversation == [{"role": "user", "content": "I will take <rule:legal-threat>, write to me at <EMAIL_ADDRESS_1>"}]
     assert "jane.doe" not in json.dumps(ticket.verdicts)
     assert ticket.principal == hashlib.sha256(b"Bearer client-1").hexdigest()[:16]
 
@@ -90,6 +91,9 @@ def test_an_escalated_request_gets_a_handoff_id_and_later_the_persons_answer(gat
     answered = httpx.get(f"{url}/v1/handoffs/{handoff_id}", headers={"authorization": "Bearer client-1"}).json()
     assert answered["status"] == "answered" and answered["answer"] == "A colleague from legal will call you today."
     assert answered["answered_at"] is not None
+    oversight.close(handoff_id, "alice")  # closing an answered ticket keeps the answer readable
+    closed = httpx.get(f"{url}/v1/handoffs/{handoff_id}", headers={"authorization": "Bearer client-1"}).json()
+    assert closed == {**answered, "status": "closed"}
 
     [exchange] = [e for e in _events(guard, events, "exchange") if e["status"] == "escalated"]
     assert exchange["handoff_id"] == handoff_id
@@ -250,3 +254,95 @@ def test_a_stop_switch_stays_as_last_read_while_the_store_cannot_be_read(make_gu
         time.sleep(0.05)
     assert guard.is_stopped("support-bot")  # fail-safe for a switch that was on: it stays on
     assert [e["operation"] for e in _events(guard, events, "records.failed")] == ["poll"]  # one event per outage
+
+
+def test_a_ticket_masks_data_that_was_only_blocked_and_keeps_the_verdict_reasons(gateway: Any, tmp_path: Path) -> None:
+    url, guard = gateway(_records(tmp_path))
+    # CREDIT_CARD is a block action (no replacement); the legal threat escalates, which outranks it.
+    response = _chat(url, "I will take legal action, my card is 4111 1111 1111 1111")
+    ticket = guard.records.get_handoff(response.json()["aimsguard"]["handoff_id"])  # type: ignore[union-attr]
+    assert ticket is not None
+    assert "4111" not in json.dumps(ticket.conversation) and "<CREDIT_CARD>" in ticket.conversation[0]["content"]
+    reasons = {v["guardrail"]: v["reasons"] for v in ticket.verdicts}
+    assert reasons["input-rules"] == ["legal matters go to a person"]
+    assert reasons["pii-in"] == ["personal data: CREDIT_CARD"]
+    assert "4111" not in json.dumps(ticket.verdicts)
+
+
+def test_a_ticket_withholds_the_conversation_when_the_personal_data_check_did_not_run(gateway: Any, tmp_path: Path) -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        records_policy(data, tmp_path)
+        [pii] = [c for c in data["systems"]["support-bot"]["checks"]["input"] if c["id"] == "pii-in"]
+        pii["timeout_ms"] = 0.0001  # always overruns: a timeout verdict, no findings
+
+    url, guard = gateway(mutate)
+    response = _chat(url, "I will take legal action, write to me at jane.doe@example.com")
+    ticket = guard.records.get_handoff(response.json()["aimsguard"]["handoff_id"])  # type: ignore[union-attr]
+    assert ticket is not None
+    assert [v["outcome"] for v in ticket.verdicts if v["guardrail"] == "pii-in"] == ["timeout"]
+    assert ticket.conversation == [{"role": "notice", "content": WITHHELD}]
+
+
+def test_ticket_writes_fail_fast_when_every_records_writer_is_busy() -> None:
+    writes = BoundedWrites(workers=1)
+    release = threading.Event()
+
+    async def scenario() -> None:
+        slow = asyncio.create_task(writes.run(lambda: release.wait(5), 5))
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError):
+            await writes.run(lambda: "never runs", 5)
+        assert time.perf_counter() - started < 0.1  # at once, not after the 5 s budget
+        release.set()
+        assert await slow is True
+        assert await writes.run(lambda: "ok", 1) == "ok"  # the slot came back
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        release.set()
+        writes.close()
+
+
+def test_an_unreadable_store_answers_503_counted_with_one_event_per_outage(gateway: Any, tmp_path: Path, events: Any) -> None:
+    url, guard = gateway(_records(tmp_path))
+    with guard.records.engine.begin() as connection:  # type: ignore[union-attr]
+        connection.exec_driver_sql("DROP TABLE handoffs")
+    for _ in range(2):
+        response = httpx.get(f"{url}/v1/handoffs/hnd_abcdefghijklmnop")
+        assert response.status_code == 503 and response.json()["error"]["code"] == "records_unavailable"
+    assert _metric(url, 'aimsguard_records_errors_total{operation="handoff_read"}') == 2
+    reads = [e for e in _events(guard, events, "records.failed") if e["operation"] == "handoff_read"]
+    assert len(reads) == 1  # (the poll fails too, with its own event)
+
+
+def test_a_webhook_given_up_on_is_written_as_an_event_with_the_ticket_id_only(gateway: Any, tmp_path: Path, events: Any) -> None:
+    async def refuse(request: Request) -> Response:
+        return JSONResponse({"error": "no"}, status_code=400)
+
+    with ServerThread(Starlette(routes=[Route("/hook", refuse, methods=["POST"])])) as receiver:
+        url, guard = gateway(_records(tmp_path, fallback={"handoff_webhook": {"url": f"{receiver.url}/hook", "retries": 2}}))
+        handoff_id = _chat(url, ESCALATING).json()["aimsguard"]["handoff_id"]
+        deadline = time.monotonic() + 5
+        while not _events(guard, events, "handoff.webhook_failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    [failed] = events.events("handoff.webhook_failed")
+    assert (failed["handoff_id"], failed["system"], failed["problem"], failed["attempts"]) == (handoff_id, "support-bot", "HTTP 400", 1)
+    assert "jane.doe" not in json.dumps(failed) and "legal" not in json.dumps(failed)
+
+
+def test_a_schema_upgrade_that_failed_at_start_is_retried_by_the_poll(make_guard: Any, tmp_path: Path, events: Any) -> None:
+    database = tmp_path / "records.db"
+    database.mkdir()  # a directory where the file should be: the database cannot be opened
+
+    guard = make_guard(_records(tmp_path))
+    assert [e["operation"] for e in _events(guard, events, "records.failed")][:1] == ["upgrade"]
+    database.rmdir()  # the database comes back (empty: never migrated)
+    deadline = time.monotonic() + 5
+    while not guard.oversight._schema_ready:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert guard.records.revision() is not None  # type: ignore[union-attr]
+    assert guard.records.list_handoffs() == []  # type: ignore[union-attr]

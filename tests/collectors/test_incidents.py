@@ -173,3 +173,41 @@ def test_incident_events_never_feed_the_rules(store: RecordsStore) -> None:
     exporter = _exporter(store, Recorder(), rule)
     exporter.export([_event("incident.opened", timedelta(0))])
     assert store.list_incidents() == []
+
+
+def test_each_match_is_handled_once_so_a_long_firing_rule_stays_linear(store: RecordsStore) -> None:
+    import time
+
+    every = IncidentRule.model_validate(
+        {"id": "every-leak", "when": {"event": "guardrail.verdict", "guardrail": "pii-out"}, "count": 1, "window_s": 86_400}
+    )
+    exporter = _exporter(store, Recorder(), every)
+    exporter._max_event_ids = 50
+    batch = [_leak(timedelta(milliseconds=i)) for i in range(20_000)]
+    started = time.perf_counter()
+    assert exporter.export(batch) is ExportResult.SUCCESS
+    assert time.perf_counter() - started < 2.0  # rescanning the window per match took minutes
+    [incident] = store.list_incidents()
+    assert incident.event_ids == [e["event_id"] for e in batch[-50:]]  # the newest ids, once each
+    exporter.export([_leak(timedelta(seconds=30))])
+    assert store.list_incidents()[0].count == 51  # only the new match was linked, not the window again
+
+
+def test_a_crash_in_the_rules_is_counted_and_written_as_an_event(store: RecordsStore) -> None:
+    recorder, errors = Recorder(), []
+    exporter = IncidentExporter(store, [LEAKS], systems=["support-bot"], emit=recorder.emit, on_error=lambda: errors.append(1))
+
+    def broken(*_: Any) -> bool:
+        raise KeyError("a rule bug")
+
+    exporter._holds = broken  # type: ignore[method-assign]
+    assert exporter.export([_leak(timedelta(0))]) is ExportResult.FAILURE
+    assert errors == [1] and recorder.kinds() == ["incident.rules_failed"]
+    assert recorder.events[0][1] == {"error_type": "KeyError"}
+
+
+def test_the_rule_id_manual_is_reserved_for_reports_by_people() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="reserved"):
+        IncidentRule.model_validate({"id": "manual", "when": {"event": "exchange"}})

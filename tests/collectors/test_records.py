@@ -179,7 +179,13 @@ def test_events_fold_into_the_open_incident_within_the_window(store: RecordsStor
 def test_linked_event_ids_are_capped_while_the_count_goes_on(store: RecordsStore) -> None:
     _record(store, [f"a{i}" for i in range(8)], T0, max_event_ids=5)
     update = _record(store, [f"b{i}" for i in range(4)], T0, max_event_ids=5)
-    assert update.incident.event_ids == ["a0", "a1", "a2", "a3", "a4"] and update.incident.count == 12
+    assert update.incident.event_ids == ["a0", "a1", "a2", "b2", "b3"] and update.incident.count == 12  # the first and the latest
+
+
+def test_ids_sent_again_past_the_cap_are_not_counted_twice(store: RecordsStore) -> None:
+    _record(store, [f"a{i}" for i in range(8)], T0, max_event_ids=5)
+    again = _record(store, ["a7", "a6", "a7", "c0"], T0, max_event_ids=5)  # a retried batch, plus one new event
+    assert again.incident.count == 9 and again.incident.event_ids == ["a0", "a1", "a2", "a7", "c0"]
 
 
 def test_a_resolved_incident_lets_a_new_one_open(store: RecordsStore) -> None:
@@ -232,3 +238,37 @@ def test_stop_switches(store: RecordsStore) -> None:
     store.set_stopped("a", True, by="oncall")  # twice: still one switch
     store.set_stopped("b", False, by="oncall")
     assert store.stopped_systems() == {"a"}
+
+
+def test_a_slow_database_cannot_hold_a_caller_for_long(store: RecordsStore) -> None:
+    if store.dialect == "postgresql":
+        # Statements and lock waits are bounded, and the URL's own options (search_path) still apply.
+        with store.engine.connect() as connection:
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "10s"
+            assert connection.exec_driver_sql("SHOW lock_timeout").scalar() == "10s"
+            assert connection.exec_driver_sql("SHOW search_path").scalar().startswith("t_")
+    assert store.engine.pool.timeout() == 5.0  # waiting for a free connection
+
+
+def test_a_full_connection_pool_fails_within_the_pool_timeout(tmp_path: Path) -> None:
+    import time
+
+    store = RecordsStore(f"sqlite:///{tmp_path / 'records.db'}", pool_timeout_s=0.2)
+    store.upgrade()
+    held = [store.engine.connect() for _ in range(store.engine.pool.size() + store.engine.pool._max_overflow)]  # type: ignore[attr-defined]
+    try:
+        started = time.perf_counter()
+        with pytest.raises(RecordsUnavailable):
+            store.get_handoff("hnd_x")
+        assert time.perf_counter() - started < 2
+    finally:
+        for connection in held:
+            connection.close()
+        store.dispose()
+
+
+def test_a_category_makes_an_incident_serious_with_its_deadline(store: RecordsStore) -> None:
+    manual = store.report_incident(system="support-bot", title="harm", severity="high", reporter="rob", category="death")
+    assert manual.serious and manual.category == "death" and manual.report_deadline == manual.first_seen + timedelta(days=10)
+    ruled = _record(store, ["e1"], T0, category="widespread").incident
+    assert ruled.serious and ruled.report_deadline == T0 + timedelta(days=2)
