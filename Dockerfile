@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    AIMSGUARD_EVENT_DIR=/var/lib/aimsguard/events
+    AIMSGUARD_EVENT_DIR=/var/lib/aimsguard/events \
+    AIMSGUARD_RECORDS_URL=sqlite:////var/lib/aimsguard/records.db
 
 RUN groupadd --system --gid 10001 aimsguard \
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/aimsguard --create-home aimsguard
