@@ -160,6 +160,9 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
                 "systems": sorted(guard.policy.systems),
                 "event_log": "ok" if event_log_ok else "failing",
                 "events_dropped": guard.bus.dropped,
+                # Reported, not gating: with the store down, escalations still get the fallback.
+                "records": guard.oversight.records_state,
+                "stopped_systems": guard.oversight.stopped_systems,
             },
             status_code=200 if ready else 503,
         )

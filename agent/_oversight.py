@@ -174,6 +174,17 @@ class OversightRuntime:
     def is_stopped(self, system: str) -> bool:
         return system in self._stopped
 
+    @property
+    def stopped_systems(self) -> list[str]:
+        return sorted(self._stopped)
+
+    @property
+    def records_state(self) -> str:
+        """For readiness: ``none`` (no store), ``ok``, or ``failing`` (the last poll could not read it)."""
+        if self.store is None:
+            return "none"
+        return "failing" if self._poll_failing or not self._schema_ready else "ok"
+
     def unpersisted(self) -> set[str]:
         """Systems whose switch this process changed but could not yet write to the store."""
         with self._switch_lock:

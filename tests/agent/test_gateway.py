@@ -221,6 +221,7 @@ def test_health_and_readiness(gateway) -> None:
     assert httpx.get(url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(url + "/readyz").json()
     assert ready["status"] == "ready" and ready["policy_version"] == guard.policy_version
+    assert ready["records"] == "none" and ready["stopped_systems"] == []  # this policy keeps no records store
 
 
 def test_models_are_listed_from_the_upstream(gateway) -> None:

@@ -214,6 +214,8 @@ def test_the_stop_switch_answers_every_request_with_the_fallback_on_every_replic
     assert [e["system"] for e in events.events("system.stopped")] == ["support-bot"]
     assert _metric(url, 'aimsguard_fallbacks_total{reason="stopped",system="support-bot"}') == 2
     assert _metric(url, 'aimsguard_system_stopped{system="support-bot"}') == 1
+    ready = httpx.get(url + "/readyz").json()
+    assert ready["status"] == "ready" and ready["records"] == "ok" and ready["stopped_systems"] == ["support-bot"]
 
     HumanOversight(guard).set_stopped("support-bot", False, by="oncall")
     answer = _chat(url, "How much is the Pro plan?").json()
@@ -253,6 +255,7 @@ def test_a_stop_switch_stays_as_last_read_while_the_store_cannot_be_read(make_gu
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert guard.is_stopped("support-bot")  # fail-safe for a switch that was on: it stays on
+    assert guard.oversight.records_state == "failing"  # what /readyz reports (without going unready)
     assert [e["operation"] for e in _events(guard, events, "records.failed")] == ["poll"]  # one event per outage
 
 
