@@ -37,6 +37,7 @@ from ._fairness import (
     GUARD_BLOCK,
     GUARD_ESCALATE,
     GUARD_NONE,
+    MEASURES,
     NO,
     UNKNOWN,
     YES,
@@ -45,6 +46,7 @@ from ._fairness import (
     FairnessEvaluation,
     evaluate,
 )
+from ._metrics import system_label
 
 __all__ = ["BiasMonitor", "EmitHook"]
 
@@ -230,8 +232,7 @@ class BiasMonitor:
     # -- events in ----------------------------------------------------------------------
 
     def _system_label(self, event: Event) -> str:
-        system = event.get("system")
-        return system if isinstance(system, str) and system in self._windows else "_OTHER"
+        return system_label(event, self._windows)
 
     def _exchange(self, event: Event, now: float) -> None:
         system = event.get("system")
@@ -313,7 +314,7 @@ class BiasMonitor:
             ("guardrail", result.insufficient_guardrail_groups),
         ):
             self.insufficient.labels(system, feature, family).set(len(groups))
-        for metric in _MEASURES:
+        for metric in MEASURES:
             value = result.values.get(metric)
             if value is None:
                 _remove(self.metric, system, feature, metric)
@@ -374,15 +375,6 @@ class BiasMonitor:
             self._emit(kind, **fields)
         except Exception as exc:
             log.error("bias_event_failed", kind=kind, error_type=type(exc).__name__)
-
-
-_MEASURES = (
-    "demographic_parity_difference",
-    "demographic_parity_ratio",
-    "equalized_odds_difference",
-    "block_rate_difference",
-    "escalation_rate_difference",
-)
 
 
 def _remove(gauge: Gauge, *labels: str) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "FairnessEvaluation",
     "FairnessSource",
     "FairnessThresholds",
+    "MEASURES",
     "NO",
     "UNKNOWN",
     "YES",
@@ -58,6 +59,15 @@ Category = Annotated[str, Field(pattern=_CATEGORY)]
 UNKNOWN, NO, YES = -1, 0, 1
 GUARD_NONE, GUARD_ALLOW, GUARD_BLOCK, GUARD_ESCALATE = -1, 0, 1, 2
 CountKey = tuple[str, int, int, int]  # (group, outcome, label, guardrail state)
+
+MEASURES = (
+    "demographic_parity_difference",
+    "demographic_parity_ratio",
+    "equalized_odds_difference",
+    "block_rate_difference",
+    "escalation_rate_difference",
+)
+"""The measures an evaluation computes (each a field of ``FairnessEvaluation``)."""
 
 
 class _Strict(BaseModel):
@@ -166,10 +176,15 @@ class FairnessEvaluation:
     escalation_rates: dict[str, float]
     block_rate_difference: float | None
     escalation_rate_difference: float | None
-    values: dict[str, float] = field(default_factory=dict)  # the measures that could be computed
     # Equalized odds: too few labelled samples, or not both kinds of ground truth.
     insufficient_labelled_groups: list[str] = field(default_factory=list)
     insufficient_guardrail_groups: list[str] = field(default_factory=list)  # too few guardrail decisions
+
+    @property
+    def values(self) -> dict[str, float]:
+        """The measures that could be computed, by name."""
+        measured = {name: getattr(self, name) for name in MEASURES}
+        return {name: value for name, value in measured.items() if value is not None}
 
     @property
     def sufficient(self) -> bool:
@@ -282,17 +297,6 @@ def evaluate(feature: str, counts: Mapping[CountKey, int], categories: list[str]
         block_rates, block_difference = _spread(blocked, guard_enough)
         escalation_rates, escalation_difference = _spread(escalated, guard_enough)
 
-    values = {
-        name: value
-        for name, value in (
-            ("demographic_parity_difference", dp_difference),
-            ("demographic_parity_ratio", dp_ratio),
-            ("equalized_odds_difference", eo_difference),
-            ("block_rate_difference", block_difference),
-            ("escalation_rate_difference", escalation_difference),
-        )
-        if value is not None
-    }
     return FairnessEvaluation(
         feature=feature,
         group_sizes=group_sizes,
@@ -307,7 +311,6 @@ def evaluate(feature: str, counts: Mapping[CountKey, int], categories: list[str]
         escalation_rates=escalation_rates,
         block_rate_difference=block_difference,
         escalation_rate_difference=escalation_difference,
-        values=values,
         insufficient_labelled_groups=insufficient_labelled,
         insufficient_guardrail_groups=insufficient_guardrail,
     )

@@ -120,6 +120,7 @@ class IncidentExporter:
     ) -> None:
         self.store = store
         self.rules = list(rules)
+        self._rules_by_id = {rule.id: rule for rule in self.rules}
         self.systems = set(systems)
         self._emit = emit
         self._fold_window_s = fold_window_s
@@ -188,9 +189,8 @@ class IncidentExporter:
         due = [(key, w) for key, w in self._windows.items() if w.pending]
         if not due or time.monotonic() < self._retry_at:
             return True
-        rules = {rule.id: rule for rule in self.rules}
         for (rule_id, system), window in due:
-            rule = rules[rule_id]
+            rule = self._rules_by_id[rule_id]
             try:
                 update = self.store.record_incident_events(
                     system=system,

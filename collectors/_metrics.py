@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import platform
 import threading
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -39,6 +39,12 @@ _GEN_AI = ["system", "gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_re
 _UPSTREAM_ERRORS = {"upstream_unavailable", "upstream_timeout", "upstream_stream_interrupted", "upstream_response_too_large"}
 _OWN_ERRORS = {"guardrail_failed", "event_log_unavailable", "internal_error"}
 _FALLBACK_REASONS = {"blocked": "block", "escalated": "escalate", "stopped": "stopped"}
+
+
+def system_label(event: Event, systems: Container[str]) -> str:
+    """The event's system if ``systems`` has it, else ``_OTHER``: a label never carries what a client sent."""
+    system = event.get("system")
+    return system if isinstance(system, str) and system in systems else OTHER
 
 
 def _code_class(status: int | None) -> str:
@@ -191,9 +197,7 @@ class PrometheusMetrics:
     # -- from events to metrics -------------------------------------------------------
 
     def _system(self, event: Event) -> str:
-        """A system of the policy, or ``_OTHER``: a label never carries what a client sent."""
-        system = event.get("system")
-        return system if isinstance(system, str) and system in self._providers else OTHER
+        return system_label(event, self._providers)
 
     def _child(self, metric: Any, *labels: Any) -> Any:
         key = (id(metric), *labels)

@@ -215,22 +215,40 @@ def read_valid_digest(path: Path) -> dict[str, Any] | None:
     return digest if digest is not None and digest_malformed(digest) is None else None
 
 
+def is_canonical_ts(value: Any) -> bool:
+    """True for a ``ts`` already in the runtime's own form (structlog's ISO, UTC, microseconds),
+    e.g. 2026-11-26T20:24:44.363010Z: such timestamps compare as text, in order, unparsed."""
+    return isinstance(value, str) and len(value) == 27 and value[19] == "." and value[26] == "Z"
+
+
+def format_ts(moment: dt.datetime) -> str:
+    """A UTC datetime in the canonical form (see ``is_canonical_ts``)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def canonical_ts(value: Any) -> str | None:
     """An event's ``ts`` as a UTC timestamp in one fixed form (so they compare as text), or None."""
     if not isinstance(value, str):
         return None
-    if len(value) == 27 and value[19] == "." and value[26] == "Z":
+    if is_canonical_ts(value):
         return value
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    moment = moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return format_ts(moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC))
 
 
-def _loads_escaped(body: bytes) -> Any:
-    """The standard library reads what orjson refuses: a lone surrogate, written escaped."""
+def loads_event(body: bytes) -> Any:
+    """An event's JSON, or None when it does not parse.
+
+    orjson first (fast); the standard library reads what orjson refuses: a lone
+    surrogate, which the writer keeps, escaped.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(body)
     except ValueError:
@@ -260,10 +278,7 @@ def segment_summary(path: Path) -> tuple[str, int, str | None, str | None]:
                 parts = split_line(line)
                 moment = None
                 if parts is not None:
-                    try:
-                        event = orjson.loads(parts[3])
-                    except orjson.JSONDecodeError:
-                        event = _loads_escaped(parts[3])
+                    event = loads_event(parts[3])
                     moment = canonical_ts(event.get("ts")) if isinstance(event, dict) else None
                 if moment is not None:
                     earliest = moment if earliest is None or moment < earliest else earliest

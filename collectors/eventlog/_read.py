@@ -18,9 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from ._format import Segment, _loads_escaped, iter_lines, list_digests, list_segments, read_valid_digest
+from ._format import Segment, format_ts, is_canonical_ts, iter_lines, list_digests, list_segments, loads_event, read_valid_digest
 
 __all__ = ["read_events"]
 
@@ -42,16 +40,11 @@ def _event_time(event: dict[str, Any]) -> dt.datetime | None:
         return None
 
 
-def _canonical(moment: dt.datetime) -> str:
-    """The runtime's own timestamp form (structlog's ISO, UTC, microseconds), e.g. 2026-11-26T20:24:44.363010Z."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _in_window(event: dict[str, Any], start: dt.datetime | None, end: dt.datetime | None, bounds: tuple[str, str]) -> bool:
     ts = event.get("ts")
     # Timestamps in the canonical form compare as strings, in order: parsing a million of
     # them costs a report seconds. Any other form is parsed.
-    if isinstance(ts, str) and len(ts) == 27 and ts[19] == "." and ts[26] == "Z":
+    if is_canonical_ts(ts):
         return bounds[0] <= ts < bounds[1]
     moment = _event_time(event)
     return moment is not None and (start is None or moment >= start) and (end is None or moment < end)
@@ -77,7 +70,7 @@ def read_events(
     start, end = _utc(since), _utc(until)
     first_day = start.date().isoformat() if start else ""
     filtered = start is not None or end is not None
-    bounds = (_canonical(start) if start else "", _canonical(end) if end else "\uffff")
+    bounds = (format_ts(start) if start else "", format_ts(end) if end else "\uffff")
     digests = list_digests(Path(directory)) if filtered else {}
     for segment in list_segments(Path(directory)):
         if filtered and _outside(segment, digests, first_day, bounds):
@@ -89,12 +82,9 @@ def read_events(
                 body = line[:at] + b"}" if at > 0 else (b"{}" if line.startswith(b'{"_chain":') else None)
                 if body is None or not line.endswith(b"\n"):
                     continue
-                try:
-                    event = orjson.loads(body)
-                except orjson.JSONDecodeError:
-                    event = _loads_escaped(body)
-                    if event is None:
-                        continue
+                event = loads_event(body)
+                if event is None:
+                    continue
                 if filtered and not _in_window(event, start, end, bounds):
                     continue
                 yield event

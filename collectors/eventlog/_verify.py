@@ -95,15 +95,15 @@ class _Run:
     key: object
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _SegmentWalk:
-    records: int = 0
-    first: int | None = None
-    last: int | None = None
-    last_hash: bytes | None = None
-    torn: bool = False
-    size: int = 0
-    sha256: str = ""
+    records: int
+    first: int | None
+    last: int | None
+    last_hash: bytes | None
+    torn: bool
+    size: int
+    sha256: str
 
 
 class _Walker:
@@ -122,7 +122,6 @@ class _Walker:
 
     def walk_segment(self, segment: Segment) -> _SegmentWalk:
         """Check each record of one segment."""
-        result = _SegmentWalk()
         records, first, last, torn = 0, None, None, False
         boundary = True
         size = 0
@@ -180,10 +179,8 @@ class _Walker:
                 expected, prev, boundary = seq + 1, this, False
         self.flush_run()
         self.expected, self.prev = expected, prev
-        result.records, result.first, result.last, result.torn, result.size = records, first, last, torn, size
-        result.last_hash = prev if last is not None else None
-        result.sha256 = file_hash.hexdigest()
-        return result
+        last_hash = prev if last is not None else None
+        return _SegmentWalk(records, first, last, last_hash, torn, size, file_hash.hexdigest())
 
     def out_of_place(self, seq: int, expected: int, segment: str, line: int) -> None:
         """A record whose seq came before: it fills a gap left earlier, or it is a repeat."""

@@ -349,10 +349,6 @@ class RecordsStore:
             session.add(row)
             return IncidentUpdate(Incident.from_row(row), opened=True)
 
-    def open_or_fold_incident(self, **kwargs: Any) -> Incident:
-        """``record_incident_events`` without the opened/folded flag."""
-        return self.record_incident_events(**kwargs).incident
-
     @_translated
     def report_incident(
         self,
