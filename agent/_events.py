@@ -8,7 +8,6 @@ hand the record to the event bus. Nothing here waits on I/O.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from structlog.typing import Processor
 
 from aimsguard.collectors import EventBus
 
+from ._exchange import new_id
 from ._policy import ContentLogging, Policy
 
 __all__ = ["CONTENT_KEYS", "EVENT_SCHEMA", "EventEmitter"]
@@ -42,7 +42,7 @@ def _stamp(policy_version: str) -> Processor:
         event["schema"] = EVENT_SCHEMA
         event["policy_version"] = policy_version
         # A unique id per event, so records (incidents) can link the events behind them.
-        event["event_id"] = uuid.uuid4().hex
+        event["event_id"] = new_id()
         return event
 
     return stamp

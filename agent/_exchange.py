@@ -12,13 +12,23 @@ from typing import Any
 
 from aimsguard.guardrails import Action, Verdict
 
-__all__ = ["Exchange", "ExchangeStatus", "new_id", "parse_traceparent"]
+__all__ = ["UNKNOWN_SYSTEM", "Exchange", "ExchangeStatus", "client_id", "new_id", "parse_traceparent"]
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_MAX_ID_LENGTH = 128
+UNKNOWN_SYSTEM = "_unknown"
+"""Recorded as the system when a request named none the policy knows (never the client's text)."""
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def client_id(value: str | None) -> str | None:
+    """An id a client sent, kept only if it is a plausible id (never free text)."""
+    if value and len(value) <= _MAX_ID_LENGTH and value.isascii() and value.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        return value
+    return None
 
 
 def _trace_id() -> str:

@@ -121,9 +121,8 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
         return Response(content, status_code=response.status_code, media_type=media_type)
 
     async def models(request: Request) -> Response:
-        system_id = request.scope.get(SCOPE_KEY + ".system") or request.headers.get("x-aimsguard-system")
         try:
-            system_id = guard.resolve_system(system_id)
+            system_id = guard.resolve_system(_requested_system(request))
         except AimsguardError as error:
             return JSONResponse(error_body(error), status_code=error.status_code)
         client = upstreams.clients.get(system_id)
@@ -141,8 +140,7 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
         return Response(response.content, status_code=response.status_code, media_type="application/json")
 
     async def feedback(request: Request) -> Response:
-        system_hint = request.scope.get(SCOPE_KEY + ".system") or request.headers.get("x-aimsguard-system")
-        return await handle_feedback(guard, request, system_hint)
+        return await handle_feedback(guard, request, _requested_system(request))
 
     async def metrics(_: Request) -> Response:
         return Response(render_metrics(guard), media_type=CONTENT_TYPE_LATEST)
@@ -192,6 +190,11 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
         middleware=[Middleware(AimsguardMiddleware, guard=guard, front_door="gateway")],
         lifespan=lifespan,
     )
+
+
+def _requested_system(request: Request) -> str | None:
+    """The system a request outside the guarded routes names (a /systems/{id} prefix, or the header)."""
+    return request.scope.get(SCOPE_KEY + ".system") or request.headers.get("x-aimsguard-system")
 
 
 def _console_routes(guard: Guard) -> list[Mount]:

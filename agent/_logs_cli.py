@@ -19,23 +19,17 @@ import typer
 
 from aimsguard.collectors import read_events, verify_event_log
 
-from ._errors import AimsguardError
-from ._policy import load_policy
+from ._report_cli import DEFAULT_CONFIG, policy_or_exit
 
 app = typer.Typer(help="Verify and query the tamper-evident event log.", no_args_is_help=True)
 
 _ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML) naming the event log directory")]
 _DirOption = Annotated[Path | None, typer.Option("--dir", help="event log directory (instead of the policy's)")]
-_DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
 
 
 def _directory(config: Path, directory: Path | None) -> Path:
     if directory is None:
-        try:
-            directory = load_policy(config).event_log.directory
-        except AimsguardError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(2) from None
+        directory = policy_or_exit(config).event_log.directory
     if not directory.is_dir():
         typer.echo(f"error: no event log directory at {directory}", err=True)
         raise typer.Exit(2)
@@ -54,7 +48,7 @@ def _moment(value: str | None, option: str) -> dt.datetime | None:
 
 
 @app.command()
-def verify(config: _ConfigOption = _DEFAULT_CONFIG, directory: _DirOption = None) -> None:
+def verify(config: _ConfigOption = DEFAULT_CONFIG, directory: _DirOption = None) -> None:
     """Rehash every record and digest; name each record or segment that was changed, removed,
     reordered, truncated or deleted."""
     report = verify_event_log(_directory(config, directory))
@@ -76,7 +70,7 @@ def verify(config: _ConfigOption = _DEFAULT_CONFIG, directory: _DirOption = None
 
 @app.command()
 def query(
-    config: _ConfigOption = _DEFAULT_CONFIG,
+    config: _ConfigOption = DEFAULT_CONFIG,
     directory: _DirOption = None,
     since: Annotated[str | None, typer.Option(help="from this ISO date/time (inclusive, UTC unless given)")] = None,
     until: Annotated[str | None, typer.Option(help="up to this ISO date/time (exclusive)")] = None,

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aimsguard.guardrails import Action
 
 from ._errors import AimsguardError, GuardrailFailed, RequestError, UnknownSystemError, UpstreamError, error_site
-from ._exchange import Exchange, ExchangeStatus, new_id, parse_traceparent
+from ._exchange import UNKNOWN_SYSTEM, Exchange, ExchangeStatus, client_id, new_id, parse_traceparent
 from ._guard import Guard
 from ._outcomes import read_decision
 from ._openai import (
@@ -54,8 +54,6 @@ SCOPE_KEY = "aimsguard"
 
 _OPERATIONS: dict[str, Operation] = {CHAT_PATH: "chat", COMPLETIONS_PATH: "text_completion"}
 _SYSTEM_PREFIX = "/systems/"
-_MAX_ID_LENGTH = 128
-UNKNOWN_SYSTEM = "_unknown"
 
 
 def _split_system_prefix(path: str) -> tuple[str, str | None]:
@@ -69,13 +67,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return value.decode("latin-1")
-    return None
-
-
-def _client_id(value: str | None) -> str | None:
-    """An id a client sent, kept only if it is a plausible id (never free text)."""
-    if value and len(value) <= _MAX_ID_LENGTH and value.isascii() and value.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        return value
     return None
 
 
@@ -139,7 +130,7 @@ class _GuardedCall:
     # -- the request ------------------------------------------------------------------
 
     async def run(self) -> None:
-        request_id = _client_id(_header(self.scope, b"x-request-id")) or new_id()
+        request_id = client_id(_header(self.scope, b"x-request-id")) or new_id()
         requested = self.path_system or _header(self.scope, b"x-aimsguard-system")
         try:
             if self.mw.system is not None:
@@ -152,7 +143,7 @@ class _GuardedCall:
                 system_id,
                 self.mw.front_door,
                 request_id=request_id,
-                conversation_id=_client_id(_header(self.scope, b"x-aimsguard-conversation-id")) or "",
+                conversation_id=client_id(_header(self.scope, b"x-aimsguard-conversation-id")) or "",
                 operation=self.operation,
                 metadata={"principal": _principal(self.scope)},
                 **_trace_fields(_header(self.scope, b"traceparent")),

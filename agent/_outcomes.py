@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from aimsguard.collectors import FairnessConfig
 
 from ._errors import AimsguardError, RequestError
+from ._exchange import UNKNOWN_SYSTEM, client_id
 from ._openai import error_body
 
 if TYPE_CHECKING:
@@ -157,9 +158,7 @@ def decision_of(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_feedback(config: FairnessConfig | None, system_id: str, request_id: Any, label: Any) -> None:
-    from ._middleware import _client_id  # the rule for the request ids the middleware accepts (imported late: it imports us)
-
-    if not isinstance(request_id, str) or _client_id(request_id) is None:
+    if not isinstance(request_id, str) or client_id(request_id) is None:  # the rule for the request ids the middleware accepts
         raise RequestError(
             "request_id must be the id of an exchange (x-aimsguard-request-id)", code="invalid_request_id", param="request_id"
         )
@@ -189,7 +188,7 @@ def record_feedback(guard: Guard, request_id: Any, label: Any, *, system: str | 
         system_id = guard.resolve_system(system)
         _check_feedback(guard.system(system_id).fairness, system_id, request_id, label)
     except AimsguardError as error:
-        guard.events.emit("feedback.rejected", system=system_id or "_unknown", error_code=error.code, front_door=front_door)
+        guard.events.emit("feedback.rejected", system=system_id or UNKNOWN_SYSTEM, error_code=error.code, front_door=front_door)
         raise
     guard.events.emit("feedback", system=system_id, request_id=request_id, label=label, front_door=front_door)
     return system_id
@@ -201,7 +200,7 @@ async def handle_feedback(guard: Guard, request: Request, system_hint: str | Non
         payload = await _feedback_payload(request)
     except RequestError as error:
         # Not feedback at all; still recorded (under a known system only: the hint is client text).
-        system_id = system_hint if system_hint in guard.policy.systems else "_unknown"
+        system_id = system_hint if system_hint in guard.policy.systems else UNKNOWN_SYSTEM
         guard.events.emit("feedback.rejected", system=system_id, error_code=error.code, front_door="gateway")
         return JSONResponse(error_body(error), status_code=error.status_code)
     try:

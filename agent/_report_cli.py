@@ -17,17 +17,22 @@ from ._cli_logging import configure_cli_logging
 from ._errors import AimsguardError
 from ._policy import Policy, load_policy
 
-__all__ = ["docs_command", "report_command"]
+__all__ = ["DEFAULT_CONFIG", "docs_command", "policy_or_exit", "report_command"]
 
-_DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
+DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
 
 
-def _policy_or_exit(config: Path) -> Policy:
+def policy_or_exit(config: Path, system: str | None = None) -> Policy:
+    """The policy, which must define ``system`` when one is given; else the error and exit status 2."""
     try:
-        return load_policy(config)
+        policy = load_policy(config)
     except AimsguardError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    if system is not None and system not in policy.systems:
+        typer.echo(f"error: unknown system {system!r} (the policy has: {', '.join(policy.systems)})", err=True)
+        raise typer.Exit(2)
+    return policy
 
 
 def _incident_records(policy: Policy) -> list[Any] | None:
@@ -45,7 +50,7 @@ def _incident_records(policy: Policy) -> list[Any] | None:
 
 def report_command(
     month: Annotated[str, typer.Option(help="the month to report on, YYYY-MM (UTC)")],
-    config: Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")] = _DEFAULT_CONFIG,
+    config: Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")] = DEFAULT_CONFIG,
     system: Annotated[str | None, typer.Option(help="only this AI system (default: every system)")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="html, md, pdf or json")] = "html",  # noqa: A002
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: aimsguard-report-MONTH.FORMAT)")] = None,
@@ -63,10 +68,7 @@ def report_command(
     except ValueError as error:
         typer.echo(f"error: {error if 'month' in str(error) else f'--format must be html, md, pdf or json (got {format!r})'}", err=True)
         raise typer.Exit(2) from None
-    policy = _policy_or_exit(config)
-    if system is not None and system not in policy.systems:
-        typer.echo(f"error: unknown system {system!r} (the policy has: {', '.join(policy.systems)})", err=True)
-        raise typer.Exit(2)
+    policy = policy_or_exit(config, system)
     directory = events or policy.event_log.directory
     if not Path(directory).is_dir():
         typer.echo(f"error: no event log at {directory}", err=True)
@@ -98,7 +100,7 @@ def report_command(
 
 def docs_command(
     system: Annotated[str, typer.Option(help="the AI system to document")],
-    config: Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")] = _DEFAULT_CONFIG,
+    config: Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")] = DEFAULT_CONFIG,
     format: Annotated[str, typer.Option("--format", "-f", help="md or html")] = "md",  # noqa: A002
     output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: aimsguard-docs-SYSTEM.FORMAT)")] = None,
     alert_rules: Annotated[Path | None, typer.Option(help="Prometheus rule file (default: prometheus/aimsguard-alerts.yml beside the policy)")] = None,
@@ -112,10 +114,7 @@ def docs_command(
     if format not in ("md", "html"):
         typer.echo(f"error: --format must be md or html (got {format!r})", err=True)
         raise typer.Exit(2)
-    policy = _policy_or_exit(config)
-    if system not in policy.systems:
-        typer.echo(f"error: unknown system {system!r} (the policy has: {', '.join(policy.systems)})", err=True)
-        raise typer.Exit(2)
+    policy = policy_or_exit(config, system)
     rules = alert_rules or config.resolve().parent / "prometheus" / "aimsguard-alerts.yml"
     try:
         doc = techdoc_document(build_techdoc(policy, system, alert_rules=rules))

@@ -56,12 +56,12 @@ class Blocked(AimsguardError):
     code = "blocked"
 
     def __init__(self, exchange: Exchange, fallback: str) -> None:
-        why = "the system's stop switch" if exchange.status is ExchangeStatus.STOPPED else f"a check ({exchange.action.value})"
+        self.stopped = exchange.status is ExchangeStatus.STOPPED
+        why = "the system's stop switch" if self.stopped else f"a check ({exchange.action.value})"
         super().__init__(f"exchange {exchange.request_id} was stopped by {why}")
         self.action = exchange.action
         self.request_id = exchange.request_id
         self.fallback = fallback
-        self.stopped = exchange.status is ExchangeStatus.STOPPED
         self.handoff_id = exchange.handoff_id  # escalated: where the person's answer will be
 
 

@@ -55,7 +55,7 @@ def create_console(
     the session cookie is sent to the console only.
     """
     config = guard.policy.console
-    if oversight is None and getattr(guard, "records", None) is not None:
+    if oversight is None and guard.records is not None:
         oversight = HumanOversight(guard)
     if read_events is None:
         read_events = default_reader
@@ -154,7 +154,7 @@ def _safe_next(request: Request, target: str | None) -> str:
 
 async def overview(console: Console, request: Request) -> Response:
     user = console.require(request)
-    summary: dict[str, Any] = {"store": getattr(console.guard, "records", None) is not None}
+    summary: dict[str, Any] = {"store": console.guard.records is not None}
     if summary["store"]:
         records = console.records
         queued = await console.store_call("records", records.queued_counts)

@@ -103,7 +103,7 @@ class Console:
 
     @property
     def records(self) -> Any:
-        store = getattr(self.guard, "records", None)
+        store = self.guard.records
         if store is None:
             raise HTTPException(503, "No records store is configured in the policy, so there are no handoffs or incidents to show.")
         return store
