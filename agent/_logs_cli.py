@@ -19,7 +19,7 @@ import typer
 
 from aimsguard.collectors import read_events, verify_event_log
 
-from ._report_cli import DEFAULT_CONFIG, policy_or_exit
+from ._cli_support import DEFAULT_CONFIG, fail, policy_or_exit
 
 app = typer.Typer(help="Verify and query the tamper-evident event log.", no_args_is_help=True)
 
@@ -31,8 +31,7 @@ def _directory(config: Path, directory: Path | None) -> Path:
     if directory is None:
         directory = policy_or_exit(config).event_log.directory
     if not directory.is_dir():
-        typer.echo(f"error: no event log directory at {directory}", err=True)
-        raise typer.Exit(2)
+        fail(f"no event log directory at {directory}")
     return directory
 
 
@@ -42,8 +41,7 @@ def _moment(value: str | None, option: str) -> dt.datetime | None:
     try:
         moment = dt.datetime.fromisoformat(value)
     except ValueError:
-        typer.echo(f"error: {option} must be an ISO date or date-time (2026-11-01 or 2026-11-01T12:00:00Z), not {value!r}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"{option} must be an ISO date or date-time (2026-11-01 or 2026-11-01T12:00:00Z), not {value!r}")
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 

@@ -13,27 +13,11 @@ from typing import Annotated, Any
 
 import typer
 
-from ._cli_logging import configure_cli_logging
+from ._cli_support import DEFAULT_CONFIG, configure_cli_logging, fail, policy_or_exit
 from ._errors import AimsguardError
-from ._policy import Policy, load_policy
+from ._policy import Policy
 
-__all__ = ["DEFAULT_CONFIG", "docs_command", "policy_or_exit", "report_command"]
-
-DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
-
-
-def policy_or_exit(config: Path, system: str | None = None) -> Policy:
-    """The policy, which must define ``system`` when one is given; else the error and exit status 2."""
-    try:
-        policy = load_policy(config)
-    except AimsguardError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
-    if system is not None and system not in policy.systems:
-        typer.echo(f"error: unknown system {system!r} (the policy has: {', '.join(policy.systems)})", err=True)
-        raise typer.Exit(2)
-    return policy
-
+__all__ = ["docs_command", "report_command"]
 
 def _incident_records(policy: Policy) -> list[Any] | None:
     """The records store's incidents, or None (the report then reads incident.* events)."""
@@ -66,13 +50,11 @@ def report_command(
         fmt = ReportFormat(format)
         start, end = month_bounds(month)
     except ValueError as error:
-        typer.echo(f"error: {error if 'month' in str(error) else f'--format must be html, md, pdf or json (got {format!r})'}", err=True)
-        raise typer.Exit(2) from None
+        fail(str(error) if "month" in str(error) else f"--format must be html, md, pdf or json (got {format!r})")
     policy = policy_or_exit(config, system)
     directory = events or policy.event_log.directory
     if not Path(directory).is_dir():
-        typer.echo(f"error: no event log at {directory}", err=True)
-        raise typer.Exit(2)
+        fail(f"no event log at {directory}")
     output = output or Path(f"aimsguard-report-{month}{'-' + system if system else ''}.{fmt.value}")
     since, _ = month_bounds(previous_month(month))
     console = Console(stderr=True)
@@ -112,15 +94,13 @@ def docs_command(
 
     configure_cli_logging(logging.WARNING)
     if format not in ("md", "html"):
-        typer.echo(f"error: --format must be md or html (got {format!r})", err=True)
-        raise typer.Exit(2)
+        fail(f"--format must be md or html (got {format!r})")
     policy = policy_or_exit(config, system)
     rules = alert_rules or config.resolve().parent / "prometheus" / "aimsguard-alerts.yml"
     try:
         doc = techdoc_document(build_techdoc(policy, system, alert_rules=rules))
     except AimsguardError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+        fail(error)
     output = output or Path(f"aimsguard-docs-{system}.{format}")
     write_document(doc, ReportFormat(format), output)
     typer.echo(f"wrote {output}", err=True)

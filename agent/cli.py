@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from ._cli_logging import configure_cli_logging
+from ._cli_support import DEFAULT_CONFIG, configure_cli_logging, fail
 from ._errors import AimsguardError, PolicyError
 from ._logs_cli import app as logs_app
 from ._policy import load_policy
@@ -23,12 +23,6 @@ app = typer.Typer(help="aimsguard: runtime guardrails and evidence for deployed 
 app.add_typer(logs_app, name="logs")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")]
-_DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
-
-
-def _fail(error: AimsguardError) -> None:
-    typer.echo(f"error: {error}", err=True)
-    raise typer.Exit(2)
 
 
 @app.command("check-config")
@@ -37,8 +31,7 @@ def check_config(file: Annotated[Path, typer.Argument(help="policy file to valid
     try:
         policy = load_policy(file)
     except PolicyError as error:
-        _fail(error)
-        return
+        fail(error)
     typer.echo(f"{file}: valid, policy version {policy.policy_version}")
     for system_id, system in policy.systems.items():
         checks = ", ".join(f"{c.instance_id} ({stage})" for stage in ("input", "output") for c in getattr(system.checks, stage))
@@ -47,7 +40,7 @@ def check_config(file: Annotated[Path, typer.Argument(help="policy file to valid
 
 @app.command()
 def gateway(
-    config: ConfigOption = _DEFAULT_CONFIG,
+    config: ConfigOption = DEFAULT_CONFIG,
     host: Annotated[str | None, typer.Option(help="address to listen on (default: the policy's)")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on (default: the policy's)")] = None,
     workers: Annotated[int, typer.Option(min=1, help="worker processes (metrics are then aggregated across them)")] = 1,
@@ -62,8 +55,7 @@ def gateway(
     try:
         policy = load_policy(config)
     except AimsguardError as error:
-        _fail(error)
-        return
+        fail(error)
     host = host or policy.gateway.host
     port = port if port is not None else policy.gateway.port
     if workers > 1:
@@ -83,7 +75,7 @@ def gateway(
 
 @app.command()
 def demo(
-    config: ConfigOption = _DEFAULT_CONFIG,
+    config: ConfigOption = DEFAULT_CONFIG,
     port: Annotated[int, typer.Option(help="gateway port")] = 8080,
     upstream_port: Annotated[int, typer.Option(help="demo support bot port")] = 8081,
 ) -> None:
@@ -101,17 +93,14 @@ def demo(
     try:
         guard = Guard.from_file(config)
     except AimsguardError as error:
-        _fail(error)
-        return
+        fail(error)
     system_id = guard.policy.default_system_id or next(iter(guard.policy.systems))
     kb_dir = guard.system(system_id).knowledge_base
     if kb_dir is None:
-        typer.echo(f"error: system {system_id!r} names no knowledge_base for the demo bot", err=True)
-        raise typer.Exit(2)
+        fail(f"system {system_id!r} names no knowledge_base for the demo bot")
     for taken in (port, upstream_port):
         if _port_taken(taken):
-            typer.echo(f"error: port {taken} is already in use (choose others with --port / --upstream-port)", err=True)
-            raise typer.Exit(2)
+            fail(f"port {taken} is already in use (choose others with --port / --upstream-port)")
     bot = create_demo_upstream(KnowledgeBase.from_directory(kb_dir))
     base = f"http://127.0.0.1:{port}"
     console_hint = f"\nWeb console: {base}/console/  (the example policy's user: demo / demo-password)\n" if guard.policy.console.enabled else ""
@@ -152,7 +141,7 @@ Press Ctrl+C to stop.
 @app.command()
 def scan(
     source: Annotated[str, typer.Argument(help="JSON-lines file to read, or - for standard input")] = "-",
-    config: ConfigOption = _DEFAULT_CONFIG,
+    config: ConfigOption = DEFAULT_CONFIG,
     system: Annotated[str | None, typer.Option(help="AI system whose checks run (default: the policy's)")] = None,
     stage: Annotated[str, typer.Option(help="stage for lines that name none: input or output")] = "input",
 ) -> None:
@@ -171,23 +160,19 @@ def scan(
 
     configure_cli_logging(logging.WARNING)
     if stage not in ("input", "output"):
-        typer.echo(f"error: --stage must be input or output, not {stage!r}", err=True)
-        raise typer.Exit(2)
+        fail(f"--stage must be input or output, not {stage!r}")
     try:
         policy = load_policy(config)
         system_id = system or policy.default_system_id
         if system_id not in policy.systems:
-            typer.echo(f"error: unknown system {system_id!r} (the policy has: {', '.join(policy.systems)})", err=True)
-            raise typer.Exit(2)
+            fail(f"unknown system {system_id!r} (the policy has: {', '.join(policy.systems)})")
         pipeline = Pipeline(system_id, policy.systems[system_id], default_registry())
     except AimsguardError as error:
-        _fail(error)
-        return
+        fail(error)
     try:
         handle = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
     except OSError as exc:
-        typer.echo(f"error: cannot read {source}: {exc.strerror}", err=True)
-        raise typer.Exit(2) from None
+        fail(f"cannot read {source}: {exc.strerror}")
     console = Console(stderr=True)
     interactive = console.is_terminal
     with handle:
@@ -213,7 +198,7 @@ def scan(
 
 @app.command("demo-upstream")
 def demo_upstream(
-    config: ConfigOption = _DEFAULT_CONFIG,
+    config: ConfigOption = DEFAULT_CONFIG,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8081,
 ) -> None:
@@ -227,12 +212,10 @@ def demo_upstream(
     try:
         policy = load_policy(config)
     except AimsguardError as error:
-        _fail(error)
-        return
+        fail(error)
     kb_dir = next((s.knowledge_base for s in policy.systems.values() if s.knowledge_base is not None), None)
     if kb_dir is None:
-        typer.echo("error: no system in the policy names a knowledge_base for the demo bot", err=True)
-        raise typer.Exit(2)
+        fail("no system in the policy names a knowledge_base for the demo bot")
     uvicorn.run(create_demo_upstream(KnowledgeBase.from_directory(kb_dir)), host=host, port=port, log_level="info")
 
 
@@ -250,8 +233,7 @@ def console_hash_password() -> None:
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     if len(password) < 8:
-        typer.echo("error: use a password of at least 8 characters", err=True)
-        raise typer.Exit(2)
+        fail("use a password of at least 8 characters")
     typer.echo(hash_password(password))
 
 

@@ -1,4 +1,6 @@
-"""How the ``aimsguard`` commands log: JSON lines on standard error, never on stdout.
+"""What the ``aimsguard`` commands share: the default policy path, loading it (or exit 2), and logging.
+
+Logs are JSON lines on standard error, never on stdout.
 
 stdout carries what a command produces (scan results, a report); logs go to stderr. The
 logger is made on whatever ``sys.stderr`` is at the moment a line is logged, not when the
@@ -10,11 +12,35 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import structlog
+import typer
 
-__all__ = ["configure_cli_logging"]
+from ._errors import AimsguardError
+from ._policy import Policy, load_policy
+
+__all__ = ["DEFAULT_CONFIG", "configure_cli_logging", "fail", "policy_or_exit"]
+
+DEFAULT_CONFIG = Path("configs/aimsguard.yaml")
+
+
+def fail(error: AimsguardError | str) -> NoReturn:
+    """Print the error and exit with status 2 (a usage or policy error)."""
+    typer.echo(f"error: {error}", err=True)
+    raise typer.Exit(2)
+
+
+def policy_or_exit(config: Path, system: str | None = None) -> Policy:
+    """The policy, which must define ``system`` when one is given; else the error and exit status 2."""
+    try:
+        policy = load_policy(config)
+    except AimsguardError as error:
+        fail(error)
+    if system is not None and system not in policy.systems:
+        fail(f"unknown system {system!r} (the policy has: {', '.join(policy.systems)})")
+    return policy
 
 
 def _stderr_logger(*_: Any) -> structlog.PrintLogger:
