@@ -166,9 +166,8 @@ def test_metrics_are_aggregated_across_worker_processes(tmp_path: Path, upstream
     try:
         _wait(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "the workers to start")
         body = {"model": "demo", "messages": [{"role": "user", "content": "How much is the Pro plan?"}]}
-        with httpx.Client() as client:  # a new connection each time spreads requests over the workers
-            for _ in range(20):
-                assert httpx.post(url + "/v1/chat/completions", json=body, timeout=10).status_code == 200
+        for _ in range(20):  # a new connection each time spreads requests over the workers
+            assert httpx.post(url + "/v1/chat/completions", json=body, timeout=10).status_code == 200
 
         def total() -> float:
             text = httpx.get(url + "/metrics").text

@@ -9,8 +9,6 @@ import pytest
 
 from aimsguard.collectors import read_events
 
-from ..support import ServerThread
-
 QUESTION = "How much is the Pro plan?"
 PRO_PLAN = "The Pro plan costs 20 EUR per user per month"
 

@@ -27,7 +27,7 @@ def test_decorated_sync_function_gets_redacted_input_and_guarded_output(make_gua
     @guarded(guard)
     def answer(prompt: str) -> str:
         seen.append(prompt)
-        return f"noted, your code is INT-1234"
+        return "noted, your code is INT-1234"
 
     assert answer("my ticket INT-9999 is open") == "noted, your code is [INTERNAL-CODE]"
     assert seen == ["my ticket [INTERNAL-CODE] is open"]
