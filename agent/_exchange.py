@@ -76,6 +76,9 @@ class Exchange:
     input_roles: list[str] = field(default_factory=list)  # the message role of each input text (chat)
     output_texts: list[str] = field(default_factory=list)  # as the user got them
     logged_input: list[str] = field(default_factory=list)  # as they may be logged or kept on a handoff ticket
+    # The input as received and the verdicts that mask it: masked into logged_input only when
+    # something asks for it (the content log, a handoff ticket), not on every request.
+    unmasked_input: tuple[list[str], list[Verdict]] | None = None
     logged_output: list[str] = field(default_factory=list)
     verdicts: list[Verdict] = field(default_factory=list)
     action: Action = Action.ALLOW

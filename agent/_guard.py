@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from aimsguard.collectors import BiasMonitor, EventBus, EventExporter, PrometheusMetrics, SegmentEventLog, TraceExporter
 from aimsguard.collectors._incidents import IncidentExporter
 from aimsguard.collectors.records import RecordsStore
-from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, default_registry, log_masks
+from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, Verdict, default_registry, log_masks
 
 from ._errors import EventLogUnavailable, UnknownSystemError
 from ._events import EVENT_SCHEMA, EventEmitter
@@ -201,8 +201,7 @@ class Guard:
         exchange.input_checks_s += result.duration_s
         self._record(exchange, result)
         exchange.input_texts = list(result.texts)
-        if self.events.content_logged or self.records is not None:  # the log and handoff tickets keep it masked alike
-            exchange.logged_input = _masked(texts, result)
+        exchange.unmasked_input = (list(texts), result.verdicts)  # see masked_input
         await self.oversight.hand_off(exchange)
         return result
 
@@ -232,7 +231,7 @@ class Guard:
         self._record(exchange, result)
         exchange.output_texts = list(result.texts)
         if self.events.content_logged:
-            exchange.logged_output = _masked(texts, result)
+            exchange.logged_output = _masked(texts, result.verdicts)
         await self.oversight.hand_off(exchange)
         return result
 
@@ -333,9 +332,18 @@ class Guard:
             fields["documents"] = {"checked": exchange.documents_checked, "dropped": exchange.documents_dropped}
         if self.events.content_logged:
             # Content is logged only as it left the checks (redacted), and only on opt-in.
-            fields["input"] = exchange.logged_input
+            fields["input"] = self.masked_input(exchange)
             fields["output"] = exchange.logged_output
         self.events.emit("exchange", **fields)
+
+    @staticmethod
+    def masked_input(exchange: Exchange) -> list[str]:
+        """The input as the content log and handoff tickets keep it (see ``log_masks``), masked once, when first needed."""
+        if exchange.unmasked_input is not None:
+            texts, verdicts = exchange.unmasked_input
+            exchange.logged_input = _masked(texts, verdicts)
+            exchange.unmasked_input = None
+        return exchange.logged_input
 
     def record_feedback(self, request_id: str, label: str, *, system: str | None = None, front_door: str = "sdk") -> str:
         """Ground truth for an earlier exchange (a category of the policy's ``labels``): writes a
@@ -368,9 +376,9 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
-def _masked(texts: Sequence[str], result: StageResult) -> list[str]:
+def _masked(texts: Sequence[str], verdicts: Sequence[Verdict]) -> list[str]:
     """The texts as they may be logged (see ``log_masks``)."""
-    masks = log_masks(result.verdicts)
+    masks = log_masks(verdicts)
     return [apply_redactions(text, masks, segment) for segment, text in enumerate(texts)]
 
 

@@ -344,10 +344,11 @@ class OversightRuntime:
         masking = self._masking_checks.get(exchange.system_id, frozenset())
         if any(v.stage is Stage.INPUT and v.guardrail in masking and v.outcome is not Outcome.OK for v in exchange.verdicts):
             return [{"role": "notice", "content": WITHHELD}]
-        roles = exchange.input_roles or ["user"] * len(exchange.logged_input)
+        texts = self.guard.masked_input(exchange)
+        roles = exchange.input_roles or ["user"] * len(texts)
         return [
             {"role": role, "content": text}
-            for text, role in zip(exchange.logged_input, roles, strict=False)
+            for text, role in zip(texts, roles, strict=False)
             if role not in _HIDDEN_ROLES
         ]
 
