@@ -35,7 +35,8 @@ from ._exchange import Exchange, ExchangeStatus
 from ._guard import Guard
 from ._handoff_api import handoff_route
 from ._middleware import SCOPE_KEY, AimsguardMiddleware
-from ._openai import CHAT_PATH, COMPLETIONS_PATH, error_body
+from ._dialect_openai import error_body
+from ._routes import ROUTES
 from ._outcomes import handle_feedback
 from ._sse import encode_data
 
@@ -177,8 +178,7 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
 
     return Starlette(
         routes=[
-            Route(CHAT_PATH, forward, methods=["POST"]),
-            Route(COMPLETIONS_PATH, forward, methods=["POST"]),
+            *(Route(path, forward, methods=["POST"]) for path in ROUTES),  # every route a dialect guards
             Route("/v1/models", models, methods=["GET"]),
             handoff_route(guard),
             Route("/v1/feedback", feedback, methods=["POST"]),

@@ -22,7 +22,7 @@ from aimsguard.collectors.records import Handoff, RecordsError
 from ._errors import RequestError
 from ._guard import Guard
 from ._middleware import _principal
-from ._openai import error_body
+from ._dialect_openai import error_body
 
 __all__ = ["handoff_route"]
 

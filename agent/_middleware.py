@@ -1,8 +1,8 @@
-"""The ASGI middleware: guard OpenAI-compatible chat and completion calls.
+"""The ASGI middleware: guard the calls of every route a dialect serves.
 
 Pure ASGI, so it sits in front of any Starlette or FastAPI app (or any ASGI app).
-``POST /v1/chat/completions`` and ``POST /v1/completions`` are guarded; everything
-else passes straight through. A request may name its AI system with the
+``POST`` to a route of ``_routes`` (``/v1/chat/completions``, ``/v1/completions``) is
+guarded through the exchange driver; everything else passes straight through. A request may name its AI system with the
 ``x-aimsguard-system`` header or a ``/systems/{id}`` path prefix; otherwise the
 middleware's own system (or the policy's default) is used.
 """
@@ -14,35 +14,20 @@ import hashlib
 import json
 import sys
 import time
-from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimsguard.guardrails import Action
 
-from ._errors import AimsguardError, GuardrailFailed, RequestError, UnknownSystemError, UpstreamError, error_site
-from ._exchange import UNKNOWN_SYSTEM, Exchange, ExchangeStatus, client_id, new_id, parse_traceparent
+from ._dialect import Dialect, ParsedRequest
+from ._driver import SAME, ExchangeDriver
+from ._errors import AimsguardError, RequestError, UnknownSystemError, UpstreamError, error_site
+from ._exchange import UNKNOWN_SYSTEM, ExchangeStatus, client_id, new_id, parse_traceparent
 from ._guard import Guard
 from ._outcomes import read_decision
-from ._openai import (
-    CHAT_PATH,
-    COMPLETIONS_PATH,
-    Operation,
-    ParsedRequest,
-    answer_texts,
-    chunk_texts,
-    error_body,
-    fallback_chunks,
-    fallback_completion,
-    handoff_field,
-    held_back_chunk,
-    parse_request,
-    replace_answer_texts,
-    usage_of,
-)
-from ._sse import DONE, SseSplitter, data_of, encode_data
-from ._streaming import StreamingOutputGuard
+from ._routes import dialect_for
+from ._sse import DONE, SseSplitter, data_of
 
 __all__ = ["AimsguardMiddleware", "SCOPE_KEY"]
 
@@ -52,7 +37,6 @@ HANDOFF_HEADER = b"x-aimsguard-handoff-id"
 SCOPE_KEY = "aimsguard"
 """Key in the ASGI scope where the middleware leaves the exchange for the app behind it."""
 
-_OPERATIONS: dict[str, Operation] = {CHAT_PATH: "chat", COMPLETIONS_PATH: "text_completion"}
 _SYSTEM_PREFIX = "/systems/"
 
 
@@ -102,27 +86,28 @@ class AimsguardMiddleware:
         path, path_system = _split_system_prefix(scope["path"])
         if path_system is not None:
             scope = {**scope, "path": path, "raw_path": path.encode(), SCOPE_KEY + ".system": path_system}
-        operation = _OPERATIONS.get(path)
-        if operation is None or scope["method"] != "POST":
+        dialect = dialect_for(path)
+        if dialect is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        await _GuardedCall(self, scope, receive, send, operation, path_system).run()
+        await _GuardedCall(self, scope, receive, send, dialect, path_system).run()
 
 
 class _GuardedCall:
-    """One guarded request: all per-request state lives here, never on the middleware."""
+    """One guarded request: all per-request state lives here, never on the middleware.
+    It moves bytes; the driver decides."""
 
     def __init__(
-        self, mw: AimsguardMiddleware, scope: Scope, receive: Receive, send: Send, operation: Operation, path_system: str | None
+        self, mw: AimsguardMiddleware, scope: Scope, receive: Receive, send: Send, dialect: Dialect, path_system: str | None
     ) -> None:
         self.mw = mw
         self.guard = mw.guard
         self.scope = scope
         self.receive = receive
         self.send = send
-        self.operation = operation
+        self.dialect = dialect
         self.path_system = path_system
-        self.exchange: Exchange | None = None
+        self.driver: ExchangeDriver | None = None
         self.response_started = False
         self.stream_closed = asyncio.Event()  # set when aimsguard ended the response itself
         self.client_disconnected = False
@@ -139,18 +124,19 @@ class _GuardedCall:
                     raise UnknownSystemError(self.path_system, [self.mw.system])
                 requested = self.mw.system
             system_id = self.guard.resolve_system(requested)
-            self.exchange = self.guard.begin(
+            exchange = self.guard.begin(
                 system_id,
                 self.mw.front_door,
                 request_id=request_id,
                 conversation_id=client_id(_header(self.scope, b"x-aimsguard-conversation-id")) or "",
-                operation=self.operation,
+                operation=self.dialect.operation,
                 metadata={"principal": _principal(self.scope)},
                 **_trace_fields(_header(self.scope, b"traceparent")),
             )
+            self.driver = ExchangeDriver(self.guard, exchange, self.dialect)
             self.guard.ensure_accepting()
             raw = await self._read_body()
-            request = parse_request(self.operation, raw)
+            request = self.driver.read(raw)
             raw = self._take_decision(request, raw)
         except AimsguardError as error:
             self._reject_exchange(request_id, requested, error)
@@ -167,21 +153,25 @@ class _GuardedCall:
 
     def _take_decision(self, request: ParsedRequest, raw: bytes) -> bytes:
         """Record the outcome and groups the request carries; the body without their field."""
-        assert self.exchange is not None
-        system_id = self.exchange.system_id
+        assert self.driver is not None
+        exchange = self.driver.exchange
         decision, stripped = read_decision(
-            self.guard.system(system_id).fairness, system_id, request.body, lambda name: _header(self.scope, name.encode("latin-1"))
+            self.guard.system(exchange.system_id).fairness,
+            exchange.system_id,
+            request.body,
+            lambda name: _header(self.scope, name.encode("latin-1")),
         )
-        self.exchange.metadata.update(decision)
+        exchange.metadata.update(decision)
         return json.dumps(request.body, ensure_ascii=False).encode() if stripped else raw
 
     def _reject_exchange(self, request_id: str, requested: str | None, error: AimsguardError) -> None:
-        if self.exchange is None:
+        if self.driver is None:
             # No known system: recorded under a marker, never the client's text (it may be
             # anything, personal data included, and would become a metric label).
-            self.exchange = self.guard.begin(UNKNOWN_SYSTEM, self.mw.front_door, request_id=request_id, operation=self.operation)
-        self.exchange.status = ExchangeStatus.REJECTED
-        self.exchange.error_code = error.code
+            exchange = self.guard.begin(UNKNOWN_SYSTEM, self.mw.front_door, request_id=request_id, operation=self.dialect.operation)
+            self.driver = ExchangeDriver(self.guard, exchange, self.dialect)
+        self.driver.exchange.status = ExchangeStatus.REJECTED
+        self.driver.exchange.error_code = error.code
 
     async def _read_body(self) -> bytes:
         content_type = (_header(self.scope, b"content-type") or "").split(";")[0].strip().lower()
@@ -211,30 +201,19 @@ class _GuardedCall:
                 return b"".join(chunks)
 
     async def _guard_and_forward(self, request: ParsedRequest, raw: bytes) -> None:
-        exchange = self.exchange
-        assert exchange is not None
-        exchange.model = request.model
-        exchange.stream = request.stream
-        exchange.input_roles = list(request.roles or [])
-        if self.guard.is_stopped(exchange.system_id):
-            # The stop switch (EU AI Act Art. 14): no checks, no upstream, the fallback.
-            exchange.status = ExchangeStatus.STOPPED
-            try:
-                await self._send_fallback(request)
-            finally:
-                self._finish()
-            return
-        if request.system_prompt:
-            exchange.metadata["system_prompt"] = request.system_prompt  # for the prompt-leak check; never logged
+        driver = self.driver
+        assert driver is not None
+        exchange = driver.exchange
         try:
-            result = await self.guard.check_input(exchange, request.texts)
-            if result.failed_closed:
-                await self._send_error(self._guardrail_failed(result.failed_closed, "input"))
+            decision = await driver.check_input()
+            if decision.error is not None:
+                await self._send_error(decision.error)
                 return
-            if result.action.stops_exchange:
+            if decision.fallback:
                 await self._send_fallback(request)
                 return
-            await self._forward(request, request.with_texts(result.texts) if result.redacted else raw)
+            assert decision.texts is not None
+            await self._forward(request.with_texts(decision.texts) if decision.redacted else raw)
         except (asyncio.CancelledError, _ClientGone):
             exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
             raise
@@ -250,22 +229,21 @@ class _GuardedCall:
             self._finish()
 
     def _finish(self) -> None:
-        if self.exchange is not None:
-            if self.client_disconnected and self.exchange.status is ExchangeStatus.OK:
-                self.exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
-            self.guard.finish(self.exchange)
-            self.exchange = None
+        if self.driver is not None:
+            if self.client_disconnected and self.driver.exchange.status is ExchangeStatus.OK:
+                self.driver.exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
+            self.driver.finish()
 
     # -- the app behind ----------------------------------------------------------------
 
-    async def _forward(self, request: ParsedRequest, raw: bytes) -> None:
-        exchange = self.exchange
-        assert exchange is not None
+    async def _forward(self, raw: bytes) -> None:
+        assert self.driver is not None
+        exchange = self.driver.exchange
         # No compressed answers from the app: the output checks must be able to read them.
         headers = [(k, v) for k, v in self.scope["headers"] if k not in (b"content-length", b"accept-encoding")]
         headers.append((b"content-length", str(len(raw)).encode()))
         scope = {**self.scope, "headers": headers, SCOPE_KEY: exchange}
-        responder = _Responder(self, request)
+        responder = _Responder(self)
         body_sent = False
 
         async def receive() -> Message:
@@ -287,7 +265,7 @@ class _GuardedCall:
                 raise
         finally:
             exchange.upstream_finished = exchange.upstream_finished or time.perf_counter()
-            responder.record_streams()
+            self.driver.record_streams()
 
     async def _wait_for_disconnect(self) -> Message:
         """After the body: the client's disconnect, or ours when aimsguard ended the response."""
@@ -310,52 +288,39 @@ class _GuardedCall:
 
     # -- what aimsguard answers itself ----------------------------------------------------
 
-    def _guardrail_failed(self, guardrails: list[str], stage: str) -> GuardrailFailed:
-        assert self.exchange is not None
-        self.exchange.status = ExchangeStatus.ERROR
-        self.exchange.error_code = GuardrailFailed.code
-        return GuardrailFailed(guardrails, stage)
-
-    def _aimsguard_headers(self, action: Action | None = None) -> list[tuple[bytes, bytes]]:
-        assert self.exchange is not None
-        headers = [(b"x-aimsguard-request-id", self.exchange.request_id.encode())]
+    def aimsguard_headers(self, action: Action | None = None) -> list[tuple[bytes, bytes]]:
+        assert self.driver is not None
+        exchange = self.driver.exchange
+        headers = [(b"x-aimsguard-request-id", exchange.request_id.encode())]
         if action is not None:
             headers.append((b"x-aimsguard-action", action.value.encode()))
-        if self.exchange.handoff_id is not None:
-            headers.append((HANDOFF_HEADER, self.exchange.handoff_id.encode()))
+        if exchange.handoff_id is not None:
+            headers.append((HANDOFF_HEADER, exchange.handoff_id.encode()))
         return headers
 
     async def _send_error(self, error: AimsguardError) -> None:
-        if self.exchange is not None:
-            self.exchange.http_status = error.status_code
-            self.exchange.error_code = self.exchange.error_code or error.code
-        body = json.dumps(error_body(error)).encode()
+        if self.driver is not None:
+            exchange = self.driver.exchange
+            exchange.http_status = error.status_code
+            exchange.error_code = exchange.error_code or error.code
+        body = json.dumps(self.dialect.error_body(error)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if self.exchange is not None:
-            headers += self._aimsguard_headers()
+        if self.driver is not None:
+            headers += self.aimsguard_headers()
         await self._send_whole(error.status_code, headers, body)
 
     async def _send_fallback(self, request: ParsedRequest) -> None:
-        exchange = self.exchange
-        assert exchange is not None
-        text = self.guard.fallback_text(exchange)
-        exchange.finish_reasons = ["content_filter"]
-        exchange.http_status = 200
+        driver = self.driver
+        assert driver is not None
+        driver.exchange.http_status = 200
         if request.stream:
-            chunks = fallback_chunks(
-                self.operation, request_id=exchange.request_id, model=request.model, text=text, handoff_id=exchange.handoff_id
-            )
-            body = b"".join(encode_data(c) for c in chunks) + encode_data(DONE)
+            body = b"".join(self.dialect.encode_event(c) for c in driver.fallback_chunks()) + (self.dialect.done_event or b"")
             content_type = b"text/event-stream; charset=utf-8"
         else:
-            completion = fallback_completion(
-                self.operation, request_id=exchange.request_id, model=request.model, text=text, handoff_id=exchange.handoff_id
-            )
-            body = json.dumps(completion, ensure_ascii=False).encode()
+            body = json.dumps(driver.fallback_answer(), ensure_ascii=False).encode()
             content_type = b"application/json"
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-        exchange.mark_first_token()
-        await self._send_whole(200, headers + self._aimsguard_headers(exchange.action), body)
+        await self._send_whole(200, headers + self.aimsguard_headers(driver.exchange.action), body)
 
     async def _send_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.response_started = True
@@ -364,24 +329,21 @@ class _GuardedCall:
 
 
 class _Responder:
-    """Watches and rewrites what the app sends back for one guarded request."""
+    """Watches and rewrites what the app sends back for one guarded request: frames
+    bytes into answers and stream events for the driver, and its decisions back into bytes."""
 
-    def __init__(self, call: _GuardedCall, request: ParsedRequest) -> None:
+    def __init__(self, call: _GuardedCall) -> None:
         self.call = call
-        self.exchange = call.exchange
-        assert self.exchange is not None
-        self.guard = call.guard
-        self.operation = call.operation
-        self.request = request
+        assert call.driver is not None
+        self.driver = call.driver
+        self.exchange = call.driver.exchange
+        self.dialect = call.dialect
         self.start: Message | None = None
         self.mode: str = "pending"  # "json", "sse", "passthrough" or "done"
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.splitter = SseSplitter()
-        self.guards: dict[int | tuple[int, int], StreamingOutputGuard] = {}
-        self.template: dict[str, Any] | None = None
-        self.streams_recorded = False
-        self.malformed = False  # the app sent a stream event that is not OpenAI-shaped JSON
+        self.malformed = False  # the app sent a stream event the dialect cannot read
 
     async def send(self, message: Message) -> None:
         if self.mode == "done":
@@ -404,12 +366,6 @@ class _Responder:
                 self.exchange.mark_first_token()
             await self.call.send(message)
 
-    def record_streams(self) -> None:
-        """Record the last verdicts of each streamed choice, once, however the stream ended."""
-        if self.guards and not self.streams_recorded:
-            self.streams_recorded = True
-            self.guard.record_stream(self.exchange, list(self.guards.values()))
-
     async def _on_start(self, message: Message) -> None:
         exchange = self.exchange
         status = message["status"]
@@ -428,7 +384,7 @@ class _Responder:
         if self.mode == "sse":
             # The stream is rewritten (held back, redacted): its length is not the app's.
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
-        message = {**message, "headers": headers + self.call._aimsguard_headers()}
+        message = {**message, "headers": headers + self.call.aimsguard_headers()}
         if self.mode == "json":
             self.start = message  # held until the answer has been checked
             return
@@ -457,7 +413,7 @@ class _Responder:
         raw = b"".join(self.buffer)
         try:
             answer = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             answer = None
         if not isinstance(answer, dict):
             # An answer the output checks cannot read is not passed on unchecked.
@@ -467,28 +423,15 @@ class _Responder:
                 RequestError("the AI system's answer is not JSON aimsguard can check", status_code=502, code="upstream_malformed_response")
             )
             return
-        self.exchange.response_model = answer.get("model") if isinstance(answer.get("model"), str) else None
-        self.exchange.input_tokens, self.exchange.output_tokens = usage_of(answer)
-        texts = answer_texts(self.operation, answer)
-        self.exchange.finish_reasons = [str(c.get("finish_reason")) for c in answer.get("choices", []) if isinstance(c, dict)]
-        result = await self.guard.check_output(self.exchange, texts)
-        action: Action | None = None
-        if result.failed_closed:
+        decision = await self.driver.check_answer(answer)
+        if decision.error is not None:
             self.mode = "done"
-            await self.call._send_error(self.call._guardrail_failed(result.failed_closed, "output"))
+            await self.call._send_error(decision.error)
             return
-        if result.action.stops_exchange:
-            replace_answer_texts(self.operation, answer, [self.guard.fallback_text(self.exchange)], "content_filter")
-            answer.update(handoff_field(self.exchange.handoff_id))
-            self.exchange.finish_reasons = ["content_filter"] * len(self.exchange.finish_reasons)
-            action = result.action
-        elif result.redacted:
-            replace_answer_texts(self.operation, answer, result.texts)
-            action = result.action
-        else:
+        if not decision.changed:
             await self._send_held(raw)
             return
-        await self._send_held(json.dumps(answer, ensure_ascii=False).encode(), action)
+        await self._send_held(json.dumps(answer, ensure_ascii=False).encode(), decision.action)
 
     async def _send_held(self, body: bytes, action: Action | None = None) -> None:
         assert self.start is not None
@@ -498,7 +441,6 @@ class _Responder:
             headers.append((b"x-aimsguard-action", action.value.encode()))
         if self.exchange.handoff_id is not None:
             headers.append((HANDOFF_HEADER, self.exchange.handoff_id.encode()))
-        self.exchange.mark_first_token()
         self.mode = "done"
         self.call.response_started = True
         await self.call.send({**self.start, "headers": headers})
@@ -519,10 +461,10 @@ class _Responder:
             if rest.strip() and await self._on_event(rest, out):
                 await self._end_stream(out)
                 return
-            if await self._release_rest(out):
+            if await self._released_rest(out):
                 await self._end_stream(out)
                 return
-            self.record_streams()
+            self.driver.record_streams()
             self.mode = "done"
             await self.call.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
             return
@@ -538,148 +480,52 @@ class _Responder:
             out.append(raw_event + b"\n\n")
             return False
         if data.strip() == DONE:
-            if await self._release_rest(out):
+            if await self._released_rest(out):
                 return True
-            out.append(encode_data(DONE))
+            out.append(raw_event + b"\n\n")
             return False
         if not data.strip():
             return False  # an empty keep-alive
         try:
             chunk = json.loads(data)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             chunk = None
         if not isinstance(chunk, dict):
             # Text the checks cannot read must not reach the client unchecked.
             self.malformed = True
             return True
-        if chunk.get("error"):
-            # The stream ends here: what was held back is checked and goes out before the error.
-            if await self._release_rest(out):
-                return True
-            self.exchange.status = ExchangeStatus.UPSTREAM_ERROR
-            error = chunk["error"]
-            self.exchange.error_code = str(error.get("code") or error.get("type")) if isinstance(error, dict) else "upstream_error"
-            out.append(raw_event + b"\n\n")
-            return False
-        self.template = self.template or chunk
-        if isinstance(chunk.get("model"), str):
-            self.exchange.response_model = chunk["model"]
-        input_tokens, output_tokens = usage_of(chunk)
-        if input_tokens is not None or output_tokens is not None:
-            self.exchange.input_tokens, self.exchange.output_tokens = input_tokens, output_tokens
-        changed = False
-        for index, holder, key, choice in chunk_texts(self.operation, chunk):
-            # Tool-call arguments stream as text too, each call under its own window.
-            for call_index, function in _tool_call_deltas(holder):
-                tool_guard = self._stream_guard((index, call_index))
-                arguments = function["arguments"]
-                released_arguments = await tool_guard.feed(arguments) if arguments else ""
-                if tool_guard.stopped:
-                    return True
-                if released_arguments != arguments:
-                    function["arguments"] = released_arguments
-                    changed = True
-            stream_guard = self._stream_guard(index)
-            incoming = holder.get(key) or ""
-            released = await stream_guard.feed(incoming) if incoming else ""
-            if choice.get("finish_reason") is not None and not stream_guard.stopped:
-                if await self._release_rest(out, choice=index, calls_only=True):
-                    return True  # the rest of a tool call goes out before the choice's end
-                released += await stream_guard.finish()
-                self.exchange.finish_reasons.append(str(choice["finish_reason"]))
-            if stream_guard.stopped:
-                return True
-            if released != incoming:
-                holder[key] = released
-                changed = True
-            if released:
-                self.exchange.mark_first_token()
-        if not changed:
-            out.append(raw_event + b"\n\n")
-            return False
-        chunk["choices"] = [c for c in chunk["choices"] if isinstance(c, dict) and not _empty_choice(self.operation, c)]
-        if chunk["choices"] or chunk.get("usage"):
-            out.append(encode_data(chunk))
+        events = await self.driver.on_event(chunk)
+        if self.driver.stopped:
+            return True
+        out.extend(raw_event + b"\n\n" if event is SAME else self.dialect.encode_event(event) for event in events)  # type: ignore[arg-type]
         return False
 
-    def _stream_guard(self, key: int | tuple[int, int]) -> StreamingOutputGuard:
-        """The window of a choice's content (key: choice index) or of one of its tool
-        calls' arguments (key: choice index, call index)."""
-        if key not in self.guards:
-            self.guards[key] = self.guard.stream_guard(self.exchange)
-        return self.guards[key]
-
-    async def _release_rest(self, out: list[bytes], choice: int | None = None, calls_only: bool = False) -> bool:
-        """Check and release what the windows still hold back. True: a check stopped it."""
-        for key, stream_guard in self.guards.items():
-            index = key[0] if isinstance(key, tuple) else key
-            if (choice is not None and index != choice) or (calls_only and not isinstance(key, tuple)):
-                continue
-            rest = await stream_guard.finish()
-            if stream_guard.stopped:
-                return True
-            if not rest:
-                continue
-            chunk = held_back_chunk(
-                self.operation, request_id=self.exchange.request_id, model=self.request.model, template=self.template, key=key, text=rest
-            )
-            out.append(encode_data(chunk))
-            self.exchange.mark_first_token()
-        return False
+    async def _released_rest(self, out: list[bytes]) -> bool:
+        """What the windows still hold back, checked, appended to ``out``. True: a check stopped it."""
+        rest = await self.driver.release_rest()
+        out.extend(self.dialect.encode_event(event) for event in rest if isinstance(event, dict))
+        return self.driver.stopped
 
     async def _end_stream(self, out: list[bytes]) -> None:
         """A check stopped the stream: end it with the fallback text (or, when checks failed
         closed, an error event), then tell the app to stop."""
-        failed = [name for g in self.guards.values() if g.result is not None for name in g.result.failed_closed]
-        self.record_streams()
+        failed = None if self.malformed else self.driver.failed_closed()
         if self.malformed:
+            self.driver.record_streams()
             self.exchange.status = ExchangeStatus.UPSTREAM_ERROR
             self.exchange.error_code = "upstream_malformed_stream"
             error = UpstreamError("the AI system sent a stream event aimsguard cannot read; the stream was stopped")
             error.code = "upstream_malformed_stream"
-            out.append(encode_data(error_body(error)))
-        elif failed:
-            out.append(encode_data(error_body(self.call._guardrail_failed(failed, "output"))))
+            out.append(self.dialect.encode_event(self.dialect.error_body(error)))
+        elif failed is not None:
+            out.append(self.dialect.encode_event(self.dialect.error_body(failed)))
         else:
-            text = self.guard.fallback_text(self.exchange)
-            chunks = fallback_chunks(
-                self.operation,
-                request_id=self.exchange.request_id,
-                model=self.request.model,
-                text=text,
-                template=self.template,
-                handoff_id=self.exchange.handoff_id,  # the headers have gone: the id rides in the chunk
-            )
-            out.extend(encode_data(c) for c in chunks)
-            out.append(encode_data(DONE))
-            self.exchange.finish_reasons.append("content_filter")
+            out.extend(self.dialect.encode_event(c) for c in self.driver.fallback_chunks())
+            out.append(self.dialect.done_event or b"")
         self.exchange.mark_first_token()
         self.mode = "done"
         self.call.stream_closed.set()
         await self.call.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
-
-
-def _tool_call_deltas(delta: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-    """(call index, function dict) of a streamed delta's tool calls that carry argument text."""
-    calls = delta.get("tool_calls")
-    if not isinstance(calls, list):
-        return []
-    found = []
-    for call in calls:
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict) and isinstance(function.get("arguments"), str) and isinstance(call.get("index", 0), int):
-            found.append((call.get("index", 0), function))
-    return found
-
-
-def _empty_choice(operation: Operation, choice: dict[str, Any]) -> bool:
-    if choice.get("finish_reason") is not None or choice.get("logprobs"):
-        return False
-    if operation == "text_completion":
-        return not choice.get("text")
-    delta = choice.get("delta")
-    return isinstance(delta, dict) and not any(v for k, v in delta.items())
-
 
 def _too_large(limit: int) -> RequestError:
     return RequestError(f"the request body exceeds the limit of {limit} bytes", status_code=413, code="request_too_large")

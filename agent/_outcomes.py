@@ -26,7 +26,7 @@ from aimsguard.collectors import FairnessConfig
 
 from ._errors import AimsguardError, RequestError
 from ._exchange import UNKNOWN_SYSTEM, client_id
-from ._openai import error_body
+from ._dialect_openai import error_body
 
 if TYPE_CHECKING:
     from ._guard import Guard

@@ -233,6 +233,10 @@ class GatewayConfig(_Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     max_body_bytes: Annotated[int, Field(ge=1024)] = 1_048_576
     max_response_bytes: Annotated[int, Field(ge=1024)] = 8_388_608
+    # Bounded by cost, not only bytes: thousands of tiny messages or one huge one would each
+    # be checked, so they are refused up front (413) with the limit named.
+    max_messages: Annotated[int, Field(ge=1)] = 1_000
+    max_message_chars: Annotated[int, Field(ge=1)] = 200_000
     default_system: str | None = None
 
 

@@ -26,27 +26,19 @@ from typing import Any, TypeVar
 
 from aimsguard.guardrails import Action
 
+from ._dialect import Dialect
+from ._dialect_openai import OPENAI_CHAT, OPENAI_COMPLETIONS
+from ._driver import SAME, ExchangeDriver
 from ._errors import AimsguardError
 from ._exchange import Exchange, ExchangeStatus
 from ._guard import Guard
 from ._outcomes import decision_fields, split_decision
-from ._openai import (
-    Operation,
-    answer_texts,
-    chunk_texts,
-    fallback_chunks,
-    fallback_completion,
-    handoff_field,
-    held_back_chunk,
-    parse_body,
-    replace_answer_texts,
-    usage_of,
-)
-from ._streaming import StreamingOutputGuard
+from ._routes import ROUTES
 
 __all__ = ["Blocked", "GuardedExchange", "guard_openai", "guarded"]
 
 T = TypeVar("T")
+_BY_OPERATION: dict[str, Dialect] = {dialect.operation: dialect for dialect in ROUTES.values()}
 
 
 class Blocked(AimsguardError):
@@ -108,7 +100,7 @@ class GuardedExchange:
         conversation_id: str | None = None,
         model: str | None = None,
         metadata: dict[str, Any] | None = None,
-        operation: Operation = "chat",
+        operation: str = "chat",
         stream: bool = False,
         outcome: str | None = None,
         groups: Mapping[str, str] | None = None,
@@ -123,7 +115,7 @@ class GuardedExchange:
             operation=operation,
             stream=stream,
         )
-        self._finished = False
+        self.driver = ExchangeDriver(guard, self.exchange, _BY_OPERATION.get(operation, OPENAI_CHAT))
         self.record_decision(outcome, groups)
 
     def record_decision(self, outcome: str | None = None, groups: Mapping[str, str] | None = None) -> None:
@@ -156,15 +148,13 @@ class GuardedExchange:
     async def check_input(self, texts: str | list[str]) -> Any:
         """Run the input checks; return the texts as they may go on (redacted). Raises Blocked."""
         self.guard.ensure_accepting()
-        if self.guard.is_stopped(self.exchange.system_id):
-            self.exchange.status = ExchangeStatus.STOPPED
-            raise Blocked(self.exchange, self.fallback)
         single = isinstance(texts, str)
-        result = await self.guard.check_input(self.exchange, [texts] if single else list(texts))
-        if result.action.stops_exchange:
+        decision = await self.driver.check_input([texts] if single else list(texts))
+        if decision.fallback:  # a check that failed closed stops it too: the caller gets the fallback
             raise Blocked(self.exchange, self.fallback)
+        assert decision.texts is not None
         self.exchange.upstream_started = _now()
-        return result.texts[0] if single else result.texts
+        return decision.texts[0] if single else decision.texts
 
     async def check_documents(self, documents: Sequence[str]) -> list[str]:
         """Screen retrieved documents for injected instructions; return the ones safe to use.
@@ -184,33 +174,26 @@ class GuardedExchange:
 
     async def stream(self, chunks: AsyncIterator[str]) -> AsyncIterator[str]:
         """Guard a streamed answer: yields released text, then the fallback if a check stops it."""
-        stream_guard = self.guard.stream_guard(self.exchange)
-        recorded = False
-
-        def record() -> None:
-            nonlocal recorded
-            if not recorded:
-                recorded = True
-                self.exchange.upstream_finished = _now()
-                self.guard.record_stream(self.exchange, [stream_guard])
-
+        driver = self.driver
         try:
             async for chunk in chunks:
-                released = await stream_guard.feed(chunk)
-                if stream_guard.stopped:
+                released = await driver.release(0, chunk)
+                if driver.stopped:
                     break
                 if released:
-                    self.exchange.mark_first_token()
                     yield released
-            rest = await stream_guard.finish()
-            if rest:
-                self.exchange.mark_first_token()
-                yield rest
-            record()  # before the fallback: it depends on the recorded action (block or escalate)
-            if stream_guard.stopped:
+            if not driver.stopped:
+                rest = await driver.window(0).finish()
+                if rest:
+                    self.exchange.mark_first_token()
+                    yield rest
+            self.exchange.upstream_finished = _now()
+            driver.record_streams()  # before the fallback: it depends on the recorded action (block or escalate)
+            if driver.stopped:
                 yield self.fallback
         finally:
-            record()
+            self.exchange.upstream_finished = self.exchange.upstream_finished or _now()
+            driver.record_streams()
 
     def record_usage(self, input_tokens: int | None = None, output_tokens: int | None = None, response_model: str | None = None) -> None:
         self.exchange.input_tokens = input_tokens if input_tokens is not None else self.exchange.input_tokens
@@ -219,15 +202,14 @@ class GuardedExchange:
 
     def finish(self, error: BaseException | None = None) -> None:
         """Write the exchange event (done for you on leaving the ``with`` block)."""
-        if self._finished:
+        if self.driver.finished:
             return
-        self._finished = True
         if isinstance(error, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt)):
             self.exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
         elif error is not None and not isinstance(error, Blocked) and self.exchange.status is ExchangeStatus.OK:
             self.exchange.status = ExchangeStatus.ERROR
             self.exchange.error_code = type(error).__name__
-        self.guard.finish(self.exchange)
+        self.driver.finish()
 
     async def __aenter__(self) -> GuardedExchange:
         return self
@@ -273,7 +255,7 @@ def _texts_of(value: Any) -> tuple[list[str], Callable[[list[str]], Any]]:
     """The texts in a prompt (str) or a messages list, and how to put redacted ones back."""
     if isinstance(value, str):
         return [value], lambda texts: texts[0]
-    parsed = parse_body("chat", {"messages": copy.deepcopy(value)})
+    parsed = OPENAI_CHAT.parse_body({"messages": copy.deepcopy(value)})
     return parsed.texts, lambda texts: (parsed.with_texts(texts), parsed.body["messages"])[1]
 
 
@@ -354,9 +336,13 @@ def guard_openai(client: Any, guard: Guard, system: str | None = None) -> Any:
 
 class _GuardedClient:
     def __init__(self, client: Any, guard: Guard, system: str | None, is_async: bool) -> None:
+        from openai.types import Completion
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
         self._client = client
-        self.chat = _Namespace(client.chat, completions=_GuardedCreate(client.chat.completions, guard, system, "chat", is_async))
-        self.completions = _GuardedCreate(client.completions, guard, system, "text_completion", is_async)
+        chat = _GuardedCreate(client.chat.completions, guard, system, OPENAI_CHAT, ChatCompletion, ChatCompletionChunk, is_async)
+        self.chat = _Namespace(client.chat, completions=chat)
+        self.completions = _GuardedCreate(client.completions, guard, system, OPENAI_COMPLETIONS, Completion, Completion, is_async)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -372,20 +358,26 @@ class _Namespace:
 
 
 class _GuardedCreate:
-    def __init__(self, resource: Any, guard: Guard, system: str | None, operation: Operation, is_async: bool) -> None:
+    def __init__(
+        self, resource: Any, guard: Guard, system: str | None, dialect: Dialect, answer_type: type, chunk_type: type, is_async: bool
+    ) -> None:
         self._resource = resource
         self._guard = guard
         self._system = system
-        self._operation = operation
+        self._dialect = dialect
+        self._types = (answer_type, chunk_type)
         self._is_async = is_async
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._resource, name)
 
+    def _call(self, kwargs: dict[str, Any]) -> _OpenAICall:
+        return _OpenAICall(self._guard, self._system, self._dialect, self._types, kwargs)
+
     def create(self, **kwargs: Any) -> Any:
         if self._is_async:
             return self._acreate(**kwargs)
-        call = _OpenAICall(self._guard, self._system, self._operation, kwargs)
+        call = self._call(kwargs)
         with call.finishing():
             kwargs = _run_sync(self._guard, call.before())
             if call.fallback is not None:
@@ -396,7 +388,7 @@ class _GuardedCreate:
             return _run_sync(self._guard, call.after(response))
 
     async def _acreate(self, **kwargs: Any) -> Any:
-        call = _OpenAICall(self._guard, self._system, self._operation, kwargs)
+        call = self._call(kwargs)
         with call.finishing():
             kwargs = await call.before()
             if call.fallback is not None:
@@ -419,20 +411,19 @@ def _take_decision(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any, dict[An
 
 
 class _OpenAICall:
-    """The guarded steps of one openai ``create`` call, on the client's own objects."""
+    """One openai ``create`` call, adapted to the exchange driver: the client's objects in and out."""
 
-    def __init__(self, guard: Guard, system: str | None, operation: Operation, kwargs: dict[str, Any]) -> None:
+    def __init__(self, guard: Guard, system: str | None, dialect: Dialect, types: tuple[type, type], kwargs: dict[str, Any]) -> None:
         self.guard = guard
-        self.operation = operation
+        self.dialect = dialect
+        self.answer_type, self.chunk_type = types
         self.kwargs, outcome, groups = _take_decision(kwargs)
         self.stream = bool(kwargs.get("stream"))
         self.ex = GuardedExchange(
-            guard, system, model=kwargs.get("model"), operation=operation, stream=self.stream, outcome=outcome, groups=groups
+            guard, system, model=kwargs.get("model"), operation=dialect.operation, stream=self.stream, outcome=outcome, groups=groups
         )
+        self.driver = self.ex.driver
         self.fallback: str | None = None
-        self.stream_guards: dict[int | tuple[int, int], StreamingOutputGuard] = {}
-        self.template: dict[str, Any] | None = None
-        self._streams_recorded = False
 
     @contextlib.contextmanager
     def finishing(self) -> Iterator[None]:
@@ -447,11 +438,8 @@ class _OpenAICall:
                 self.ex.finish()
 
     async def before(self) -> dict[str, Any]:
-        key = "messages" if self.operation == "chat" else "prompt"
-        parsed = parse_body(self.operation, {key: copy.deepcopy(self.kwargs.get(key))})
-        self.ex.exchange.input_roles = list(parsed.roles or [])
-        if parsed.system_prompt:
-            self.ex.exchange.metadata["system_prompt"] = parsed.system_prompt
+        keys = self.dialect.input_keys
+        parsed = self.driver.read_fields({key: copy.deepcopy(self.kwargs.get(key)) for key in keys})
         try:
             texts = await self.ex.check_input(parsed.texts)
         except Blocked as blocked:
@@ -459,123 +447,38 @@ class _OpenAICall:
             return self.kwargs
         if texts != parsed.texts:
             parsed.with_texts(texts)
-            return {**self.kwargs, key: parsed.body[key]}
+            return {**self.kwargs, **{key: parsed.body[key] for key in keys}}
         return self.kwargs
 
     def fallback_response(self, is_async: bool = False) -> Any:
-        from openai.types import Completion
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
-
         assert self.fallback is not None
-        model = self.kwargs.get("model")
         if not self.stream:
-            body = fallback_completion(
-                self.operation, request_id=self.ex.request_id, model=model, text=self.fallback, handoff_id=self.ex.handoff_id
-            )
-            return (ChatCompletion if self.operation == "chat" else Completion).model_validate(body)
-        cls = ChatCompletionChunk if self.operation == "chat" else Completion
-        data = fallback_chunks(self.operation, request_id=self.ex.request_id, model=model, text=self.fallback, handoff_id=self.ex.handoff_id)
-        chunks = [_build(cls, c) for c in data]
-        return _ListStream(chunks, is_async)
+            return self.answer_type.model_validate(self.driver.fallback_answer())
+        return _ListStream([_build(self.chunk_type, c) for c in self.driver.fallback_chunks()], is_async)
 
     async def after(self, response: Any) -> Any:
         answer = response.model_dump()
-        exchange = self.ex.exchange
-        exchange.input_tokens, exchange.output_tokens = usage_of(answer)
-        exchange.response_model = answer.get("model")
-        exchange.finish_reasons = [str(c.get("finish_reason")) for c in answer.get("choices", [])]
-        texts = answer_texts(self.operation, answer)
-        exchange.upstream_finished = _now()
-        result = await self.guard.check_output(exchange, texts)
-        exchange.mark_first_token()
-        if result.action.stops_exchange:
-            replace_answer_texts(self.operation, answer, [self.ex.fallback], "content_filter")
-            answer.update(handoff_field(self.ex.handoff_id))
-        elif result.redacted:
-            replace_answer_texts(self.operation, answer, result.texts)
-        else:
-            return response
-        return type(response).model_validate(answer)
+        self.ex.exchange.upstream_finished = _now()
+        decision = await self.driver.check_answer(answer)  # checks that failed closed: the refusal
+        return type(response).model_validate(answer) if decision.changed else response
 
     async def on_chunk(self, chunk: Any) -> list[Any]:
         """One streamed chunk in; the chunks the caller gets out (none, it, or the fallback's)."""
-        data = chunk.model_dump()
-        self.template = self.template or data
-        exchange = self.ex.exchange
-        input_tokens, output_tokens = usage_of(data)
-        if input_tokens is not None or output_tokens is not None:
-            exchange.input_tokens, exchange.output_tokens = input_tokens, output_tokens
-        exchange.response_model = data.get("model") or exchange.response_model
-        before: list[Any] = []  # the rest of tool-call arguments, sent before a choice's end
-        for (index, holder, key, choice), obj_choice in zip(chunk_texts(self.operation, data), chunk.choices, strict=False):
-            for call in (getattr(obj_choice.delta, "tool_calls", None) or []) if self.operation == "chat" else []:
-                arguments = getattr(call.function, "arguments", None) if call.function is not None else None
-                if not arguments:
-                    continue
-                tool_guard = self._stream_guard((index, call.index))
-                released_arguments = await tool_guard.feed(arguments)
-                if tool_guard.stopped:
-                    return self._stop_chunks(type(chunk))
-                call.function.arguments = released_arguments
-            stream_guard = self._stream_guard(index)
-            incoming = holder.get(key) or ""
-            released = await stream_guard.feed(incoming) if incoming else ""
-            if choice.get("finish_reason") is not None:
-                for guard_key, tool_guard in list(self.stream_guards.items()):
-                    if isinstance(guard_key, tuple) and guard_key[0] == index:
-                        rest = await tool_guard.finish()
-                        if tool_guard.stopped:
-                            return self._stop_chunks(type(chunk))
-                        if rest:
-                            before.append(self._rest_chunk(type(chunk), guard_key, rest))
-                released += await stream_guard.finish()
-                exchange.finish_reasons.append(str(choice["finish_reason"]))
-            if stream_guard.stopped:
-                return self._stop_chunks(type(chunk))
-            if released:
-                exchange.mark_first_token()
-            if released != incoming:
-                if self.operation == "chat":
-                    obj_choice.delta.content = released
-                else:
-                    obj_choice.text = released
-        return [*before, chunk]
+        events = await self.driver.on_event(chunk.model_dump())
+        if self.driver.stopped:
+            return self._stop_chunks()
+        return [chunk if event is SAME else _build(type(chunk), event) for event in events]
 
-    def _stream_guard(self, key: int | tuple[int, int]) -> StreamingOutputGuard:
-        """The window of a choice's content (key: choice index) or of a tool call's arguments."""
-        if key not in self.stream_guards:
-            self.stream_guards[key] = self.guard.stream_guard(self.ex.exchange)
-        return self.stream_guards[key]
+    async def on_end(self) -> list[Any]:
+        self.ex.exchange.upstream_finished = _now()
+        events = await self.driver.release_rest()
+        if self.driver.stopped:
+            return self._stop_chunks()
+        self.driver.record_streams()
+        return [_build(self.chunk_type, event) for event in events if isinstance(event, dict)]
 
-    def _rest_chunk(self, chunk_type: type, key: int | tuple[int, int], rest: str) -> Any:
-        data = held_back_chunk(self.operation, request_id=self.ex.request_id, model=None, template=self.template, key=key, text=rest)
-        return _build(chunk_type, data)
-
-    async def on_end(self, chunk_type: type | None) -> list[Any]:
-        exchange = self.ex.exchange
-        exchange.upstream_finished = _now()
-        out: list[Any] = []
-        for key, stream_guard in self.stream_guards.items():
-            rest = await stream_guard.finish()
-            if stream_guard.stopped and chunk_type is not None:
-                return self._stop_chunks(chunk_type)
-            if rest and chunk_type is not None:
-                out.append(self._rest_chunk(chunk_type, key, rest))
-        self.record_streams()
-        return out
-
-    def record_streams(self) -> None:
-        """Record the streamed choices' last verdicts once, however the stream ended."""
-        if self.stream_guards and not self._streams_recorded:
-            self._streams_recorded = True
-            self.guard.record_stream(self.ex.exchange, list(self.stream_guards.values()))
-
-    def _stop_chunks(self, chunk_type: type) -> list[Any]:
-        self.record_streams()
-        data = fallback_chunks(
-            self.operation, request_id=self.ex.request_id, model=None, text=self.ex.fallback, template=self.template, handoff_id=self.ex.handoff_id
-        )
-        return [_build(chunk_type, c) for c in data]
+    def _stop_chunks(self) -> list[Any]:
+        return [_build(self.chunk_type, c) for c in self.driver.fallback_chunks()]
 
 
 def _build(cls: Any, data: dict[str, Any]) -> Any:
@@ -594,26 +497,24 @@ class _SyncStream:
         self.response = getattr(stream, "response", None)
 
     def __iter__(self) -> Iterator[Any]:
-        call, chunk_type, error = self._call, None, None
+        call, error = self._call, None
         try:
             for chunk in self._stream:
-                chunk_type = type(chunk)
-                out = _run_sync(call.guard, call.on_chunk(chunk))
-                yield from out
-                if call.ex.action.stops_exchange:
+                yield from _run_sync(call.guard, call.on_chunk(chunk))
+                if call.driver.stopped:
                     return
-            yield from _run_sync(call.guard, call.on_end(chunk_type))
+            yield from _run_sync(call.guard, call.on_end())
         except BaseException as exc:
             error = exc
             raise
         finally:
             self._stream.close()
-            call.record_streams()
+            call.driver.record_streams()
             call.ex.finish(error)
 
     def close(self) -> None:
         self._stream.close()
-        self._call.record_streams()
+        self._call.driver.record_streams()
         self._call.ex.finish(GeneratorExit())
 
     def __enter__(self) -> _SyncStream:
@@ -630,27 +531,26 @@ class _AsyncStream:
         self.response = getattr(stream, "response", None)
 
     async def __aiter__(self) -> AsyncIterator[Any]:
-        call, chunk_type, error = self._call, None, None
+        call, error = self._call, None
         try:
             async for chunk in self._stream:
-                chunk_type = type(chunk)
                 for out in await call.on_chunk(chunk):
                     yield out
-                if call.ex.action.stops_exchange:
+                if call.driver.stopped:
                     return
-            for out in await call.on_end(chunk_type):
+            for out in await call.on_end():
                 yield out
         except BaseException as exc:
             error = exc
             raise
         finally:
             await self._stream.close()
-            call.record_streams()
+            call.driver.record_streams()
             call.ex.finish(error)
 
     async def close(self) -> None:
         await self._stream.close()
-        self._call.record_streams()
+        self._call.driver.record_streams()
         self._call.ex.finish(GeneratorExit())
 
     async def __aenter__(self) -> _AsyncStream:

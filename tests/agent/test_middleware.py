@@ -180,6 +180,29 @@ async def test_bad_requests_get_clear_openai_errors_and_an_event(client, events,
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("content", "status", "code", "named"),
+    [
+        (b"[" * 100_000, 400, "invalid_json", "nests"),  # once a plain-text 500 with no event
+        (json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}] * 10_000}).encode(), 413, "too_many_messages",
+         "gateway.max_messages"),
+        (json.dumps(_chat_body("z" * 900_000)).encode(), 413, "message_too_long", "gateway.max_message_chars"),
+    ],
+)
+async def test_requests_too_costly_to_check_are_refused_naming_the_limit(client, events, content, status, code, named) -> None:
+    # Not 503 guardrail_failed: what is wrong is the request's size, and it is said so.
+    http, guard = client
+    response = await http.post("/v1/chat/completions", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["code"] == code and named in error["message"]
+    assert received == []
+    guard.flush()
+    (event,) = events.events("exchange")
+    assert event["status"] == "rejected" and event["http_status"] == status and event["error_code"] == code
+
+
+@pytest.mark.anyio
 async def test_oversized_body_without_content_length_is_refused_while_reading(make_guard) -> None:
     guard = make_guard()
     app = AimsguardMiddleware(starlette_app(), guard=guard)
