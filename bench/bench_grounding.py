@@ -1,4 +1,10 @@
-"""The grounding check: quality on the labelled set, and speed against a 2,000-chunk KB.
+"""The grounding check: quality on public labelled data and on the project's own set, and speed
+against a 2,000-chunk KB.
+
+Public data (HaluEval QA, FaithDial's audit; see bench/grounding_public.py and
+tests/data/SOURCES.md) is read from fetched mirrors; only its test split is reported here
+(settings were chosen on the train split: ``--split train`` prints that one). Each answer is
+checked against its own knowledge passage, as a retrieved passage, with its question.
 
 The large knowledge base is the example one plus 2,000 generated product-help sections
 (written to a temporary folder); answers of about 1,000 characters mix supported and
@@ -17,7 +23,10 @@ import time
 from pathlib import Path
 
 from aimsguard.guardrails import Action, CheckRequest, Stage
-from aimsguard.guardrails.grounding import GroundingGuardrail, GroundingSettings
+from aimsguard.guardrails.grounding import GroundingGuardrail, GroundingSettings, claims_of, judge_claim
+from aimsguard.guardrails.knowledge import Chunk, Passage
+
+import grounding_public  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = ROOT / "tests" / "data" / "grounding_eval.jsonl"
@@ -27,6 +36,33 @@ VERBS = ["configure", "rotate", "download", "share", "archive", "restore", "limi
 
 def _check(guardrail: GroundingGuardrail, answer: str, question: str | None = None):  # type: ignore[no-untyped-def]
     return guardrail.check_inline(CheckRequest(stage=Stage.OUTPUT, texts=[answer], system_id="bench", conversation_id="b", question=question))
+
+
+def _grounded(example: grounding_public.Example, min_support: float) -> bool:
+    passage = Passage(Chunk(example.dataset, "", example.evidence), 1.0)
+    for claim in claims_of(example.answer, example.question):
+        best = judge_claim(claim, [passage])
+        if best is None or not best[0].supported(min_support):
+            return False
+    return True
+
+
+def public_quality(split: str = "test", min_support: float = GroundingSettings().min_support) -> None:
+    print(f"public data, {split} split (min_support {min_support}):")
+    for dataset in ("halueval-qa", "faithdial-audit"):
+        try:
+            examples = grounding_public.load(dataset, split)
+        except grounding_public.MissingData as missing:
+            print(f"  {dataset}: skipped: {missing}")
+            continue
+        right = {True: 0, False: 0}
+        total = {True: 0, False: 0}
+        for example in examples:
+            total[example.supported] += 1
+            right[example.supported] += _grounded(example, min_support) == example.supported
+        tpr, tnr = right[True] / total[True], right[False] / total[False]
+        print(f"  {dataset}: {total[True]} supported, {total[False]} unsupported answers; supported allowed {tpr:.1%}, "
+              f"unsupported caught {tnr:.1%}, balanced accuracy {(tpr + tnr) / 2:.1%}")
 
 
 def quality() -> None:
@@ -80,5 +116,15 @@ def speed(chunks: int = 2000) -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="grounding: quality and speed")
+    parser.add_argument("--split", choices=("train", "test"), default="test", help="public split to report (tune on train only)")
+    parser.add_argument("--min-support", type=float, default=GroundingSettings().min_support)
+    parser.add_argument("--quality-only", action="store_true")
+    arguments = parser.parse_args()
+    public_quality(arguments.split, arguments.min_support)
+    print()
     quality()
-    speed()
+    if not arguments.quality_only:
+        speed()

@@ -1,133 +1,126 @@
 """The grounding check (``grounding``, output stage): is the answer backed by the knowledge base?
 
 The answer is split into claims (sentences; small talk such as "Happy to help!" and
-questions back to the user are not claims). For each claim the best passages are
-retrieved (BM25, with the user's question as context) and the claim is scored:
+questions back to the user are not claims; a bare "Yes"/"No" stands for the question it
+answers, and a short answer such as "Delhi." is one claim). For each claim the best
+passages are retrieved (BM25 over stemmed words, with the user's question as context) and
+the claim is aligned with them (``grounding_align``):
 
-- support: the share of the claim's content words found in the best passage;
-- facts: every number, price, currency, percentage, duration and date in the claim, and
-  every capitalised name (a plan, a product), must appear in that passage — "25 EUR" where
-  the knowledge base says "20 EUR" is unsupported however many words match.
+- support: the share of the claim's content words (stemmed) found in the passage;
+- facts: every number, price, duration and date, and every capitalised name, must be in
+  the passage (or follow from its figures: 20 EUR a month is 240 EUR a year) and be said
+  there about the same things as in the claim: a plan's refund window stated for another
+  plan is a swap, however many words match;
+- negation: "not refundable" is not "refundable".
 
-A claim is supported when its support reaches ``min_support`` and no fact disagrees. The
-verdict lists each unsupported claim with its best evidence; ``action`` says what an
-unsupported answer gets (flag, block or escalate). No model call: milliseconds, and every
-decision explains itself.
+A claim is supported when one passage gives it ``min_support`` and every fact, in place.
+The verdict lists each unsupported claim with its best evidence; ``action`` says what an
+unsupported answer gets (flag, block or escalate). In the default ``lexical`` mode there is
+no model call: milliseconds, and every decision explains itself. ``mode: llm_judge`` asks an
+OpenAI-compatible endpoint (``judge``) instead, with the same retrieved evidence; its
+failure is the check's failure, which the policy's fail mode resolves.
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import re
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ._base import GuardrailSettings, InlineGuardrail
 from ._verdict import Action, CheckRequest, Finding, Stage, Verdict
+from .grounding_align import Assessment, assess_claim, content_words
+from .grounding_judge import ClaimJudge, JudgeSettings
 from .knowledge import KnowledgeBase, Passage
 
-__all__ = ["GroundingGuardrail", "GroundingSettings", "claims_of", "score_claim"]
+__all__ = ["Claim", "GroundingGuardrail", "GroundingSettings", "claims_of", "judge_claim"]
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
-_WORD = re.compile(r"[^\W_]+(?:[.,'’][^\W_]+)*")
-_NUMBER_FACT = re.compile(
-    r"(?:[$€£]\s?)?\d+(?:[.,]\d+)*\s?(?:%|percent|eur|euros?|usd|dollars?|gbp|pounds?|gb|tb|mb|"
-    r"days?|weeks?|months?|years?|hours?|minutes?|seconds?|users?)?",
-    re.IGNORECASE,
-)
 _SMALL_TALK = re.compile(
     r"^(?:hi|hello|hey|thanks?|thank you|you're welcome|happy to help|glad to help|sure|of course|certainly|great|"
     r"no problem|good question|i hope (?:this|that) helps|let me know|is there anything else|have a (?:nice|great) day|"
-    r"best regards|kind regards|cheers)\b",
+    r"best regards|kind regards|cheers|i don't know|i'm not sure|i am not sure)\b",
     re.IGNORECASE,
 )
-_STOP = frozenset(
-    "a an the and or but if of to in on at for with by from as is are was were be been being it its this that these those "
-    "you your yours we our us i me my he she they them their his her not no do does did so than then there here can will "
-    "would should could may might must shall about into over under up down out very just also only all any each per "
-    "has have had get gets got which what when where who how".split()
-)
+_YES_NO = re.compile(r"^(?P<word>yes|no|yep|nope|correct|right|indeed)\b[,.!:;]?\s*", re.IGNORECASE)
+_QUESTION_LEAD = re.compile(
+    r"^(?:is|are|was|were|do|does|did|can|could|will|would|should|has|have|had)\s+", re.IGNORECASE)
 
 
-def claims_of(answer: str) -> list[tuple[int, int, str]]:
-    """(start, end, sentence) for each sentence that states something."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A statement of the answer to check: where it is, what it says, and whether it is a "No"."""
+
+    start: int
+    end: int
+    text: str
+    negated: bool = False  # a "No" to a yes/no question: the question's statement, denied
+
+
+def claims_of(answer: str, question: str | None = None) -> list[Claim]:
+    """The claims of ``answer``; ``question`` lets a bare yes/no or a short answer be checked."""
     claims, position = [], 0
     for part in _SENTENCE.split(answer):
         start = answer.find(part, position)
         position = start + len(part)
         sentence = part.strip()
-        words = [w for w in _WORD.findall(sentence.lower()) if w not in _STOP]
-        if len(words) < 3 or _SMALL_TALK.match(sentence) or sentence.endswith("?"):
+        if not sentence or _SMALL_TALK.match(sentence) or sentence.endswith("?"):
             continue
-        claims.append((start, start + len(part), sentence))
+        yes_no = _YES_NO.match(sentence)
+        rest = sentence[yes_no.end():] if yes_no else sentence
+        if len(content_words(rest)) >= 3:
+            claims.append(Claim(start, start + len(part), rest))
+        elif yes_no and question and _QUESTION_LEAD.match(question.strip()):
+            statement = _QUESTION_LEAD.sub("", question.strip()).rstrip("?")
+            claims.append(Claim(start, start + len(part), statement, negated=yes_no.group("word").lower() in ("no", "nope")))
+    stripped = answer.strip()
+    if not claims and question and stripped and not _SMALL_TALK.match(stripped) and not stripped.endswith("?") and content_words(stripped):
+        claims.append(Claim(answer.find(stripped), answer.find(stripped) + len(stripped), stripped))  # a short answer: "Delhi."
     return claims
 
 
-def _stem(word: str) -> str:
-    word = word.lower()
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-# Words that state an amount or a polarity: "unlimited" where the evidence says "one" is as
-# wrong as a wrong number.
-_QUANTITY_WORDS = frozenset(
-    "unlimited free zero one two three four five six seven eight nine ten twelve once twice none never always "
-    "instantly immediately lifetime".split()
-)
-
-
-def _facts(text: str) -> set[str]:
-    facts = {w for w in _WORD.findall(text.lower()) if w in _QUANTITY_WORDS}
-    facts |= {re.sub(r"\s+", "", m.group(0).lower()).replace(",", ".") for m in _NUMBER_FACT.finditer(text) if any(c.isdigit() for c in m.group(0))}
-    # Capitalised words that are not the first of their sentence: names of plans, products, places.
-    for sentence in _SENTENCE.split(text):
-        words = sentence.split()
-        facts |= {w.strip(".,;:!?()\"'").lower() for w in words[1:] if w[:1].isupper() and w.strip(".,;:!?()\"'").isalpha()}
-    return facts
-
-
-@functools.lru_cache(maxsize=16_384)
-def _profile(text: str) -> tuple[frozenset[str], frozenset[str], str]:
-    """(stemmed content words, facts, text without spaces) — cached: passages recur."""
-    words = frozenset(_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP)
-    flat = re.sub(r"\s+", "", text.lower()).replace(",", ".")
-    return words, frozenset(_facts(text)), flat
-
-
-def score_claim(claim: str, passage_text: str) -> tuple[float, list[str]]:
-    """(support 0..1, facts of the claim the passage does not have)."""
-    claim_words, claim_facts, _ = _profile(claim)
-    passage_words, passage_facts, passage_flat = _profile(passage_text)
-    support = len(claim_words & passage_words) / len(claim_words) if claim_words else 1.0
-    missing = sorted(f for f in claim_facts if f not in passage_facts and f not in passage_flat)
-    return support, missing
+def judge_claim(claim: Claim, passages: list[Passage]) -> tuple[Assessment, Passage] | None:
+    """The passage that backs ``claim`` best, with how well; None when nothing was retrieved."""
+    judged = [(assess_claim(claim.text, p.chunk.title, p.chunk.text, negated=claim.negated), p) for p in passages]
+    return max(judged, key=lambda j: (not (j[0].missing or j[0].misattached or j[0].negation_mismatch), j[0].support,
+                                      -(j[0].missing + j[0].misattached)), default=None)
 
 
 class GroundingSettings(GuardrailSettings):
     knowledge_base: Path | None = Field(default=None, description="default: the system's knowledge_base")
-    min_support: Annotated[float, Field(gt=0, le=1)] = 0.6
+    min_support: Annotated[float, Field(gt=0, le=1)] = 0.7  # chosen on the public train split (bench/bench_grounding.py --split train)
     passages: Annotated[int, Field(ge=1, le=10)] = 3
     action: Action = Action.FLAG
     reload_every_s: Annotated[float, Field(ge=0)] = 10.0
     retrieval_cache: Annotated[int, Field(ge=0)] = 4096  # queries remembered (0: none)
+    mode: Literal["lexical", "llm_judge"] = "lexical"
+    judge: JudgeSettings | None = Field(default=None, description="the OpenAI-compatible endpoint of mode llm_judge")
+
+    @model_validator(mode="after")
+    def _judge_when_asked(self) -> GroundingSettings:
+        if self.mode == "llm_judge" and self.judge is None:
+            raise ValueError("mode llm_judge needs a judge: {base_url, model, api_key_env?, timeout_s?}")
+        return self
 
 
 class GroundingGuardrail(InlineGuardrail):
     name = "grounding"
-    version = "1"
+    version = "2"
     stages = frozenset({Stage.OUTPUT})
     Settings = GroundingSettings
 
     def __init__(self, settings: GroundingSettings, **kwargs: Any) -> None:  # type: ignore[override]
         super().__init__(settings, **kwargs)
         self.settings: GroundingSettings = settings
+        # A judge waits on the network: such a check runs as a task with its budget, off the loop.
+        self.inline = settings.mode == "lexical"  # type: ignore[misc]
+        self.judge: ClaimJudge | None = None
         self.kb: KnowledgeBase | None = None
         self._signature: tuple[float, int] | None = None
         self._checked_at = 0.0
@@ -139,6 +132,8 @@ class GroundingGuardrail(InlineGuardrail):
             raise ValueError("no knowledge base: set settings.knowledge_base or the system's knowledge_base")
         self._directory = Path(directory)
         self._reload()
+        if self.settings.judge is not None and self.settings.mode == "llm_judge":
+            self.judge = ClaimJudge(self.settings.judge)
 
     def _reload(self) -> None:
         self.kb = KnowledgeBase.from_directory(self._directory)
@@ -174,38 +169,65 @@ class GroundingGuardrail(InlineGuardrail):
             described["knowledge_base_chunks"] = len(self.kb.chunks)
         return described
 
+    async def check(self, request: CheckRequest) -> Verdict:
+        if self.inline:
+            return self.check_inline(request)
+        return await asyncio.to_thread(self.check_inline, request)
+
     def check_inline(self, request: CheckRequest) -> Verdict:
+        """Check ``request.texts`` (complete claims or whole answers) with ``request.question`` as context.
+
+        Blocking and free of event-loop state, so it may run on the loop (lexical mode), in a
+        thread or in a worker process; with a judge it waits on the network."""
         self._reload_if_changed()
         assert self.kb is not None
-        findings: list[Finding] = []
-        claims = 0
-        found = [(segment, start, end, claim) for segment, text in enumerate(request.texts) for start, end, claim in claims_of(text)]
-        retrieved = self._retrieve([f"{claim} {request.question or ''}" for *_, claim in found])
-        for (segment, start, end, claim), passages in zip(found, retrieved, strict=True):
-            claims += 1
-            judged = [(score_claim(claim, p.chunk.text), p) for p in passages]
-            best = max(judged, key=lambda j: (not j[0][1], j[0][0]), default=None)
-            if best is not None and best[0][0] >= self.settings.min_support and not best[0][1]:
-                continue
-            findings.append(_unsupported(segment, start, end, best))
+        found = [(segment, claim) for segment, text in enumerate(request.texts) for claim in claims_of(text, request.question)]
+        retrieved = self._retrieve([f"{claim.text} {request.question or ''}" for _, claim in found])
+        if self.judge is not None:
+            verdicts = self._judged(request.question, found, retrieved)
+        else:
+            verdicts = [judge_claim(claim, passages) for (_, claim), passages in zip(found, retrieved, strict=True)]
+        findings = [
+            _unsupported(segment, claim, best)
+            for (segment, claim), best in zip(found, verdicts, strict=True)
+            if best is None or not best[0].supported(self.settings.min_support)
+        ]
         if not findings:
-            return Verdict(guardrail=self.instance_id, stage=request.stage, score=1.0 if claims else 0.0)
-        supported = 1 - len(findings) / claims
+            return Verdict(guardrail=self.instance_id, stage=request.stage, score=1.0 if found else 0.0)
         return Verdict(
             guardrail=self.instance_id,
             stage=request.stage,
             action=self.settings.action,
-            score=round(supported, 4),
-            reasons=(f"{len(findings)} of {claims} claims not supported by the knowledge base",),
+            score=round(1 - len(findings) / len(found), 4),
+            reasons=(f"{len(findings)} of {len(found)} claims not supported by the knowledge base",),
             findings=tuple(findings),
         )
 
+    def _judged(self, question: str | None, found: list[tuple[int, Claim]], retrieved: list[list[Passage]]) -> list[tuple[Assessment, Passage] | None]:
+        """The judge's word on each claim, shown as an assessment (support 1 or 0) on the best passage."""
+        assert self.judge is not None
+        evidence = list(dict.fromkeys(p.chunk for passages in retrieved for p in passages))
+        texts = [f"{c.title}\n{c.text}" if c.title else c.text for c in evidence]
+        # A "No" stands for the question denied: the judge reads the answer's own words.
+        verdicts = self.judge.judge(question, [f"It is not true that {c.text}" if c.negated else c.text for _, c in found], texts)
+        return [
+            (Assessment(1.0 if ok else 0.0, 0, 0, False), passages[0]) if passages else None
+            for ok, passages in zip(verdicts, retrieved, strict=True)
+        ]
 
-def _unsupported(segment: int, start: int, end: int, best: tuple[tuple[float, list[str]], Passage] | None) -> Finding:
+
+def _unsupported(segment: int, claim: Claim, best: tuple[Assessment, Passage] | None) -> Finding:
     if best is None:
-        return Finding("grounding:unsupported", segment, start, end, 0.0, "no passage of the knowledge base matches", sensitive=False)
-    (support, missing), passage = best
+        return Finding("grounding:unsupported", segment, claim.start, claim.end, 0.0, "no passage of the knowledge base matches", sensitive=False)
+    assessment, passage = best
     where = f"{passage.chunk.source}" + (f" › {passage.chunk.title}" if passage.chunk.title else "")
     # Counted, not quoted: a claim's names and numbers may be personal data.
-    why = f"{len(missing)} fact(s) (numbers, names) not in the evidence" if missing else f"support {support:.2f}"
-    return Finding("grounding:unsupported", segment, start, end, support, f"{why}; best evidence: {where}", sensitive=False)
+    if assessment.misattached:
+        why = f"{assessment.misattached} fact(s) found in the evidence but said there of something else"
+    elif assessment.missing:
+        why = f"{assessment.missing} fact(s) (numbers, names) not in the evidence"
+    elif assessment.negation_mismatch:
+        why = "the evidence says the opposite (negation)"
+    else:
+        why = f"support {assessment.support:.2f}"
+    return Finding("grounding:unsupported", segment, claim.start, claim.end, assessment.support, f"{why}; best evidence: {where}", sensitive=False)

@@ -25,7 +25,7 @@ def _check(guardrail: GroundingGuardrail, answer: str, question: str | None = No
 
 def test_small_talk_and_questions_are_not_claims() -> None:
     text = "Happy to help! The Pro plan costs 20 EUR per user per month. Anything else I can do for you?"
-    assert [claim for _, _, claim in claims_of(text)] == ["The Pro plan costs 20 EUR per user per month."]
+    assert [claim.text for claim in claims_of(text)] == ["The Pro plan costs 20 EUR per user per month."]
 
 
 @pytest.mark.parametrize(
