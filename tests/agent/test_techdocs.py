@@ -12,6 +12,7 @@ from aimsguard.agent._policy import load_policy
 from aimsguard.agent._techdocs import _rule_scope, build_techdoc, techdoc_document
 from aimsguard.agent.cli import app
 from aimsguard.collectors.report import render_markdown
+from aimsguard.guardrails import default_registry
 from aimsguard.guardrails.knowledge import KnowledgeBase
 
 from ..support import EXAMPLE_POLICY, KNOWLEDGE
@@ -36,7 +37,8 @@ def test_names_every_check_of_the_policy_with_its_settings(example_doc: str) -> 
     for stage in ("input", "output"):
         for check in getattr(system.checks, stage):
             assert f"### Check {check.instance_id} ({check.guardrail}, {stage})" in example_doc
-            assert f"| {check.instance_id} | {check.guardrail} | {stage} | 1 | {check.fail_mode.value} | {check.timeout_ms:g} ms |" in example_doc
+            version = default_registry().get(check.guardrail).version
+            assert f"| {check.instance_id} | {check.guardrail} | {stage} | {version} | {check.fail_mode.value} | {check.timeout_ms:g} ms |" in example_doc
     assert "| block_threshold | 0.8 |" in example_doc  # the injection check's threshold
     assert "| actions.CREDIT_CARD | block |" in example_doc
     assert "| rules[legal-threat].action | escalate |" in example_doc
@@ -88,7 +90,7 @@ def test_a_policy_change_changes_the_document(example_doc: str, tmp_path: Path) 
     text = _markdown(changed)
     assert text != example_doc
     assert "### Check no-prices (rules, output)" in text and "### Check no-prices" not in example_doc
-    assert "| min_support | 0.75 |" in text and "| min_support | 0.6 |" in example_doc
+    assert "| min_support | 0.75 |" in text and "| min_support | 0.7 |" in example_doc
     assert load_policy(changed).policy_version in text and load_policy(changed).policy_version not in example_doc
     assert "input-rules, no-prices." in text
 
