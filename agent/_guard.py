@@ -236,27 +236,29 @@ class Guard:
         return result
 
     def stream_guard(self, exchange: Exchange) -> StreamingOutputGuard:
-        pipeline = self.pipelines[exchange.system_id]
-
-        async def run(request: CheckRequest) -> StageResult:
-            started = time.perf_counter()
-            result = await pipeline.run(request)
-            exchange.output_checks_s += time.perf_counter() - started
+        async def checked(result: StageResult) -> None:
+            exchange.output_checks_s += result.duration_s
             if result.action is Action.ESCALATE:
                 # Recorded on the exchange only at the stream's end; the ticket is needed now,
                 # before the fallback chunks go out carrying its id.
                 exchange.record([], result.action)
                 await self.oversight.hand_off(exchange, result.verdicts)
-            return result
 
-        holdback = self.system(exchange.system_id).streaming.holdback_chars
-        return StreamingOutputGuard(run, self._request(exchange, Stage.OUTPUT, [], _question(exchange)), holdback)
+        streaming = self.system(exchange.system_id).streaming
+        return StreamingOutputGuard(
+            self.pipelines[exchange.system_id],
+            self._request(exchange, Stage.OUTPUT, [], _question(exchange)),
+            streaming.holdback_chars,
+            check_every=streaming.check_every_chars,
+            on_checked=checked,
+        )
 
     def record_stream(self, exchange: Exchange, guards: Sequence[StreamingOutputGuard]) -> None:
-        """Record the last checks of each streamed choice, once the stream has ended or stopped."""
+        """Record what the checks said of each streamed choice, once the stream has ended or stopped."""
         for guard in guards:
-            if guard.result is not None:
-                self._record(exchange, guard.result)
+            result = guard.recorded()
+            if result is not None:
+                self._record(exchange, result)
         # What the user saw (redacted, restored data left out), never the upstream's raw text.
         exchange.output_texts = [guard.released_text for guard in guards]
         exchange.logged_output = [guard.logged_text for guard in guards]

@@ -142,6 +142,10 @@ class Pipeline:
     async def run(self, request: CheckRequest) -> StageResult:
         return await self._run(self.checks[request.stage], self.all_inline[request.stage], request)
 
+    async def run_checks(self, checks: Sequence[BoundCheck], request: CheckRequest) -> StageResult:
+        """Run some of a stage's checks (a stream's checks that read the same window)."""
+        return await self._run(list(checks), all(c.guardrail.inline for c in checks), request)
+
     async def screen_document(self, request: CheckRequest) -> StageResult:
         """Run the checks that judge third-party text (``screens_documents``) on one document."""
         return await self._run(self.document_checks, all(c.guardrail.inline for c in self.document_checks), request)

@@ -136,6 +136,10 @@ class FallbackConfig(_Strict):
 
 class StreamingConfig(_Strict):
     holdback_chars: Annotated[int, Field(ge=0, le=4096)] = 32
+    # The most new text between two checks of a stream (the step grows to it from one window,
+    # so the first words go out soon). Each check reads only the new text and the context it
+    # declares: a stream costs linear time, and a larger step costs less per character.
+    check_every_chars: Annotated[int, Field(ge=1, le=4096)] = 256
 
 
 class ObjectiveMetric(str, enum.Enum):

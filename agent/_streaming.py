@@ -1,20 +1,28 @@
-"""Output checks on a streamed answer: a hold-back window over the text so far.
+"""Output checks on a streamed answer: a hold-back window, and each piece judged once.
 
 The last ``holdback`` characters are never released before the checks have seen what
 follows them, so a match split across chunks is still caught, and text inside a span
-that is to be redacted is never released early. The checks look at the whole answer
-so far each time text is to be released, and once more at the end.
+that is to be redacted is never released early.
+
+The cost stays linear in the answer's length: a check does not read the whole answer
+again at each release, only the text new to it plus the left context it declares
+(``Guardrail.stream_start``: the window for pattern checks, back to the sentence's start
+for grounding; a check that declares nothing reads the whole answer, always correct).
+What a check found earlier is kept in the answer's coordinates until it is released (it
+decides how that text goes out) and then for the record; what a later look re-judged is
+replaced. Checks do not run token by token: the step between them grows from one window
+to ``check_every`` characters. With no output checks nothing is held back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Awaitable, Callable, Sequence
 
-from collections.abc import Awaitable, Callable
+from aimsguard.guardrails import Action, CheckRequest, Finding, Outcome, Stage, Verdict, apply_redactions, log_masks, most_severe
 
-from aimsguard.guardrails import Action, CheckRequest, Finding, Stage, apply_redactions, log_masks
-
-from ._pipeline import StageResult
+from ._pipeline import BoundCheck, Pipeline, StageResult
 
 __all__ = ["StreamingOutputGuard"]
 
@@ -49,21 +57,93 @@ def _touches_end(result: StageResult, end: int) -> bool:
         for finding in verdict.findings
     )
 
-RunChecks = Callable[[CheckRequest], Awaitable[StageResult]]
+
+OnChecked = Callable[[StageResult], Awaitable[None]]
+
+
+class _CheckMemory:
+    """What one check has said about one streamed answer, in the answer's coordinates."""
+
+    __slots__ = ("latest", "active", "done", "failed", "duration_s", "started", "reasons", "open_from")
+
+    def __init__(self) -> None:
+        self.latest: Verdict | None = None
+        self.active: list[tuple[Finding, Action]] = []  # findings that reach text not yet released
+        self.done: list[tuple[Finding, Action]] = []  # findings wholly released: kept for the record
+        self.failed: Verdict | None = None  # the last look that did not run to the end
+        self.duration_s = 0.0
+        self.started = 0.0
+        self.reasons: dict[str, None] = {}
+        self.open_from: int | None = None  # a match touching the end may still grow: judged again from its start
+
+    def merge(self, verdict: Verdict, window_start: int, end: int) -> None:
+        """A new look at the text from ``window_start`` to ``end``: it re-judges what lies there."""
+        shifted = [(dataclasses.replace(f, start=f.start + window_start, end=f.end + window_start), verdict.action) for f in verdict.findings]
+        self.active = [(f, a) for f, a in self.active if f.start < window_start] + shifted
+        self.open_from = min((f.start for f, _ in shifted if f.end >= end), default=None)
+        self.started = self.started or verdict.started
+        self.duration_s += verdict.duration_s
+        self.reasons.update(dict.fromkeys(verdict.reasons))
+        if verdict.outcome is not Outcome.OK:
+            self.failed = verdict
+        self.latest = verdict
+
+    def retire(self, released: int) -> None:
+        """Findings that lie wholly in released text no longer decide anything."""
+        if any(f.end <= released for f, _ in self.active):
+            self.done.extend((f, a) for f, a in self.active if f.end <= released)
+            self.active = [(f, a) for f, a in self.active if f.end > released]
+
+    def deciding(self) -> Verdict:
+        """The verdict that decides what happens to unreleased text."""
+        assert self.latest is not None
+        action = most_severe([self.latest.action, *(a for _, a in self.active)])
+        return dataclasses.replace(self.latest, action=action, findings=tuple(f for f, _ in self.active))
+
+    def recorded(self) -> Verdict:
+        """All this check said about the answer, as one verdict for the record."""
+        assert self.latest is not None
+        pairs = self.done + self.active
+        action = most_severe([self.latest.action, *(a for _, a in pairs)])
+        failed = self.failed
+        return dataclasses.replace(
+            self.latest,
+            action=action,
+            findings=tuple(dict.fromkeys(f for f, _ in pairs)),
+            reasons=tuple(self.reasons),
+            outcome=failed.outcome if failed is not None else self.latest.outcome,
+            fail_mode=failed.fail_mode if failed is not None else self.latest.fail_mode,
+            duration_s=self.duration_s,
+            started=self.started,
+        )
 
 
 class StreamingOutputGuard:
-    """One choice of one streamed answer. Not shared between requests."""
+    """One choice (or one tool call's arguments) of one streamed answer. Not shared between requests."""
 
-    def __init__(self, run_checks: RunChecks, request_template: CheckRequest, holdback: int) -> None:
-        self._run_checks = run_checks
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        request_template: CheckRequest,
+        holdback: int,
+        *,
+        check_every: int = 1,
+        on_checked: OnChecked | None = None,
+    ) -> None:
+        self._pipeline = pipeline
+        self._checks: Sequence[BoundCheck] = pipeline.checks[Stage.OUTPUT]
         self._template = request_template
-        self._holdback = holdback
+        self._holdback = holdback if self._checks else 0  # nothing to wait for
+        self._every = max(1, check_every)
+        self._on_checked = on_checked
+        self._memory = {check.guardrail.instance_id: _CheckMemory() for check in self._checks}
         self.text = ""  # the answer so far, as the upstream sent it
         self.released = 0  # characters of ``text`` already handed on
-        self.released_text = ""  # what was handed on (after redaction): what the user saw
-        self.logged_text = ""  # the same without restored personal data: what may be logged
-        self.result: StageResult | None = None  # the last checks' result
+        self.checked = 0  # characters of ``text`` every check has judged
+        self._released: list[str] = []  # what was handed on (after redaction): what the user saw
+        self._logged: list[str] = []  # the same without restored personal data: what may be logged
+        self.result: StageResult | None = None  # what decides the unreleased text now
+        self.checks_s = 0.0
         self.finished = False
         self._provisional_stop = False
 
@@ -76,7 +156,9 @@ class StreamingOutputGuard:
         if self.stopped:
             return ""
         self.text += delta
-        if len(self.text) - self.released <= self._holdback:
+        if not self._checks:
+            return self._release(len(self.text), None)
+        if len(self.text) - self.released <= self._holdback or len(self.text) - self.checked < self._step():
             return ""
         result = await self._check()
         if result.action.stops_exchange:
@@ -93,6 +175,12 @@ class StreamingOutputGuard:
         safe = self._word_boundary(safe)
         return self._release(max(safe, self.released), result)
 
+    def _step(self) -> int:
+        """New text to wait for before checking again: half a window at first (the first
+        words go out soon), then half of what was checked so far, up to ``check_every``: a
+        few more checks at the start, and a fixed number per character after."""
+        return min(self._every, max(self._holdback // 2, self.checked // 2, 1))
+
     def _word_boundary(self, safe: int) -> int:
         """Never release part of a word: the start of an e-mail address, a number or a
         placeholder could otherwise go out before the checks can know what it is. A run
@@ -104,42 +192,77 @@ class StreamingOutputGuard:
         return safe if safe - self.released > 4 * max(self._holdback, 16) else self.released
 
     async def finish(self) -> str:
-        """The answer is complete: check it once more and release the rest. Idempotent."""
+        """The answer is complete: check what is new and release the rest. Idempotent."""
         if self.stopped or self.finished:
             return ""
         self.finished = True
         self._provisional_stop = False  # the text is complete: every decision is final now
-        result = await self._check()
+        if not self._checks:
+            return self._release(len(self.text), None)
+        result = await self._check() if self.checked < len(self.text) or self.result is None else self.result
         if result.action.stops_exchange:
             return ""
         return self._release(len(self.text), result)
 
     async def _check(self) -> StageResult:
-        request = CheckRequest(
-            stage=Stage.OUTPUT,
-            texts=[self.text],
-            system_id=self._template.system_id,
-            conversation_id=self._template.conversation_id,
-            question=self._template.question,
-            metadata=self._template.metadata,
-        )
-        self.result = await self._run_checks(request)
+        """Each check looks at the text new to it, with the left context it declares."""
+        started = time.perf_counter()
+        groups: dict[int, list[BoundCheck]] = {}
+        for check in self._checks:
+            memory = self._memory[check.guardrail.instance_id]
+            unjudged = self.checked if memory.open_from is None else min(memory.open_from, self.checked)
+            start = check.guardrail.stream_start(self.text, unjudged, self._holdback)
+            groups.setdefault(max(0, min(start, unjudged)), []).append(check)
+        end = len(self.text)
+        for window_start, checks in groups.items():
+            request = dataclasses.replace(self._template, texts=[self.text[window_start:]])
+            result = await self._pipeline.run_checks(checks, request)
+            for check, verdict in zip(checks, result.verdicts, strict=True):
+                self._memory[check.guardrail.instance_id].merge(verdict, window_start, end)
+        self.checked = len(self.text)
+        verdicts = [memory.deciding() for memory in self._memory.values()]
+        duration = time.perf_counter() - started
+        self.checks_s += duration
+        self.result = StageResult(most_severe(v.action for v in verdicts), verdicts, [], duration)
+        if self._on_checked is not None:
+            await self._on_checked(self.result)
         return self.result
+
+    def recorded(self) -> StageResult | None:
+        """Everything the checks said about this answer, one verdict per check: for the record."""
+        if self.result is None:
+            return None
+        verdicts = [memory.recorded() for memory in self._memory.values() if memory.latest is not None]
+        return StageResult(most_severe(v.action for v in verdicts), verdicts, [], self.checks_s)
 
     @staticmethod
     def _redactions(result: StageResult) -> list[Finding]:
         return [f for v in result.verdicts for f in v.redactions if f.segment == 0]
 
-    def _release(self, upto: int, result: StageResult) -> str:
+    def _release(self, upto: int, result: StageResult | None) -> str:
         start = self.released
         if upto <= start:
             return ""
         self.released = upto
         piece = self.text[start:upto]
-        released = apply_redactions(piece, _clipped(self._redactions(result), start, upto))
-        self.released_text += released
-        self.logged_text += apply_redactions(piece, _clipped(log_masks(result.verdicts, segment=0), start, upto))
+        if result is None:
+            released = logged = piece
+        else:
+            released = apply_redactions(piece, _clipped(self._redactions(result), start, upto))
+            logged = apply_redactions(piece, _clipped(log_masks(result.verdicts, segment=0), start, upto))
+            for memory in self._memory.values():
+                memory.retire(upto)
+        self._released.append(released)
+        self._logged.append(logged)
         return released
+
+    @property
+    def released_text(self) -> str:
+        return "".join(self._released)
+
+    @property
+    def logged_text(self) -> str:
+        return "".join(self._logged)
 
     @property
     def action(self) -> Action:

@@ -1,6 +1,6 @@
 """aimsguard's checks and the types they share with the runtime."""
 
-from ._base import Guardrail, GuardrailSettings, InlineGuardrail
+from ._base import Guardrail, GuardrailSettings, InlineGuardrail, window_start
 from ._registry import GuardrailRegistry, default_registry
 from ._verdict import Action, CheckRequest, Finding, Outcome, Stage, Verdict, apply_redactions, log_masks, most_severe
 from .rules import RulesGuardrail
@@ -21,4 +21,5 @@ __all__ = [
     "default_registry",
     "log_masks",
     "most_severe",
+    "window_start",
 ]

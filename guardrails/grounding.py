@@ -42,6 +42,7 @@ from .knowledge import KnowledgeBase, Passage
 __all__ = ["Claim", "GroundingGuardrail", "GroundingSettings", "claims_of", "judge_claim"]
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_MAX_CLAIM_CHARS = 1000  # a streamed run-on sentence is re-read from at most this far back
 _SMALL_TALK = re.compile(
     r"^(?:hi|hello|hey|thanks?|thank you|you're welcome|happy to help|glad to help|sure|of course|certainly|great|"
     r"no problem|good question|i hope (?:this|that) helps|let me know|is there anything else|have a (?:nice|great) day|"
@@ -161,6 +162,14 @@ class GroundingGuardrail(InlineGuardrail):
         while len(self._retrieved) > self.settings.retrieval_cache:
             self._retrieved.popitem(last=False)
         return answer
+
+    def stream_start(self, text: str, unjudged: int, holdback: int) -> int:
+        """A streamed answer's claims are judged sentence by sentence: the one still open at
+        ``unjudged`` is read again whole (a run-on one, its last ``_MAX_CLAIM_CHARS``)."""
+        floor = max(0, unjudged - _MAX_CLAIM_CHARS)
+        # The last sentence end before it (found from the right: a few C-speed searches).
+        found = [(text.rfind(mark, floor, unjudged), mark) for mark in (". ", "! ", "? ", "\n")]
+        return max([floor, *(at + len(mark) for at, mark in found if at >= 0)])
 
     def describe(self) -> dict[str, Any]:
         described = super().describe()

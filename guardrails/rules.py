@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, model_validator
 
-from ._base import GuardrailSettings, InlineGuardrail
+from ._base import GuardrailSettings, InlineGuardrail, window_start
 from ._verdict import Action, CheckRequest, Finding, Verdict, most_severe
 
 __all__ = ["Rule", "RulesGuardrail", "RulesSettings"]
@@ -65,6 +65,7 @@ class RulesGuardrail(InlineGuardrail):
     name = "rules"
     version = "1"
     Settings = RulesSettings
+    stream_start = staticmethod(window_start)  # a streamed answer: the new text and one window before it
 
     def __init__(self, settings: RulesSettings, **kwargs: Any) -> None:  # type: ignore[override]
         super().__init__(settings, **kwargs)

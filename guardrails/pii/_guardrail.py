@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import structlog
 from pydantic import Field, model_validator
 
-from .._base import Guardrail, GuardrailSettings
+from .._base import Guardrail, GuardrailSettings, window_start
 from .._verdict import Action, CheckRequest, Finding, Stage, Verdict, most_severe
 from ._vault import PLACEHOLDER, PlaceholderVault
 
@@ -77,6 +77,7 @@ class PiiGuardrail(Guardrail):
     version = "1"
     masks_content = True
     Settings = PiiSettings
+    stream_start = staticmethod(window_start)  # a streamed answer: the new text and one window before it
 
     def __init__(self, settings: PiiSettings, **kwargs: Any) -> None:  # type: ignore[override]
         super().__init__(settings, **kwargs)

@@ -1,7 +1,7 @@
 import pytest
 
 from aimsguard.agent import StreamingOutputGuard, parse_policy, Pipeline
-from aimsguard.guardrails import CheckRequest, Stage
+from aimsguard.guardrails import CheckRequest, RulesGuardrail, Stage, Verdict
 
 from ..support import policy_dict, test_registry
 
@@ -23,7 +23,7 @@ def _guard(tmp_path, holdback: int) -> StreamingOutputGuard:
     policy = parse_policy(data, registry=test_registry())
     pipeline = Pipeline("support-bot", policy.systems["support-bot"], test_registry())
     template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c")
-    return StreamingOutputGuard(pipeline.run, template, holdback)
+    return StreamingOutputGuard(pipeline, template, holdback)
 
 
 async def _run(guard: StreamingOutputGuard, chunks: list[str]) -> list[str]:
@@ -96,3 +96,63 @@ async def test_a_long_word_is_held_whole_until_it_ends(tmp_path) -> None:
     # The address went out in one piece, after its last character had arrived.
     assert [piece for piece in released if "someone" in piece] in ([], ["someone.with.a.very.long.name@example.com "])
     assert "".join(released) + await guard.finish() == "Write to someone.with.a.very.long.name@example.com today"
+
+
+class _CountingRules(RulesGuardrail):
+    """The rules check, counting the characters it is given."""
+
+    name = "counting_rules"
+    read = 0
+
+    def check_inline(self, request: CheckRequest) -> Verdict:
+        type(self).read += sum(len(text) for text in request.texts)
+        return super().check_inline(request)
+
+
+def _counting_guard(tmp_path, holdback: int, check_every: int) -> StreamingOutputGuard:
+    registry = test_registry()
+    registry.register(_CountingRules)
+    data = policy_dict(tmp_path)
+    data["systems"]["support-bot"]["checks"] = {"output": [{**OUTPUT_RULES, "guardrail": "counting_rules"}]}
+    policy = parse_policy(data, registry=registry)
+    pipeline = Pipeline("support-bot", policy.systems["support-bot"], registry)
+    template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c")
+    return StreamingOutputGuard(pipeline, template, holdback, check_every=check_every)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("tokens", [400, 1600])
+async def test_a_pattern_check_reads_each_piece_of_a_long_stream_a_bounded_number_of_times(tmp_path, tokens: int) -> None:
+    # Once every release re-read the whole answer: the cost grew with the square of its length.
+    _CountingRules.read = 0
+    guard = _counting_guard(tmp_path, holdback=48, check_every=48)
+    text = "".join(f"word{i} " for i in range(tokens)) + "ticket INT-4821 closed, guaranteed refund not offered."
+    released = await _run(guard, _split(text, 5))
+    assert guard.stopped  # the block at the very end is still caught
+    assert "INT-4821" not in "".join(released) and "guaranteed" not in "".join(released)
+    assert _CountingRules.read <= 4 * len(text)  # one window of context per check: linear
+
+
+@pytest.mark.anyio
+async def test_what_a_check_found_early_in_a_long_stream_is_redacted_and_recorded(tmp_path) -> None:
+    guard = _counting_guard(tmp_path, holdback=16, check_every=16)
+    text = "Your code is INT-4821. " + "".join(f"then more text {i}. " for i in range(200))
+    released = await _run(guard, _split(text, 7))
+    assert "".join(released) == text.replace("INT-4821", "[CODE]")
+    (verdict,) = guard.recorded().verdicts
+    assert verdict.action.value == "redact"
+    assert [(f.start, f.end) for f in verdict.findings] == [(13, 21)]  # in the answer's coordinates, once
+
+
+@pytest.mark.anyio
+async def test_with_no_output_checks_nothing_is_held_back(tmp_path) -> None:
+    data = policy_dict(tmp_path)
+    data["systems"]["support-bot"]["checks"] = {"output": []}
+    policy = parse_policy(data, registry=test_registry())
+    pipeline = Pipeline("support-bot", policy.systems["support-bot"], test_registry())
+    template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c")
+    guard = StreamingOutputGuard(pipeline, template, holdback=48, check_every=48)
+    assert await guard.feed("Hel") == "Hel"  # the first token goes out as it came
+    assert await guard.feed("lo") == "lo"
+    assert await guard.finish() == ""
+    assert guard.released_text == "Hello"
