@@ -80,6 +80,9 @@ class Exchange:
     # something asks for it (the content log, a handoff ticket), not on every request.
     unmasked_input: tuple[list[str], list[Verdict]] | None = None
     logged_output: list[str] = field(default_factory=list)
+    # Content not to be logged or kept, by stage ("input"/"output"): a content-masking check
+    # (personal data) did not run on it, so nothing says what to mask. Value: which check, how.
+    withheld: dict[str, str] = field(default_factory=dict)
     verdicts: list[Verdict] = field(default_factory=list)
     action: Action = Action.ALLOW
     status: ExchangeStatus = ExchangeStatus.OK

@@ -52,6 +52,12 @@ class Guard:
         self.policy_version = policy.policy_version
         registry = registry or default_registry()
         self.pipelines = {system_id: Pipeline(system_id, system, registry) for system_id, system in policy.systems.items()}
+        # The checks whose findings mask logged content, per system and stage (see ``_note_unmasked``).
+        self._masking_checks = {
+            (sid, stage): frozenset(c.config.instance_id for c in pipeline.checks[stage] if c.guardrail.masks_content)
+            for sid, pipeline in self.pipelines.items()
+            for stage in Stage
+        }
         self.providers = {sid: s.upstream.provider if s.upstream else "openai" for sid, s in policy.systems.items()}
         self.metrics = self._metrics(policy)
         self.event_log = (
@@ -202,6 +208,7 @@ class Guard:
         self._record(exchange, result)
         exchange.input_texts = list(result.texts)
         exchange.unmasked_input = (list(texts), result.verdicts)  # see masked_input
+        self._note_unmasked(exchange, Stage.INPUT, result.verdicts)
         await self.oversight.hand_off(exchange)
         return result
 
@@ -230,6 +237,7 @@ class Guard:
         exchange.output_checks_s += result.duration_s
         self._record(exchange, result)
         exchange.output_texts = list(result.texts)
+        self._note_unmasked(exchange, Stage.OUTPUT, result.verdicts)
         if self.events.content_logged:
             exchange.logged_output = _masked(texts, result.verdicts)
         await self.oversight.hand_off(exchange)
@@ -238,6 +246,7 @@ class Guard:
     def stream_guard(self, exchange: Exchange) -> StreamingOutputGuard:
         async def checked(result: StageResult) -> None:
             exchange.output_checks_s += result.duration_s
+            self._note_unmasked(exchange, Stage.OUTPUT, result.verdicts)  # any piece: the whole text is withheld
             if result.action is Action.ESCALATE:
                 # Recorded on the exchange only at the stream's end; the ticket is needed now,
                 # before the fallback chunks go out carrying its id.
@@ -262,6 +271,14 @@ class Guard:
         # What the user saw (redacted, restored data left out), never the upstream's raw text.
         exchange.output_texts = [guard.released_text for guard in guards]
         exchange.logged_output = [guard.logged_text for guard in guards]
+
+    def _note_unmasked(self, exchange: Exchange, stage: Stage, verdicts: Sequence[Verdict]) -> None:
+        """Mark the stage's content withheld when a content-masking check did not run on it:
+        a timeout or an error leaves no findings, so masking would keep the text raw."""
+        masking = self._masking_checks.get((exchange.system_id, stage), frozenset())
+        failed = [f"{v.guardrail}: {v.outcome.value}" for v in verdicts if v.guardrail in masking and v.outcome is not Outcome.OK]
+        if failed:
+            exchange.withheld[stage.value] = ", ".join(failed)
 
     def _record(self, exchange: Exchange, result: StageResult) -> None:
         exchange.record(result.verdicts, result.action)
@@ -333,9 +350,12 @@ class Guard:
         if exchange.documents_checked:
             fields["documents"] = {"checked": exchange.documents_checked, "dropped": exchange.documents_dropped}
         if self.events.content_logged:
-            # Content is logged only as it left the checks (redacted), and only on opt-in.
-            fields["input"] = self.masked_input(exchange)
-            fields["output"] = exchange.logged_output
+            # Content is logged only as it left the checks (redacted), and only on opt-in; never
+            # when the check that masks it did not run (then the field is null and says why).
+            fields["input"] = None if "input" in exchange.withheld else self.masked_input(exchange)
+            fields["output"] = None if "output" in exchange.withheld else exchange.logged_output
+            if exchange.withheld:
+                fields["content_withheld"] = dict(exchange.withheld)
         self.events.emit("exchange", **fields)
 
     @staticmethod

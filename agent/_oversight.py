@@ -37,7 +37,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from aimsguard.collectors.records import Handoff, Incident, RecordsError, RecordsStore
-from aimsguard.guardrails import Action, Outcome, Stage, Verdict
+from aimsguard.guardrails import Action, Verdict
 
 from ._errors import UnknownSystemError
 from ._exchange import Exchange
@@ -154,11 +154,6 @@ class OversightRuntime:
             else None
         )
         self._writes = BoundedWrites()
-        # The checks whose findings mask content, per system (see ``_conversation``).
-        self._masking_checks = {
-            sid: frozenset(c.config.instance_id for c in pipeline.checks[Stage.INPUT] if c.guardrail.masks_content)
-            for sid, pipeline in guard.pipelines.items()
-        }
         if self.store is None:
             return
         config = guard.policy.records
@@ -341,8 +336,7 @@ class OversightRuntime:
         """The ticket's messages, masked as the event log masks content (``log_masks``): redacted
         data and data only blocked, flagged or escalated alike. When a content-masking check
         (personal data) did not run, nothing says what to mask, so the text is withheld."""
-        masking = self._masking_checks.get(exchange.system_id, frozenset())
-        if any(v.stage is Stage.INPUT and v.guardrail in masking and v.outcome is not Outcome.OK for v in exchange.verdicts):
+        if "input" in exchange.withheld:
             return [{"role": "notice", "content": WITHHELD}]
         texts = self.guard.masked_input(exchange)
         roles = exchange.input_roles or ["user"] * len(texts)
