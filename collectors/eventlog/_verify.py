@@ -10,8 +10,9 @@ digest whose segment is gone, with no ``event_log.retention`` record naming it),
 ``digest missing``; ``discontinuity`` when a writer found the log behind what it had
 written and recorded that (``event_log.discontinuity``), and ``truncated`` when the log
 ends before the head marker the writers keep in ``.writer.lock``. A torn last line of the
-open segment is a notice, not a problem: it is what a crash leaves, and the writer cuts it at its next
-start and records that as ``event_log.recovered``.
+open segment that the marker does not count is a notice, not a problem: it is what a crash
+mid-write leaves, and the writer cuts it at its next start and records that as
+``event_log.recovered``. One the marker counts was cut after it was written: ``truncated``.
 
 A digest is checked against the file it sits next to: its name, index and day, the
 previous segment, the record range, the last hash, the byte count and ``file_sha256``.
@@ -372,20 +373,23 @@ def _check_identity(walker: _Walker, segment: Segment, digest: dict[str, Any], p
 
 
 def _check_marker(walker: _Walker, marker: tuple[int, str] | None, torn_at_end: bool) -> None:
-    """The writers' head marker must not be ahead of the log: if it is, the end was cut."""
+    """The writers' head marker must not be ahead of the log: if it is, the end was cut.
+
+    A torn last line is a crash only when the marker does not count it: a writer rewrites the
+    marker after its write completed, so a record the marker counts was written whole, and
+    its missing second half was cut afterwards (or, with ``fsync`` off, lost to a power cut).
+    """
     report = walker.report
     if marker is None or marker[0] < 0:
         return
     seq, head = marker
     last = report.last_seq if report.last_seq is not None else -1
-    if torn_at_end and seq > last:
-        return  # a crash mid-write (the torn line's notice says so) can lose an unsynced tail
     if seq > last or (seq == last and head != report.last_hash):
+        cut = "the end of the newest segment is cut mid-record" if torn_at_end else "records at the end, or the newest segment, are gone"
         walker.problem(
             "truncated",
             None,
-            f"the writers' head marker in .writer.lock says seq {seq} was written; the log ends at seq {last}"
-            " (records at the end, or the newest segment, are gone)",
+            f"the writers' head marker in .writer.lock says seq {seq} was written; the log ends at seq {last} ({cut})",
         )
 
 

@@ -140,12 +140,22 @@ def test_a_changed_record_in_the_newest_segment_is_named(tmp_path: Path, close: 
     assert _found(tmp_path) == [("changed", path.name, 6, 35)]
 
 
-def test_a_torn_line_in_the_open_segment_is_a_crash_not_tampering(tmp_path: Path) -> None:
+def test_the_second_half_of_the_last_record_cut_is_named_when_the_writers_head_counts_it(tmp_path: Path) -> None:
     _build(tmp_path, close=False)
     path = _segment(tmp_path, 3)
     path.write_bytes(path.read_bytes()[:-30])
     report = verify_event_log(tmp_path)
-    assert report.ok and len(report.notices) == 1 and report.records == 39
+    assert [(p.kind, p.segment) for p in report.problems] == [("truncated", None)]
+    assert "seq 39 was written; the log ends at seq 38 (the end of the newest segment is cut mid-record)" in report.problems[0].detail
+
+
+def test_a_torn_line_the_writers_head_does_not_count_is_a_crash_not_tampering(tmp_path: Path) -> None:
+    _build(tmp_path, close=False)
+    path = _segment(tmp_path, 3)
+    with open(path, "ab") as handle:  # a write the process died in: the marker is rewritten only after it
+        handle.write(b'{"event":"exchange","ts":"2026-11-23T10:00:10Z","n":10,"_ch')
+    report = verify_event_log(tmp_path)
+    assert report.ok and len(report.notices) == 1 and report.records == 40
 
 
 def _rechain_from(path: Path, position: int, edit) -> None:
