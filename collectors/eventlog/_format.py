@@ -20,7 +20,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -255,35 +255,62 @@ def loads_event(body: bytes) -> Any:
         return None
 
 
-def segment_summary(path: Path) -> tuple[str, int, str | None, str | None]:
-    """(sha256, size, earliest ts, latest ts) of a segment file, in one read.
+class SegmentSummary:
+    """What a segment's digest says of its bytes, kept while they are written: the sha256 of
+    the file, its size and the earliest and latest event ``ts``.
 
-    The time range goes into the segment's digest so ``read_events`` can skip a segment
-    only when none of its events can fall in the window (a late event stamped the day
-    before still lands in today's segment).
+    The time range goes into the digest so ``read_events`` can skip a segment only when none
+    of its events can fall in the window (a late event stamped the day before still lands in
+    today's segment). The writer feeds it what it appends (``add``), so closing a segment
+    costs no re-read; bytes another writer appended are read once (``read_from``).
     """
-    digest = hashlib.sha256()
-    size = 0
-    earliest: str | None = None
-    latest: str | None = None
-    carry = b""
-    with open(path, "rb") as handle:
-        remaining = os.fstat(handle.fileno()).st_size  # bounded: a device file never ends
-        while remaining > 0 and (chunk := handle.read(min(1 << 20, remaining))):
-            digest.update(chunk)
-            size += len(chunk)
-            remaining -= len(chunk)
-            *lines, carry = (carry + chunk).split(b"\n")
-            for line in lines:
-                parts = split_line(line)
-                moment = None
-                if parts is not None:
-                    event = loads_event(parts[3])
-                    moment = canonical_ts(event.get("ts")) if isinstance(event, dict) else None
-                if moment is not None:
-                    earliest = moment if earliest is None or moment < earliest else earliest
-                    latest = moment if latest is None or moment > latest else latest
-    return digest.hexdigest(), size, earliest, latest
+
+    __slots__ = ("_hash", "size", "earliest", "latest")
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.earliest: str | None = None
+        self.latest: str | None = None
+
+    def add(self, data: bytes, moments: Iterable[str | None]) -> None:
+        """Bytes appended to the file, and the canonical ``ts`` of each event in them."""
+        self._hash.update(data)
+        self.size += len(data)
+        for moment in moments:
+            if moment is not None:
+                self.earliest = moment if self.earliest is None or moment < self.earliest else self.earliest
+                self.latest = moment if self.latest is None or moment > self.latest else self.latest
+
+    def read_from(self, path: Path, end: int) -> None:
+        """Take in the file's bytes from ``self.size`` up to ``end`` (whole lines)."""
+        carry = b""
+        with open(path, "rb") as handle:
+            handle.seek(self.size)
+            remaining = end - self.size  # bounded: a device file never ends
+            while remaining > 0 and (chunk := handle.read(min(1 << 20, remaining))):
+                remaining -= len(chunk)
+                *lines, carry = (carry + chunk).split(b"\n")
+                self.add(chunk, (_line_ts(line) for line in lines))
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _line_ts(line: bytes) -> str | None:
+    parts = split_line(line)
+    if parts is None:
+        return None
+    event = loads_event(parts[3])
+    return canonical_ts(event.get("ts")) if isinstance(event, dict) else None
+
+
+def segment_summary(path: Path) -> SegmentSummary:
+    """A segment file's summary, read from disk."""
+    summary = SegmentSummary()
+    summary.read_from(path, os.stat(path).st_size)
+    return summary
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:

@@ -46,6 +46,8 @@ from ._format import (
     parse_line,
     parse_marker,
     read_digest,
+    SegmentSummary,
+    canonical_ts,
     segment_name,
     segment_summary,
 )
@@ -97,12 +99,15 @@ class SegmentEventLog:
         self._on_lost = on_lost
         self._stamp = dict(stamp or {})
         self._clock = clock
-        self._pending: list[tuple[str, bytes]] = []  # (day, event JSON) not yet on disk
+        self._pending: list[tuple[str, bytes, str | None]] = []  # (day, event JSON, ts) not yet on disk
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self._segment: Segment | None = None  # the open segment
         self._size = 0
+        # The open segment's digest fields, kept while writing; (index, inode) it belongs to.
+        self._summary = SegmentSummary()
+        self._summary_of: tuple[int, int] | None = None
         self._first_seq = 0
         self._seq = -1  # last record written
         self._hash = GENESIS
@@ -129,7 +134,7 @@ class SegmentEventLog:
         rendered = []
         for event in batch:
             try:
-                rendered.append((self._day_of(event), _render(event)))
+                rendered.append((self._day_of(event), _render(event), canonical_ts(event.get("ts"))))
             except Exception as exc:  # one unrenderable event must not cost the batch
                 self._count_lost(1)
                 log.error("event_log_render_failed", event=str(event.get("event")), error_type=type(exc).__name__)
@@ -193,18 +198,18 @@ class SegmentEventLog:
 
     def _write_chunk(self) -> None:
         """Append the longest run of pending events that fits the current segment."""
-        first_day, first_body = self._pending[0]
+        first_day, first_body, _ = self._pending[0]
         self._segment_for(first_day, len(first_body) + _CHAIN_OVERHEAD)
         assert self._segment is not None
         room = self._max_bytes - self._size
-        bodies: list[bytes] = []
-        for day, body in self._pending:
+        entries: list[tuple[bytes, str | None]] = []
+        for day, body, moment in self._pending:
             room -= len(body) + _CHAIN_OVERHEAD
-            if bodies and (day > self._segment.day or room < 0):
+            if entries and (day > self._segment.day or room < 0):
                 break
-            bodies.append(body)
-        self._append(bodies)
-        del self._pending[: len(bodies)]
+            entries.append((body, moment))
+        self._append(entries)
+        del self._pending[: len(entries)]
 
     def _segment_for(self, day: str, size: int) -> None:
         """Make sure a segment is open that may take an event of ``day`` and ``size``."""
@@ -217,10 +222,11 @@ class SegmentEventLog:
         if not self._in_retention:
             self._apply_retention()
 
-    def _append(self, bodies: Sequence[bytes]) -> None:
+    def _append(self, entries: Sequence[tuple[bytes, str | None]]) -> None:
+        """Chain and write events: (event JSON, canonical ts) each."""
         seq, prev = self._seq, self._hash
         lines = []
-        for body in bodies:
+        for body, _ in entries:
             seq += 1
             line, prev = chained_line(seq, prev, body)
             lines.append(line)
@@ -240,6 +246,7 @@ class SegmentEventLog:
                 pass
             raise
         self._size += len(data)
+        self._summary.add(data, (moment for _, moment in entries))
         self._seq, self._hash = seq, prev
         self._write_marker()
 
@@ -249,7 +256,7 @@ class SegmentEventLog:
         event = {"ts": now.isoformat().replace("+00:00", "Z"), **self._stamp, **fields, "event": kind}
         body = _render(event)
         self._segment_for(now.date().isoformat(), len(body) + _CHAIN_OVERHEAD)
-        self._append([body])
+        self._append([(body, canonical_ts(event["ts"]))])
 
     # -- segments -----------------------------------------------------------------------
 
@@ -260,6 +267,7 @@ class SegmentEventLog:
         self._segment = Segment(path, day, index)
         self._index, self._last_day = index, day
         self._size, self._first_seq = 0, self._seq + 1
+        self._summary, self._summary_of = SegmentSummary(), (index, os.fstat(self._fd).st_ino)
         if self._fsync:
             self._sync_directory()
         self._write_marker()
@@ -278,7 +286,10 @@ class SegmentEventLog:
             os.fsync(self._fd)  # a digest must never attest to bytes that are not on disk
         os.close(self._fd)
         self._fd, self._segment = None, None
-        sha, size, earliest, latest = segment_summary(segment.path)
+        summary = self._summary
+        if summary.size != self._size:  # never expected: the bytes on disk are the truth
+            log.error("event_log_summary_out_of_step", segment=segment.name, kept=summary.size, size=self._size)
+            summary = segment_summary(segment.path)
         digest: dict[str, Any] = {
             "schema": DIGEST_SCHEMA,
             "segment": segment.name,
@@ -288,12 +299,12 @@ class SegmentEventLog:
             "last_seq": self._seq,
             "records": self._seq - self._first_seq + 1,
             "last_hash": self._hash,
-            "bytes": size,
-            "file_sha256": sha,
+            "bytes": summary.size,
+            "file_sha256": summary.sha256,
             "previous_segment": self._digest_segment,
             "previous_digest_hash": self._digest_hash,
-            "min_ts": earliest,  # the events' time range, for read_events to skip by
-            "max_ts": latest,
+            "min_ts": summary.earliest,  # the events' time range, for read_events to skip by
+            "max_ts": summary.latest,
             "closed_at": self._clock().isoformat().replace("+00:00", "Z"),
         }
         digest["digest_hash"] = digest_hash(digest)
@@ -450,10 +461,18 @@ class SegmentEventLog:
             os.ftruncate(fd, end)
             cut, size = (len(torn), hashlib.sha256(torn).hexdigest()), end
         self._size = size
+        self._catch_up(segment, os.fstat(fd).st_ino, size)
         self._first_seq = first.seq if first is not None else self._seq + 1
         if last is not None:
             self._seq, self._hash = last.seq, last.hash
         return cut
+
+    def _catch_up(self, segment: Segment, inode: int, size: int) -> None:
+        """Bring the open segment's summary up to ``size``: read only what other writers
+        appended since this one last wrote, or the whole file the first time."""
+        if self._summary_of != (segment.index, inode) or self._summary.size > size:
+            self._summary, self._summary_of = SegmentSummary(), (segment.index, inode)
+        self._summary.read_from(segment.path, size)
 
     def _apply_retention(self) -> None:
         today = self._clock().date()

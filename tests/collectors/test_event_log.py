@@ -317,3 +317,37 @@ def test_read_events_finds_a_late_event_written_after_the_segments_of_later_days
     november = [e["n"] for e in read_events(tmp_path, since=dt.date(2026, 11, 1), until=dt.date(2026, 12, 1))]
     assert november == [1, 4]
     assert [e["n"] for e in read_events(tmp_path, since=dt.date(2026, 12, 3))] == [5]
+
+
+def test_a_digest_is_kept_while_writing_and_closing_reads_back_only_what_other_writers_appended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aimsguard.collectors.eventlog._format import SegmentSummary, segment_summary
+
+    read: list[int] = []
+    original = SegmentSummary.read_from
+
+    def counting(self: SegmentSummary, path: Path, end: int) -> None:
+        read.append(end - self.size)
+        original(self, path, end)
+
+    monkeypatch.setattr(SegmentSummary, "read_from", counting)
+    alone = SegmentEventLog(tmp_path / "alone", clock=_clock("2026-11-26"))
+    for n in range(50):
+        alone.export([_event(n, ts=f"2026-11-26T{n * 7 % 24:02d}:00:00.000000Z")])  # out of order
+    alone.shutdown()
+    assert sum(read) == 0  # never read back
+    [segment] = list_segments(tmp_path / "alone")
+    digest, fresh = json.loads(segment.digest_path.read_text()), segment_summary(segment.path)
+    assert (digest["file_sha256"], digest["bytes"], digest["min_ts"], digest["max_ts"]) == (
+        fresh.sha256, segment.path.stat().st_size, "2026-11-26T00:00:00.000000Z", "2026-11-26T23:00:00.000000Z"
+    ) == (fresh.sha256, fresh.size, fresh.earliest, fresh.latest)
+
+    read.clear()
+    a = SegmentEventLog(tmp_path / "shared", clock=_clock("2026-11-26"))
+    b = SegmentEventLog(tmp_path / "shared", clock=_clock("2026-11-26"))
+    for n in range(20):
+        (a if n % 2 else b).export([_event(n)])
+    a.shutdown()
+    b.shutdown()
+    [segment] = list_segments(tmp_path / "shared")
+    assert 0 < sum(read) <= segment.path.stat().st_size  # each byte read at most once, by the other writer
+    assert verify_event_log(tmp_path / "shared").ok
