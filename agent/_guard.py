@@ -20,10 +20,11 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from aimsguard.collectors import BiasMonitor, EventBus, EventExporter, PrometheusMetrics, SegmentEventLog, TraceExporter
 from aimsguard.collectors._incidents import IncidentExporter
+from aimsguard.collectors.eventlog import Signer, SigningKeyError, load_signer
 from aimsguard.collectors.records import RecordsStore
 from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, Verdict, default_registry, log_masks
 
-from ._errors import EventLogUnavailable, UnknownSystemError
+from ._errors import EventLogUnavailable, PolicyError, PolicyProblem, UnknownSystemError
 from ._events import EVENT_SCHEMA, EventEmitter
 from ._exchange import Exchange, ExchangeStatus
 from ._oversight import OversightMetrics, OversightRuntime
@@ -68,6 +69,7 @@ class Guard:
                 retention_days=policy.event_log.retention_days,
                 on_lost=self.metrics and self.metrics.count_lost,
                 stamp={"schema": EVENT_SCHEMA, "policy_version": self.policy_version},
+                signer=_signer(policy),
             )
             if event_log
             else None
@@ -392,6 +394,14 @@ class Guard:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _signer(policy: Policy) -> Signer | None:
+    """The event log's digest signer, if the policy or the environment gives a key."""
+    try:
+        return load_signer(policy.event_log.signing_key)
+    except SigningKeyError as exc:
+        raise PolicyError("<policy>", [PolicyProblem("event_log.signing_key", str(exc))]) from None
 
 
 def _ms(seconds: float) -> float:

@@ -1,8 +1,10 @@
 """``aimsguard logs``: verify the tamper-evident event log, and query it.
 
 ``verify`` exits 0 when the log is intact, 1 when it found problems (each printed on its
-own line: segment, line, seq, what happened), 2 for a usage error. ``query`` prints the
-matching events as JSON lines, oldest first.
+own line: segment, line, seq, what happened), 2 for a usage error; ``--pubkey`` also checks
+each digest's signature, ``--anchor`` a head kept elsewhere. ``anchor`` prints that head,
+``keygen`` makes a signing key pair. ``query`` prints the matching events as JSON lines,
+oldest first.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import orjson
 import typer
 
 from aimsguard.collectors import read_events, verify_event_log
+from aimsguard.collectors.eventlog import SigningKeyError, anchor_event_log, generate_key_pair, load_public_key, load_signer
 
 from ._cli_support import DEFAULT_CONFIG, fail, policy_or_exit
 
@@ -46,10 +49,20 @@ def _moment(value: str | None, option: str) -> dt.datetime | None:
 
 
 @app.command()
-def verify(config: _ConfigOption = DEFAULT_CONFIG, directory: _DirOption = None) -> None:
+def verify(
+    config: _ConfigOption = DEFAULT_CONFIG,
+    directory: _DirOption = None,
+    pubkey: Annotated[Path | None, typer.Option("--pubkey", help="Ed25519 public key (PEM): every digest must be signed by it")] = None,
+    anchor: Annotated[Path | None, typer.Option("--anchor", help="an anchor `logs anchor` printed: the log must still hold its record")] = None,
+) -> None:
     """Rehash every record and digest; name each record or segment that was changed, removed,
     reordered, truncated or deleted."""
-    report = verify_event_log(_directory(config, directory))
+    try:
+        public_key = load_public_key(pubkey) if pubkey is not None else None
+    except SigningKeyError as exc:
+        fail(str(exc))
+    anchored = _read_anchor(anchor) if anchor is not None else None
+    report = verify_event_log(_directory(config, directory), public_key=public_key, anchor=anchored)
     for notice in report.notices:
         typer.echo(f"note: {notice}")
     for problem in report.problems:
@@ -61,9 +74,52 @@ def verify(config: _ConfigOption = DEFAULT_CONFIG, directory: _DirOption = None)
     if not report.ok:
         typer.echo(f"FAILED: {len(report.problems)} problem(s); {summary}")
         raise typer.Exit(1)
+    if public_key is not None:
+        summary += f"; {report.signed_digests} digests signed by the given key"
+    if anchored is not None:
+        summary += f"; the anchored record seq {anchored['last_seq']} is intact"
     typer.echo(f"OK: {summary}")
     # Keep these somewhere else: they are what makes cutting the newest records detectable.
     typer.echo(f"head: seq {report.last_seq} hash {report.last_hash}; last digest {report.last_digest_hash}")
+
+
+def _read_anchor(path: Path) -> dict[str, Any]:
+    try:
+        anchor = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        fail(f"cannot read the anchor {path}: {exc}")
+    if not isinstance(anchor, dict):
+        fail(f"{path} is not an anchor (a JSON object from `aimsguard logs anchor`)")
+    return anchor
+
+
+@app.command()
+def anchor(
+    config: _ConfigOption = DEFAULT_CONFIG,
+    directory: _DirOption = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Ed25519 private key (PEM) to sign with (default: the policy's event_log.signing_key)")] = None,
+) -> None:
+    """Print the log's head (last seq and hash, newest digest) as one JSON line, signed when a
+    key is given: store it elsewhere, and check it later with `logs verify --anchor FILE`."""
+    if key is None and directory is None:
+        key = policy_or_exit(config).event_log.signing_key
+    try:
+        signer = load_signer(key)
+    except SigningKeyError as exc:
+        fail(str(exc))
+    typer.echo(orjson.dumps(anchor_event_log(_directory(config, directory), signer)).decode())
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Argument(help="where to write the private key; the public key goes to OUT.pub")],
+) -> None:
+    """Make an Ed25519 key pair for signing the event log's digests (event_log.signing_key)."""
+    try:
+        public = generate_key_pair(out)
+    except (SigningKeyError, OSError) as exc:
+        fail(str(exc))
+    typer.echo(f"private key: {out} (mode 0600; name it in event_log.signing_key)\npublic key: {public} (for `logs verify --pubkey`)")
 
 
 @app.command()

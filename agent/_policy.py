@@ -33,6 +33,7 @@ __all__ = [
     "ConsoleConfig",
     "ConsoleRole",
     "ContentLogging",
+    "Durability",
     "EventLogConfig",
     "FailMode",
     "GatewayConfig",
@@ -81,6 +82,14 @@ class FailMode(str, enum.Enum):
 class ContentLogging(str, enum.Enum):
     NONE = "none"
     REDACTED = "redacted"
+
+
+class Durability(str, enum.Enum):
+    """When an answer may leave: ``batch`` at once (its event is written within the bus's
+    flush interval); ``request`` only once its exchange event is written and fsynced."""
+
+    BATCH = "batch"
+    REQUEST = "request"
 
 
 class CheckConfig(_Strict):
@@ -216,6 +225,10 @@ class EventLogConfig(_Strict):
     retention_days: Annotated[int, Field(ge=1)] = 183
     max_segment_bytes: Annotated[int, Field(ge=64 * 1024)] = 64 * 1024 * 1024  # a segment closes (and gets its digest) at this size
     max_queue: Annotated[int, Field(ge=100)] = 20_000
+    durability: Durability = Durability.BATCH
+    # An Ed25519 private key (PEM) that signs each segment digest; $AIMSGUARD_EVENT_LOG_SIGNING_KEY
+    # (the PEM itself) takes precedence. Make a pair with `aimsguard logs keygen`.
+    signing_key: Path | None = None
 
 
 class TracesConfig(_Strict):
@@ -574,7 +587,9 @@ def _resolve_paths(policy: Policy, base_dir: Path) -> Policy:
         else system
         for system_id, system in policy.systems.items()
     }
-    event_log = policy.event_log.model_copy(update={"directory": resolve(policy.event_log.directory)})
+    event_log = policy.event_log.model_copy(
+        update={"directory": resolve(policy.event_log.directory), "signing_key": policy.event_log.signing_key and resolve(policy.event_log.signing_key)}
+    )
     records = policy.records.model_copy(update={"url": _resolve_sqlite(policy.records.url, base_dir)}) if policy.records else None
     return policy.model_copy(update={"systems": systems, "event_log": event_log, "records": records})
 

@@ -10,7 +10,8 @@ written (the line without the ``_chain`` key), so verification rehashes the byte
 disk without parsing or re-rendering them, and ``jq``/``grep`` still work on the files.
 Sequence numbers and the chain run on across segments; the index ``NNNNNN`` runs on
 across days. A closed segment gets ``events-YYYY-MM-DD-NNNNNN.digest.json``: its record
-range, last record hash, the sha256 of the whole file and the previous digest's hash.
+range, last record hash, the sha256 of the whole file and the previous digest's hash, and,
+when the writer has a signing key, an Ed25519 ``signature`` over its ``digest_hash``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ GENESIS = "0" * 64
 """The ``prev`` of the very first record and the ``previous_digest_hash`` of the first digest."""
 
 DIGEST_SCHEMA = "aimsguard.event-log-digest/1"
+ANCHOR_SCHEMA = "aimsguard.event-log-anchor/1"
 
 _SEGMENT = re.compile(r"^events-(\d{4}-\d{2}-\d{2})-(\d{6,})\.jsonl$")
 _CHAIN_KEY = b'"_chain":{"seq":'
@@ -172,8 +174,9 @@ def parse_line(line: bytes) -> ChainFields | None:
 
 
 def digest_hash(digest: Mapping[str, Any]) -> str:
-    """sha256 over the digest's fields (sorted keys), its own ``digest_hash`` left out."""
-    fields = {key: value for key, value in digest.items() if key != "digest_hash"}
+    """sha256 over the digest's fields (sorted keys), its own ``digest_hash`` and the
+    ``signature`` over it left out."""
+    fields = {key: value for key, value in digest.items() if key not in ("digest_hash", "signature")}
     return hashlib.sha256(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -316,3 +319,33 @@ def segment_summary(path: Path) -> SegmentSummary:
 def iter_lines(path: Path) -> Iterator[bytes]:
     with open(path, "rb", buffering=1 << 20) as handle:
         yield from handle
+
+
+def last_record(handle: Any, size: int) -> tuple[int, Any]:
+    """(offset just past the last newline, the last parseable record before it)."""
+    block = 1 << 16
+    position = size
+    tail = b""
+    end = None
+    while position > 0:
+        start = max(0, position - block)
+        handle.seek(start)
+        tail = handle.read(position - start) + tail
+        position = start
+        if end is None:
+            newline = tail.rfind(b"\n")
+            if newline < 0:
+                continue
+            end = start + newline + 1
+        lines = tail[: end - position].split(b"\n")
+        # lines[0] may be partial unless we reached the start of the file.
+        candidates = lines if position == 0 else lines[1:]
+        for line in reversed(candidates):
+            if line:
+                record = parse_line(line)
+                if record is not None:
+                    return end, record
+        if len(tail) > (64 << 20):
+            break
+        block *= 2
+    return (end if end is not None else 0), None

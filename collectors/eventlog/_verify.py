@@ -19,22 +19,40 @@ previous segment, the record range, the last hash, the byte count and ``file_sha
 Runs of out-of-place records are reported as one line with their range.
 
 Limits (as for any unsigned hash chain): someone who can rewrite every later record and
-digest (and the lock file's marker) can forge a consistent log. Keep the head
-(``last_hash`` / ``last_digest_hash``) somewhere else to close that gap.
+digest (and the lock file's marker) can forge a consistent log. Two things close that gap:
+signed digests checked with ``public_key`` (``digest unsigned``, ``signature invalid``), and
+an anchor (``anchor_event_log``) kept elsewhere, whose record the log must still hold.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from ._format import GENESIS, Segment, digest_hash, digest_malformed, list_digests, list_segments, parse_marker, read_digest, split_line
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ._anchor import anchored_value
+from ._format import (
+    ANCHOR_SCHEMA,
+    DIGEST_SCHEMA,
+    GENESIS,
+    Segment,
+    digest_hash,
+    digest_malformed,
+    iter_lines,
+    list_digests,
+    list_segments,
+    parse_marker,
+    read_digest,
+    split_line,
+)
+from ._signing import check_signature
 
 __all__ = ["Problem", "VerificationReport", "verify_event_log"]
 
@@ -67,6 +85,7 @@ class VerificationReport:
     last_hash: str | None = None
     last_digest_hash: str | None = None
     deleted_by_retention: int = 0
+    signed_digests: int = 0  # digests whose signature was checked and holds
 
     @property
     def ok(self) -> bool:
@@ -260,8 +279,18 @@ def _read_marker(directory: Path) -> tuple[int, str] | None:
         return None
 
 
-def verify_event_log(directory: str | os.PathLike[str]) -> VerificationReport:
-    """Check the whole log in ``directory``; ``report.ok`` is False when anything was tampered with."""
+def verify_event_log(
+    directory: str | os.PathLike[str],
+    *,
+    public_key: Ed25519PublicKey | None = None,
+    anchor: Mapping[str, Any] | None = None,
+) -> VerificationReport:
+    """Check the whole log in ``directory``; ``report.ok`` is False when anything was tampered with.
+
+    With ``public_key``, every digest must carry a valid signature by that key. With
+    ``anchor`` (as ``anchor_event_log`` made it, kept elsewhere), the log must still hold
+    the record it names, unchanged.
+    """
     walker = _Walker(Path(directory))
     report = walker.report
     # Read before the segments: a writer appending meanwhile only moves the files ahead of it.
@@ -310,6 +339,12 @@ def verify_event_log(directory: str | os.PathLike[str]) -> VerificationReport:
             walker.problem("digest mismatch", segment.name, "the digest file was altered (its own hash does not match)")
             previous_digest, previous_name, previous_misplaced = digest["digest_hash"], segment.name, False
             continue  # its values are not to be trusted, nor resynchronised to
+        if public_key is not None:
+            wrong = check_signature(public_key, DIGEST_SCHEMA, digest["digest_hash"], digest.get("signature"))
+            if wrong is not None:
+                walker.problem("digest unsigned" if "signature" not in digest else "signature invalid", segment.name, wrong)
+            else:
+                report.signed_digests += 1
         misplaced = _check_identity(walker, segment, digest, None if segment_deleted_before else previous_name)
         if previous_digest is not None and digest["previous_digest_hash"] != previous_digest:
             if not (segment_deleted_before or misplaced or previous_misplaced):
@@ -355,6 +390,10 @@ def verify_event_log(directory: str | os.PathLike[str]) -> VerificationReport:
     report.last_hash = walker.prev.decode() if walker.prev is not None else None
     report.deleted_by_retention = len(walker.retained)
     _check_marker(walker, marker, torn_at_end)
+    if anchor is not None:
+        if public_key is not None and (wrong := check_signature(public_key, ANCHOR_SCHEMA, anchored_value(anchor), anchor.get("signature"))):
+            walker.problem("anchor", None, f"the anchor's signature: {wrong}")
+        _check_anchor(walker, segments, anchor)
     return report
 
 
@@ -391,6 +430,38 @@ def _check_marker(walker: _Walker, marker: tuple[int, str] | None, torn_at_end: 
             None,
             f"the writers' head marker in .writer.lock says seq {seq} was written; the log ends at seq {last} ({cut})",
         )
+
+
+def _check_anchor(walker: _Walker, segments: list[Segment], anchor: Mapping[str, Any]) -> None:
+    """The record an anchor names must still be in the log, with the same hash."""
+    seq, expected = anchor.get("last_seq"), anchor.get("last_hash")
+    if not isinstance(seq, int) or not isinstance(expected, str):
+        walker.problem("anchor", None, "the anchor names no last_seq and last_hash")
+        return
+    if seq < 0:
+        return  # anchored an empty log
+    for segment in reversed(segments):  # the anchored record is usually in one of the newest
+        starts_after = False
+        try:
+            for number, line in enumerate(iter_lines(segment.path), 1):
+                parts = split_line(line)
+                if parts is None:
+                    continue
+                if parts[0] > seq and number == 1:
+                    starts_after = True  # an older segment holds it
+                    break
+                if parts[0] == seq:
+                    if parts[2].decode("ascii", "replace") != expected:
+                        walker.problem("changed", segment.name, f"the anchor says seq {seq} has hash {expected}; this record differs", number, seq)
+                    return
+        except OSError:
+            continue
+        if not starts_after:
+            break  # the segment that would hold it does not
+    if any(entry.get("last_seq", -1) >= seq for entry in walker.retained.values()):
+        walker.report.notices.append(f"the anchored record seq {seq} was in a segment deleted by retention (as recorded)")
+        return
+    walker.problem("truncated", None, f"the anchor says seq {seq} (hash {expected}) was written; the log no longer holds it")
 
 
 def _check_head(walker: _Walker, segments: list[Segment], first_digest: tuple[str, dict[str, Any] | None] | None) -> None:

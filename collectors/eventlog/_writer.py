@@ -38,19 +38,21 @@ from ._format import (
     DIGEST_SCHEMA,
     GENESIS,
     Segment,
+    SegmentSummary,
+    canonical_ts,
     chained_line,
     digest_hash,
     digest_malformed,
+    last_record,
     list_digests,
     list_segments,
     parse_line,
     parse_marker,
     read_digest,
-    SegmentSummary,
-    canonical_ts,
     segment_name,
     segment_summary,
 )
+from ._signing import Signer
 
 __all__ = ["DEFAULT_MAX_SEGMENT_BYTES", "SegmentEventLog"]
 
@@ -89,8 +91,10 @@ class SegmentEventLog:
         on_lost: Callable[[int], None] | None = None,
         stamp: Mapping[str, Any] | None = None,
         clock: Callable[[], dt.datetime] = _utcnow,
+        signer: Signer | None = None,
     ) -> None:
-        """``stamp``: fields put on the log's own events (``schema``, ``policy_version``)."""
+        """``stamp``: fields put on the log's own events (``schema``, ``policy_version``);
+        ``signer``: signs each digest (see ``_signing``)."""
         self.directory = Path(directory)
         self._fsync = fsync
         self._max_bytes = max_segment_bytes
@@ -99,6 +103,7 @@ class SegmentEventLog:
         self._on_lost = on_lost
         self._stamp = dict(stamp or {})
         self._clock = clock
+        self._signer = signer
         self._pending: list[tuple[str, bytes, str | None]] = []  # (day, event JSON, ts) not yet on disk
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
@@ -308,6 +313,8 @@ class SegmentEventLog:
             "closed_at": self._clock().isoformat().replace("+00:00", "Z"),
         }
         digest["digest_hash"] = digest_hash(digest)
+        if self._signer is not None:
+            digest["signature"] = self._signer.sign(DIGEST_SCHEMA, digest["digest_hash"])
         temporary = segment.digest_path.with_name("." + segment.digest_path.name + ".tmp")
         with open(temporary, "wb") as handle:
             handle.write(orjson.dumps(digest, option=orjson.OPT_INDENT_2) + b"\n")
@@ -441,7 +448,7 @@ class SegmentEventLog:
             return
         try:
             with open(segment.path, "rb") as handle:
-                _, last = _last_record(handle, os.fstat(handle.fileno()).st_size)
+                _, last = last_record(handle, os.fstat(handle.fileno()).st_size)
         except OSError:
             return
         if last is not None:
@@ -455,7 +462,7 @@ class SegmentEventLog:
         cut = None
         with open(segment.path, "rb") as handle:
             first = parse_line(handle.readline()) if size else None
-            end, last = _last_record(handle, size)
+            end, last = last_record(handle, size)
         if end < size:
             torn = os.pread(fd, size - end, end)
             os.ftruncate(fd, end)
@@ -540,33 +547,3 @@ class _Exclusive:
     def __exit__(self, *_: object) -> None:
         if self._owner._lock_fd is not None:
             fcntl.flock(self._owner._lock_fd, fcntl.LOCK_UN)
-
-
-def _last_record(handle: Any, size: int) -> tuple[int, Any]:
-    """(offset just past the last newline, the last parseable record before it)."""
-    block = 1 << 16
-    position = size
-    tail = b""
-    end = None
-    while position > 0:
-        start = max(0, position - block)
-        handle.seek(start)
-        tail = handle.read(position - start) + tail
-        position = start
-        if end is None:
-            newline = tail.rfind(b"\n")
-            if newline < 0:
-                continue
-            end = start + newline + 1
-        lines = tail[: end - position].split(b"\n")
-        # lines[0] may be partial unless we reached the start of the file.
-        candidates = lines if position == 0 else lines[1:]
-        for line in reversed(candidates):
-            if line:
-                record = parse_line(line)
-                if record is not None:
-                    return end, record
-        if len(tail) > (64 << 20):
-            break
-        block *= 2
-    return (end if end is not None else 0), None
