@@ -74,8 +74,9 @@ class _Upstreams:
             await client.aclose()
 
 
-def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None = None) -> Starlette:
-    """The gateway app for a loaded policy. ``transport`` lets tests swap the network."""
+def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None = None, owns_guard: bool = False) -> Starlette:
+    """The gateway app for a loaded policy. ``transport`` lets tests swap the network.
+    ``owns_guard``: close the guard when the app shuts down (a worker process's own guard)."""
     upstreams = _Upstreams(guard, transport)
 
     async def forward(request: Request) -> Response:
@@ -172,7 +173,12 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
             yield
         finally:
             await upstreams.aclose()
-            guard.flush()
+            # After uvicorn drained the requests: close the segment with its digest, as a worker
+            # is then ended by the SIGTERM uvicorn raises again.
+            if owns_guard:
+                guard.close()
+            else:
+                guard.flush()
             if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
                 multiprocess.mark_process_dead(os.getpid())
 
@@ -219,7 +225,7 @@ def render_metrics(guard: Guard) -> bytes:
 
 def app_from_environment() -> Starlette:
     """The gateway for ``AIMSGUARD_CONFIG``: the factory uvicorn's worker processes import."""
-    return create_gateway(Guard.from_file(os.environ["AIMSGUARD_CONFIG"]))
+    return create_gateway(Guard.from_file(os.environ["AIMSGUARD_CONFIG"]), owns_guard=True)
 
 
 def _with_model(body: bytes, model: str) -> bytes:

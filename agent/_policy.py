@@ -255,6 +255,9 @@ class GatewayConfig(_Strict):
     max_messages: Annotated[int, Field(ge=1)] = 1_000
     max_message_chars: Annotated[int, Field(ge=1)] = 200_000
     default_system: str | None = None
+    # On SIGTERM, how long in-flight requests may take to finish before the log is closed
+    # (below Kubernetes' default 30 s grace period, which ends in SIGKILL).
+    drain_timeout_s: Annotated[int, Field(ge=0, le=3600)] = 25
 
 
 class ConsoleRole(str, enum.Enum):

@@ -18,6 +18,7 @@ from ._errors import AimsguardError, PolicyError
 from ._logs_cli import app as logs_app
 from ._policy import load_policy
 from ._report_cli import docs_command, report_command
+from ._serve import serve
 
 app = typer.Typer(help="aimsguard: runtime guardrails and evidence for deployed AI systems.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
@@ -64,13 +65,21 @@ def gateway(
         os.environ["AIMSGUARD_CONFIG"] = str(config.resolve())
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aimsguard-metrics-")
-        uvicorn.run("aimsguard.agent._gateway:app_from_environment", factory=True, host=host, port=port, workers=workers)
+        # On SIGTERM each worker drains, then closes its guard in the app's shutdown (see create_gateway).
+        uvicorn.run(
+            "aimsguard.agent._gateway:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            timeout_graceful_shutdown=policy.gateway.drain_timeout_s,
+        )
         return
     guard = Guard(policy)
     try:
-        uvicorn.run(create_gateway(guard), host=host, port=port, log_level="info")
+        serve(uvicorn.Config(create_gateway(guard), host=host, port=port, log_level="info", timeout_graceful_shutdown=policy.gateway.drain_timeout_s))
     finally:
-        guard.close()
+        guard.close()  # flush the events, close the segment with its digest
 
 
 @app.command()
@@ -123,17 +132,12 @@ Press Ctrl+C to stop.
         err=True,
     )
 
-    async def serve() -> None:
-        servers = [
-            uvicorn.Server(uvicorn.Config(bot, host="127.0.0.1", port=upstream_port, log_level="warning")),
-            uvicorn.Server(uvicorn.Config(create_gateway(guard), host="127.0.0.1", port=port, log_level="info")),
-        ]
-        await asyncio.gather(*(server.serve() for server in servers))
-
+    drain = guard.policy.gateway.drain_timeout_s
     try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
+        serve(  # the gateway stops (and drains) first, then the bot it calls
+            uvicorn.Config(create_gateway(guard), host="127.0.0.1", port=port, log_level="info", timeout_graceful_shutdown=drain),
+            uvicorn.Config(bot, host="127.0.0.1", port=upstream_port, log_level="warning", timeout_graceful_shutdown=drain),
+        )
     finally:
         guard.close()
 
