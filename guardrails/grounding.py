@@ -35,13 +35,12 @@ from pydantic import Field, model_validator
 
 from ._base import GuardrailSettings, InlineGuardrail
 from ._verdict import Action, CheckRequest, Finding, Stage, Verdict
-from .grounding_align import Assessment, assess_claim, content_words
+from .grounding_align import Assessment, assess_claim, content_words, sentence_spans
 from .grounding_judge import ClaimJudge, JudgeSettings
 from .knowledge import KnowledgeBase, Passage
 
 __all__ = ["Claim", "GroundingGuardrail", "GroundingSettings", "claims_of", "judge_claim"]
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 _MAX_CLAIM_CHARS = 1000  # a streamed run-on sentence is re-read from at most this far back
 _SMALL_TALK = re.compile(
     r"^(?:hi|hello|hey|thanks?|thank you|you're welcome|happy to help|glad to help|sure|of course|certainly|great|"
@@ -62,14 +61,14 @@ class Claim:
     end: int
     text: str
     negated: bool = False  # a "No" to a yes/no question: the question's statement, denied
+    from_question: bool = False  # a bare yes/no: the question's words stand for the claim
 
 
 def claims_of(answer: str, question: str | None = None) -> list[Claim]:
     """The claims of ``answer``; ``question`` lets a bare yes/no or a short answer be checked."""
-    claims, position = [], 0
-    for part in _SENTENCE.split(answer):
-        start = answer.find(part, position)
-        position = start + len(part)
+    claims = []
+    for start, end in sentence_spans(answer):
+        part = answer[start:end]
         sentence = part.strip()
         if not sentence or _SMALL_TALK.match(sentence) or sentence.endswith("?"):
             continue
@@ -79,7 +78,8 @@ def claims_of(answer: str, question: str | None = None) -> list[Claim]:
             claims.append(Claim(start, start + len(part), rest))
         elif yes_no and question and _QUESTION_LEAD.match(question.strip()):
             statement = _QUESTION_LEAD.sub("", question.strip()).rstrip("?")
-            claims.append(Claim(start, start + len(part), statement, negated=yes_no.group("word").lower() in ("no", "nope")))
+            claims.append(Claim(start, start + len(part), statement, negated=yes_no.group("word").lower() in ("no", "nope"),
+                                from_question=True))
     stripped = answer.strip()
     if not claims and question and stripped and not _SMALL_TALK.match(stripped) and not stripped.endswith("?") and content_words(stripped):
         claims.append(Claim(answer.find(stripped), answer.find(stripped) + len(stripped), stripped))  # a short answer: "Delhi."
@@ -88,7 +88,8 @@ def claims_of(answer: str, question: str | None = None) -> list[Claim]:
 
 def judge_claim(claim: Claim, passages: list[Passage]) -> tuple[Assessment, Passage] | None:
     """The passage that backs ``claim`` best, with how well; None when nothing was retrieved."""
-    judged = [(assess_claim(claim.text, p.chunk.title, p.chunk.text, negated=claim.negated), p) for p in passages]
+    judged = [(assess_claim(claim.text, p.chunk.title, p.chunk.text, negated=claim.negated, whole_clauses=not claim.from_question), p)
+              for p in passages]
     return max(judged, key=lambda j: (not (j[0].missing or j[0].misattached or j[0].negation_mismatch), j[0].support,
                                       -(j[0].missing + j[0].misattached)), default=None)
 

@@ -28,11 +28,16 @@ __all__ = ["Assessment", "Fact", "assess_claim", "content_words", "facts_of", "s
 
 _STEMMER = Stemmer.Stemmer("english")
 ALIGN_TOLERANCE = 0  # words of a claim's clause the passage has, but elsewhere than where that clause is said
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|(?<=[a-z0-9)][.!?])(?=[A-Z])|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[a-z0-9)][.!?])(?=[A-Z])|\n+")
+# A full stop after these is not the end of a sentence: "Mr. Burns", "St. Olaf", "J. R. R. Tolkien".
+_ABBREVIATION = re.compile(
+    r"(?:\b(?:mr|mrs|ms|dr|prof|st|mt|jr|sr|vs|v|nr|approx|inc|ltd|corp|dept|fig|e\.g|i\.e|etc)|(?<![^\W\d_])[A-Z])\.$",
+    re.IGNORECASE)
 # Clause boundaries: ";" and a comma or dash before a conjunction or a new subject.
 _CLAUSE = re.compile(r"\s*;\s*|,\s+(?=(?:while|whereas|but|and|or|then)\b)|\s+and\s+(?=(?:we|you|i|it|they|then|the|our|your)\b)|\s+(?:while|whereas)\s+|\s+[—–-]\s+|:\s+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
-_NEGATION = frozenset(["not", "no", "never", "none", "cannot", "can't", "won't", "isn't", "aren't", "doesn't", "don't", "didn't", "wasn't", "weren't", "without", "nor", "n't"])
+_NEGATION = frozenset(["not", "no", "never", "none", "cannot", "can't", "won't", "isn't", "aren't", "doesn't", "don't", "didn't", "wasn't", "weren't", "without", "nor", "n't",
+                       "except", "excluding", "exclude", "excludes", "excluded", "unavailable"])
 _NEW_SUBJECT = frozenset(["a", "an", "the", "our", "your", "their", "its", "his", "her", "each", "every", "all", "some"])
 _OWN_SUBJECT = frozenset(["we", "you", "i", "it", "they", "he", "she", "there", "this", "these", "that", "those", "a", "an", "the", "our", "your", "their"])
 _PRONOUN_START = frozenset(["it", "its", "they", "their", "them", "this", "these", "that", "those", "both", "each", "either", "he", "she", "his", "her", "there"])
@@ -92,12 +97,57 @@ class Assessment:
         return self.support >= min_support and not self.missing and not self.misattached and not self.negation_mismatch
 
 
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text``; abbreviations and initials do not end one."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    for boundary in _SENTENCE_END.finditer(text):
+        if boundary.group(0).startswith("\n") or not _ABBREVIATION.search(text[start:boundary.start()]):
+            spans.append((start, boundary.start()))
+            start = boundary.end()
+    spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if text[a:b].strip()]
+
+
+def sentences(text: str) -> list[str]:
+    return [text[a:b] for a, b in sentence_spans(text)]
+
+
 def stem(word: str) -> str:
     return _STEMMER.stemWord(word.lower())
 
 
 def _words(text: str) -> list[str]:
     return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+
+
+def _raw(text: str) -> frozenset[str]:
+    """Lower-case words, and each possessive without its "'s" ("Nixon's" holds "nixon")."""
+    words = _words(text)
+    return frozenset(words) | {w[:-2] for w in words if w.endswith("'s")}
+
+
+def _light(word: str) -> str:
+    """A word without its plural, possessive, verb ("-ed", "-ing") or "-able" ending, and
+    nothing more: "refunded" and "refundable" are "refund", but "monthly" stays apart from
+    "month" (a stemmer joins them; a swap lives in that gap)."""
+    word = word.removesuffix("'s")
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith(("ses", "xes", "ches", "shes")):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        word = word[:-1]
+    for suffix, shortest in (("able", 7), ("ible", 7), ("ing", 6), ("ed", 5)):
+        if word.endswith(suffix) and len(word) >= shortest:
+            return word[: -len(suffix)]
+    return word
+
+
+@functools.lru_cache(maxsize=65_536)
+def anchor_words(text: str) -> frozenset[str]:
+    """The words a fact is said about, lightly normalised (see ``_light``)."""
+    return frozenset(_light(w) for w in _words(text) if w not in _STOP and not w.isdigit())
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -129,7 +179,7 @@ def facts_of(text: str) -> frozenset[Fact]:
         per = _UNITS.get((match.group("per") or "").lower(), "")
         facts.add(Fact("number", number.lower(), _number(number), unit, per))
     facts |= {Fact("quantity", w) for w in _words(text) if w in _QUANTITY_WORDS}
-    for sentence in _SENTENCE.split(text):
+    for sentence in sentences(text):
         tokens = sentence.split()
         for token in tokens[1:]:  # the first word of a sentence is capitalised anyway
             word = token.strip(".,;:!?()\"'’“”[]")
@@ -142,6 +192,7 @@ def facts_of(text: str) -> frozenset[Fact]:
 class _Clause:
     sentence: int
     words: frozenset[str]  # stems
+    anchors: frozenset[str]  # lightly normalised words, for attachment
     raw: frozenset[str]  # lower-case words, for names
     facts: frozenset[Fact]
     negated: bool
@@ -151,12 +202,12 @@ class _Clause:
 
 def _clauses(text: str) -> tuple[_Clause, ...]:
     clauses = []
-    for index, sentence in enumerate(s for s in _SENTENCE.split(text) if s.strip()):
+    for index, sentence in enumerate(sentences(text)):
         for part in _CLAUSE.split(sentence):
             if not part.strip():
                 continue
             words = _words(part)
-            clauses.append(_Clause(index, content_words(part), frozenset(words), facts_of(part),
+            clauses.append(_Clause(index, content_words(part), anchor_words(part), _raw(part), facts_of(part),
                                    any(w in _NEGATION or w.endswith("n't") for w in words),
                                    bool(words) and words[0] in _PRONOUN_START,
                                    bool(words) and (words[0] in _NEW_SUBJECT or part.strip()[:1].isupper())))
@@ -167,10 +218,21 @@ def _clauses(text: str) -> tuple[_Clause, ...]:
 class _Passage:
     title: frozenset[str]
     words: frozenset[str]
+    anchors: frozenset[str]
     raw: frozenset[str]
     clauses: tuple[_Clause, ...]
     contexts: tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], ...]
     numbers: tuple[Fact, ...]
+
+
+_TABLE_ROW = re.compile(r"^\s*\|(.+)\|\s*$", re.MULTILINE)
+
+
+def _table_header(text: str) -> frozenset[str]:
+    """The words of a Markdown table's header row: each row is a sentence of its own, and
+    what its cells are (price, refund window) is said in the header."""
+    row = _TABLE_ROW.search(text)
+    return anchor_words(row.group(1)) if row else frozenset()
 
 
 @functools.lru_cache(maxsize=16_384)
@@ -180,9 +242,10 @@ def _passage(title: str, text: str) -> _Passage:
     return _Passage(
         title=content_words(title),
         words=content_words(title) | content_words(text),
-        raw=frozenset(_words(f"{title} {text}")),
+        anchors=anchor_words(title) | anchor_words(text),
+        raw=_raw(f"{title} {text}"),
         clauses=clauses,
-        contexts=_contexts(content_words(title), clauses),
+        contexts=_contexts(anchor_words(title), clauses, _table_header(text)),
         numbers=tuple(f for c in clauses for f in c.facts if f.kind == "number" and f.value is not None),
     )
 
@@ -245,9 +308,10 @@ def _context(passage: _Passage, index: int, claim_words: frozenset[str]) -> froz
     return sentence if own <= claim_words else run
 
 
-def _contexts(title: frozenset[str], clauses: tuple[_Clause, ...]) -> tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], ...]:
+def _contexts(title: frozenset[str], clauses: tuple[_Clause, ...], header_words: frozenset[str] = frozenset()) -> tuple[tuple[frozenset[str], frozenset[str], frozenset[str]], ...]:
     """Per clause: (its run's context, its sentence's context, its run's own words)."""
     contexts = []
+    header = frozenset(header_words)
     for index, clause in enumerate(clauses):
         same = [i for i, c in enumerate(clauses) if c.sentence == clause.sentence]
         first, last = index, index
@@ -255,11 +319,11 @@ def _contexts(title: frozenset[str], clauses: tuple[_Clause, ...]) -> tuple[tupl
             first -= 1
         while last < same[-1] and not clauses[last + 1].new_subject:
             last += 1
-        own = frozenset(w for c in clauses[first:last + 1] for w in c.words)
-        shared = set(title)
+        own = frozenset(w for c in clauses[first:last + 1] for w in c.anchors)
+        shared = set(title) | header
         if clauses[same[0]].leads_with_pronoun:
-            shared |= {w for c in clauses if c.sentence == clause.sentence - 1 for w in c.words}
-        sentence = frozenset(shared | {w for i in same for w in clauses[i].words})
+            shared |= {w for c in clauses if c.sentence == clause.sentence - 1 for w in c.anchors}
+        sentence = frozenset(shared | {w for i in same for w in clauses[i].anchors})
         contexts.append((frozenset(shared | own), sentence, own - title))
     return tuple(contexts)
 
@@ -268,6 +332,19 @@ def _matches(fact: Fact, clause: _Clause) -> bool:
     if fact.kind == "number":
         return any(f.kind == "number" and _same_number(fact, f) for f in clause.facts)
     return fact.key in clause.raw
+
+
+def _polarity_differs(part: str, passage: _Passage, negated: bool) -> bool:
+    """The evidence clause closest to ``part`` says the opposite: the claim says "not" and it
+    does not, or the reverse ("covers water damage" against "it excludes water damage"). A
+    tie between a clause that agrees and one that does not counts against the claim."""
+    words = content_words(part)
+    if not words:
+        return False
+    part_negated = negated != any(w in _NEGATION or w.endswith("n't") for w in _words(part))
+    agree = max((len(words & c.words) for c in passage.clauses if c.negated == part_negated), default=0)
+    oppose = max((len(words & c.words) for c in passage.clauses if c.negated != part_negated), default=0)
+    return oppose >= max(2, len(words) // 2) and oppose >= agree
 
 
 @functools.lru_cache(maxsize=16_384)
@@ -280,21 +357,23 @@ def _claim_clauses(claim: str) -> tuple[tuple[str, frozenset[str]], ...]:
         words = _words(part)
         own_subject = index == 0 or (words and words[0] in _OWN_SUBJECT)
         clauses.append((part, frozenset() if own_subject else names))
-        names = frozenset(stem(f.key) for f in facts_of(part) if f.kind == "name") or names
+        names = frozenset(_light(f.key) for f in facts_of(part) if f.kind == "name") or names
     return tuple(clauses)
 
 
-def assess_claim(claim: str, title: str, text: str, *, negated: bool = False) -> Assessment:
+def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, whole_clauses: bool = True) -> Assessment:
     """Score ``claim`` against one passage (``title`` and ``text``). ``negated`` turns the
-    claim around (a "No" answer to a yes/no question)."""
+    claim around (a "No" answer to a yes/no question). ``whole_clauses=False`` skips the
+    rule that a clause be said in one place (a question often joins two: "Were both X and Y
+    authors?"); its facts must still be in place."""
     passage = _passage(title, text)
     claim_words = content_words(claim)
     support = len(claim_words & passage.words) / len(claim_words) if claim_words else 1.0
     missing = misattached = 0
     mismatch = False
     for part, names in _claim_clauses(claim):
-        clause_words = content_words(part) | names
-        anchors = clause_words & passage.words
+        clause_words = anchor_words(part) | names
+        anchors = clause_words & passage.anchors
         combined = False  # a figure computed from two places ("10 GB more than Starter") is said in neither alone
         for fact in facts_of(part):
             holders = [i for i, c in enumerate(passage.clauses) if _matches(fact, c)]
@@ -307,18 +386,13 @@ def assess_claim(claim: str, title: str, text: str, *, negated: bool = False) ->
                 continue
             if fact.kind == "name":
                 continue  # a name is what other facts attach to
-            anchors_here = anchors - {stem(w) for w in _words(fact.key)}
+            anchors_here = anchors - {_light(w) for w in _words(fact.key)}
             if anchors_here and not any(anchors_here <= _context(passage, i, clause_words) for i in holders):
                 misattached += 1
         # The clause as a whole must be said in one place: "an upgrade takes effect at the end
         # of the period" mixes the upgrade's clause with the downgrade's.
-        if anchors and passage.clauses and not combined and min(
+        if whole_clauses and anchors and passage.clauses and not combined and min(
                 len(anchors - _context(passage, i, clause_words)) for i in range(len(passage.clauses))) > ALIGN_TOLERANCE:
             misattached += 1
-        part_words = content_words(part)
-        if part_words and passage.clauses:
-            best = max(passage.clauses, key=lambda c: len(part_words & c.words))
-            if len(part_words & best.words) >= max(2, len(part_words) // 2):
-                part_negated = negated != any(w in _NEGATION or w.endswith("n't") for w in _words(part))
-                mismatch |= part_negated != best.negated
+        mismatch |= _polarity_differs(part, passage, negated)
     return Assessment(round(support, 4), missing, misattached, mismatch)

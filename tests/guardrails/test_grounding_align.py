@@ -15,6 +15,9 @@ KB = {
     "support.md": "# Support tiers\nGold customers get phone support within 1 hour. Silver customers get email support within 24 hours.\n",
     "prices.md": "# Prices\nThe Pro plan costs $20 per month. The Business plan costs $25 per month.\n\n"
                  "# Storage\nThe Starter plan includes 2 GB of storage. The Pro plan includes 12 GB of storage.\n",
+    "warranty.md": "# Warranty\nThe warranty covers battery and screen defects. It excludes water damage.\n",
+    "hours.md": "# Phone support\nPhone support is open 9:00 to 17:00 CET for customers in Europe. "
+                "Phone support for customers in the US is open 9:00 to 17:00 EST.\n",
     "changes.md": "# Changing plans\nAn upgrade takes effect at once; a downgrade takes effect at the end of the billing period.\n",
 }
 
@@ -42,6 +45,9 @@ def _allowed(guardrail: GroundingGuardrail, answer: str, question: str | None = 
         ("Gold customers get phone support within 1 hour.", "Silver customers get phone support within 1 hour."),  # tier
         ("An upgrade takes effect at once.", "An upgrade takes effect at the end of the billing period."),  # condition
         ("The Business plan costs $25 per month.", "The Pro plan costs $25 per month."),  # price
+        ("The warranty covers screen defects.", "The warranty covers water damage."),  # exclusion
+        ("Customers in Europe can reach phone support from 9:00 to 17:00 CET.",
+         "Customers in Europe can reach phone support from 9:00 to 17:00 EST."),  # time zone
     ],
 )
 def test_a_right_value_attached_to_the_wrong_item_is_caught(grounding, right: str, swapped: str) -> None:
@@ -106,3 +112,10 @@ def test_negation_must_agree() -> None:
 def test_a_short_answer_is_checked_with_its_question(grounding) -> None:
     assert _allowed(grounding, "Berlin.", "Which store opens at 9:00?")
     assert not _allowed(grounding, "Hamburg.", "Which store opens at 9:00?")
+
+
+def test_a_table_row_is_read_with_its_header() -> None:
+    table = "| Plan | Price per month | Refund window |\n|---|---|---|\n| Monthly | $20 | 7 days |\n| Annual | $16 | 30 days |\n"
+    assert assess_claim("The refund window of the Annual plan is 30 days.", "Plans", table).supported(0.7)
+    swapped = assess_claim("The refund window of the Monthly plan is 30 days.", "Plans", table)
+    assert swapped.misattached and not swapped.supported(0.7)
