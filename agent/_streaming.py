@@ -20,11 +20,16 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+import structlog
+
 from aimsguard.guardrails import Action, CheckRequest, Finding, Outcome, Stage, Verdict, apply_redactions, log_masks, most_severe
 
+from ._errors import error_site
 from ._pipeline import BoundCheck, Pipeline, StageResult
 
 __all__ = ["StreamingOutputGuard"]
+
+log = structlog.get_logger("aimsguard.agent")
 
 
 def _clipped(findings: list[Finding], start: int, upto: int) -> list[Finding]:
@@ -211,7 +216,11 @@ class StreamingOutputGuard:
         for check in self._checks:
             memory = self._memory[check.guardrail.instance_id]
             unjudged = self.checked if memory.open_from is None else min(memory.open_from, self.checked)
-            start = check.guardrail.stream_start(self.text, unjudged, self._holdback)
+            try:
+                start = check.guardrail.stream_start(self.text, unjudged, self._holdback)
+            except Exception as exc:  # its declaration failing must not fail the stream: it reads it all
+                log.warning("stream_start_failed", guardrail=check.guardrail.instance_id, **error_site(exc))
+                start = 0
             groups.setdefault(max(0, min(start, unjudged)), []).append(check)
         end = len(self.text)
         for window_start, checks in groups.items():
