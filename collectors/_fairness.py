@@ -24,17 +24,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from fairlearn.metrics import (
-    MetricFrame,
-    demographic_parity_difference,
-    demographic_parity_ratio,
-    equalized_odds_difference,
-    selection_rate,
-)
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from fairlearn.metrics import MetricFrame
+
+# fairlearn (with scikit-learn and pandas: over a second and ~150 MiB) is imported by the
+# functions that evaluate, so a runtime whose policy watches no system for bias never loads it.
 
 __all__ = [
     "FairnessConfig",
@@ -227,6 +226,8 @@ Samples = Mapping[tuple[str, int, int], int]  # (group, y_true, y_pred) → coun
 
 def _rates(samples: Samples, keep: set[str]) -> tuple[MetricFrame, dict[str, float], tuple[np.ndarray, ...]]:
     """Selection rate of y_pred by group (MetricFrame), and the weighted samples behind it."""
+    from fairlearn.metrics import MetricFrame, selection_rate
+
     chosen = {k: n for k, n in samples.items() if k[0] in keep}
     groups, _, y_pred, weights = _weighted(chosen)
     frame = MetricFrame(
@@ -238,6 +239,8 @@ def _rates(samples: Samples, keep: set[str]) -> tuple[MetricFrame, dict[str, flo
 
 def _selection(samples: Samples, keep: set[str]) -> tuple[dict[str, float], float | None, float | None]:
     """Selection rates by group, with demographic parity difference and ratio."""
+    from fairlearn.metrics import demographic_parity_difference, demographic_parity_ratio
+
     _, rates, (groups, y_pred, weights) = _rates(samples, keep)
     difference = demographic_parity_difference(y_pred, y_pred, sensitive_features=groups, sample_weight=weights)
     ratio = demographic_parity_ratio(y_pred, y_pred, sensitive_features=groups, sample_weight=weights)
@@ -283,6 +286,8 @@ def evaluate(feature: str, counts: Mapping[CountKey, int], categories: list[str]
     insufficient_labelled = [g for g in categories if g not in labelled_enough]
     eo_difference = None
     if len(labelled_enough) >= 2:
+        from fairlearn.metrics import equalized_odds_difference
+
         chosen = {k: n for k, n in labelled.items() if k[0] in labelled_enough}
         groups, y_true, y_pred, weights = _weighted(chosen)
         eo_difference = _clean(equalized_odds_difference(y_true, y_pred, sensitive_features=groups, sample_weight=weights))
