@@ -21,7 +21,7 @@ from typing import Annotated, Any, Protocol, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
 
-from aimsguard.collectors import FairnessConfig
+from aimsguard.collectors import Comparison, FairnessConfig, ObjectiveConfig, ObjectiveMetric
 from aimsguard.collectors.records import MANUAL_RULE, IncidentCategory, IncidentSeverity
 from aimsguard.guardrails import GuardrailRegistry, GuardrailSettings, Stage, default_registry
 
@@ -149,52 +149,6 @@ class StreamingConfig(_Strict):
     # so the first words go out soon). Each check reads only the new text and the context it
     # declares: a stream costs linear time, and a larger step costs less per character.
     check_every_chars: Annotated[int, Field(ge=1, le=4096)] = 256
-
-
-class ObjectiveMetric(str, enum.Enum):
-    """What an objective measures over a month, as the monthly report computes it
-    (see collectors/report/_objectives.py; rates are fractions from 0 to 1)."""
-
-    AVAILABILITY = "availability"  # share of exchanges (not rejected) that did not fail
-    LATENCY_P50_MS = "latency_p50_ms"
-    LATENCY_P95_MS = "latency_p95_ms"
-    CHECK_ERROR_RATE = "check_error_rate"  # share of check runs that errored or timed out
-    GROUNDING_FAILURE_RATE = "grounding_failure_rate"  # share of grounding verdicts that were not allow
-    PII_LEAK_COUNT = "pii_leak_count"  # personal data found in answers (output stage)
-    BLOCK_RATE = "block_rate"
-    ESCALATION_RATE = "escalation_rate"
-    TIME_TO_HUMAN_ANSWER_P95_MIN = "time_to_human_answer_p95_min"
-    INCIDENTS_OPENED = "incidents_opened"
-    TIME_TO_RESOLVE_MAX_H = "time_to_resolve_max_h"  # incidents resolved in the month
-    DEMOGRAPHIC_PARITY_RATIO_MIN = "demographic_parity_ratio_min"  # worst over the month's evaluations
-    EQUALIZED_ODDS_DIFFERENCE_MAX = "equalized_odds_difference_max"
-
-    @property
-    def is_rate(self) -> bool:
-        return self.value.endswith("_rate") or self.value in ("availability", "demographic_parity_ratio_min")
-
-
-class Comparison(str, enum.Enum):
-    AT_LEAST = "at_least"
-    AT_MOST = "at_most"
-
-
-class ObjectiveConfig(_Strict):
-    """A measurable target (ISO 42001 clause 6.2) the monthly report scores as met or missed."""
-
-    id: Annotated[str, Field(pattern=_ID)]
-    description: str = ""
-    metric: ObjectiveMetric
-    target: float
-    comparison: Comparison
-
-    @model_validator(mode="after")
-    def _target_in_range(self) -> ObjectiveConfig:
-        if self.metric.is_rate and not 0.0 <= self.target <= 1.0:
-            raise ValueError(f"objective {self.id!r}: {self.metric.value} is a fraction, so target must be between 0 and 1 (got {self.target})")
-        if self.target < 0:
-            raise ValueError(f"objective {self.id!r}: target must not be negative (got {self.target})")
-        return self
 
 
 class SystemConfig(_Strict):

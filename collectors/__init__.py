@@ -6,12 +6,14 @@ from ._exporter import Event, EventExporter, ExportResult
 from ._fairness import FairnessConfig, FairnessEvaluation, FairnessSource, FairnessThresholds
 from ._memory import InMemoryExporter
 from ._metrics import BUCKETS, PrometheusMetrics
+from ._objectives import Comparison, ObjectiveConfig, ObjectiveMetric
 from ._traces import TraceExporter
 from .eventlog import SegmentEventLog, VerificationReport, read_events, verify_event_log
 
 __all__ = [
     "BUCKETS",
     "BiasMonitor",
+    "Comparison",
     "Event",
     "EventBus",
     "EventExporter",
@@ -21,6 +23,8 @@ __all__ = [
     "FairnessSource",
     "FairnessThresholds",
     "InMemoryExporter",
+    "ObjectiveConfig",
+    "ObjectiveMetric",
     "PrometheusMetrics",
     "SegmentEventLog",
     "TraceExporter",

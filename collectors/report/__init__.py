@@ -6,7 +6,7 @@ policy's objectives (this month and the previous one) and returns a ``MonthlyRep
 """
 
 from ._aggregate import MonthAggregator
-from ._build import build_monthly_report, month_bounds, previous_month
+from ._build import PolicyView, build_monthly_report, month_bounds, previous_month
 from ._document import Document, Figure, Paragraph, Section, Table, report_document
 from ._model import (
     BiasFigures,
@@ -39,6 +39,7 @@ __all__ = [
     "MonthlyReport",
     "ObjectiveResult",
     "Paragraph",
+    "PolicyView",
     "ReportFormat",
     "Section",
     "SystemFigures",

@@ -2,17 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from aimsguard.agent._policy import Policy, SystemConfig
-
+from .._fairness import FairnessConfig
+from .._objectives import ObjectiveConfig
 from ._aggregate import MonthAggregator, incident_lines_from_records
 from ._model import MonthlyReport, SystemFigures, SystemReport
 from ._objectives import score_objectives
 
-__all__ = ["build_monthly_report", "month_bounds", "previous_month"]
+__all__ = ["PolicyView", "build_monthly_report", "month_bounds", "previous_month"]
+
+
+# What the report reads of a policy. The agent's Policy fits these shapes; collectors
+# never import the agent (it imports them), so the report names only what it reads.
+class _CheckView(Protocol):
+    @property
+    def guardrail(self) -> str: ...
+    @property
+    def instance_id(self) -> str: ...
+
+
+class _ChecksView(Protocol):
+    @property
+    def input(self) -> Sequence[_CheckView]: ...
+    @property
+    def output(self) -> Sequence[_CheckView]: ...
+
+
+class SystemView(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def checks(self) -> _ChecksView: ...
+    @property
+    def objectives(self) -> Sequence[ObjectiveConfig]: ...
+    @property
+    def fairness(self) -> FairnessConfig | None: ...
+
+
+class PolicyView(Protocol):
+    @property
+    def systems(self) -> Mapping[str, SystemView]: ...
+    @property
+    def policy_version(self) -> str: ...
 
 _PROGRESS_EVERY = 10_000
 
@@ -32,14 +68,14 @@ def previous_month(month: str) -> str:
     return f"{start.year - 1}-12" if start.month == 1 else f"{start.year}-{start.month - 1:02d}"
 
 
-def _check_types(policy: Policy) -> dict[str, dict[str, str]]:
+def _check_types(policy: PolicyView) -> dict[str, dict[str, str]]:
     return {
         system_id: {c.instance_id: c.guardrail for c in [*system.checks.input, *system.checks.output]}
         for system_id, system in policy.systems.items()
     }
 
 
-def _with_thresholds(figures: SystemFigures, config: SystemConfig | None) -> SystemFigures:
+def _with_thresholds(figures: SystemFigures, config: SystemView | None) -> SystemFigures:
     """Bias thresholds from the policy's fairness section when the events do not carry them."""
     fairness = getattr(config, "fairness", None)
     if fairness is None:
@@ -54,7 +90,7 @@ def build_monthly_report(
     events: Iterable[Mapping[str, Any]],
     *,
     month: str,
-    policy: Policy,
+    policy: PolicyView,
     system: str | None = None,
     incident_records: Iterable[Any] | None = None,
     event_log: str = "",

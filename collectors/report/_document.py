@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from aimsguard.agent._policy import ObjectiveMetric
+from aimsguard.collectors._objectives import ObjectiveMetric
 
 from ._charts import Chart, system_charts
 from ._model import MonthlyReport, ObjectiveResult, SystemFigures, SystemReport

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aimsguard.agent._policy import Comparison, ObjectiveConfig, ObjectiveMetric
+from aimsguard.collectors._objectives import Comparison, ObjectiveConfig, ObjectiveMetric
 
 from ._model import ObjectiveResult, SystemFigures
 

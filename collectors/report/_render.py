@@ -17,7 +17,7 @@ import matplotlib
 from fpdf import FPDF, FontFace
 from fpdf.enums import TableCellFillMode
 
-from aimsguard.agent._version import __version__
+from aimsguard.collectors._version import __version__
 
 from ._charts import Chart
 from ._document import Document, Figure, Paragraph, Table
