@@ -45,6 +45,7 @@ from ._fairness import (
     FairnessConfig,
     FairnessEvaluation,
     evaluate,
+    load_fairlearn,
 )
 from ._metrics import system_label
 
@@ -152,6 +153,8 @@ class BiasMonitor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._windows = {system: _Window(config) for system, config in systems.items()}
+        if self._windows:
+            load_fairlearn()  # at start-up, so the first evaluation does not pay for the import
         self._emit = emit
         self._clock = clock
         self._lock = threading.Lock()  # the worker's batches and an evaluation asked for from another thread

@@ -45,6 +45,7 @@ __all__ = [
     "UNKNOWN",
     "YES",
     "evaluate",
+    "load_fairlearn",
 ]
 
 # Categories become metric label values: short tokens the policy lists, never free text.
@@ -197,6 +198,11 @@ class FairnessEvaluation:
         if metric == "equalized_odds_difference":
             return self.selection_rates, self.labelled_sizes, self.insufficient_labelled_groups
         return self.selection_rates, self.group_sizes, self.insufficient_groups
+
+
+def load_fairlearn() -> None:
+    """Import fairlearn now (a monitor that watches a system calls it at start-up)."""
+    import fairlearn.metrics  # noqa: F401
 
 
 def _clean(value: Any) -> float | None:
