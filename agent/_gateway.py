@@ -169,6 +169,7 @@ def create_gateway(guard: Guard, *, transport: httpx.AsyncBaseTransport | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        guard.check_pool.start()  # the check workers are forked before the first request, not by it
         try:
             yield
         finally:

@@ -24,6 +24,7 @@ from aimsguard.collectors.eventlog import Signer, SigningKeyError, load_signer
 from aimsguard.collectors.records import RecordsStore
 from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, Verdict, default_registry, log_masks
 
+from ._checkpool import CheckPool, pool_counter
 from ._errors import EventLogUnavailable, PolicyError, PolicyProblem, UnknownSystemError
 from ._events import EVENT_SCHEMA, EventEmitter
 from ._exchange import Exchange, ExchangeStatus
@@ -52,7 +53,11 @@ class Guard:
         self.policy = policy
         self.policy_version = policy.policy_version
         registry = registry or default_registry()
-        self.pipelines = {system_id: Pipeline(system_id, system, registry) for system_id, system in policy.systems.items()}
+        # Worker processes for checks of long inputs, shared by every system's pipeline.
+        self.check_pool = CheckPool({})
+        self.pipelines = {
+            system_id: Pipeline(system_id, system, registry, self.check_pool) for system_id, system in policy.systems.items()
+        }
         # The checks whose findings mask logged content, per system and stage (see ``_note_unmasked``).
         self._masking_checks = {
             (sid, stage): frozenset(c.config.instance_id for c in pipeline.checks[stage] if c.guardrail.masks_content)
@@ -61,6 +66,8 @@ class Guard:
         }
         self.providers = {sid: s.upstream.provider if s.upstream else "openai" for sid, s in policy.systems.items()}
         self.metrics = self._metrics(policy)
+        if self.metrics is not None:
+            self.check_pool.on_count = pool_counter(self.metrics.registry)
         self.event_log = (
             SegmentEventLog(
                 policy.event_log.directory,
@@ -385,6 +392,7 @@ class Guard:
         self._closed = True
         atexit.unregister(self.close)
         self.oversight.close()
+        self.check_pool.close()
         self.bus.shutdown()
         if self.records is not None:
             self.records.dispose()

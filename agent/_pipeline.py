@@ -4,6 +4,10 @@ Checks of a stage run concurrently, each within its own time budget. A check tha
 raises or overruns gets an ``error``/``timeout`` verdict whose action is decided by the
 check's fail mode: ``open`` allows, ``closed`` blocks. The most severe action wins, and
 redactions from every check are applied together.
+
+Where a check runs: input past its ``max_chars`` is not checked (``over_limit`` decides);
+input past its guardrail's ``offload_above_chars`` is analysed in the check pool's worker
+processes, where the budget stops the work at the deadline; shorter input runs in place.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from aimsguard.guardrails import (
     most_severe,
 )
 
+from ._checkpool import CheckPool, CheckPoolError
 from ._errors import GuardrailError, error_site
 from ._policy import CheckConfig, FailMode, SystemConfig, validated_settings
 
@@ -61,10 +66,17 @@ class BoundCheck:
 
     config: CheckConfig
     guardrail: Guardrail
+    pool: CheckPool | None = None
+    key: str = ""  # the guardrail's key in the pool
 
     async def run(self, request: CheckRequest) -> Verdict:
+        size = _size(request)
+        if self.config.max_chars is not None and size > self.config.max_chars:
+            return self._over_limit(request.stage, size)
+        if self.offloads(size):
+            return await self._run_in_pool(request)
         if self.guardrail.inline:
-            return self.run_inline(request)
+            return self._run_here(request)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.budget_s):
@@ -76,6 +88,17 @@ class BoundCheck:
         return self._stamped(verdict, started)
 
     def run_inline(self, request: CheckRequest) -> Verdict:
+        """Run an inline check in place (the caller knows the input is short: see ``offloads``)."""
+        size = _size(request)
+        if self.config.max_chars is not None and size > self.config.max_chars:
+            return self._over_limit(request.stage, size)
+        return self._run_here(request)
+
+    def offloads(self, size: int) -> bool:
+        limit = self.guardrail.offload_above_chars
+        return self.pool is not None and limit is not None and size > limit
+
+    def _run_here(self, request: CheckRequest) -> Verdict:
         started = time.perf_counter()
         try:
             verdict = self.guardrail.check_inline(request)  # type: ignore[attr-defined]
@@ -84,6 +107,33 @@ class BoundCheck:
         if time.perf_counter() - started > self.budget_s:
             return self._overran(request.stage, started)
         return self._stamped(verdict, started)
+
+    async def _run_in_pool(self, request: CheckRequest) -> Verdict:
+        assert self.pool is not None
+        started = time.perf_counter()
+        try:
+            analysis = await self.pool.run(self.key, request, self.budget_s)
+            verdict = self.guardrail.decide(request, analysis)
+        except TimeoutError:
+            return self._overran(request.stage, started)
+        except CheckPoolError as exc:
+            log.warning("guardrail_error", guardrail=self.guardrail.instance_id, error_type=exc.error_type, where="check worker")
+            return self._failed(request.stage, Outcome.ERROR, f"raised {exc.error_type} in a check worker", started)
+        except Exception as exc:
+            return self._raised(request.stage, exc, started)
+        return self._stamped(verdict, started)
+
+    def _over_limit(self, stage: Stage, size: int) -> Verdict:
+        over_limit = self.config.over_limit
+        return Verdict(
+            guardrail=self.guardrail.instance_id,
+            stage=stage,
+            action=Action.ALLOW if over_limit is FailMode.OPEN else Action.BLOCK,
+            outcome=Outcome.OVER_LIMIT,
+            fail_mode=over_limit.value,
+            reasons=(f"input of {size} characters is over the check's max_chars ({self.config.max_chars}), not checked; failing {over_limit.value}",),
+            started=time.perf_counter(),
+        )
 
     @property
     def budget_s(self) -> float:
@@ -117,27 +167,46 @@ class BoundCheck:
         )
 
 
+def _size(request: CheckRequest) -> int:
+    return sum(len(text) for text in request.texts)
+
+
 class Pipeline:
-    def __init__(self, system_id: str, system: SystemConfig, registry: GuardrailRegistry) -> None:
+    def __init__(self, system_id: str, system: SystemConfig, registry: GuardrailRegistry, pool: CheckPool | None = None) -> None:
         self.system_id = system_id
         self.system = system
         # Per-system state the checks share (the personal-data vault, the knowledge base's place).
         self.shared: dict[str, object] = {"knowledge_base": system.knowledge_base}
+        # The worker processes for long inputs: the Guard's, shared by its systems, or this
+        # pipeline's own (forked only when first needed).
+        self.pool = pool if pool is not None else CheckPool({})
+        self.owns_pool = pool is None
         self.checks: dict[Stage, list[BoundCheck]] = {
-            stage: [self._build(config, registry, self.shared) for config in system.checks.for_stage(stage)] for stage in Stage
+            stage: [self._build(system_id, stage, config, registry, self.shared, self.pool) for config in system.checks.for_stage(stage)]
+            for stage in Stage
         }
         self.all_inline = {stage: all(c.guardrail.inline for c in checks) for stage, checks in self.checks.items()}
         self.document_checks = [c for c in self.checks[Stage.INPUT] if c.guardrail.screens_documents]
 
     @staticmethod
-    def _build(config: CheckConfig, registry: GuardrailRegistry, shared: dict[str, object]) -> BoundCheck:
+    def _build(
+        system_id: str, stage: Stage, config: CheckConfig, registry: GuardrailRegistry, shared: dict[str, object], pool: CheckPool
+    ) -> BoundCheck:
         cls = registry.get(config.guardrail)
         guardrail = cls(validated_settings(config, registry), instance_id=config.instance_id, shared=shared)
         try:
             guardrail.load()
         except Exception as exc:
             raise GuardrailError(config.instance_id, f"failed to load: {exc}") from exc
-        return BoundCheck(config, guardrail)
+        if guardrail.offload_above_chars is None:
+            return BoundCheck(config, guardrail)
+        key = f"{system_id}/{stage.value}/{config.instance_id}"
+        pool.checks[key] = guardrail
+        return BoundCheck(config, guardrail, pool, key)
+
+    def close(self) -> None:
+        if self.owns_pool:
+            self.pool.close()
 
     async def run(self, request: CheckRequest) -> StageResult:
         return await self._run(self.checks[request.stage], self.all_inline[request.stage], request)
@@ -154,7 +223,7 @@ class Pipeline:
         started = time.perf_counter()
         if not checks:
             return StageResult(Action.ALLOW, [], list(request.texts), 0.0)
-        if all_inline:
+        if all_inline and not any(check.offloads(_size(request)) for check in checks):
             verdicts = [check.run_inline(request) for check in checks]
         elif len(checks) == 1:
             verdicts = [await checks[0].run(request)]

@@ -97,6 +97,10 @@ class CheckConfig(_Strict):
     id: Annotated[str | None, Field(pattern=_ID)] = None
     fail_mode: FailMode = FailMode.CLOSED
     timeout_ms: Annotated[float, Field(gt=0, le=60_000)] = 200
+    # A check's cost grows with its input (Presidio's faster than linearly), so input past
+    # max_chars (all texts together) is not checked at all; over_limit decides what that means.
+    max_chars: Annotated[int | None, Field(ge=1)] = None
+    over_limit: FailMode = FailMode.CLOSED
     settings: dict[str, Any] = {}
 
     @property

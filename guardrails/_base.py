@@ -40,6 +40,10 @@ class Guardrail(abc.ABC):
     masks_content: ClassVar[bool] = False
     stages: ClassVar[frozenset[Stage]] = frozenset(Stage)
     Settings: ClassVar[type[GuardrailSettings]] = GuardrailSettings
+    # Inputs longer than this (characters, all texts together) are analysed in a worker
+    # process, off the event loop, where the budget can stop the work; shorter ones run in
+    # place, where they cost less than the hop. None: never (a check that awaits I/O).
+    offload_above_chars: ClassVar[int | None] = None
 
     def __init__(
         self, settings: GuardrailSettings, *, instance_id: str | None = None, shared: MutableMapping[str, Any] | None = None
@@ -64,6 +68,17 @@ class Guardrail(abc.ABC):
         cost the square of its length; a check that needs less says so."""
         return 0
 
+    def analyse(self, request: CheckRequest) -> Any:
+        """The CPU-bound part of the check, synchronous and picklable in and out: it runs in a
+        worker process, so it must not change state this process keeps (``decide`` does).
+        Needed when ``offload_above_chars`` is set."""
+        raise NotImplementedError(f"{type(self).__name__} cannot run in a worker process")
+
+    def decide(self, request: CheckRequest, analysis: Any) -> Verdict:
+        """The verdict from what ``analyse`` returned, in the serving process. Default: it is the verdict."""
+        verdict: Verdict = analysis
+        return verdict
+
     def describe(self) -> dict[str, Any]:
         """What this check is and how it is set, for events and technical documentation."""
         return {
@@ -77,16 +92,21 @@ class Guardrail(abc.ABC):
 class InlineGuardrail(Guardrail):
     """A check that only computes (no I/O, no waiting) and finishes in microseconds.
 
-    The pipeline calls ``check_inline`` directly: no task and no timer, which matter on
-    the per-chunk path of a stream. A timer could not interrupt such a check anyway, so
-    its budget is judged after the fact: an overrun still counts as a ``timeout``.
+    On short inputs the pipeline calls ``check_inline`` directly: no task and no timer,
+    which matter on the per-chunk path of a stream; its budget is judged after the fact
+    (an overrun still counts as a ``timeout``). Longer inputs run in a worker process
+    (``offload_above_chars``), where the budget stops the work.
     """
 
     inline = True
+    offload_above_chars = 2_000  # ~1 ms of the heavier checks here; past that, off the loop
 
     @abc.abstractmethod
     def check_inline(self, request: CheckRequest) -> Verdict:
         """Look at ``request.texts`` and answer with a Verdict, synchronously."""
+
+    def analyse(self, request: CheckRequest) -> Verdict:
+        return self.check_inline(request)
 
     async def check(self, request: CheckRequest) -> Verdict:
         return self.check_inline(request)

@@ -58,11 +58,13 @@ def most_severe(actions: Iterable[Action]) -> Action:
 
 
 class Outcome(str, enum.Enum):
-    """How a check ran. ``error`` and ``timeout`` are resolved by the check's fail mode."""
+    """How a check ran. ``error`` and ``timeout`` are resolved by the check's fail mode,
+    ``over_limit`` (input longer than the check's ``max_chars``, not checked) by its ``over_limit``."""
 
     OK = "ok"
     ERROR = "error"
     TIMEOUT = "timeout"
+    OVER_LIMIT = "over_limit"
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,9 +82,11 @@ class PiiGuardrail(Guardrail):
     def __init__(self, settings: PiiSettings, **kwargs: Any) -> None:  # type: ignore[override]
         super().__init__(settings, **kwargs)
         self.settings: PiiSettings = settings
-        # Pattern recognizers run in microseconds to a few milliseconds: inline. An NER
-        # model takes longer and runs in a thread, where its time budget can interrupt it.
+        # Pattern recognizers run in microseconds to a few milliseconds on short texts:
+        # inline. Longer texts, and every text for an NER model, are analysed in a worker
+        # process (the vault stays here: ``analyse`` there, ``decide`` here).
         self.inline = settings.ner_model is None
+        self.offload_above_chars = 256 if self.inline else 0  # ~2 ms of Presidio's patterns
         self.analyzer: Any = None
         self.vault: PlaceholderVault = self.shared.setdefault(
             _VAULT_KEY,
@@ -119,9 +121,16 @@ class PiiGuardrail(Guardrail):
         return await asyncio.to_thread(self.check_inline, request)
 
     def check_inline(self, request: CheckRequest) -> Verdict:
+        return self.decide(request, self.analyse(request))
+
+    def analyse(self, request: CheckRequest) -> list[list[Any]]:
+        """What the analyzer found in each text, kept above the thresholds (no vault)."""
+        return [self._found(text) for text in request.texts]
+
+    def decide(self, request: CheckRequest, analysis: list[list[Any]]) -> Verdict:
         if request.stage is Stage.INPUT:
-            return self._check_input(request)
-        return self._check_output(request)
+            return self._check_input(request, analysis)
+        return self._check_output(request, analysis)
 
     # -- what the analyzer found, kept above each entity's threshold -------------------------
 
@@ -137,11 +146,11 @@ class PiiGuardrail(Guardrail):
 
     # -- input ---------------------------------------------------------------------------------
 
-    def _check_input(self, request: CheckRequest) -> Verdict:
+    def _check_input(self, request: CheckRequest, found: list[list[Any]]) -> Verdict:
         findings: list[Finding] = []
         actions: list[Action] = []
         for segment, text in enumerate(request.texts):
-            for result in self._found(text):
+            for result in found[segment]:
                 action = self.settings.actions.get(result.entity_type, self.settings.default_action)
                 if action is Action.ALLOW:
                     continue
@@ -170,7 +179,7 @@ class PiiGuardrail(Guardrail):
 
     # -- output ----------------------------------------------------------------------------------
 
-    def _check_output(self, request: CheckRequest) -> Verdict:
+    def _check_output(self, request: CheckRequest, found: list[list[Any]]) -> Verdict:
         findings: list[Finding] = []
         leaks: list[Finding] = []
         conversation = _vault_key(request)
@@ -182,7 +191,7 @@ class PiiGuardrail(Guardrail):
                         findings.append(
                             Finding("placeholder", segment, match.start(), match.end(), 1.0, "restored for the user", value, restores=True)
                         )
-            for result in self._found(text):
+            for result in found[segment]:
                 if self.vault.knows(conversation, text[result.start : result.end]):
                     continue  # the user gave it in this conversation: not a leak
                 replacement = f"<{result.entity_type}>" if self.settings.leak_action is Action.REDACT else None

@@ -1,0 +1,332 @@
+"""Worker processes that run CPU-bound checks off the event loop, within their budgets.
+
+Why processes, not threads (measured with ``bench/bench_head_of_line.py``): Python's ``re``
+and Presidio hold the GIL, so two 100 KB analyses in threads raised the event loop's lag
+p99 from 7 ms to 80 ms, and in processes to 14 ms. A process can also be stopped: a check
+past its budget has its worker killed and replaced, so stuck work never holds a slot and
+nothing waits for it.
+
+The workers hold the checks as loaded (copy-on-write, no second load of Presidio or the
+knowledge base) because they descend from this process: when first needed, it forks once a
+*zygote*, a copy of itself that does nothing but fork workers on request and hand their
+pipes back (SCM_RIGHTS). Forking a process of a few hundred MiB holds the GIL for 50-100 ms
+here, so the serving process forks only that once; each replacement is the zygote's cost.
+A worker only analyses: state that must outlive a request (the personal-data vault) stays
+here, where a guardrail's ``decide`` runs on what its ``analyse`` returned in the worker.
+
+The zygote closes every file descriptor it inherited but its control socket (a client's
+socket held open in a copy would never see its connection close) and takes the default
+signal handlers back; it and its workers exit when this process's end of their socket closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter
+
+from aimsguard.guardrails import CheckRequest, Guardrail
+
+__all__ = ["CheckPool", "CheckPoolError", "default_pool_size", "pool_counter"]
+
+log = structlog.get_logger("aimsguard.agent")
+
+
+class CheckPoolError(RuntimeError):
+    """The worker could not run the check: it raised (``error_type`` names the exception;
+    its message may quote the text, so it stays in the worker) or died."""
+
+    def __init__(self, error_type: str) -> None:
+        super().__init__(error_type)
+        self.error_type = error_type
+
+
+def default_pool_size() -> int:
+    """Two workers per core (at most eight): a stage runs several checks at once, and a job
+    should not wait behind one that is about to be killed at its deadline."""
+    return max(2, min(8, 2 * (os.cpu_count() or 1)))
+
+
+def _serve(conn: Connection, checks: dict[str, Guardrail]) -> None:
+    """A worker's loop: analyse each request it is sent, until its pipe closes."""
+    while True:
+        try:
+            key, request = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[bool, Any] = (True, checks[key].analyse(request))
+            conn.send(reply)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # the message may quote the text: only the type goes back
+            conn.send((False, type(exc).__name__))
+
+
+def _zygote(control: socket.socket, checks: dict[str, Guardrail]) -> None:
+    """Fork a worker for each byte received on ``control``; send back its pipe and pid."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
+    while True:
+        try:
+            if not control.recv(1):
+                return
+        except OSError:
+            return
+        mine, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                control.close()
+                mine.close()
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _serve(Connection(theirs.detach()), checks)
+            finally:
+                os._exit(0)
+        theirs.close()
+        socket.send_fds(control, [pid.to_bytes(4, "little")], [mine.fileno()])
+        mine.close()
+
+
+def _start_zygote(checks: dict[str, Guardrail]) -> tuple[socket.socket, int]:
+    ours, its = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+            keep = its.fileno()
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 65536)
+            _zygote(its, checks)
+        finally:
+            os._exit(0)
+    its.close()
+    return ours, pid
+
+
+def pool_counter(registry: CollectorRegistry) -> Callable[[str], None]:
+    """Counts the pool's work in ``registry`` (for ``CheckPool.on_count``)."""
+    jobs = Counter(
+        "aimsguard_check_pool_jobs",
+        "Checks run in worker processes: done, cancelled at their deadline while running (worker killed and replaced), "
+        "dropped at their deadline before a worker was free.",
+        ["outcome"], registry=registry,
+    )
+    forked = Counter("aimsguard_check_pool_workers_forked", "Check worker processes forked (first use, and each replacement).", registry=registry)
+
+    def count(what: str) -> None:
+        if what == "forked":
+            forked.inc()
+        else:
+            jobs.labels(what).inc()
+
+    return count
+
+
+class _Worker:
+    def __init__(self, conn: Connection, pid: int) -> None:
+        self.conn = conn
+        self.pid = pid
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@dataclasses.dataclass(slots=True)
+class _Job:
+    key: str
+    request: CheckRequest
+    deadline: float  # time.monotonic()
+    cancelled: bool = False
+    worker: _Worker | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class PoolCounts:
+    """What the pool did, for metrics: jobs answered, cancelled at their deadline while
+    running (the worker killed), dropped before they started, workers forked."""
+
+    done: int = 0
+    cancelled: int = 0
+    dropped: int = 0
+    forked: int = 0
+
+
+class CheckPool:
+    """A few forked workers, shared by the pipelines of one Guard.
+
+    ``checks`` maps a key to each loaded guardrail the workers may be asked to run; it is
+    filled before the first job (the workers see it as it was when they were forked).
+    """
+
+    def __init__(self, checks: dict[str, Guardrail], size: int | None = None) -> None:
+        self.checks = checks
+        self.size = size or default_pool_size()
+        self.counts = PoolCounts()
+        self.on_count: Callable[[str], None] | None = None  # told "done", "cancelled", "dropped", "forked"
+        self._control: socket.socket | None = None  # to the zygote
+        self._zygote_pid = 0
+        self._zygote_lock = threading.Lock()
+        self._forking = 0
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._workers: set[_Worker] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        # Threads that wait on the workers' pipes (blocked in recv, so without the GIL). A
+        # job waiting for a free worker waits here, never on the event loop.
+        self._waiters = ThreadPoolExecutor(max_workers=self.size * 8, thread_name_prefix="aimsguard-check-pool")
+
+    def start(self) -> None:
+        """Fork the zygote and every worker now, rather than at the first long input (a
+        server calls it before it takes traffic, so no request pays for the forks)."""
+        if not self.checks:
+            return
+        while (worker := self._fork()) is not None:
+            self._idle.put(worker)
+
+    async def run(self, key: str, request: CheckRequest, budget_s: float) -> Any:
+        """``analyse`` of the check ``key`` in a worker; TimeoutError at the budget, with the
+        work cancelled (its worker killed and replaced) rather than waited for."""
+        if self._closed:
+            raise CheckPoolError("PoolClosed")
+        request = dataclasses.replace(request, metadata=dict(request.metadata))  # a plain dict pickles
+        job = _Job(key, request, time.monotonic() + budget_s)
+        future = asyncio.get_running_loop().run_in_executor(self._waiters, self._round_trip, job)
+        try:
+            async with asyncio.timeout(budget_s):
+                return await future
+        except TimeoutError:
+            self._cancel(job)
+            raise
+
+    def _cancel(self, job: _Job) -> None:
+        with self._lock:
+            job.cancelled = True
+            worker = job.worker
+            if worker is not None:
+                worker.kill()  # replaced by the thread waiting on it
+        self._count("cancelled" if worker is not None else "dropped")
+
+    def _round_trip(self, job: _Job) -> Any:
+        worker = self._worker(job)
+        if worker is None:
+            raise TimeoutError  # no worker was free before the deadline
+        try:
+            worker.conn.send((job.key, job.request))
+            ok, value = worker.conn.recv()
+        except (EOFError, OSError):
+            self._retire(worker)
+            if job.cancelled:
+                raise TimeoutError from None  # killed at the deadline
+            raise CheckPoolError("WorkerDied") from None
+        with self._lock:
+            killed = job.cancelled
+        if killed:  # answered as it was being killed: the process is gone either way
+            self._retire(worker)
+            raise TimeoutError
+        self._idle.put(worker)
+        self._count("done")
+        if not ok:
+            raise CheckPoolError(value)
+        return value
+
+    def _worker(self, job: _Job) -> _Worker | None:
+        """A free worker for ``job`` (forked while the pool is not full), or None when the
+        job is cancelled or its deadline passes first."""
+        try:
+            worker = self._idle.get_nowait()
+        except queue.Empty:
+            worker = self._fork() or self._wait_idle(job)
+        if worker is None:
+            return None
+        with self._lock:
+            if not job.cancelled:
+                job.worker = worker
+                return worker
+        self._idle.put(worker)
+        return None
+
+    def _wait_idle(self, job: _Job) -> _Worker | None:
+        try:
+            return self._idle.get(timeout=max(0.0, job.deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
+    def _fork(self) -> _Worker | None:
+        """A new worker from the zygote (started on first use), while the pool is not full."""
+        with self._lock:
+            if self._closed or self._forking + len(self._workers) >= self.size:
+                return None
+            self._forking += 1
+        try:
+            with self._zygote_lock:
+                if self._control is None:
+                    self._control, self._zygote_pid = _start_zygote(self.checks)
+                self._control.sendall(b"F")
+                data, fds, _, _ = socket.recv_fds(self._control, 4, 1)
+            worker = _Worker(Connection(fds[0]), int.from_bytes(data, "little"))
+        finally:
+            with self._lock:
+                self._forking -= 1
+        with self._lock:
+            self._workers.add(worker)
+        self._count("forked")
+        return worker
+
+    def _retire(self, worker: _Worker) -> None:
+        """Drop a killed (or crashed) worker and fork its replacement."""
+        worker.kill()
+        worker.conn.close()
+        with self._lock:
+            self._workers.discard(worker)
+        log.info("check_worker_replaced", pid=worker.pid)
+        try:
+            replacement = self._fork()
+        except OSError:
+            return  # the zygote is gone (closing): the next job tries again
+        if replacement is not None:
+            self._idle.put(replacement)
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            setattr(self.counts, what, getattr(self.counts, what) + 1)
+        if self.on_count is not None:
+            self.on_count(what)
+
+    @property
+    def workers(self) -> int:
+        return len(self._workers)
+
+    def close(self) -> None:
+        """Stop the zygote and every worker; idempotent."""
+        with self._lock:
+            self._closed = True
+            workers, self._workers = list(self._workers), set()
+        for worker in workers:
+            worker.kill()
+            worker.conn.close()
+        with self._zygote_lock:
+            if self._control is not None:
+                self._control.close()
+                with contextlib.suppress(ChildProcessError, ProcessLookupError):
+                    os.kill(self._zygote_pid, signal.SIGKILL)
+                    os.waitpid(self._zygote_pid, 0)
+                self._control = None
+        self._waiters.shutdown(wait=False, cancel_futures=True)
