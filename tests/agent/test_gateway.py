@@ -157,6 +157,22 @@ def test_hanging_upstream_times_out_as_504(gateway, events) -> None:
     assert _exchange_event(guard, events)["status"] == "upstream_error"
 
 
+def test_upstream_timeout_is_one_deadline_for_the_whole_stream_not_per_read(gateway, events) -> None:
+    def impatient(data):
+        data["systems"]["support-bot"]["upstream"]["timeout_s"] = 1.0
+
+    url, guard = gateway(impatient)
+    words = " ".join(f"word{i}" for i in range(40))  # a word every 0.1 s: each read is quick, the whole takes 4 s
+    started = time.monotonic()
+    with httpx.stream("POST", url + "/v1/chat/completions", json={"model": "demo", "messages": _user("slow:" + words), "stream": True}) as r:
+        body = r.read().decode()
+    assert time.monotonic() - started < 3.5
+    events_seen = [json.loads(part[6:]) for part in body.split("\n\n") if part.startswith("data: {")]
+    assert "word0" in "".join(e["choices"][0]["delta"].get("content", "") for e in events_seen if "choices" in e)
+    assert events_seen[-1]["error"]["code"] == "upstream_stream_interrupted" and "[DONE]" not in body
+    assert _exchange_event(guard, events)["error_code"] == "upstream_stream_interrupted"
+
+
 def test_upstream_dropping_midstream_gives_an_sse_error_and_an_event(gateway, events) -> None:
     url, guard = gateway()
     with httpx.stream("POST", url + "/v1/chat/completions", json={"model": "demo", "messages": _user("fail:drop"), "stream": True}) as r:
