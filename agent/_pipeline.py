@@ -96,7 +96,7 @@ class BoundCheck:
 
     def offloads(self, size: int) -> bool:
         limit = self.guardrail.offload_above_chars
-        return self.pool is not None and limit is not None and size > limit
+        return self.pool is not None and limit is not None and size > limit and self.pool.warm()
 
     def _run_here(self, request: CheckRequest) -> Verdict:
         started = time.perf_counter()

@@ -61,7 +61,9 @@ def _pipeline(tmp_path: Path, input_checks: list[dict], output_checks: list[dict
     data["gateway"].pop("default_system", None)
     policy = parse_policy(data, registry=REGISTRY)
     pool = CheckPool({}, size=2)
-    return Pipeline("support-bot", policy.systems["support-bot"], REGISTRY, pool), pool
+    pipeline = Pipeline("support-bot", policy.systems["support-bot"], REGISTRY, pool)
+    pool.start()  # as the gateway does before it serves (a cold pool runs checks in place)
+    return pipeline, pool
 
 
 def _request(text: str, stage: Stage = Stage.INPUT) -> CheckRequest:
@@ -116,11 +118,30 @@ async def test_the_event_loop_keeps_serving_while_a_check_computes(make_pipeline
 
 
 @pytest.mark.anyio
-async def test_short_inputs_run_in_place_without_forking(make_pipeline) -> None:
+async def test_short_inputs_run_in_place(make_pipeline) -> None:
     pipeline = make_pipeline([{"guardrail": "busy"}])
     result = await pipeline.run(_request("short"))
     assert result.action is Action.FLAG
-    assert pipeline.pool.counts.forked == 0 and pipeline.pool.workers == 0
+    assert pipeline.pool.counts.done == 0
+
+
+@pytest.mark.anyio
+async def test_a_cold_pool_runs_checks_in_place_while_it_starts(tmp_path) -> None:
+    data = policy_dict(tmp_path)
+    data["systems"] = {"support-bot": {**data["systems"]["support-bot"], "checks": {"input": [{"guardrail": "busy"}]}}}
+    data["gateway"].pop("default_system", None)
+    pool = CheckPool({}, size=1)
+    pipeline = Pipeline("support-bot", parse_policy(data, registry=REGISTRY).systems["support-bot"], REGISTRY, pool)
+    try:
+        first = await pipeline.run(_request("calm" + LONG))
+        assert first.verdicts[0].outcome is Outcome.OK and pool.counts.done == 0  # not waiting for the forks
+        deadline = time.monotonic() + 30
+        while not pool.workers and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await pipeline.run(_request("calm" + LONG))
+        assert pool.counts.done == 1
+    finally:
+        pool.close()
 
 
 @pytest.mark.anyio
@@ -143,7 +164,7 @@ async def test_input_past_max_chars_is_not_checked_and_over_limit_decides(make_p
     assert verdict.outcome is Outcome.OVER_LIMIT and verdict.action is action and verdict.fail_mode == over_limit
     assert "max_chars (50)" in verdict.reasons[0] and "spin" not in verdict.reasons[0]
     assert result.failed_closed == (["busy"] if over_limit == "closed" else [])
-    assert pipeline.pool.counts.forked == 0
+    assert pipeline.pool.counts.done == 0
     within = await pipeline.run(_request("calm"))
     assert within.verdicts[0].outcome is Outcome.OK
 
