@@ -60,20 +60,14 @@ def gateway(
     host = host or policy.gateway.host
     port = port if port is not None else policy.gateway.port
     if workers > 1:
-        # Each worker loads the policy itself; prometheus-client's multiprocess mode
-        # aggregates their metrics on /metrics.
-        os.environ["AIMSGUARD_CONFIG"] = str(config.resolve())
+        # Each worker loads the policy itself and listens on its own SO_REUSEPORT socket
+        # (see _workers); prometheus-client's multiprocess mode aggregates their metrics.
+        from ._workers import serve_workers
+
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aimsguard-metrics-")
         # On SIGTERM each worker drains, then closes its guard in the app's shutdown (see create_gateway).
-        uvicorn.run(
-            "aimsguard.agent._gateway:app_from_environment",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            timeout_graceful_shutdown=policy.gateway.drain_timeout_s,
-        )
+        serve_workers(config, host, port, workers, drain_timeout_s=policy.gateway.drain_timeout_s)
         return
     guard = Guard(policy)
     try:

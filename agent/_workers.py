@@ -1,0 +1,90 @@
+"""``aimsguard gateway --workers N``: N processes, each with its own listening socket on the
+same port (SO_REUSEPORT), so the kernel spreads connections across them.
+
+Why not uvicorn's own workers: they share one listening socket and whichever process wakes
+first accepts, so keep-alive connections (which stay where they landed) piled onto one
+worker in 4 of 6 trials (issue 11). With one SO_REUSEPORT socket per worker, the kernel
+hashes each new connection to one of them. ``bench/bench_load.py`` prints the connections
+each worker holds.
+
+The supervisor (this process) starts the workers, restarts one that dies, and on SIGTERM
+or SIGINT passes the signal on and waits for them to finish (uvicorn's graceful shutdown).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+__all__ = ["reuse_port_socket", "serve_workers"]
+
+log = structlog.get_logger("aimsguard.agent")
+
+_RESTART_PAUSE_S = 1.0  # a worker that dies at once is not restarted in a tight loop
+
+
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind to the same port as well."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _worker(host: str, port: int, drain_timeout_s: float | None) -> None:
+    import uvicorn
+
+    sock = reuse_port_socket(host, port)
+    # The gateway for AIMSGUARD_CONFIG (set by the supervisor), loaded in this process.
+    config = uvicorn.Config(
+        "aimsguard.agent._gateway:app_from_environment", factory=True, log_level="info", timeout_graceful_shutdown=drain_timeout_s
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def serve_workers(config: Path, host: str, port: int, workers: int, *, drain_timeout_s: float | None = None) -> None:
+    """Run ``workers`` gateway processes on ``host:port`` until SIGTERM or SIGINT; each
+    drains its requests (at most ``drain_timeout_s``) and closes its guard before it ends."""
+    os.environ["AIMSGUARD_CONFIG"] = str(config.resolve())
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter each: nothing shared by accident
+    reuse_port_socket(host, port).close()  # fail here, once, when the address is taken or invalid
+    stopping: list[int] = []
+
+    def start(index: int) -> multiprocessing.process.BaseProcess:
+        process = context.Process(target=_worker, args=(host, port, drain_timeout_s), name=f"aimsguard-worker-{index}")
+        process.start()
+        return process
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        stopping.append(signum)
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    processes = [start(i) for i in range(workers)]
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    log.info("gateway_workers_started", workers=workers, pids=[p.pid for p in processes], host=host, port=port)
+    try:
+        while not stopping:
+            time.sleep(0.2)
+            for index, process in enumerate(processes):
+                if not process.is_alive() and not stopping:
+                    log.warning("gateway_worker_died", pid=process.pid, exitcode=process.exitcode)
+                    time.sleep(_RESTART_PAUSE_S)
+                    processes[index] = start(index)
+        for process in processes:
+            process.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
