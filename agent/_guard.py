@@ -31,7 +31,7 @@ from ._exchange import Exchange, ExchangeStatus
 from ._oversight import OversightMetrics, OversightRuntime
 from ._outcomes import decision_of, record_feedback
 from ._pipeline import Pipeline, StageResult
-from ._policy import FailMode, Policy, SystemConfig, load_policy
+from ._policy import Durability, FailMode, Policy, SystemConfig, load_policy
 from ._streaming import StreamingOutputGuard
 from ._version import __version__
 
@@ -71,7 +71,8 @@ class Guard:
         self.event_log = (
             SegmentEventLog(
                 policy.event_log.directory,
-                fsync=policy.event_log.fsync,
+                # Answers wait for their event under durability: request, so it is synced, not just written.
+                fsync=policy.event_log.fsync or policy.event_log.durability is Durability.REQUEST,
                 max_segment_bytes=policy.event_log.max_segment_bytes,
                 retention_days=policy.event_log.retention_days,
                 on_lost=self.metrics and self.metrics.count_lost,
@@ -112,6 +113,7 @@ class Guard:
             on_drop=self.metrics and self.metrics.count_drop,
             on_export_failure=self.metrics and self.metrics.count_export_failure,
             on_exported=self.metrics and self.metrics.count_exported,
+            durable=self.event_log if policy.event_log.durability is Durability.REQUEST else None,
         )
         self.events = EventEmitter(policy, self.bus)
         self.oversight = OversightRuntime(self, self.oversight_metrics)
@@ -380,6 +382,23 @@ class Guard:
         """Ground truth for an earlier exchange (a category of the policy's ``labels``): writes a
         ``feedback`` event for the bias monitor; returns the system id. Raises ``RequestError``."""
         return record_feedback(self, request_id, label, system=system, front_door=front_door)
+
+    @property
+    def durable(self) -> bool:
+        """Whether answers wait for their events to be on disk (``event_log.durability: request``)."""
+        return self.policy.event_log.durability is Durability.REQUEST and self.event_log is not None
+
+    async def events_written(self, timeout: float = 10.0) -> None:
+        """Wait until every event emitted so far (an exchange's own, once finished) is on disk.
+
+        When it cannot be (the write failed, or ``timeout``): with ``event_log.fail_mode:
+        closed`` raise ``EventLogUnavailable`` (the answer is withheld); else log and go on.
+        """
+        if await self.bus.written(timeout):
+            return
+        log.error("event_log_answer_not_durable", fail_mode=self.policy.event_log.fail_mode.value)
+        if self.policy.event_log.fail_mode is FailMode.CLOSED:
+            raise EventLogUnavailable("the answer's event could not be written and the policy requires it (event_log.durability: request)")
 
     # -- lifecycle -----------------------------------------------------------------
 

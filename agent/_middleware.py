@@ -104,7 +104,7 @@ class _GuardedCall:
         self.guard = mw.guard
         self.scope = scope
         self.receive = receive
-        self.send = send
+        self.send = self._after_its_event(send) if self.guard.durable else send
         self.dialect = dialect
         self.path_system = path_system
         self.driver: ExchangeDriver | None = None
@@ -321,6 +321,21 @@ class _GuardedCall:
             content_type = b"application/json"
         headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
         await self._send_whole(200, headers + self.aimsguard_headers(driver.exchange.action), body)
+
+    def _after_its_event(self, send: Send) -> Send:
+        """``event_log.durability: request``: the answer's last part leaves only once the
+        exchange event is on disk. The exchange is decided by then, so it is recorded first
+        (``_finish`` later does nothing); a crash can cost an answer, never its record."""
+
+        async def send_after_event(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False) and self.driver is not None:
+                exchange = self.driver.exchange
+                exchange.upstream_finished = exchange.upstream_finished or time.perf_counter()
+                self._finish()
+                await self.guard.events_written()
+            await send(message)
+
+        return send_after_event
 
     async def _send_whole(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.response_started = True

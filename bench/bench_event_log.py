@@ -2,7 +2,9 @@
 
 Prints events/s side by side, with and without fsync (durable: one fsync per batch of
 512, the event bus's batch size), for realistic ~1 KB exchange events, and what closing a
-segment costs (its digest kept while writing vs the file read back, as before). The plain
+segment costs (its digest kept while writing vs the file read back, as before), and
+exchanges/s through the bus with ``event_log.durability`` batch (answer at once) vs request
+(answer once its event is fsynced; concurrent requests share an fsync). The plain
 JSON-lines writer is the old log's way (render, append per batch), kept here only as the
 baseline. Targets: at least 20,000 events/s appended durably and 200,000 events/s verified.
 
@@ -12,6 +14,7 @@ baseline. Targets: at least 20,000 events/s appended durably and 200,000 events/
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import tempfile
@@ -23,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from aimsguard.collectors import SegmentEventLog, read_events, verify_event_log
+from aimsguard.collectors import EventBus, SegmentEventLog, read_events, verify_event_log
 from aimsguard.collectors.eventlog._format import segment_summary
 
 BATCH = 512
@@ -144,7 +147,51 @@ def main(count: int) -> None:
         shutil.rmtree(directory)
 
 
+def durability_rates(count: int) -> None:
+    """Exchanges/s through the event bus and the log, answers released at once (batch) or
+    only once their event is fsynced (request: concurrent requests share an fsync)."""
+    concurrencies = (1, 16, 64)
+    print(f"\n{'durability (exchanges/s)':<34}" + "".join(f"{f'{c} at once':>14}" for c in concurrencies) + f"{'wait p50/p99 @64':>20}")
+    for mode in ("batch", "request"):
+        rates, waits = [], []
+        for concurrency in concurrencies:
+            rate, wait = asyncio.run(_durability_run(mode, concurrency, count))
+            rates.append(rate)
+            waits = wait
+        waited = f"{waits[len(waits) // 2] * 1000:.1f}/{waits[int(len(waits) * 0.99)] * 1000:.1f} ms" if waits else "-"
+        print(f"{mode:<34}" + "".join(f"{rate:>14,.0f}" for rate in rates) + f"{waited:>20}")
+
+
+async def _durability_run(mode: str, concurrency: int, count: int) -> tuple[float, list[float]]:
+    directory = Path(tempfile.mkdtemp(prefix="aimsguard-bench-"))
+    log = SegmentEventLog(directory, fsync=mode == "request")
+    bus = EventBus([log], durable=log if mode == "request" else None)
+    waits: list[float] = []
+    per_task = count // concurrency
+
+    async def requests(worker: int) -> None:
+        for n in range(per_task):
+            bus.emit(exchange_event(worker * per_task + n))
+            if mode == "request":
+                started = time.perf_counter()
+                assert await bus.written(10.0)
+                waits.append(time.perf_counter() - started)
+            else:
+                await asyncio.sleep(0)  # the answer goes out; the event follows
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(requests(w) for w in range(concurrency)))
+        bus.shutdown()  # batch mode: its events are on disk only now
+        return per_task * concurrency / (time.perf_counter() - started), sorted(waits)
+    finally:
+        shutil.rmtree(directory)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
-    main(parser.parse_args().events)
+    parser.add_argument("--exchanges", type=int, default=3_000, help="for the durability comparison")
+    arguments = parser.parse_args()
+    main(arguments.events)
+    durability_rates(arguments.exchanges)

@@ -1,0 +1,133 @@
+"""``event_log.durability: request``: an answer leaves only once its exchange event is on disk,
+so ``kill -9`` under load loses answers in flight, never the record of an answer given."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from aimsguard.collectors import EventBus, read_events
+from aimsguard.collectors._exporter import ExportResult
+
+from ..support import policy_dict, write_policy
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_kill_9_under_load_in_request_mode_loses_no_answered_exchange(tmp_path: Path, upstream: Any) -> None:
+    data = policy_dict(tmp_path, upstream.url + "/v1")
+    data["event_log"]["durability"] = "request"
+    policy = write_policy(tmp_path, data)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "aimsguard.agent.cli", "gateway", "--config", str(policy), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    answered: list[str] = []  # request ids of the answers clients received whole
+    stop = threading.Event()
+
+    def client(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            while not stop.is_set():
+                body = {"model": "demo", "stream": n % 2 == 1, "messages": [{"role": "user", "content": "How much is the Pro plan?"}]}
+                try:
+                    response = http.post("/v1/chat/completions", json=body)
+                    if response.status_code == 200 and (n % 2 == 0 or response.text.rstrip().endswith("[DONE]")):
+                        answered.append(response.headers["x-aimsguard-request-id"])
+                except httpx.TransportError:
+                    return  # the gateway is gone
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the gateway did not start"
+            time.sleep(0.2)
+        clients = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+        for thread in clients:
+            thread.start()
+        while len(answered) < 40:
+            assert all(thread.is_alive() for thread in clients)
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)  # mid-load: requests are in flight
+        process.wait(10)
+        stop.set()
+        for thread in clients:
+            thread.join(30)
+    finally:
+        stop.set()
+        if process.poll() is None:
+            process.kill()
+    logged = {e["request_id"] for e in read_events(tmp_path / "events") if e["event"] == "exchange"}
+    assert set(answered) <= logged, f"{len(set(answered) - logged)} answered exchanges are not in the log"
+    # Recorded but not received: at most the requests in flight when the process died.
+    assert len(logged) - len(answered) <= len(clients)
+
+
+def test_concurrent_waiters_share_one_write_and_a_failed_write_releases_none() -> None:
+    class CountingLog:
+        name = "event_log"
+
+        def __init__(self) -> None:
+            self.batches: list[int] = []
+            self.fail = False
+
+        def export(self, batch: Any) -> ExportResult:
+            time.sleep(0.05)  # as long as an fsync on a slow disk
+            self.batches.append(len(batch))
+            return ExportResult.FAILURE if self.fail else ExportResult.SUCCESS
+
+        def force_flush(self, timeout: float = 10.0) -> bool:
+            return True
+
+        def shutdown(self) -> None:
+            pass
+
+    log = CountingLog()
+    bus = EventBus([log], durable=log, flush_interval_s=5)  # only a waiter wakes the worker early
+
+    async def request(n: int) -> bool:
+        bus.emit({"event": "exchange", "n": n})
+        return await bus.written(5)
+
+    async def burst() -> list[bool]:
+        return list(await asyncio.gather(*(request(n) for n in range(50))))
+
+    started = time.monotonic()
+    assert asyncio.run(burst()) == [True] * 50
+    assert time.monotonic() - started < 2  # woken at once, not after the 5 s interval
+    assert len(log.batches) <= 3 and sum(log.batches) == 50  # grouped: not one write per request
+    log.fail = True
+    assert asyncio.run(burst()) == [False] * 50  # the log keeps them for a retry; the answers are told
+    bus.shutdown()
+
+
+def test_in_request_mode_the_exchange_is_on_disk_when_its_answer_arrives(gateway: Any) -> None:
+    def request_mode(data: dict[str, Any]) -> None:
+        data["event_log"]["durability"] = "request"
+
+    url, guard = gateway(request_mode)
+    for stream in (False, True):
+        body = {"model": "demo", "stream": stream, "messages": [{"role": "user", "content": "How much is the Pro plan?"}]}
+        response = httpx.post(url + "/v1/chat/completions", json=body, timeout=30)
+        assert response.status_code == 200
+        # No flush, no waiting: the record was written (and synced) before the answer left.
+        logged = [e for e in read_events(guard.policy.event_log.directory) if e["event"] == "exchange"]
+        assert logged[-1]["request_id"] == response.headers["x-aimsguard-request-id"] and logged[-1]["stream"] is stream
+        assert logged[-1]["status"] == "ok" and logged[-1]["upstream_ms"] is not None
