@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from aimsguard.agent import AimsguardMiddleware
+from aimsguard.agent._errors import EventLogUnavailable
 from aimsguard.collectors import EventBus, read_events
 from aimsguard.collectors._exporter import ExportResult
 
@@ -131,3 +134,31 @@ def test_in_request_mode_the_exchange_is_on_disk_when_its_answer_arrives(gateway
         logged = [e for e in read_events(guard.policy.event_log.directory) if e["event"] == "exchange"]
         assert logged[-1]["request_id"] == response.headers["x-aimsguard-request-id"] and logged[-1]["stream"] is stream
         assert logged[-1]["status"] == "ok" and logged[-1]["upstream_ms"] is not None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("fail_mode", ["closed", "open"])
+async def test_an_answer_whose_event_cannot_be_written_is_withheld_only_when_the_policy_fails_closed(make_guard: Any, fail_mode: str) -> None:
+    def request_mode(data: dict[str, Any]) -> None:
+        data["event_log"].update(durability="request", fail_mode=fail_mode)
+
+    guard = make_guard(request_mode)
+    guard.flush()
+    segment = guard.event_log.current_segment
+    segment.unlink()
+    segment.symlink_to("/dev/full")  # the next write fails: the disk is full
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": b'{"choices": [{"index": 0, "message": {"role": "assistant", "content": "the answer"}}]}'})
+
+    transport = httpx.ASGITransport(app=AimsguardMiddleware(app, guard=guard))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        ask = client.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        if fail_mode == "closed":
+            with pytest.raises(EventLogUnavailable):  # the connection ends without the answer
+                await ask
+        else:
+            response = await ask
+            assert response.status_code == 200 and response.json()["choices"][0]["message"]["content"] == "the answer"
+    assert not guard.event_log.healthy
