@@ -1,50 +1,111 @@
-"""The injection check: quality on the labelled set, and speed per 1,000 characters.
+"""The injection check: quality on the project's own set and on the public test split, and speed.
 
     .venv/bin/python bench/bench_injection.py
+
+The own set (``tests/data/injection_eval.jsonl``) was written here: regression figures only.
+The public test split is rebuilt from fetched mirrors (``bench/injection_corpus.py``, sources
+in ``tests/data/SOURCES.md``); without them that part is skipped with what to fetch. Figures
+are for patterns alone, the learned scorer alone, and both (the check as shipped), at the
+default block threshold 0.8. Speed is per 1,000 characters, median and p99.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aimsguard.guardrails.injection import injection_score
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from injection_corpus import Example, MissingData, load  # noqa: E402
+
+from aimsguard.guardrails.injection import injection_score, normalize  # noqa: E402
+from aimsguard.guardrails.injection._learned import learned_scorer  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent / "tests" / "data" / "injection_eval.jsonl"
+THRESHOLD = 0.8
+
+SCORERS: dict[str, Callable[[str], float]] = {
+    "patterns": lambda text: injection_score(text, learned=False)[0],
+    "learned": lambda text: learned_scorer().score(normalize(text)),
+    "both (shipped)": lambda text: injection_score(text)[0],
+}
+
+
+def quality(label: str, rows: Sequence[tuple[str, bool]], scorer: Callable[[str], float]) -> list[bool]:
+    predicted = [scorer(text) >= THRESHOLD for text, _ in rows]
+    tp = sum(p and t for p, (_, t) in zip(predicted, rows))
+    fp = sum(p and not t for p, (_, t) in zip(predicted, rows))
+    fn = sum(t and not p for p, (_, t) in zip(predicted, rows))
+    benign = sum(not t for _, t in rows)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    print(f"  {label:16} precision {precision:.3f}  recall {recall:.3f}  F1 {f1:.3f}  false-positive rate {fp / max(1, benign):.2%}")
+    return predicted
+
+
+def by_source(examples: list[Example], predicted: list[bool]) -> None:
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for example, hit in zip(examples, predicted):
+        tally[example.source][0] += hit
+        tally[example.source][1] += 1
+    for source, (hits, total) in sorted(tally.items()):
+        kind = "recall" if any(e.label for e in examples if e.source == source) else "flagged"
+        print(f"    {source:36} {kind:8} {hits:4}/{total:<4} ({hits / total:.0%})")
+
+
+def speed(label: str, pool: Sequence[str]) -> None:
+    texts = []
+    for i in range(60):
+        text = ""
+        while len(text) < 1000:
+            text += pool[(i * 7 + len(text)) % len(pool)] + " "
+        texts.append(text[:1000])
+    times = []
+    for _ in range(5):
+        for text in texts:
+            started = time.perf_counter()
+            injection_score(text)
+            times.append(time.perf_counter() - started)
+    times.sort()
+    print(f"  {label:34} median {statistics.median(times) * 1000:.3f} ms  p99 {times[int(len(times) * 0.99)] * 1000:.3f} ms")
 
 
 def main() -> None:
-    rows = [json.loads(line) for line in EVAL.read_text().splitlines()]
-    tp = fp = fn = tn = 0
-    for row in rows:
-        predicted = injection_score(row["text"])[0] >= 0.8
-        tp += predicted and row["injection"]
-        fp += predicted and not row["injection"]
-        fn += (not predicted) and row["injection"]
-        tn += (not predicted) and not row["injection"]
-    precision, recall = tp / (tp + fp), tp / (tp + fn)
-    print(f"labelled set: {tp + fn} attacks, {fp + tn} benign (with hard negatives), threshold 0.8")
-    print(f"precision {precision:.3f}  recall {recall:.3f}  F1 {2 * precision * recall / (precision + recall):.3f}  "
-          f"accuracy {(tp + tn) / len(rows):.3f}  false-positive rate {fp / (fp + tn):.3%}")
-    benign = [r["text"] for r in rows if not r["injection"]]
-    attacks = [r["text"] for r in rows if r["injection"]]
-    for label, pool in (("benign", benign), ("attack", attacks)):
-        texts = []
-        for i in range(50):
-            text = ""
-            while len(text) < 1000:
-                text += pool[(i * 7 + len(text)) % len(pool)] + " "
-            texts.append(text[:1000])
-        times = []
-        for _ in range(5):
-            for text in texts:
-                started = time.perf_counter()
-                injection_score(text)
-                times.append(time.perf_counter() - started)
-        print(f"speed, 1,000-character {label} prompts: median {statistics.median(times) * 1000:.3f} ms, "
-              f"p99 {sorted(times)[int(len(times) * 0.99)] * 1000:.3f} ms")
+    learned_scorer()
+    own = [(row["text"], row["injection"]) for row in map(json.loads, EVAL.read_text().splitlines())]
+    print(f"own set (regression; written here): {sum(t for _, t in own)} attacks, {sum(not t for _, t in own)} benign, threshold {THRESHOLD}")
+    for name, scorer in SCORERS.items():
+        quality(name, own, scorer)
+    try:
+        splits = load()
+    except MissingData as exc:
+        print(f"public test split: skipped: {exc}")
+        splits = None
+    if splits is not None:
+        test = splits["test"]
+        rows = [(e.text, bool(e.label)) for e in test]
+        print(f"\npublic test split: {sum(t for _, t in rows)} attacks, {sum(not t for _, t in rows)} benign "
+              f"({learned_scorer().about})")
+        predicted = {name: quality(name, rows, scorer) for name, scorer in SCORERS.items()}
+        for kind in ("prompt", "document"):
+            part = [i for i, e in enumerate(test) if e.kind == kind]
+            print(f"  {kind}s only:")
+            quality("both (shipped)", [rows[i] for i in part], SCORERS["both (shipped)"])
+        print("  by source, both (shipped):")
+        by_source(test, predicted["both (shipped)"])
+    print("\nspeed per 1,000 characters (patterns + learned scorer):")
+    speed("own set, benign", [t for t, injection in own if not injection])
+    speed("own set, attack", [t for t, injection in own if injection])
+    if splits is not None:
+        speed("public test, benign prompts", [e.text for e in splits["test"] if not e.label and e.kind == "prompt"])
+        speed("public test, attack prompts", [e.text for e in splits["test"] if e.label and e.kind == "prompt"])
+        speed("public test, documents", [e.text for e in splits["test"] if e.kind == "document"])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The prompt-injection check (``injection``): local, no model call, explains itself.
 
 Each text is checked in every form ``views`` gives (normalised, de-leeted, decoded
-fragments) against the patterns of six kinds of attack. The score is the weight of the
-surest kind found, a little more for each further kind; the policy maps it to flag and
-block (or escalate). Findings name the kind and the form it was found in.
+fragments) against the patterns of seven kinds of attack. The pattern score is the weight
+of the surest kind found, a little more for each further kind. The learned scorer
+(``_learned``) reads the normalised text too, when it is long enough; the check's score is the larger of the two,
+so either alone can flag or block, and a finding says which one spoke. The policy maps the
+score to flag and block (or escalate). Findings name the kind and the form it was found in.
 """
 
 from __future__ import annotations
@@ -14,12 +16,17 @@ from pydantic import Field, model_validator
 
 from .._base import GuardrailSettings, InlineGuardrail
 from .._verdict import Action, CheckRequest, Finding, Verdict
+from ._learned import learned_scorer
 from ._normalize import views
 from ._patterns import CATEGORIES
 
 __all__ = ["InjectionGuardrail", "InjectionSettings", "injection_score"]
 
 _VIEW_NAMES = ("text", "de-leeted", "decoded")
+# A short text gives the learned model few n-grams to go on (one word can tip it: "ignore a
+# file in git"), and short attacks are what the patterns are written for: the model reads
+# texts of this many characters or more.
+SHORT_TEXT = 200
 
 
 class InjectionSettings(GuardrailSettings):
@@ -27,6 +34,7 @@ class InjectionSettings(GuardrailSettings):
     block_threshold: Annotated[float, Field(ge=0, le=1)] = 0.8
     action: Action = Field(default=Action.BLOCK, description="what a score over block_threshold does: block or escalate")
     categories: list[str] = Field(default_factory=lambda: [c.name for c in CATEGORIES])
+    learned: bool = Field(default=True, description="also score with the shipped learned model (off: patterns only)")
 
     @model_validator(mode="after")
     def _valid(self) -> InjectionSettings:
@@ -41,24 +49,41 @@ class InjectionSettings(GuardrailSettings):
         return self
 
 
-def injection_score(text: str, categories: frozenset[str] | None = None) -> tuple[float, list[tuple[str, str]]]:
-    """(score, [(category, form it was found in)]) for one text."""
+def injection_score(
+    text: str, categories: frozenset[str] | None = None, *, learned: bool = True
+) -> tuple[float, list[tuple[str, str]]]:
+    """(score, [(kind, form it was found in)]) for one text: the larger of the pattern and model scores.
+
+    The model reads texts of ``SHORT_TEXT`` characters or more; its kind is ``learned`` and is
+    listed when its score reaches 0.5.
+    """
     found: dict[str, str] = {}
-    for number, view in enumerate(views(text)):
+    forms = views(text)
+    for number, view in enumerate(forms):
         for category in CATEGORIES:
             if category.name in found or (categories is not None and category.name not in categories):
                 continue
             if category.pattern.search(view):
                 found[category.name] = _VIEW_NAMES[min(number, 2)]
-    if not found:
-        return 0.0, []
-    weights = sorted((c.weight for c in CATEGORIES if c.name in found), reverse=True)
-    return min(1.0, weights[0] + 0.05 * (len(weights) - 1)), list(found.items())
+    pattern = 0.0
+    if found:
+        weights = sorted((c.weight for c in CATEGORIES if c.name in found), reverse=True)
+        pattern = min(1.0, weights[0] + 0.05 * (len(weights) - 1))
+    model = learned_scorer().score(forms[0]) if learned and len(forms[0]) >= SHORT_TEXT else 0.0
+    if model >= 0.5:
+        found["learned"] = "text"
+    return max(pattern, model), list(found.items())
+
+
+def _explain(kind: str, form: str) -> str:
+    if kind == "learned":
+        return "learned scorer (over the whole text)"
+    return f"{kind.replace('_', ' ')} (in the {form})"
 
 
 class InjectionGuardrail(InlineGuardrail):
     name = "injection"
-    version = "1"
+    version = "2"
     Settings = InjectionSettings
     screens_documents = True
 
@@ -67,14 +92,18 @@ class InjectionGuardrail(InlineGuardrail):
         self.settings: InjectionSettings = settings
         self._categories = frozenset(settings.categories)
 
+    def load(self) -> None:
+        if self.settings.learned:
+            learned_scorer()  # read the weights at start-up, not on the first request
+
     def check_inline(self, request: CheckRequest) -> Verdict:
         findings: list[Finding] = []
         top = 0.0
         for segment, text in enumerate(request.texts):
-            score, found = injection_score(text, self._categories)
+            score, found = injection_score(text, self._categories, learned=self.settings.learned)
             top = max(top, score)
             findings.extend(
-                Finding(f"injection:{category}", segment, 0, len(text), score, f"{category.replace('_', ' ')} (in the {form})", sensitive=False)
+                Finding(f"injection:{category}", segment, 0, len(text), score, _explain(category, form), sensitive=False)
                 for category, form in found
             )
         if top >= self.settings.block_threshold:

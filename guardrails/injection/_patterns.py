@@ -50,6 +50,9 @@ CATEGORIES: tuple[Category, ...] = (
         "instruction_override", 0.95,
         # en
         rf"\b(?:ignore|disregard|forget|override|bypass|skip|drop|abandon)\b(?: (?:all|any|every|of|the|your|my|these|those|previous|prior))* {_EARLIER}?(?: ?{_EARLIER})? ?{_INSTRUCTIONS}",
+        # "ignore the above", "forget everything you were told": no word for "instructions" needed
+        r"\b(?:ignore|disregard|forget)\b,? (?:all |everything |anything )?(?:of )?(?:the |what(?:'s| is| was) )?(?:above|preceding|said before|written above|before this)\b",
+        r"\b(?:ignore|disregard|forget) (?:everything|all|anything|what) (?:you (?:were|have been|'ve been) (?:told|instructed|given|programmed)|(?:i|they|we) told you)\b",
         rf"\bdo not (?:follow|obey) (?:the |your |any )?(?:previous |prior |above |system )?{_INSTRUCTIONS}",
         r"\bnew instructions?\s*:",
         r"\bfrom now on,? you (?:will|must|shall|are going to) (?:ignore|only|always|never|answer|respond|act)",
@@ -100,6 +103,19 @@ CATEGORIES: tuple[Category, ...] = (
         r"\bif you are an? (?:ai|llm|language model|assistant|chatbot)\b.{0,80}\b(?:must|should|will|need to)\b",
         r"\b(?:ai|assistant|llm)s? (?:reading|processing|summari[sz]ing) this\b.{0,60}\b(?:must|should|ignore|instead)",
         r'"(?:name|function)"\s*:\s*"(?:exec|shell|run_command|delete_\w+|transfer_\w+)"',
+    ),
+    _category(
+        # Text a third party wrote (a web page, an e-mail, a tool result) that speaks to the
+        # model reading it rather than to the person it was written for.
+        "indirect_instruction", 0.85,
+        r"\b(?:note|message|instructions?|reminder) (?:to|for) (?:the |any )?(?:ai|assistant|llm|language model|model|chatbot|bot|agent)s?\b",
+        r"\b(?:dear|hey|hello|attention|important|hi),? (?:ai|assistant|chatgpt|gpt|claude|gemini|copilot|bing|llm|language model|ai agent)\b[,:!]",
+        r"\bwhen (?:you )?(?:summari[sz]e|summari[sz]ing|read|reading|process|processing|translat(?:e|ing)|analy[sz](?:e|ing)) (?:this|these|the following)\b.{0,80}\b(?:you must|you should|ignore|instead|always|never|do not|don't)\b",
+        r"<!--[^>]{0,300}\b(?:ignore|assistant|instructions?|you must|you are an? (?:ai|assistant))\b[^>]{0,300}-->",
+        r"\b(?:do not|don't|never) (?:tell|inform|alert|notify|mention (?:this|it) to|reveal (?:this|it) to|show (?:this|it) to) the user\b(?!'s)",
+        r"\bwithout (?:asking|telling|informing|notifying|confirming with|alerting) the user\b",
+        r"\[(?:system|assistant)\]\(#",
+        r"\b(?:ai|assistant|model|agent|chatbot)s?,? (?:please )?(?:ignore|disregard|forget)\b",
     ),
     _category(
         "exfiltration_link", 0.9,
