@@ -60,20 +60,25 @@ def by_source(examples: list[Example], predicted: list[bool]) -> None:
 
 
 def speed(label: str, pool: Sequence[str]) -> None:
+    """Median and p99 per 1,000 characters, patterns alone and as shipped, measured in turns."""
     texts = []
     for i in range(60):
         text = ""
         while len(text) < 1000:
             text += pool[(i * 7 + len(text)) % len(pool)] + " "
         texts.append(text[:1000])
-    times = []
+    times: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(5):
         for text in texts:
-            started = time.perf_counter()
-            injection_score(text)
-            times.append(time.perf_counter() - started)
-    times.sort()
-    print(f"  {label:34} median {statistics.median(times) * 1000:.3f} ms  p99 {times[int(len(times) * 0.99)] * 1000:.3f} ms")
+            for learned in (False, True):
+                started = time.perf_counter()
+                injection_score(text, learned=learned)
+                times[learned].append(time.perf_counter() - started)
+    figures = []
+    for learned, name in ((False, "patterns"), (True, "shipped")):
+        ordered = sorted(times[learned])
+        figures.append(f"{name} median {statistics.median(ordered) * 1000:.3f} ms p99 {ordered[int(len(ordered) * 0.99)] * 1000:.3f} ms")
+    print(f"  {label:30} " + "   ".join(figures))
 
 
 def main() -> None:
@@ -99,7 +104,7 @@ def main() -> None:
             quality("both (shipped)", [rows[i] for i in part], SCORERS["both (shipped)"])
         print("  by source, both (shipped):")
         by_source(test, predicted["both (shipped)"])
-    print("\nspeed per 1,000 characters (patterns + learned scorer):")
+    print("\nspeed per 1,000 characters (patterns alone, and patterns + learned scorer as shipped):")
     speed("own set, benign", [t for t, injection in own if not injection])
     speed("own set, attack", [t for t, injection in own if injection])
     if splits is not None:
