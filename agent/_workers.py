@@ -45,12 +45,14 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 def _worker(host: str, port: int, drain_timeout_s: float | None) -> None:
     import uvicorn
 
-    sock = reuse_port_socket(host, port)
-    # The gateway for AIMSGUARD_CONFIG (set by the supervisor), loaded in this process.
+    # The gateway for AIMSGUARD_CONFIG (set by the supervisor), loaded in this process
+    # before it listens: the kernel hands a listening socket connections at once, and they
+    # would wait in its backlog while the policy loads.
     config = uvicorn.Config(
         "aimsguard.agent._gateway:app_from_environment", factory=True, log_level="info", timeout_graceful_shutdown=drain_timeout_s
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    config.load()
+    uvicorn.Server(config).run(sockets=[reuse_port_socket(host, port)])
 
 
 def serve_workers(config: Path, host: str, port: int, workers: int, *, drain_timeout_s: float | None = None) -> None:

@@ -62,7 +62,11 @@ def _litellm(upstream: str, directory: Path) -> Iterator[int]:
         "    litellm_params: {model: openai/bench, api_base: '" + upstream + "', api_key: bench}\n"
     )
     port = free_port()
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False"}
+    env = {
+        **os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR", "LITELLM_TELEMETRY": "False",
+        # A loopback bench with no keys: LiteLLM refuses to start without a master key unless told this.
+        "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true",
+    }
     process = subprocess.Popen(
         [str(_ensure_litellm()), "--config", str(config), "--port", str(port), "--host", "127.0.0.1", "--num_workers", "1"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -71,7 +75,8 @@ def _litellm(upstream: str, directory: Path) -> Iterator[int]:
         wait_for_port(port, process, timeout_s=300)
         yield port
     finally:
-        os.killpg(process.pid, 15)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, 15)
         process.wait(30)
 
 
