@@ -21,6 +21,7 @@ import typer
 
 from aimsguard.collectors import read_events, verify_event_log
 from aimsguard.collectors.eventlog import SigningKeyError, anchor_event_log, generate_key_pair, load_public_key, load_signer
+from aimsguard.guardrails import Action
 
 from ._cli_support import DEFAULT_CONFIG, fail, policy_or_exit
 
@@ -129,7 +130,7 @@ def query(
     since: Annotated[str | None, typer.Option(help="from this ISO date/time (inclusive, UTC unless given)")] = None,
     until: Annotated[str | None, typer.Option(help="up to this ISO date/time (exclusive)")] = None,
     system: Annotated[str | None, typer.Option(help="AI system id")] = None,
-    action: Annotated[str | None, typer.Option(help="action: allow, flag, redact, block, escalate")] = None,
+    action: Annotated[Action | None, typer.Option(help="the decision", case_sensitive=False)] = None,
     event: Annotated[str | None, typer.Option("--event", help="event kind, e.g. exchange or guardrail.verdict")] = None,
     request_id: Annotated[str | None, typer.Option(help="request id")] = None,
     conversation_id: Annotated[str | None, typer.Option(help="conversation id")] = None,
@@ -140,7 +141,7 @@ def query(
         key: value
         for key, value in (
             ("system", system),
-            ("action", action),
+            ("action", action.value if action is not None else None),
             ("event", event),
             ("request_id", request_id),
             ("conversation_id", conversation_id),
@@ -149,11 +150,14 @@ def query(
     }
     events = read_events(_directory(config, directory), since=_moment(since, "--since"), until=_moment(until, "--until"))
     out = sys.stdout.buffer
+    count = 0
     for count, record in enumerate(_matching(events, wanted), 1):
         out.write(_json_line(record))
         if limit is not None and count >= limit:
             break
     out.flush()
+    if count == 0:
+        typer.echo("no events match", err=True)  # stderr: stdout stays a (here empty) stream of JSON lines
 
 
 def _json_line(record: dict[str, Any]) -> bytes:

@@ -37,7 +37,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from aimsguard.collectors.records import Handoff, Incident, RecordsError, RecordsStore
-from aimsguard.guardrails import Action, Verdict
+from aimsguard.guardrails import Action, Stage, Verdict, apply_redactions, log_masks
 
 from ._errors import UnknownSystemError
 from ._exchange import Exchange
@@ -154,6 +154,11 @@ class OversightRuntime:
             else None
         )
         self._writes = BoundedWrites()
+        # The input checks whose findings are personal data, per system (see ``_conversation``).
+        self._masking_checks = {
+            sid: frozenset(c.config.instance_id for c in pipeline.checks[Stage.INPUT] if c.guardrail.masks_content)
+            for sid, pipeline in guard.pipelines.items()
+        }
         if self.store is None:
             return
         config = guard.policy.records
@@ -333,12 +338,22 @@ class OversightRuntime:
             )
 
     def _conversation(self, exchange: Exchange) -> list[dict[str, str]]:
-        """The ticket's messages, masked as the event log masks content (``log_masks``): redacted
-        data and data only blocked, flagged or escalated alike. When a content-masking check
-        (personal data) did not run, nothing says what to mask, so the text is withheld."""
+        """The ticket's messages as a reviewer needs them: what the user wrote, with every
+        redaction applied and the personal data a content-masking check found (even if only
+        blocked or flagged) masked as ``<KIND>``; the words a rule matched stay readable, as
+        they are what the reviewer has to judge. When a content-masking check did not run,
+        nothing says what to mask, so the text is withheld."""
         if "input" in exchange.withheld:
             return [{"role": "notice", "content": WITHHELD}]
-        texts = self.guard.masked_input(exchange)
+        if exchange.unmasked_input is not None:
+            masking = self._masking_checks.get(exchange.system_id, frozenset())
+            received, verdicts = exchange.unmasked_input
+            masks = log_masks(v for v in verdicts if v.guardrail in masking) + [
+                f for v in verdicts if v.guardrail not in masking for f in v.findings if f.replacement is not None and not f.restores
+            ]
+            texts = [apply_redactions(text, masks, segment) for segment, text in enumerate(received)]
+        else:  # already masked for the content log, which masks more: never less than it
+            texts = self.guard.masked_input(exchange)
         roles = exchange.input_roles or ["user"] * len(texts)
         return [
             {"role": role, "content": text}

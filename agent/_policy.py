@@ -4,7 +4,7 @@
 key path and what is wrong, all at once. ``${VAR}`` and ``${VAR:-default}`` in string
 values are filled from the environment (for secrets). Relative paths are relative to
 the policy file. The policy's ``version`` is a hash of its validated content (secrets
-masked), recorded in every event so each output can be tied to the rules in force.
+masked, values from the environment counted as written), recorded in every event so each output can be tied to the rules in force.
 """
 
 from __future__ import annotations
@@ -396,20 +396,53 @@ class Policy(_Strict):
         return next(iter(self.systems)) if len(self.systems) == 1 else None
 
 
-def _policy_hash(policy: Policy) -> str:
-    canonical = json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def _policy_hash(policy: Policy, written: Mapping[tuple[str | int, ...], str] | None = None) -> str:
+    """The policy version: a hash of the validated content, where every value filled from the
+    environment counts as written (``${VAR:-default}``), so the demo, the report and the docs
+    give one version for one file whatever their environment holds. Secrets are masked too."""
+    content = policy.model_dump(mode="json")
+    for path, template in (written or {}).items():
+        _put_written(content, path, template)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _put_written(node: Any, path: tuple[str | int, ...], template: str) -> None:
+    """Put the text as written at ``path`` in the dumped policy (if that value is still there)."""
+    for step in path[:-1]:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return
+    last = path[-1] if path else None
+    if isinstance(node, dict) and last in node and not isinstance(node[last], (dict, list)):
+        node[last] = template
+    elif isinstance(node, list) and isinstance(last, int) and 0 <= last < len(node) and not isinstance(node[last], (dict, list)):
+        node[last] = template
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _fill_env(node: Any, path: str, env: Mapping[str, str], problems: list[PolicyProblem]) -> Any:
+def _fill_env(
+    node: Any,
+    path: str,
+    env: Mapping[str, str],
+    problems: list[PolicyProblem],
+    written: dict[tuple[str | int, ...], str] | None = None,
+    at: tuple[str | int, ...] = (),
+) -> Any:
+    """Fill ``${VAR}`` references; ``written`` collects each filled value's text as written."""
     if isinstance(node, dict):
-        return {key: _fill_env(value, f"{path}.{key}" if path else str(key), env, problems) for key, value in node.items()}
+        return {
+            key: _fill_env(value, f"{path}.{key}" if path else str(key), env, problems, written, (*at, key))
+            for key, value in node.items()
+        }
     if isinstance(node, list):
-        return [_fill_env(value, f"{path}[{i}]", env, problems) for i, value in enumerate(node)]
+        return [_fill_env(value, f"{path}[{i}]", env, problems, written, (*at, i)) for i, value in enumerate(node)]
     if isinstance(node, str):
+        if written is not None and _ENV_REF.search(node):
+            written[at] = node
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
@@ -458,7 +491,8 @@ def parse_policy(
     if not isinstance(data, dict):
         raise PolicyError(source, [PolicyProblem("", "the policy must be a mapping (key: value) at the top level")])
     problems: list[PolicyProblem] = []
-    data = _fill_env(data, "", os.environ if env is None else env, problems)
+    written: dict[tuple[str | int, ...], str] = {}
+    data = _fill_env(data, "", os.environ if env is None else env, problems, written)
     if problems:
         raise PolicyError(source, problems)
     try:
@@ -472,7 +506,7 @@ def parse_policy(
         problems.append(PolicyProblem("gateway.default_system", f"names no system (systems: {', '.join(policy.systems)})"))
     if problems:
         raise PolicyError(source, problems)
-    version = _policy_hash(policy)
+    version = _policy_hash(policy, written)
     if base_dir is not None:
         policy = _resolve_paths(policy, base_dir)
     policy._version = version

@@ -17,7 +17,9 @@ from ._cli_support import DEFAULT_CONFIG, configure_cli_logging, fail, policy_or
 from ._errors import AimsguardError
 from ._policy import Policy
 
-__all__ = ["docs_command", "report_command"]
+__all__ = ["DOCS_FOLDER", "docs_command", "report_command"]
+
+DOCS_FOLDER = Path("var/docs")  # where ``docs`` writes unless told (-o)
 
 def _incident_records(policy: Policy) -> list[Any] | None:
     """The records store's incidents, or None (the report then reads incident.* events)."""
@@ -84,7 +86,7 @@ def docs_command(
     system: Annotated[str, typer.Option(help="the AI system to document")],
     config: Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")] = DEFAULT_CONFIG,
     format: Annotated[str, typer.Option("--format", "-f", help="md or html")] = "md",  # noqa: A002
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="file to write (default: aimsguard-docs-SYSTEM.FORMAT)")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help=f"file to write (default: {DOCS_FOLDER}/aimsguard-docs-SYSTEM.FORMAT)")] = None,
     alert_rules: Annotated[Path | None, typer.Option(help="Prometheus rule file (default: prometheus/aimsguard-alerts.yml beside the policy)")] = None,
 ) -> None:
     """Write the technical documentation of one AI system (ISO 42001 A.6.2.7) from the running policy."""
@@ -101,7 +103,10 @@ def docs_command(
         doc = techdoc_document(build_techdoc(policy, system, alert_rules=rules))
     except AimsguardError as error:
         fail(error)
-    output = output or Path(f"aimsguard-docs-{system}.{format}")
+    if output is None:
+        # A folder of its own, not whatever directory the command happens to run in.
+        DOCS_FOLDER.mkdir(parents=True, exist_ok=True)
+        output = DOCS_FOLDER / f"aimsguard-docs-{system}.{format}"
     write_document(doc, ReportFormat(format), output)
     typer.echo(f"wrote {output}", err=True)
     sys.stderr.flush()

@@ -23,6 +23,23 @@ from ._serve import serve
 app = typer.Typer(help="aimsguard: runtime guardrails and evidence for deployed AI systems.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
 
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from ._version import __version__
+
+        typer.echo(f"aimsguard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the installed version and exit")
+    ] = False,
+) -> None:
+    """aimsguard: runtime guardrails and evidence for deployed AI systems."""
+
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")]
 
 

@@ -378,8 +378,10 @@ def test_a_reviewer_claims_and_answers_and_the_client_reads_the_answer(gateway_c
     queue = gateway_client.get("/console/handoffs?status=queued")
     assert handoff_id in queue.text and "legal matters go to a person" in queue.text
     detail = gateway_client.get(f"/console/handoffs/{handoff_id}")
-    # The reviewer sees the conversation as the checks left it: the address is a placeholder.
+    # The reviewer sees what the user wrote, personal data masked: the address is a
+    # placeholder, the words that escalated it are readable (not "<rule:legal-threat>").
     assert "&lt;EMAIL_ADDRESS_1&gt;" in detail.text and "jane.doe@example.com" not in detail.text
+    assert "I will take legal action, write to me at" in detail.text and "rule:legal-threat" not in detail.text
     assert "Claim this handoff" in detail.text
 
     claimed = gateway_client.post(f"/console/handoffs/{handoff_id}/claim", data={"csrf_token": token})

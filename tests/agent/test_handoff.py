@@ -76,11 +76,11 @@ def test_an_escalated_request_gets_a_handoff_id_and_later_the_persons_answer(gat
         assert other.status_code == 404 and other.json()["error"]["code"] == "handoff_not_found"
     assert httpx.get(f"{url}/v1/handoffs/hnd_unknownunknownunknown").json()["error"]["code"] == "handoff_not_found"
 
-    # The ticket holds the text masked as the event log masks it: the address redacted, the
-    # matched rule term masked, the system prompt left out.
+    # The ticket holds what the user wrote for the reviewer to judge: the address redacted,
+    # the words the rule matched readable (a reviewer must see them), the system prompt left out.
     ticket = guard.records.get_handoff(handoff_id)  # type: ignore[union-attr]
     assert ticket is not None and ticket.reason == "legal matters go to a person"
-    assert ticket.conversation == [{"role": "user", "content": "I will take <rule:legal-threat>, write to me at <EMAIL_ADDRESS_1>"}]
+    assert ticket.conversation == [{"role": "user", "content": "I will take legal action, write to me at <EMAIL_ADDRESS_1>"}]
     assert "jane.doe" not in json.dumps(ticket.verdicts)
     assert ticket.principal == hashlib.sha256(b"Bearer client-1").hexdigest()[:16]
 

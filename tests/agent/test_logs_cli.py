@@ -84,3 +84,27 @@ def test_query_prints_a_record_with_a_lone_surrogate_as_escaped_json(tmp_path: P
     log.export([{"event": "exchange", "ts": "2026-11-26T09:00:00Z", "system": "bot", "note": "a\ud800b"}, {"event": "exchange", "ts": "2026-11-26T09:00:01Z", "system": "bot"}])
     log.shutdown()
     assert [e.get("note") for e in _query(tmp_path)] == ["a\ud800b", None]
+
+
+def test_query_refuses_an_unknown_action_naming_the_valid_ones(tmp_path: Path) -> None:
+    _write_log(tmp_path)
+    result = runner.invoke(app, ["logs", "query", "--dir", str(tmp_path), "--action", "nuke"])
+    assert result.exit_code == 2
+    assert "'nuke' is not one of" in result.output
+    assert all(action in result.output for action in ("allow", "flag", "redact", "block", "escalate"))
+
+
+def test_query_says_so_on_stderr_when_no_event_matches(tmp_path: Path) -> None:
+    _write_log(tmp_path)
+    result = runner.invoke(app, ["logs", "query", "--dir", str(tmp_path), "--system", "nobody"])
+    assert result.exit_code == 0
+    assert result.stdout == "" and "no events match" in result.stderr
+    found = runner.invoke(app, ["logs", "query", "--dir", str(tmp_path), "--system", "other"])
+    assert "no events match" not in found.stderr
+
+
+def test_version_option_prints_the_installed_version() -> None:
+    from aimsguard.agent._version import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"aimsguard {__version__}"

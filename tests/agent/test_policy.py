@@ -47,6 +47,23 @@ def test_secrets_come_from_the_environment_and_never_show_in_the_version(tmp_pat
     assert "sk-one" not in repr(one)
 
 
+def test_one_version_whatever_the_environment_fills_in() -> None:
+    # The demo fills the upstream URL from its environment; the report and docs do not:
+    # all three must show the version of the file as written.
+    import os
+
+    demo_env = {**os.environ, "AIMSGUARD_DEMO_UPSTREAM": "http://127.0.0.1:9999/v1", "AIMSGUARD_EVENT_DIR": "/tmp/elsewhere"}
+    data = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    plain_env = {k: v for k, v in os.environ.items() if not k.startswith("AIMSGUARD_")}
+    demo = parse_policy(data, env=demo_env)
+    plain = parse_policy(data, env=plain_env)
+    assert demo.systems["support-bot"].upstream.base_url != plain.systems["support-bot"].upstream.base_url
+    assert demo.policy_version == plain.policy_version
+    # What is written still counts: another default is another policy.
+    data["systems"]["support-bot"]["upstream"]["base_url"] = "${AIMSGUARD_DEMO_UPSTREAM:-http://127.0.0.1:8082/v1}"
+    assert parse_policy(data, env=plain_env).policy_version != plain.policy_version
+
+
 def test_a_missing_environment_variable_names_the_key(tmp_path: Path) -> None:
     data = policy_dict(tmp_path)
     data["systems"]["support-bot"]["upstream"]["api_key"] = "${NOT_SET_ANYWHERE_123}"

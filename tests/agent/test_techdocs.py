@@ -104,6 +104,15 @@ def test_cli_writes_html(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "unknown system 'nope'" in bad.output
 
 
+def test_cli_writes_into_its_own_folder_unless_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["docs", "--system", "support-bot", "-c", str(EXAMPLE_POLICY)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["var"]  # nothing dropped into the current directory
+    written = tmp_path / "var" / "docs" / "aimsguard-docs-support-bot.md"
+    assert written.is_file() and f"wrote {Path('var/docs/aimsguard-docs-support-bot.md')}" in result.stderr
+
+
 def test_documents_the_fairness_configuration_and_every_metric_owner(example_doc: str) -> None:
     policy = load_policy(EXAMPLE_POLICY)
     loan = policy.systems["loan-assistant"].fairness
