@@ -19,7 +19,18 @@ from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, PrivateAttr, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    IPvAnyNetwork,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aimsguard.collectors import Comparison, FairnessConfig, ObjectiveConfig, ObjectiveMetric
 from aimsguard.collectors.records import MANUAL_RULE, IncidentCategory, IncidentSeverity
@@ -274,6 +285,9 @@ class ConsoleConfig(_Strict):
     secure_cookies: bool = False  # true behind HTTPS: the session cookie is then never sent over plain HTTP
     users: list[ConsoleUser] = []
     tokens: list[ConsoleToken] = []
+    # Reverse proxies (CIDRs) whose X-Forwarded-For is believed for the sign-in limit per
+    # address; from anyone else the header is ignored (a client could name any address).
+    trusted_proxies: list[IPvAnyNetwork] = []
 
     @field_validator("session_secret")
     @classmethod

@@ -49,7 +49,8 @@ def _worker(host: str, port: int, drain_timeout_s: float | None) -> None:
     # before it listens: the kernel hands a listening socket connections at once, and they
     # would wait in its backlog while the policy loads.
     config = uvicorn.Config(
-        "aimsguard.agent._gateway:app_from_environment", factory=True, log_level="info", timeout_graceful_shutdown=drain_timeout_s
+        "aimsguard.agent._gateway:app_from_environment", factory=True, log_level="info", timeout_graceful_shutdown=drain_timeout_s,
+        proxy_headers=False,  # the console decides whose X-Forwarded-For to believe (console.trusted_proxies)
     )
     config.load()
     uvicorn.Server(config).run(sockets=[reuse_port_socket(host, port)])

@@ -64,6 +64,8 @@ def gateway(
     workers: Annotated[int, typer.Option(min=1, help="worker processes (metrics are then aggregated across them)")] = 1,
 ) -> None:
     """Serve the guarded gateway in front of each system's upstream."""
+    # proxy_headers=False below: uvicorn would otherwise take the client address from any
+    # local peer's X-Forwarded-For; the console decides whom to believe (console.trusted_proxies).
     import uvicorn
 
     from ._gateway import create_gateway
@@ -88,7 +90,12 @@ def gateway(
         return
     guard = Guard(policy)
     try:
-        serve(uvicorn.Config(create_gateway(guard), host=host, port=port, log_level="info", timeout_graceful_shutdown=policy.gateway.drain_timeout_s))
+        serve(
+            uvicorn.Config(
+                create_gateway(guard), host=host, port=port, log_level="info", proxy_headers=False,
+                timeout_graceful_shutdown=policy.gateway.drain_timeout_s,
+            )
+        )
     finally:
         guard.close()  # flush the events, close the segment with its digest
 
@@ -146,7 +153,9 @@ Press Ctrl+C to stop.
     drain = guard.policy.gateway.drain_timeout_s
     try:
         serve(  # the gateway stops (and drains) first, then the bot it calls
-            uvicorn.Config(create_gateway(guard), host="127.0.0.1", port=port, log_level="info", timeout_graceful_shutdown=drain),
+            uvicorn.Config(
+                create_gateway(guard), host="127.0.0.1", port=port, log_level="info", proxy_headers=False, timeout_graceful_shutdown=drain
+            ),
             uvicorn.Config(bot, host="127.0.0.1", port=upstream_port, log_level="warning", timeout_graceful_shutdown=drain),
         )
     finally:

@@ -34,6 +34,7 @@ from ._auth import SESSION_USER
 from ._context import Console, EventReader, NotSignedIn, Page, path_for
 from ._csrf import CsrfRejected, rotate_csrf_token, verified_form
 from ._headers import SecurityHeadersMiddleware
+from ._sessions import SESSION_ID
 
 __all__ = ["create_console"]
 
@@ -64,6 +65,7 @@ def create_console(
 
     def page(handler: Page) -> Any:
         async def endpoint(request: Request) -> Response:
+            await console.screen_session(request)
             return await handler(console, request)
 
         return endpoint
@@ -183,23 +185,29 @@ async def login(console: Console, request: Request) -> Response:
     # The login form carries a CSRF token too (login CSRF: signing a victim into the attacker's account).
     form = await verified_form(request)
     name, password, target = str(form.get("name", ""))[:64], str(form.get("password", ""))[:1024], str(form.get("next", ""))
-    address = request.client.host if request.client else "unknown"
+    address = console.auth.client_address(request)
     result = await console.auth.login_in_thread(name, password, address)
     console.metrics.logins.labels(result.outcome).inc()
     # A mistyped name may be anything (an e-mail address): only configured names are recorded.
     known = name.strip() if console.auth.is_user(name.strip()) else None
     console.guard.events.emit("console.login", user=known, outcome=result.outcome)
     if result.user is None:
+        headers = {}
         if result.outcome == "throttled":
-            minutes = max(1, round(result.retry_after_s / 60))
-            error, status = f"Too many failed sign-ins. Try again in about {minutes} minute(s).", 429
+            wait = result.retry_after_s
+            when = f"{wait} second(s)" if wait < 120 else f"about {round(wait / 60)} minutes"
+            error, status = f"Too many failed sign-ins. Try again in {when}.", 429
+            headers["retry-after"] = str(wait)
         else:
             error, status = "Wrong user name or password.", 401
         # The name as typed, whether or not it exists (autoescaped): re-filling only known
         # names would tell which exist.
-        return console.render(request, "login.html", status_code=status, next=target, error=error, name=name)
+        response = console.render(request, "login.html", status_code=status, next=target, error=error, name=name)
+        response.headers.update(headers)
+        return response
     request.session.clear()
     request.session[SESSION_USER] = result.user.name
+    request.session[SESSION_ID] = secrets.token_urlsafe(24)  # what signing out revokes
     rotate_csrf_token(request)
     log.info("console_login", user=result.user.name)
     return RedirectResponse(_safe_next(request, target), status_code=303)
@@ -208,7 +216,7 @@ async def login(console: Console, request: Request) -> Response:
 async def logout(console: Console, request: Request) -> Response:
     user = console.require(request)
     await console.form(request, user)
-    request.session.clear()
+    await console.end_session(request)
     console.guard.events.emit("console.logout", user=user.name)
     return RedirectResponse(path_for(request, "login"), status_code=303)
 

@@ -6,14 +6,21 @@ session cookie (Starlette's SessionMiddleware); a script sends ``Authorization: 
 The session holds only the user name: the role is looked up in the policy on every
 request, so removing a user from the policy ends their sessions at the next reload.
 
-Repeated wrong passwords are throttled per user name and per client address, in memory
-(per process): past the limit, logins are refused without checking the password until
-the window has passed.
+Repeated wrong passwords are throttled in memory (per process). Per client address: past
+the limit in a window, sign-ins from it are refused until the window has passed. The
+address is the connection's peer; ``X-Forwarded-For`` is believed only from the proxies
+in ``console.trusted_proxies`` (from anyone else it could name any address). Per user
+name the throttle backs off rather than locks: after a few failures each further attempt
+waits a growing delay (capped at a minute) after the last one, and attempts refused while
+waiting are not counted, so someone guessing at the admin's name slows the guessing down
+without locking the real admin out for longer than the cap.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import math
 import threading
 import time
 from collections import deque
@@ -95,18 +102,49 @@ class _Throttle:
         self._failures.pop(key, None)
 
 
+class _Backoff:
+    """Failures per key; past ``free`` of them, the next attempt waits ``base_s`` doubled per
+    further failure, at most ``cap_s``, after the last one. Forgotten after ``window_s``
+    without a failure; bounded in memory."""
+
+    def __init__(self, free: int, base_s: float, cap_s: float, window_s: float, max_keys: int = 10_000) -> None:
+        self.free, self.base_s, self.cap_s, self.window_s, self.max_keys = free, base_s, cap_s, window_s, max_keys
+        self._state: dict[str, tuple[int, float]] = {}  # key -> (failures, time of the last)
+
+    def retry_after(self, key: str, now: float) -> int:
+        failures, last = self._state.get(key, (0, 0.0))
+        if failures < self.free or now - last > self.window_s:
+            return 0
+        wait = last + min(self.cap_s, self.base_s * 2 ** (failures - self.free)) - now
+        return math.ceil(wait) if wait > 0 else 0
+
+    def fail(self, key: str, now: float) -> None:
+        failures, last = self._state.pop(key, (0, now))
+        if now - last > self.window_s:
+            failures = 0
+        if len(self._state) >= self.max_keys:
+            del self._state[next(iter(self._state))]  # the key touched longest ago
+        self._state[key] = (failures + 1, now)
+
+    def forget(self, key: str) -> None:
+        self._state.pop(key, None)
+
+
 class Authenticator:
     def __init__(
         self,
         config: ConsoleConfig,
         *,
-        max_failures_per_user: int = 5,
+        free_failures_per_user: int = 5,
+        user_backoff_s: float = 1.0,
+        user_backoff_cap_s: float = 60.0,
         max_failures_per_address: int = 20,
         window_s: float = 15 * 60,
     ) -> None:
         self._users = {user.name: user for user in config.users}
         self._tokens = [(token.token.get_secret_value().encode(), token) for token in config.tokens]
-        self._by_user = _Throttle(max_failures_per_user, window_s)
+        self._trusted_proxies = list(config.trusted_proxies)
+        self._by_user = _Backoff(free_failures_per_user, user_backoff_s, user_backoff_cap_s, window_s)
         self._by_address = _Throttle(max_failures_per_address, window_s)
         self._throttle_lock = threading.Lock()  # logins verify on worker threads
         self._verify_slots: anyio.CapacityLimiter | None = None
@@ -140,6 +178,25 @@ class Authenticator:
         with self._throttle_lock:
             self._by_user.forget(user_key)
         return LoginResult(StaffUser(configured.name, configured.role, "session"), "ok")
+
+    def client_address(self, connection: HTTPConnection) -> str:
+        """Who is signing in, for the per-address limit: the peer, or, when the peer is a
+        trusted proxy, the nearest address in ``X-Forwarded-For`` that is not one."""
+        peer = connection.client.host if connection.client else "unknown"
+        if not self._trusted(peer):
+            return peer
+        hops = [hop.strip() for value in connection.headers.getlist("x-forwarded-for") for hop in value.split(",") if hop.strip()]
+        for hop in reversed(hops):  # each proxy appends the address it saw: read from the right
+            if not self._trusted(hop):
+                return hop[:64]
+        return hops[0][:64] if hops else peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted_proxies)
 
     def is_user(self, name: str) -> bool:
         return name in self._users

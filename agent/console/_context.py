@@ -31,9 +31,10 @@ from aimsguard.collectors.records import RecordConflict, RecordNotFound, Records
 
 from .._guard import Guard
 from .._policy import ConsoleRole
-from ._auth import Authenticator, StaffUser
+from ._auth import SESSION_USER, Authenticator, StaffUser
 from ._csrf import CSRF_FIELD, csrf_token, verified_form
 from ._metrics import ConsoleMetrics
+from ._sessions import SESSION_ID, SessionRevocations
 
 __all__ = [
     "REVIEWERS",
@@ -84,6 +85,7 @@ class Console:
     def __init__(self, guard: Guard, *, oversight: Any, read_events: EventReader | None) -> None:
         self.guard = guard
         self.auth = Authenticator(guard.policy.console)
+        self.sessions = SessionRevocations(guard.records, guard.policy.console.session_max_age_s)
         self.metrics = ConsoleMetrics.for_registry(guard.metrics.registry if guard.metrics is not None else None)
         self.oversight = oversight
         self.read_events = read_events
@@ -144,6 +146,22 @@ class Console:
         return result
 
     # -- users -------------------------------------------------------------------
+
+    async def screen_session(self, request: Request) -> None:
+        """Forget a session that was signed out (on any replica) or that carries no session
+        id; runs before every page. A store that cannot be read fails closed (503)."""
+        if SESSION_USER not in request.session:
+            return
+        session_id = request.session.get(SESSION_ID)
+        if not isinstance(session_id, str) or await self.store_call("records", self.sessions.is_revoked, session_id):
+            request.session.clear()
+
+    async def end_session(self, request: Request) -> None:
+        """Sign out: the session id is revoked everywhere first, then the cookie is cleared."""
+        session_id = request.session.get(SESSION_ID)
+        if isinstance(session_id, str):
+            await self.store_call("records", self.sessions.revoke, session_id)
+        request.session.clear()
 
     def require(self, request: Request, *roles: ConsoleRole) -> StaffUser:
         """The signed-in user, who must hold one of ``roles`` (admins hold all); 401/403 otherwise."""

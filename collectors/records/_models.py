@@ -14,7 +14,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, Ty
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "HandoffRow", "IncidentRow", "SystemSwitchRow", "UtcDateTime"]
+__all__ = ["Base", "HandoffRow", "IncidentRow", "RevokedSessionRow", "SystemSwitchRow", "UtcDateTime"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -104,3 +104,15 @@ class SystemSwitchRow(Base):
     changed_by: Mapped[str] = mapped_column(String(200))
     changed_at: Mapped[datetime]
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class RevokedSessionRow(Base):
+    """A console session ended by signing out: refused by every replica until it would have
+    expired anyway. Only a hash of the session id is kept."""
+
+    __tablename__ = "console_revoked_sessions"
+    __table_args__ = (Index("ix_console_revoked_sessions_expires", "expires_at"),)
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime]
+    expires_at: Mapped[datetime]

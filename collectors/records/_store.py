@@ -15,6 +15,7 @@ relies on SQLite running one writer at a time. Writes on SQLite take the write l
 from __future__ import annotations
 
 import functools
+import hashlib
 import secrets
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -23,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, func, select, text, update
+from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
@@ -31,7 +32,7 @@ from sqlalchemy.pool import StaticPool
 
 from ._deadlines import IncidentCategory, report_deadline
 from ._errors import HandoffConflict, RecordConflict, RecordNotFound, RecordsError, RecordsUnavailable
-from ._models import HandoffRow, IncidentRow, SystemSwitchRow
+from ._models import HandoffRow, IncidentRow, RevokedSessionRow, SystemSwitchRow
 from ._records import Handoff, HandoffStatus, Incident, IncidentSeverity, IncidentStatus
 
 __all__ = ["IncidentUpdate", "RecordsStore"]
@@ -468,6 +469,32 @@ class RecordsStore:
     def stopped_systems(self) -> set[str]:
         with self._read() as session:
             return set(session.scalars(select(SystemSwitchRow.system).where(SystemSwitchRow.stopped.is_(True))))
+
+    # -- console sessions ----------------------------------------------------------------
+
+    @_translated
+    def revoke_session(self, session_id: str, *, until: datetime) -> None:
+        """End a console session on every replica until ``until`` (when its cookie expires
+        anyway). Revocations past their time are dropped on the way."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        now = _now()
+        statement = insert(RevokedSessionRow).values(session_hash=_session_hash(session_id), revoked_at=now, expires_at=until)
+        with self._write() as session:
+            session.execute(delete(RevokedSessionRow).where(RevokedSessionRow.expires_at < now))
+            session.execute(statement.on_conflict_do_nothing(index_elements=["session_hash"]))
+
+    @_translated
+    def session_revoked(self, session_id: str) -> bool:
+        with self._read() as session:
+            return session.get(RevokedSessionRow, _session_hash(session_id)) is not None
+
+
+def _session_hash(session_id: str) -> str:
+    """The store keeps no live session id, only its hash."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 def _link(linked: Sequence[str], incoming: Sequence[str], cap: int) -> tuple[list[str], int]:
