@@ -18,7 +18,9 @@ Failure choices (each counted and written as an event):
   the first successful read), ``aimsguard_records_errors_total{operation="poll"}``;
 - a stop cannot be written: it holds in this process and is retried with each poll
   (``operation="stop_switch"``, event ``system.stop_unpersisted``); a resume fails instead;
-- the schema upgrade fails at start: retried with each poll (``operation="upgrade"``).
+- the schema upgrade fails at start: retried with each poll (``operation="upgrade"``);
+- the database loses the store's tables (recreated empty): a failed poll finds them
+  missing (event ``records.schema_missing``) and the next poll re-runs the migrations.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ log = structlog.get_logger("aimsguard.agent")
 _HIDDEN_ROLES = ("system", "developer")  # instructions, not the conversation: a reviewer does not need them
 WITHHELD = "[withheld: the personal-data check did not run]"
 _FAILURE_EVENT_EVERY_S = 60.0
+_KEPT_STOP = "kept across a records database that was recreated empty"
 T = TypeVar("T")
 
 
@@ -239,7 +242,10 @@ class OversightRuntime:
         except RecordsError as exc:
             self._failed("poll", exc, event=not self._poll_failing)
             self._poll_failing = True
+            self._check_schema()
             return
+        if self._poll_failing:
+            log.info("records_store_recovered", store=self.store.url)
         self._poll_failing = False
         with self._switch_lock:
             for system, switch in list(self._switches.items()):
@@ -264,6 +270,29 @@ class OversightRuntime:
             self.failed("upgrade", exc)
             return
         self._schema_ready = True
+
+    def _check_schema(self) -> None:
+        """After a failed read: if the database answers but lacks the store's tables (it was
+        recreated empty, or they were dropped), bring the schema up again from the next poll
+        on, so the store recovers within ``stop_poll_s`` instead of failing until a restart."""
+        assert self.store is not None
+        if not self._schema_ready:
+            return  # the upgrade is retried with each poll already
+        try:
+            missing = self.store.missing_tables()
+        except RecordsError:
+            return  # the database itself is away: polling goes on as before
+        if missing:
+            log.error("records_schema_missing", tables=missing, store=self.store.url)
+            self.guard.events.emit("records.schema_missing", tables=missing, stopped_systems=sorted(self._stopped))
+            self._schema_ready = False
+            # An empty database would read as "nothing stopped": the stops in force here are
+            # written back instead (with each poll, like any stop not yet persisted).
+            with self._switch_lock:
+                for system in self._stopped:
+                    switch = self._switches.get(system)
+                    if switch is None or switch.persisted_at is not None:  # written before: into the lost tables
+                        self._switches[system] = _Switch(True, "aimsguard", _KEPT_STOP)
 
     def _poll_forever(self) -> None:
         while not self._closing.wait(self.poll_s):
@@ -348,9 +377,8 @@ class OversightRuntime:
         if exchange.unmasked_input is not None:
             masking = self._masking_checks.get(exchange.system_id, frozenset())
             received, verdicts = exchange.unmasked_input
-            masks = log_masks(v for v in verdicts if v.guardrail in masking) + [
-                f for v in verdicts if v.guardrail not in masking for f in v.findings if f.replacement is not None and not f.restores
-            ]
+            redactions = [f for v in verdicts if v.guardrail not in masking for f in v.findings if f.replacement is not None]
+            masks = log_masks(v for v in verdicts if v.guardrail in masking) + [f for f in redactions if not f.restores]
             texts = [apply_redactions(text, masks, segment) for segment, text in enumerate(received)]
         else:  # already masked for the content log, which masks more: never less than it
             texts = self.guard.masked_input(exchange)

@@ -9,7 +9,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -45,11 +45,18 @@ ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="policy file 
 
 @app.command("check-config")
 def check_config(file: Annotated[Path, typer.Argument(help="policy file to validate")]) -> None:
-    """Validate a policy file and print its version; exit 2 when it is invalid."""
+    """Validate a policy file and load every check as the gateway would (knowledge bases,
+    models); list every problem and exit 2, or print the policy version."""
+    from ._preflight import startup_problems
+
+    configure_cli_logging(logging.WARNING)
     try:
         policy = load_policy(file)
     except PolicyError as error:
         fail(error)
+    problems = startup_problems(policy)
+    if problems:
+        fail(PolicyError(str(file), problems))
     typer.echo(f"{file}: valid, policy version {policy.policy_version}")
     for system_id, system in policy.systems.items():
         checks = ", ".join(f"{c.instance_id} ({stage})" for stage in ("input", "output") for c in getattr(system.checks, stage))
@@ -69,7 +76,6 @@ def gateway(
     import uvicorn
 
     from ._gateway import create_gateway
-    from ._guard import Guard
 
     configure_cli_logging()
     try:
@@ -88,7 +94,7 @@ def gateway(
         # On SIGTERM each worker drains, then closes its guard in the app's shutdown (see create_gateway).
         serve_workers(config, host, port, workers, drain_timeout_s=policy.gateway.drain_timeout_s)
         return
-    guard = Guard(policy)
+    guard = _start_guard(config, policy)
     try:
         serve(
             uvicorn.Config(
@@ -263,6 +269,21 @@ def console_hash_password() -> None:
 
 app.command("report")(report_command)
 app.command("docs")(docs_command)
+
+
+_CHECK_CONFIG_HINT = " (`aimsguard check-config {config}` lists every problem)"
+
+
+def _start_guard(config: Path, policy: Any) -> Any:
+    """The Guard for ``policy``, or one line saying why it cannot start (exit 2)."""
+    from ._guard import Guard
+
+    try:
+        return Guard(policy)
+    except AimsguardError as error:
+        fail(f"{error}{_CHECK_CONFIG_HINT.format(config=config)}")
+    except OSError as error:  # the event log or records folder cannot be made
+        fail(f"cannot start: {error.strerror or error}: {error.filename or ''}".rstrip(": "))
 
 
 def _port_taken(port: int) -> bool:

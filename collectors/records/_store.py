@@ -24,7 +24,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select, text, update
+from sqlalchemy import Engine, create_engine, delete, event, func, inspect, select, text, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
@@ -32,7 +32,7 @@ from sqlalchemy.pool import StaticPool
 
 from ._deadlines import IncidentCategory, report_deadline
 from ._errors import HandoffConflict, RecordConflict, RecordNotFound, RecordsError, RecordsUnavailable
-from ._models import HandoffRow, IncidentRow, RevokedSessionRow, SystemSwitchRow
+from ._models import Base, HandoffRow, IncidentRow, RevokedSessionRow, SystemSwitchRow
 from ._records import Handoff, HandoffStatus, Incident, IncidentSeverity, IncidentStatus
 
 __all__ = ["IncidentUpdate", "RecordsStore"]
@@ -132,6 +132,19 @@ class RecordsStore:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _UPGRADE_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+            # A database whose tables were dropped but whose version table says "head" gets
+            # the missing tables from the models (which are the head schema).
+            missing = [table for name, table in Base.metadata.tables.items() if not inspect(connection).has_table(name)]
+            if missing:
+                Base.metadata.create_all(connection, tables=missing)
+
+    @_translated
+    def missing_tables(self) -> list[str]:
+        """The store's tables the database does not have (all of them before the first upgrade,
+        or after the database was recreated empty)."""
+        with self.engine.connect() as connection:
+            present = set(inspect(connection).get_table_names())
+        return sorted(set(Base.metadata.tables) - present)
 
     @_translated
     def revision(self) -> str | None:

@@ -23,6 +23,7 @@ from aimsguard.agent import Blocked, Guard, GuardedExchange
 from aimsguard.agent._oversight import WITHHELD, BoundedWrites, HumanOversight
 from aimsguard.collectors.records import HandoffStatus
 
+from ..records_db import BACKENDS, database_url
 from ..support import ServerThread, records_policy
 
 ESCALATING = "I will take legal action, write to me at jane.doe@example.com"
@@ -349,3 +350,39 @@ def test_a_schema_upgrade_that_failed_at_start_is_retried_by_the_poll(make_guard
         time.sleep(0.05)
     assert guard.records.revision() is not None  # type: ignore[union-attr]
     assert guard.records.list_handoffs() == []  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_records_database_recreated_empty_recovers_without_a_restart(
+    make_guard: Any, tmp_path: Path, events: Any, backend: str
+) -> None:
+    from sqlalchemy import text
+    from starlette.testclient import TestClient
+
+    from aimsguard.agent import create_gateway
+    from aimsguard.collectors.records._models import Base
+
+    with database_url(backend, tmp_path) as url:
+        guard = make_guard(lambda data: records_policy(data, tmp_path, url=url))
+        store = guard.records
+        assert store is not None and guard.oversight.records_state == "ok"
+        HumanOversight(guard).set_stopped("support-bot", True, by="rob", reason="drill")
+
+        # The database is recreated empty under the running guard: every table dropped.
+        with store.engine.begin() as connection:
+            Base.metadata.drop_all(connection)
+            connection.execute(text("DROP TABLE aimsguard_alembic_version"))
+
+        with TestClient(create_gateway(guard)) as client:
+            deadline = time.monotonic() + 10  # polls every 0.1 s; recovery takes two
+            while not _events(guard, events, "records.schema_missing") or client.get("/readyz").json()["records"] != "ok":
+                assert time.monotonic() < deadline, client.get("/readyz").json()
+                time.sleep(0.05)
+        assert store.missing_tables() == []
+        assert store.revision() is not None
+        assert store.list_handoffs() == []
+        # The stop in force here is written back, not lost with the tables.
+        assert guard.is_stopped("support-bot") and store.stopped_systems() == {"support-bot"}
+        [missing] = _events(guard, events, "records.schema_missing")
+        assert "handoffs" in missing["tables"] and missing["stopped_systems"] == ["support-bot"]
+        guard.close()  # before the PostgreSQL schema is dropped

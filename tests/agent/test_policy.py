@@ -141,3 +141,33 @@ def test_check_config_command_accepts_the_example_and_refuses_a_broken_file(tmp_
     bad = _cli("check-config", str(write_policy(tmp_path, data)))
     assert bad.returncode == 2
     assert "systems.support-bot.checks.input[0].timeout_ms" in bad.stderr
+
+
+def test_check_config_loads_every_check_and_lists_every_problem_and_the_gateway_stops_with_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from aimsguard.agent.cli import app
+
+    data = policy_dict(tmp_path)
+    system = data["systems"]["support-bot"]
+    system["knowledge_base"] = str(tmp_path / "no-such-folder")
+    pii_at = next(i for i, c in enumerate(system["checks"]["input"]) if c["guardrail"] == "pii")
+    system["checks"]["input"][pii_at].setdefault("settings", {})["ner_model"] = "xx_not_installed_pipeline"
+    (tmp_path / "a-file").write_text("")
+    data["event_log"]["directory"] = str(tmp_path / "a-file" / "events")
+    grounding_at = next(i for i, c in enumerate(system["checks"]["output"]) if c["guardrail"] == "grounding")
+    policy = write_policy(tmp_path, data)
+
+    checked = CliRunner().invoke(app, ["check-config", str(policy)])
+    assert checked.exit_code == 2
+    assert "(3 problem(s))" in checked.stderr
+    assert f"systems.support-bot.checks.input[{pii_at}]: guardrail 'pii-in': failed to load: the spaCy pipeline 'xx_not_installed_pipeline'" in checked.stderr
+    assert f"systems.support-bot.checks.output[{grounding_at}]: guardrail 'grounding': failed to load: knowledge base folder" in checked.stderr
+    assert "event_log.directory:" in checked.stderr
+
+    served = CliRunner().invoke(app, ["gateway", "--config", str(policy), "--port", "9"])
+    assert served.exit_code == 2
+    assert served.exception is None or isinstance(served.exception, SystemExit)
+    [line] = [line for line in served.stderr.splitlines() if line.startswith("error:")]
+    assert "guardrail 'pii-in': failed to load" in line and f"check-config {policy}" in line
+    assert "Traceback" not in served.output
