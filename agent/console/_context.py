@@ -127,10 +127,14 @@ class Console:
         except ValueError as exc:
             raise HTTPException(422, str(exc) or "The form is not complete.") from None
         except (RecordsError, OSError) as exc:  # anything else is a bug, and gets a 500
-            self.metrics.store_failures.labels(source).inc()
-            self.guard.events.emit("console.failed", source=source, error_type=type(exc).__name__)
-            log.warning("console_store_failed", source=source, error_type=type(exc).__name__)
+            self.store_failed(source, exc)
             raise StoreUnavailable("records store" if source == "records" else "event log") from None
+
+    def store_failed(self, source: str, exc: Exception) -> None:
+        """Count and record a failed store (or event log) call."""
+        self.metrics.store_failures.labels(source).inc()
+        self.guard.events.emit("console.failed", source=source, error_type=type(exc).__name__)
+        log.warning("console_store_failed", source=source, error_type=type(exc).__name__)
 
     async def act(self, action: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Take an oversight action: ``HumanOversight.<method>`` changes the store and writes
@@ -149,19 +153,37 @@ class Console:
 
     async def screen_session(self, request: Request) -> None:
         """Forget a session that was signed out (on any replica) or that carries no session
-        id; runs before every page. A store that cannot be read fails closed (503)."""
+        id; runs before every page.
+
+        Fails open when the records store cannot be read (counted, ``console.failed`` with
+        ``source="sessions"``): an operator must still reach the stop switch during a
+        database outage. Sessions signed out in this process are refused even then.
+        """
         if SESSION_USER not in request.session:
             return
         session_id = request.session.get(SESSION_ID)
-        if not isinstance(session_id, str) or await self.store_call("records", self.sessions.is_revoked, session_id):
+        if not isinstance(session_id, str):
+            request.session.clear()
+            return
+        try:
+            revoked = await run_in_threadpool(self.sessions.is_revoked, session_id)
+        except RecordsError as exc:
+            self.store_failed("sessions", exc)
+            revoked = False
+        if revoked:
             request.session.clear()
 
     async def end_session(self, request: Request) -> None:
-        """Sign out: the session id is revoked everywhere first, then the cookie is cleared."""
+        """Sign out: the session id is revoked (here at once, everywhere through the store),
+        then the cookie is cleared. If the store cannot be written, signing out still
+        happens here; the failure is counted and recorded."""
         session_id = request.session.get(SESSION_ID)
-        if isinstance(session_id, str):
-            await self.store_call("records", self.sessions.revoke, session_id)
         request.session.clear()
+        if isinstance(session_id, str):
+            try:
+                await run_in_threadpool(self.sessions.revoke, session_id)
+            except RecordsError as exc:
+                self.store_failed("sessions", exc)
 
     def require(self, request: Request, *roles: ConsoleRole) -> StaffUser:
         """The signed-in user, who must hold one of ``roles`` (admins hold all); 401/403 otherwise."""

@@ -6,8 +6,9 @@ session id (kept in the cookie), signing out records that id as revoked until th
 would have expired anyway, and every request that carries a session is looked up.
 
 With a records store the revocations live there (one table, only a hash of each id), so
-every replica and worker process sharing the database refuses the copied cookie. Without
-one they live in this process's memory (a single-process console).
+every replica and worker process sharing the database refuses the copied cookie; this
+process also keeps the ones it made in memory, so they hold while the store is down.
+Without a store, memory is all there is (a single-process console).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _MEMORY_LIMIT = 100_000  # revocations kept in memory without a store (expired o
 
 
 class SessionRevocations:
-    """Revoked console sessions: in the records store when there is one, else in memory."""
+    """Revoked console sessions: in the records store when there is one, and in memory."""
 
     def __init__(self, store: RecordsStore | None, max_age_s: float) -> None:
         self._store = store
@@ -35,22 +36,24 @@ class SessionRevocations:
         self._lock = threading.Lock()
 
     def revoke(self, session_id: str) -> None:
-        """Called from a worker thread (the store is synchronous); raises ``RecordsError``."""
-        if self._store is not None:
-            self._store.revoke_session(session_id, until=datetime.now(timezone.utc) + timedelta(seconds=self._max_age_s))
-            return
+        """Refused here at once, and (when there is a store) on every replica; called from a
+        worker thread (the store is synchronous). Raises ``RecordsError`` when the store
+        cannot take it: the revocation then holds in this process only."""
         now = time.monotonic()
         with self._lock:
             self._memory = {key: until for key, until in self._memory.items() if until > now}
             if len(self._memory) >= _MEMORY_LIMIT:
                 del self._memory[next(iter(self._memory))]
             self._memory[_hash(session_id)] = now + self._max_age_s
+        if self._store is not None:
+            self._store.revoke_session(session_id, until=datetime.now(timezone.utc) + timedelta(seconds=self._max_age_s))
 
     def is_revoked(self, session_id: str) -> bool:
-        if self._store is not None:
-            return self._store.session_revoked(session_id)
+        """Raises ``RecordsError`` when the store cannot be read (and this process did not revoke it)."""
         with self._lock:
-            return self._memory.get(_hash(session_id), 0.0) > time.monotonic()
+            if self._memory.get(_hash(session_id), 0.0) > time.monotonic():
+                return True
+        return self._store is not None and self._store.session_revoked(session_id)
 
 
 def _hash(session_id: str) -> str:

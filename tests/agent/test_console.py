@@ -645,21 +645,27 @@ def test_a_stop_holds_at_once_when_the_store_cannot_be_written_and_lands_later(
     token = sign_in(client, "rob")
     replica = make_guard(with_console_and_records(tmp_path))
     assert guard.records is not None
+    # The switch table refuses writes (a table that went missing would be re-created by the
+    # poll: see test_a_records_database_recreated_empty_recovers_without_a_restart).
     with guard.records.engine.begin() as connection:
-        connection.exec_driver_sql("ALTER TABLE system_switches RENAME TO system_switches_away")
+        for verb in ("INSERT", "UPDATE"):
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER refuse_{verb.lower()} BEFORE {verb} ON system_switches BEGIN SELECT RAISE(ABORT, 'read-only'); END"
+            )
     stopped = client.post("/systems/support-bot/stop", data={"csrf_token": token, "reason": "bad answers seen", "confirm": "yes"})
     assert stopped.status_code == 303  # never refused to the operator
     assert guard.is_stopped("support-bot") and not replica.is_stopped("support-bot")
     page = client.get("/systems").text
     assert "could not be written" in page and "Not yet saved to the records store" in page and "Resume support-bot" in page
-    time.sleep(0.3)  # several polls fail meanwhile: the stop holds here
+    time.sleep(0.3)  # several polls read "not stopped" meanwhile: the stop holds here
     assert guard.is_stopped("support-bot")
     guard.flush()
     assert [e["system"] for e in events.events("system.stop_unpersisted")] == ["support-bot"]
     assert guard.oversight_metrics.records_errors.labels("stop_switch")._value.get() >= 1
 
     with guard.records.engine.begin() as connection:  # the store is back: the retried write lands
-        connection.exec_driver_sql("ALTER TABLE system_switches_away RENAME TO system_switches")
+        connection.exec_driver_sql("DROP TRIGGER refuse_insert")
+        connection.exec_driver_sql("DROP TRIGGER refuse_update")
     deadline = time.monotonic() + 5
     while not replica.is_stopped("support-bot") or guard.oversight.unpersisted():
         assert time.monotonic() < deadline
@@ -776,6 +782,29 @@ def test_a_records_store_that_is_down_fails_closed_and_is_counted(make_guard: An
     assert guard.metrics.registry.get_sample_value("aimsguard_console_actions_total", {"action": "system.resume", "outcome": "failed"}) == 1
     guard.flush()
     assert [e["source"] for e in events.events("console.failed")] == ["records", "records"]
+
+
+def test_with_the_store_down_a_signed_in_operator_still_reaches_the_stop_switch(make_guard: Any, events: Any) -> None:
+    def mutate(data: dict[str, Any]) -> None:
+        with_console(data)
+        records_policy(data, Path("/nonexistent"), url="postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+
+    guard = make_guard(mutate)
+    with TestClient(create_console(guard), follow_redirects=False) as client:
+        token = csrf_of(client.get("/login").text)
+        client.post("/login", data={"csrf_token": token, "name": "rob", "password": PASSWORDS["rob"]})
+        token = csrf_of(client.get("/systems").text)  # the revocation list cannot be read: fails open, counted
+        stop = client.post("/systems/support-bot/stop", data={"csrf_token": token, "reason": "outage drill", "confirm": "yes"})
+        assert stop.status_code == 303 and guard.is_stopped("support-bot")
+        # Signing out cannot reach the store, but holds in this process.
+        copied = client.cookies["aimsguard_console"]
+        assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+        client.cookies.set("aimsguard_console", copied)
+        assert client.get("/systems").status_code == 303
+    assert guard.metrics is not None
+    assert guard.metrics.registry.get_sample_value("aimsguard_console_store_failures_total", {"source": "sessions"}) >= 3
+    guard.flush()
+    assert "sessions" in {e["source"] for e in events.events("console.failed")}
 
 
 def test_a_long_scan_stops_at_its_budget_and_says_so() -> None:

@@ -48,6 +48,15 @@ def _events(guard: Guard, events: Any, kind: str) -> list[dict[str, Any]]:
     return events.events(kind)
 
 
+def _break_table(guard: Guard, name: str) -> None:
+    """Make one of the store's tables unreadable and unwritable while it still exists (a view
+    of the same name with none of its columns); a table that went missing would be re-created
+    by the next polls."""
+    with guard.records.engine.begin() as connection:  # type: ignore[union-attr]
+        connection.exec_driver_sql(f"DROP TABLE {name}")
+        connection.exec_driver_sql(f"CREATE VIEW {name} AS SELECT 1 AS broken")
+
+
 def _sse_chunks(body: str) -> list[dict[str, Any]]:
     return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: {")]
 
@@ -135,8 +144,7 @@ def test_an_answer_escalated_by_an_output_check_carries_a_handoff_id(gateway: An
 
 def test_when_the_store_fails_the_user_still_gets_the_fallback(gateway: Any, tmp_path: Path, events: Any) -> None:
     url, guard = gateway(_records(tmp_path))
-    with guard.records.engine.begin() as connection:  # type: ignore[union-attr]
-        connection.exec_driver_sql("DROP TABLE handoffs")
+    _break_table(guard, "handoffs")
     response = _chat(url, ESCALATING)
     assert response.status_code == 200 and "aimsguard" not in response.json()
     assert response.json()["choices"][0]["message"]["content"] == guard.system("support-bot").fallback.escalation_message
@@ -248,8 +256,7 @@ def test_a_stop_switch_stays_as_last_read_while_the_store_cannot_be_read(make_gu
     guard = make_guard(_records(tmp_path))
     HumanOversight(guard).set_stopped("support-bot", True, by="oncall")
     guard.oversight.poll()
-    with guard.records.engine.begin() as connection:  # type: ignore[union-attr]
-        connection.exec_driver_sql("DROP TABLE system_switches")
+    _break_table(guard, "system_switches")
     errors = guard.oversight_metrics.records_errors.labels("poll")
     deadline = time.monotonic() + 5
     while errors._value.get() < 3:  # several polls (every 0.1 s) have failed
@@ -311,8 +318,7 @@ def test_ticket_writes_fail_fast_when_every_records_writer_is_busy() -> None:
 
 def test_an_unreadable_store_answers_503_counted_with_one_event_per_outage(gateway: Any, tmp_path: Path, events: Any) -> None:
     url, guard = gateway(_records(tmp_path))
-    with guard.records.engine.begin() as connection:  # type: ignore[union-attr]
-        connection.exec_driver_sql("DROP TABLE handoffs")
+    _break_table(guard, "handoffs")
     for _ in range(2):
         response = httpx.get(f"{url}/v1/handoffs/hnd_abcdefghijklmnop")
         assert response.status_code == 503 and response.json()["error"]["code"] == "records_unavailable"
