@@ -32,7 +32,7 @@ def startup_problems(policy: Policy, registry: GuardrailRegistry | None = None) 
                     update={"checks": system.checks.model_copy(update={s.value: [check] if s is stage else [] for s in Stage})}
                 )
                 try:
-                    Pipeline(system_id, alone, registry)
+                    Pipeline(system_id, alone, registry).close()
                 except GuardrailError as error:
                     problems.append(PolicyProblem(f"systems.{system_id}.checks.{stage.value}[{index}]", str(error)))
     directory = policy.event_log.directory
