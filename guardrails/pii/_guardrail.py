@@ -17,11 +17,15 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
+import phonenumbers
 import structlog
 from pydantic import Field, model_validator
 
 from .._base import Guardrail, GuardrailSettings, window_start
 from .._verdict import Action, CheckRequest, Finding, Stage, Verdict, most_severe
+from ._offline import pipeline_for
+from ._overlaps import without_overlaps
+from ._phone import DEFAULT_PHONE_REGIONS
 from ._vault import PLACEHOLDER, PlaceholderVault
 
 __all__ = ["PiiGuardrail", "PiiSettings"]
@@ -34,8 +38,20 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 class PiiSettings(GuardrailSettings):
     language: str = "en"
-    entities: list[str] | None = Field(default=None, description="entity types to look for; default: all the offline recognizers cover")
-    ner_model: str | None = Field(default=None, description="an installed spaCy pipeline for PERSON, LOCATION, NRP (never downloaded)")
+    entities: list[str] | None = Field(
+        default=None,
+        description="entity types to look for; default: e-mail, phone, names, places, cards, IBAN, national ids, passports, IP, "
+        "crypto, URL (not DATE_TIME, ORGANIZATION or NRP: ask for them by name)",
+    )
+    ner_model: str | None = Field(
+        default=None,
+        description="an installed spaCy pipeline for PERSON/LOCATION by NER (never downloaded); 'auto': the pipeline on PyPI "
+        "for `language`",
+    )
+    phone_regions: list[str] = Field(
+        default=list(DEFAULT_PHONE_REGIONS), min_length=1,
+        description="regions whose national phone formats are matched (ISO 3166 codes); +NN numbers are found whatever the list",
+    )
     score_threshold: Score = 0.5
     thresholds: dict[str, Score] = {}
     default_action: Action = Action.REDACT
@@ -53,23 +69,16 @@ class PiiSettings(GuardrailSettings):
         if self.leak_action is Action.ALLOW:
             raise ValueError("leak_action 'allow' would let leaked personal data through silently; use 'flag' to only record it")
         if self.entities is not None and not self.entities:
-            raise ValueError("entities must name at least one entity type (or be left out for all)")
+            raise ValueError("entities must name at least one entity type (or be left out for the default set)")
+        unknown = [r for r in self.phone_regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"phone_regions: {unknown} are not regions phonenumbers knows (ISO 3166 codes such as GB, not UK)")
         return self
 
 
 def _vault_key(request: CheckRequest) -> str:
     """A conversation, within the credentials of whoever calls (see the middleware's principal)."""
     return f"{request.metadata.get('principal', '')}/{request.conversation_id}"
-
-
-def _without_overlaps(results: list[Any]) -> list[Any]:
-    """One entity per stretch of text: the surest (then longest) wins, so a name inside an
-    e-mail address is the address, and a URL-looking part of it is nothing on its own."""
-    kept: list[Any] = []
-    for result in sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start)):
-        if all(result.end <= k.start or result.start >= k.end for k in kept):
-            kept.append(result)
-    return sorted(kept, key=lambda r: r.start)
 
 
 class PiiGuardrail(Guardrail):
@@ -100,13 +109,15 @@ class PiiGuardrail(Guardrail):
 
         threshold = min([self.settings.score_threshold, *self.settings.thresholds.values()])
         entities = tuple(self.settings.entities) if self.settings.entities is not None else None
-        self.analyzer = shared_analyzer(self.settings.language, entities, self.settings.ner_model, threshold)
+        ner_model = pipeline_for(self.settings.language) if self.settings.ner_model == "auto" else self.settings.ner_model
+        self.analyzer = shared_analyzer(self.settings.language, entities, ner_model, threshold, tuple(self.settings.phone_regions))
         log.info(
             "pii_entities_covered",
             guardrail=self.instance_id,
             language=self.settings.language,
             entities=self.analyzer.entities,
-            ner_model=self.settings.ner_model,
+            ner_model=ner_model,
+            phone_regions=self.settings.phone_regions,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -135,9 +146,9 @@ class PiiGuardrail(Guardrail):
     # -- what the analyzer found, kept above each entity's threshold -------------------------
 
     def _found(self, text: str) -> list[Any]:
-        results = self.analyzer.analyze(text, allow_list=self.settings.allow_list)
+        results = self.analyzer.find(text, allow_list=self.settings.allow_list)
         thresholds, default = self.settings.thresholds, self.settings.score_threshold
-        return _without_overlaps([r for r in results if r.score >= thresholds.get(r.entity_type, default)])
+        return without_overlaps([r for r in results if r.score >= thresholds.get(r.entity_type, default)])
 
     @staticmethod
     def _explain(result: Any) -> str:

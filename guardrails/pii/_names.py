@@ -1,0 +1,233 @@
+"""Names and places found from how a text is laid out, not by NER alone.
+
+A small spaCy pipeline misses many names in chat, logs and tables, and without one there is
+no NER at all. People announce their names in a few fixed ways, and those are recognizers
+here, registered in Presidio's analyzer like any other:
+
+- ``SignatureRecognizer``: the line after a closing ("Best regards,\\nJane Doe", "-- Jane");
+- ``SelfIntroductionRecognizer``: "my name is ...", "I'm ...", "je m'appelle ...";
+- ``LabelledFieldRecognizer``: a field whose label says what it holds, in a form, a log or
+  JSON ("Name: Jane Doe", ``"city": "Leeds"``), an e-mail header's display name, and the
+  cells under such a column in CSV, TSV or Markdown tables.
+
+Labels and phrases cover English, German, French, Spanish, Italian and Dutch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import regex
+from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
+
+__all__ = ["LabelledFieldRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer", "layout_recognizers"]
+
+# A capitalised word of two or more letters ("Jane", "O'Brien", "Müller-Lüdenscheidt"), or
+# an initial ("J."); particles inside a name ("van", "de la").
+_WORD = r"\p{Lu}[\p{L}'’\-]*\p{L}"
+_PART = rf"(?:{_WORD}|\p{{Lu}}\.)"
+_PARTICLE = r"(?:van|von|de|der|den|da|di|del|della|la|le|du|dos|das|ten|ter|bin|al)"
+NAME = rf"{_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]+){{0,2}}{_PART}){{0,3}}"
+
+# Capitalised words that follow "I'm" or "I am" without being a name.
+_NOT_NAMES = frozenset(
+    """a an the not so very sorry also still just really here there in on at from with using trying looking happy glad
+    sure back done ok okay fine new unable able writing calling contacting monday tuesday wednesday thursday friday
+    saturday sunday january february march april may june july august september october november december admin
+    administrator user customer premium pro enterprise team support""".split()
+)
+
+
+def _result(recognizer: LocalRecognizer, entity: str, start: int, end: int, score: float, why: str) -> RecognizerResult:
+    return RecognizerResult(
+        entity_type=entity, start=start, end=end, score=score,
+        analysis_explanation=AnalysisExplanation(recognizer=type(recognizer).__name__, original_score=score, textual_explanation=why),
+        recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: recognizer.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: recognizer.id},
+    )
+
+
+class _LayoutRecognizer(LocalRecognizer):
+    """A recognizer that needs no NLP artefacts: one entity, found by layout."""
+
+    ENTITIES: tuple[str, ...] = ("PERSON",)
+
+    def __init__(self, supported_language: str = "en") -> None:
+        super().__init__(supported_entities=list(self.ENTITIES), supported_language=supported_language, name=type(self).__name__)
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
+        return [r for r in self.find(text) if r.entity_type in entities]
+
+    def find(self, text: str) -> Iterable[RecognizerResult]:
+        raise NotImplementedError
+
+
+_CLOSINGS = (
+    r"best(?: regards| wishes)?|kind regards|warm regards|warmest regards|many thanks|thanks(?: again| a lot)?|thank you|"
+    r"regards|cheers|sincerely|yours sincerely|yours truly|yours faithfully|respectfully|cordially|take care|"
+    r"mit freundlichen gr(?:ü|ue)(?:ß|ss)en|freundliche gr(?:ü|ue)(?:ß|ss)e|viele gr(?:ü|ue)(?:ß|ss)e|beste gr(?:ü|ue)(?:ß|ss)e|"
+    r"liebe gr(?:ü|ue)(?:ß|ss)e|gru(?:ß|ss)|mfg|cordialement|bien cordialement|bien à vous|salutations|amicalement|"
+    r"un saludo|saludos(?: cordiales)?|atentamente|cordiali saluti|distinti saluti|saluti|"
+    r"met vriendelijke groet(?:en)?|vriendelijke groet(?:en)?|groeten"
+)
+
+
+class SignatureRecognizer(_LayoutRecognizer):
+    """The name under a closing line, or after a signature dash."""
+
+    SCORE = 0.85
+    _PATTERNS = (
+        # "Best regards,\nJane Doe" (the name alone on its line, a title or company may follow)
+        regex.compile(rf"(?im)^[ \t>]*(?:{_CLOSINGS})[ \t]*[,.!]?[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*(?-i:({NAME}))[ \t]*,?[ \t]*$"),
+        # "Thanks, Jane" at the end of a line
+        regex.compile(rf"(?im)(?:^|[.!?][ \t]+)(?:{_CLOSINGS})[ \t]*,[ \t]*(?-i:({NAME}))[ \t]*[.!]?[ \t]*$"),
+        # "-- \nJane Doe" or "— Jane"
+        regex.compile(rf"(?m)^[ \t]*(?:--|—|–)[ \t]*(?:\r?\n[ \t]*)?({NAME})[ \t]*$"),
+    )
+
+    def find(self, text: str) -> Iterator[RecognizerResult]:
+        for pattern in self._PATTERNS:
+            for match in pattern.finditer(text):
+                yield _result(self, "PERSON", match.start(1), match.end(1), self.SCORE, "name under a closing or signature line")
+
+
+class SelfIntroductionRecognizer(_LayoutRecognizer):
+    """"My name is Jane Doe", "I'm Jane", "this is Jane from ...", in six languages."""
+
+    STRONG, WEAK = 0.85, 0.6
+    _STRONG = regex.compile(
+        rf"(?i)\b(?:my name is|my name's|my full name is|name's|call me|i go by|"
+        rf"je m'appelle|je m’appelle|mon nom est|ich hei(?:ß|ss)e|mein name ist|me llamo|mi nombre es|"
+        rf"mi chiamo|il mio nome è|ik heet|mijn naam is)[ \t]+(?-i:({NAME}))"
+    )
+    _WEAK = regex.compile(rf"(?i)\b(?:i'm|i’m|i am|ich bin|je suis|soy|sono|ik ben)[ \t]+(?-i:({NAME}))")
+    _THIS_IS = regex.compile(rf"(?i)\b(?:this is|it's|it’s|c'est|hier ist|aquí|qui è)[ \t]+(?-i:({NAME}))(?=[ \t]*,|[ \t]+(?:from|here|speaking|at|with|von|de|di)\b)")
+
+    def find(self, text: str) -> Iterator[RecognizerResult]:
+        for match in self._STRONG.finditer(text):
+            yield _result(self, "PERSON", match.start(1), match.end(1), self.STRONG, "introduced as a name")
+        for pattern in (self._WEAK, self._THIS_IS):
+            for match in pattern.finditer(text):
+                words = match.group(1).split()
+                if words[0].lower() in _NOT_NAMES or match.group(1).isupper():
+                    continue
+                yield _result(self, "PERSON", match.start(1), match.end(1), self.WEAK, "introduced as a name")
+
+
+# What a label or a column header says a field holds.
+_LABELS: dict[str, str] = {}
+for _label in (
+    "name|full name|fullname|full_name|first name|firstname|first_name|given name|last name|lastname|last_name|surname|"
+    "family name|customer|customer name|customer_name|contact|contact name|contact_name|employee|employee name|patient|"
+    "patient name|account holder|cardholder|card holder|sender|recipient|nom|prénom|prenom|nom complet|vorname|nachname|"
+    "familienname|nombre|apellido|apellidos|nombre completo|nome|cognome|nome completo|naam|voornaam|achternaam"
+).split("|"):
+    _LABELS[_label] = "PERSON"
+for _label in (
+    "city|town|address|street|street address|address line 1|address line 2|address1|address2|address_line_1|home address|"
+    "billing address|shipping address|delivery address|place of birth|birthplace|ville|adresse|adresse postale|ort|stadt|"
+    "wohnort|anschrift|straße|strasse|ciudad|dirección|direccion|domicilio|città|citta|indirizzo|plaats|woonplaats|adres"
+).split("|"):
+    _LABELS[_label] = "LOCATION"
+del _label
+
+
+def _label_entity(header: str) -> str | None:
+    key = regex.sub(r"[\s_\-]+", " ", header.strip().strip("\"'`*").strip().lower())
+    return _LABELS.get(key) or _LABELS.get(key.replace(" ", "_"))
+
+
+_LABEL_ALTERNATION = "|".join(sorted((regex.escape(label).replace(r"\ ", r"[ _\-]") for label in _LABELS), key=len, reverse=True))
+
+
+class LabelledFieldRecognizer(_LayoutRecognizer):
+    """Fields labelled as a name or a place: ``Name: Jane``, ``"city": "Leeds"``, table
+    columns headed so, and an e-mail header's display name."""
+
+    ENTITIES = ("PERSON", "LOCATION")
+    SCORE = 0.85
+    _FIELD = regex.compile(
+        rf"(?im)(?:^|(?<=[\s,;{{(|]))[\"']?({_LABEL_ALTERNATION})[\"']?[ \t]*[:=][ \t]*[\"']?"
+        rf"([^\s\"',;|<>{{}}()\[\]][^\n\"';|<>{{}}\[\]]*?)[\"']?[ \t]*(?=$|[,;|}}\]\n]|[ \t]+[\w ]{{1,20}}:|[ \t]*<)"
+    )
+    _MAIL_HEADER = regex.compile(rf"(?m)^(?:From|To|Cc|Bcc|Reply-To|Von|An|De|À|Para|Da|A|Van|Aan)[ \t]*:[ \t]*\"?({NAME})\"?[ \t]*<")
+    _DELIMITERS = ("\t", "|", ";", ",")
+
+    def find(self, text: str) -> Iterator[RecognizerResult]:
+        for match in self._FIELD.finditer(text):
+            entity = _label_entity(match.group(1))
+            value = match.group(2).rstrip()
+            if entity is None or not value or (entity == "PERSON" and not _plausible_name(value)):
+                continue
+            start = match.start(2)
+            yield _result(self, entity, start, start + len(value), self.SCORE, f"field labelled as {entity.lower()}")
+        for match in self._MAIL_HEADER.finditer(text):
+            yield _result(self, "PERSON", match.start(1), match.end(1), self.SCORE, "display name in a mail header")
+        yield from self._table_cells(text)
+
+    def _table_cells(self, text: str) -> Iterator[RecognizerResult]:
+        lines = _lines(text)
+        index = 0
+        while index < len(lines):
+            start, line = lines[index]
+            delimiter = next((d for d in self._DELIMITERS if line.count(d) >= 1 + (d == "|")), None)
+            columns = _split(line, start, delimiter) if delimiter else []
+            wanted = {i: _label_entity(cell) for i, (_, _, cell) in enumerate(columns)}
+            wanted = {i: entity for i, entity in wanted.items() if entity}
+            index += 1
+            if not wanted or len(columns) < 2:
+                continue
+            while index < len(lines):
+                row_start, row = lines[index]
+                if regex.fullmatch(r"[\s|:\-+]*", row) and row.strip():
+                    index += 1  # a Markdown separator row
+                    continue
+                cells = _split(row, row_start, delimiter)
+                if len(cells) != len(columns):
+                    break
+                for i, entity in wanted.items():
+                    cell_start, cell_end, value = cells[i]
+                    if value and (entity != "PERSON" or _plausible_name(value)):
+                        yield _result(self, entity, cell_start, cell_end, self.SCORE, f"table column headed as {entity.lower()}")
+                index += 1
+
+
+def _plausible_name(value: str) -> bool:
+    words = value.split()
+    return 0 < len(words) <= 5 and any(ch.isalpha() for ch in value) and not any(ch.isdigit() or ch == "@" for ch in value)
+
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    lines, start = [], 0
+    for line in text.split("\n"):
+        lines.append((start, line))
+        start += len(line) + 1
+    return lines
+
+
+def _split(line: str, offset: int, delimiter: str) -> list[tuple[int, int, str]]:
+    """Cells of a delimited line with their spans (quoted cells may hold the delimiter)."""
+    body_start, body = 0, line
+    if delimiter == "|":
+        stripped = line.strip()
+        body_start = line.find(stripped) + (1 if stripped.startswith("|") else 0)
+        body = stripped[1:] if stripped.startswith("|") else stripped
+        body = body[:-1] if body.endswith("|") else body
+    cells = []
+    for match in regex.finditer(rf'[ \t]*(?:"((?:[^"]|"")*)"|([^{regex.escape(delimiter)}\n]*))', body):
+        if match.start() > 0 and body[match.start() - 1] != delimiter:
+            continue
+        group = 1 if match.group(1) is not None else 2
+        raw = match.group(group)
+        lead = len(raw) - len(raw.lstrip())
+        value = raw.strip()
+        start = offset + body_start + match.start(group) + lead
+        cells.append((start, start + len(value), value))
+    return cells
+
+
+def layout_recognizers(language: str) -> list[LocalRecognizer]:
+    return [SignatureRecognizer(language), SelfIntroductionRecognizer(language), LabelledFieldRecognizer(language)]

