@@ -13,11 +13,28 @@ _LANGUAGE_FOUND = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_
 
 
 def without_overlaps(results: list[Any]) -> list[Any]:
-    """One entity per stretch of text. Pattern-found entities (checksums, validators, fixed
-    shapes) beat those found from language; then the surest, then the longest: an e-mail
-    address beats a name found inside it."""
+    """One entity per stretch of text. Findings of one type that overlap become one (a
+    street found by layout and its town found by NER: the whole address). Then pattern-found
+    entities (checksums, validators, fixed shapes) beat those found from language, the
+    surest first: an e-mail address beats a name found inside it; among language-found
+    ones the longest first, so no part of a name or an address is left out."""
+    merged: list[Any] = []
+    for result in sorted(results, key=lambda r: (r.entity_type, r.start, -r.end)):
+        last = merged[-1] if merged else None
+        if last is not None and last.entity_type == result.entity_type and result.start < last.end:
+            last.end = max(last.end, result.end)
+            last.score = max(last.score, result.score)
+            continue
+        merged.append(result)
     kept: list[Any] = []
-    for result in sorted(results, key=lambda r: (r.entity_type in _LANGUAGE_FOUND, -r.score, -(r.end - r.start), r.start)):
+    for result in sorted(merged, key=_priority):
         if all(result.end <= k.start or result.start >= k.end for k in kept):
             kept.append(result)
     return sorted(kept, key=lambda r: r.start)
+
+
+def _priority(result: Any) -> tuple[bool, float, float, int]:
+    length = result.end - result.start
+    if result.entity_type in _LANGUAGE_FOUND:
+        return (True, -length, -result.score, result.start)
+    return (False, -result.score, -length, result.start)

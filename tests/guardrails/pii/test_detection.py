@@ -193,3 +193,21 @@ def test_french_names_through_the_french_pipeline() -> None:
     check.load()
     found = _kinds(check, "Bonjour, Marie Curie habite à Lyon, appelez le 01 42 68 53 00.")
     assert ("PERSON", "Marie Curie") in found and ("PHONE_NUMBER", "01 42 68 53 00") in found
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("I moved to 4821 Oak Ridge Drive, Austin, TX 78701 last week", "4821 Oak Ridge Drive, Austin, TX 78701"),
+        ("a taxi to 692 Kuuse 53 Apt. 641, Grubbenvorst, Netherlands 04020. Thanks", "692 Kuuse 53 Apt. 641, Grubbenvorst, Netherlands 04020"),
+        ("Lieferung an Hauptstraße 5, 10115 Berlin bitte", "Hauptstraße 5, 10115 Berlin"),
+        ("send it to 12 High Street\nYork\nYO1 7HH", "12 High Street\nYork\nYO1 7HH"),
+    ],
+)
+def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, address: str) -> None:
+    assert _kinds(pii_in, text) == [("LOCATION", address)]
+
+
+@pytest.mark.parametrize("text", ["Version 3 Release 2 is out", "upgrade 5 Windows 10 machines", "We have 3 Pro licences and 2 Starter seats"])
+def test_numbers_around_a_capitalised_word_are_not_an_address(pii_in, text: str) -> None:
+    assert _kinds(pii_in, text) == []
