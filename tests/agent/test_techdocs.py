@@ -50,7 +50,7 @@ def test_shows_the_versions_of_what_runs(example_doc: str) -> None:
     import importlib.metadata
 
     assert f"Presidio analyzer {importlib.metadata.version('presidio-analyzer')}" in example_doc
-    assert "| EmailRecognizer | 0.0.1 | EMAIL_ADDRESS |" in example_doc
+    assert "| MailAddressRecognizer | 0.0.1 | EMAIL_ADDRESS |" in example_doc
     assert f"Knowledge base snapshot {KnowledgeBase.from_directory(KNOWLEDGE).snapshot}" in example_doc
 
 
