@@ -40,8 +40,14 @@ _NOT_NAMES = frozenset(
     """a an the not so very sorry also still just really here there in on at from with using trying looking happy glad
     sure back done ok okay fine new unable able writing calling contacting monday tuesday wednesday thursday friday
     saturday sunday january february march april may june july august september october november december admin
-    administrator user customer premium pro enterprise team support""".split()
+    administrator user customer premium pro enterprise team support service services desk care staff department office
+    group your our inc ltd llc gmbh""".split()
 )
+
+
+def _names_no_one(name: str) -> bool:
+    """"The Acme Support Team", "Customer Care": a sign-off or a phrase, not a person."""
+    return name.isupper() or any(word.lower().strip(".") in _NOT_NAMES for word in name.split())
 
 
 def _result(recognizer: LocalRecognizer, entity: str, start: int, end: int, score: float, why: str) -> RecognizerResult:
@@ -96,6 +102,8 @@ class SignatureRecognizer(_LayoutRecognizer):
     def find(self, text: str) -> Iterator[RecognizerResult]:
         for pattern in self._PATTERNS:
             for match in pattern.finditer(text):
+                if _names_no_one(match.group(1)):
+                    continue
                 yield _result(self, "PERSON", match.start(1), match.end(1), self.SCORE, "name under a closing or signature line")
 
 
@@ -116,8 +124,7 @@ class SelfIntroductionRecognizer(_LayoutRecognizer):
             yield _result(self, "PERSON", match.start(1), match.end(1), self.STRONG, "introduced as a name")
         for pattern in (self._WEAK, self._THIS_IS):
             for match in pattern.finditer(text):
-                words = match.group(1).split()
-                if words[0].lower() in _NOT_NAMES or match.group(1).isupper():
+                if _names_no_one(match.group(1)):
                     continue
                 yield _result(self, "PERSON", match.start(1), match.end(1), self.WEAK, "introduced as a name")
 

@@ -119,6 +119,8 @@ def test_names_are_found_from_signatures_and_introductions_without_ner(pii_in, t
         "I'm Sorry to bother you again",
         "I am not sure the Pro plan fits",
         "Best regards,\nthe support team",
+        "Kind regards,\nThe Acme Support Team",  # an assistant's sign-off is no one's name
+        "Thanks,\nCustomer Care",
         "This is Windows 11 on a laptop.",
     ],
 )
