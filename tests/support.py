@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -263,3 +267,22 @@ def mixed_traffic(url: str) -> None:
     client.chat.completions.create(model="demo", messages=user("I will take legal action"))
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(model="demo", messages=user("fail:500"))
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it), for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_gateway_workers(tmp_path: Path, policy: Path, workers: int = 2) -> tuple[subprocess.Popen[bytes], int]:
+    """``aimsguard gateway --workers N`` in a subprocess, metrics in multiprocess mode under tmp_path."""
+    port = free_port()
+    (tmp_path / "metrics").mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aimsguard.agent.cli", "gateway", "--config", str(policy), "--port", str(port), "--workers", str(workers)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    return process, port

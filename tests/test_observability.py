@@ -5,9 +5,7 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from .support import mixed_traffic
+from .support import free_port, mixed_traffic, start_gateway_workers
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "configs" / "prometheus" / "aimsguard-alerts.yml"
@@ -76,11 +74,6 @@ def test_dashboards_have_datasource_and_system_variables_and_no_sdk_specific_fil
     assert provisioning["providers"][0]["options"]["path"].endswith("aimsguard")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _wait(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
@@ -111,7 +104,7 @@ def test_prometheus_scrapes_the_gateway_and_every_dashboard_query_answers(gatewa
         "scrape_configs": [{"job_name": "aimsguard", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    prom_port = _free_port()
+    prom_port = free_port()
     process = subprocess.Popen(
         [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
          f"--web.listen-address=127.0.0.1:{prom_port}", "--log.level=warn"],
@@ -155,13 +148,7 @@ def test_metrics_are_aggregated_across_worker_processes(tmp_path: Path, upstream
     from .support import policy_dict, write_policy
 
     policy = write_policy(tmp_path, policy_dict(tmp_path, upstream.url + "/v1"))
-    port = _free_port()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
-    (tmp_path / "metrics").mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aimsguard.agent.cli", "gateway", "--config", str(policy), "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    process, port = start_gateway_workers(tmp_path, policy)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: httpx.get(url + "/healthz").status_code == 200, 60, "the workers to start")

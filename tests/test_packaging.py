@@ -3,7 +3,6 @@
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ import pytest
 import aimsguard.agent
 import aimsguard.collectors
 import aimsguard.guardrails
+
+from .support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,14 +37,9 @@ def test_dockerfile_passes_hadolint() -> None:
     assert "HEALTHCHECK" in text and "USER 10001" in text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_demo_command_serves_a_guarded_support_bot(tmp_path: Path) -> None:
-    gateway_port, upstream_port = _free_port(), _free_port()
+    gateway_port, upstream_port = free_port(), free_port()
     env = {**os.environ, "AIMSGUARD_EVENT_DIR": str(tmp_path / "events")}
     command = [sys.executable, "-m", "aimsguard.agent.cli", "demo", "--port", str(gateway_port), "--upstream-port", str(upstream_port)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

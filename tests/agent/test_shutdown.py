@@ -5,7 +5,6 @@ begins a new segment."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,15 +18,10 @@ from aimsguard.agent import create_gateway
 from aimsguard.collectors import read_events, verify_event_log
 from aimsguard.collectors.eventlog import list_segments
 
-from ..support import ServerThread, policy_dict, write_policy
+from ..support import ServerThread, free_port, policy_dict, write_policy
 
 SLOW = "slow: " + " ".join(f"word{n}" for n in range(12))  # about 1.2 s of streaming
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start(policy: Path, port: int, workers: int) -> subprocess.Popen[str]:
@@ -67,7 +61,7 @@ def _exchanges(directory: Path) -> int:
 def test_sigterm_under_load_drains_requests_closes_every_segment_and_exits_0(tmp_path: Path, upstream: Any) -> None:
     policy = write_policy(tmp_path, policy_dict(tmp_path, upstream.url + "/v1"))
     directory = tmp_path / "events"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     process = _start(policy, port, 1)
     try:

@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,15 +13,10 @@ import pytest
 
 from aimsguard.agent._workers import reuse_port_socket
 
-from ..support import policy_dict, write_policy
+from ..support import free_port, policy_dict, start_gateway_workers, write_policy
 
 pytestmark = pytest.mark.slow
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _children(pid: int) -> list[int]:
@@ -61,13 +53,7 @@ def test_keep_alive_connections_are_spread_over_every_worker(tmp_path: Path, ups
     data["systems"] = {"support-bot": {**data["systems"]["support-bot"], "checks": {}}}  # starts fast
     data["gateway"]["default_system"] = "support-bot"
     policy = write_policy(tmp_path, data)
-    port = _free_port()
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
-    (tmp_path / "metrics").mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "aimsguard.agent.cli", "gateway", "--config", str(policy), "--port", str(port), "--workers", "2"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
+    process, port = start_gateway_workers(tmp_path, policy)
     clients = [httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) for _ in range(16)]
     try:
         deadline = time.monotonic() + 90

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,20 +20,15 @@ from aimsguard.agent._errors import EventLogUnavailable
 from aimsguard.collectors import EventBus, read_events
 from aimsguard.collectors._exporter import ExportResult
 
-from ..support import policy_dict, write_policy
+from ..support import free_port, policy_dict, write_policy
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_kill_9_under_load_in_request_mode_loses_no_answered_exchange(tmp_path: Path, upstream: Any) -> None:
     data = policy_dict(tmp_path, upstream.url + "/v1")
     data["event_log"]["durability"] = "request"
     policy = write_policy(tmp_path, data)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "aimsguard.agent.cli", "gateway", "--config", str(policy), "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
