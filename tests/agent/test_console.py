@@ -762,12 +762,14 @@ def test_the_viewer_shows_message_text_only_when_the_policy_logs_it(make_guard: 
 # -- failures ------------------------------------------------------------------------------------
 
 
-def test_a_records_store_that_is_down_fails_closed_and_is_counted(make_guard: Any, events: Any) -> None:
-    def mutate(data: dict[str, Any]) -> None:
-        with_console(data)
-        records_policy(data, Path("/nonexistent"), url="postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+def _console_with_store_down(data: dict[str, Any]) -> None:
+    """The console with a records store nobody answers at (a closed port)."""
+    with_console(data)
+    records_policy(data, Path("/nonexistent"), url="postgresql+psycopg://postgres@127.0.0.1:1/nothing")
 
-    guard = make_guard(mutate)
+
+def test_a_records_store_that_is_down_fails_closed_and_is_counted(make_guard: Any, events: Any) -> None:
+    guard = make_guard(_console_with_store_down)
     with TestClient(create_console(guard), follow_redirects=False) as client:
         headers = {"authorization": f"Bearer {TOKEN}"}
         page = client.get("/incidents", headers=headers)
@@ -785,11 +787,7 @@ def test_a_records_store_that_is_down_fails_closed_and_is_counted(make_guard: An
 
 
 def test_with_the_store_down_a_signed_in_operator_still_reaches_the_stop_switch(make_guard: Any, events: Any) -> None:
-    def mutate(data: dict[str, Any]) -> None:
-        with_console(data)
-        records_policy(data, Path("/nonexistent"), url="postgresql+psycopg://postgres@127.0.0.1:1/nothing")
-
-    guard = make_guard(mutate)
+    guard = make_guard(_console_with_store_down)
     with TestClient(create_console(guard), follow_redirects=False) as client:
         token = csrf_of(client.get("/login").text)
         client.post("/login", data={"csrf_token": token, "name": "rob", "password": PASSWORDS["rob"]})
