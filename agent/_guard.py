@@ -18,7 +18,7 @@ import structlog
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from aimsguard.collectors import BiasMonitor, EventBus, EventExporter, PrometheusMetrics, SegmentEventLog, TraceExporter
+from aimsguard.collectors import BiasMonitor, EventBus, EventExporter, PrometheusMetrics, ReviewSampler, SegmentEventLog, TraceExporter
 from aimsguard.collectors._incidents import IncidentExporter
 from aimsguard.collectors.eventlog import Signer, SigningKeyError, load_signer
 from aimsguard.collectors.records import RecordsStore
@@ -107,6 +107,10 @@ class Guard:
                     on_error=self.oversight_metrics.incident_rule_errors.inc,
                 )
             )
+        reviewed = {system_id: s.review for system_id, s in policy.systems.items() if s.review is not None}
+        if self.records is not None and reviewed:
+            # Built from the same events the event log writes: a sample never holds more than the log.
+            sinks.append(ReviewSampler(self.records, reviewed, on_count=self.oversight_metrics.count_review_sample))
         self.bus = EventBus(
             sinks,
             max_queue=policy.event_log.max_queue,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from aimsguard.collectors.records import Handoff, Incident, RecordsError, RecordsStore
+from aimsguard.collectors.records import Handoff, Incident, RecordsError, RecordsStore, ReviewSample
 from aimsguard.guardrails import Action, Stage, Verdict, apply_redactions, log_masks
 
 from ._errors import UnknownSystemError
@@ -89,12 +89,27 @@ class OversightMetrics:
         self.records_errors = Counter(
             "aimsguard_records_errors_total", "Records store operations that failed, by operation.", ["operation"], registry=r,
         )
+        self.review_samples = Counter(
+            "aimsguard_review_samples_total", "Checks' decisions drawn for review: queued, or failed (the store could not take them).",
+            ["system", "guardrail", "outcome"], registry=r,
+        )
+        self.review_open = Gauge(
+            "aimsguard_review_samples_open", "Sampled decisions waiting for their labels (read from the records store).",
+            ["system", "guardrail"], registry=r, multiprocess_mode="max",
+        )
+        self.review_labels = Counter(
+            "aimsguard_review_labels_total", "Labels people gave sampled decisions: right, wrong or unsure.",
+            ["system", "guardrail", "label"], registry=r,
+        )
 
     def count_incident(self, system: str, rule: str, outcome: str) -> None:
         self.incidents.labels(system, rule, outcome).inc()
 
     def count_webhook(self, system: str, outcome: str) -> None:
         self.webhooks.labels(system, outcome).inc()
+
+    def count_review_sample(self, system: str, check: str, outcome: str) -> None:
+        self.review_samples.labels(system, check, outcome).inc()
 
 
 @dataclass
@@ -157,6 +172,14 @@ class OversightRuntime:
             else None
         )
         self._writes = BoundedWrites()
+        # The checks whose decisions are sampled for review, per system (for the open-samples gauge).
+        self._reviewed = [
+            (sid, c.config.instance_id)
+            for sid, pipeline in guard.pipelines.items()
+            if guard.policy.systems[sid].review is not None
+            for stage in Stage
+            for c in pipeline.checks[stage]
+        ]
         # The input checks whose findings are personal data, per system (see ``_conversation``).
         self._masking_checks = {
             sid: frozenset(c.config.instance_id for c in pipeline.checks[Stage.INPUT] if c.guardrail.masks_content)
@@ -239,6 +262,7 @@ class OversightRuntime:
         try:
             stopped = self.store.stopped_systems()
             queued = self.store.queued_counts()
+            in_review = self.store.review_open_counts() if self._reviewed else {}
         except RecordsError as exc:
             self._failed("poll", exc, event=not self._poll_failing)
             self._poll_failing = True
@@ -257,6 +281,8 @@ class OversightRuntime:
         for system in self.systems:
             self.metrics.stopped.labels(system).set(1 if system in stopped else 0)
             self.metrics.queued.labels(system).set(queued.get(system, 0))
+        for system, check in self._reviewed:
+            self.metrics.review_open.labels(system, check).set(in_review.get((system, check), 0))
 
     def _ensure_schema(self) -> None:
         """Bring the schema up; after a failure at start-up, retried on each poll until it works."""
@@ -454,6 +480,24 @@ class HumanOversight:
         handoff = self.store.close(handoff_id, reviewer, note)
         self._emit("handoff.closed", handoff_id=handoff.id, system=handoff.system, request_id=handoff.request_id, reviewer=reviewer)
         return handoff
+
+    # -- review (issue 16) -------------------------------------------------------------------
+
+    def next_review_sample(self, reviewer: str, *, system: str | None = None) -> ReviewSample | None:
+        return self.store.next_review_sample(reviewer, system=system)
+
+    def label(self, sample_id: str, reviewer: str, label: str) -> ReviewSample:
+        """A reviewer's judgement of a sampled decision; ``review.labelled`` records who said
+        what and how long the sample waited (the label is not content, so it is logged)."""
+        sample = self.store.label_review_sample(sample_id, reviewer, label)
+        given = next(l for l in sample.labels if l.reviewer == reviewer)
+        self.guard.oversight_metrics.review_labels.labels(sample.system, sample.guardrail, given.label.value).inc()
+        self._emit(
+            "review.labelled", sample_id=sample.id, system=sample.system, guardrail=sample.guardrail, stage=sample.stage,
+            action=sample.action, label=given.label.value, reviewer=reviewer, request_id=sample.request_id,
+            waited_s=_seconds(sample.created_at, given.labelled_at), nth_label=len(sample.labels), labels_wanted=sample.labels_wanted,
+        )
+        return sample
 
     # -- incidents ---------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from pydantic import (
     model_validator,
 )
 
-from aimsguard.collectors import Comparison, FairnessConfig, ObjectiveConfig, ObjectiveMetric
+from aimsguard.collectors import Comparison, FairnessConfig, ObjectiveConfig, ObjectiveMetric, ReviewConfig
 from aimsguard.collectors.records import MANUAL_RULE, IncidentCategory, IncidentSeverity
 from aimsguard.guardrails import GuardrailRegistry, GuardrailSettings, Stage, default_registry
 
@@ -179,6 +179,8 @@ class SystemConfig(_Strict):
     # A decision system's outcomes and sensitive-feature groups, watched for bias (see
     # aimsguard.collectors.FairnessConfig and the commented example policy).
     fairness: FairnessConfig | None = None
+    # A share of the checks' decisions queued for people to judge (see aimsguard.collectors.ReviewConfig).
+    review: ReviewConfig | None = None
 
     @field_validator("objectives")
     @classmethod
@@ -515,6 +517,7 @@ def parse_policy(
         raise PolicyError(source, _problems_from(exc)) from None
     problems.extend(_check_settings(policy, registry))
     problems.extend(_check_incidents(policy))
+    problems.extend(_check_review(policy))
     default = policy.gateway.default_system
     if default is not None and default not in policy.systems:
         problems.append(PolicyProblem("gateway.default_system", f"names no system (systems: {', '.join(policy.systems)})"))
@@ -573,6 +576,20 @@ def _check_incidents(policy: Policy) -> list[PolicyProblem]:
         unknown = sorted(set(rule.systems) - set(policy.systems))
         if unknown:
             problems.append(PolicyProblem(f"incidents.rules[{index}].systems", f"names no system: {unknown}"))
+    return problems
+
+
+def _check_review(policy: Policy) -> list[PolicyProblem]:
+    problems: list[PolicyProblem] = []
+    for system_id, system in policy.systems.items():
+        if system.review is None:
+            continue
+        if policy.records is None:
+            problems.append(PolicyProblem(f"systems.{system_id}.review", "review samples need a records store: add records: {url: ...}"))
+        known = {c.instance_id for stage in Stage for c in system.checks.for_stage(stage)}
+        unknown = sorted(set(system.review.checks) - known)
+        if unknown:
+            problems.append(PolicyProblem(f"systems.{system_id}.review.checks", f"names no check of this system: {unknown} (checks: {sorted(known)})"))
     return problems
 
 

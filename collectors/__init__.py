@@ -7,6 +7,7 @@ from ._fairness import FairnessConfig, FairnessEvaluation, FairnessSource, Fairn
 from ._memory import InMemoryExporter
 from ._metrics import BUCKETS, PrometheusMetrics
 from ._objectives import Comparison, ObjectiveConfig, ObjectiveMetric
+from ._review import ReviewConfig, ReviewSampler
 from ._traces import TraceExporter
 from .eventlog import SegmentEventLog, VerificationReport, read_events, verify_event_log
 
@@ -26,6 +27,8 @@ __all__ = [
     "ObjectiveConfig",
     "ObjectiveMetric",
     "PrometheusMetrics",
+    "ReviewConfig",
+    "ReviewSampler",
     "SegmentEventLog",
     "TraceExporter",
     "VerificationReport",

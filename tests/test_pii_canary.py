@@ -8,6 +8,8 @@ import httpx
 import openai
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from .support import records_policy
+
 
 
 def _canaries(i: int, salt: int) -> dict[str, str]:
@@ -18,11 +20,14 @@ def _canaries(i: int, salt: int) -> dict[str, str]:
     }
 
 
-def test_no_personal_data_in_any_sink(gateway, events, upstream, capsys) -> None:
+def test_no_personal_data_in_any_sink(gateway, events, upstream, capsys, tmp_path) -> None:
     spans = InMemorySpanExporter()
 
     def log_redacted_content(data):
         data["event_log"]["content"] = "redacted"  # the most a policy may log: must still hold no values
+        # Every decision of every check queued for review: the queue must hold no values either.
+        records_policy(data, tmp_path)
+        data["systems"]["support-bot"]["review"] = {"rates": dict.fromkeys(["allow", "flag", "redact", "block", "escalate"], 1.0)}
 
     url, guard = gateway(log_redacted_content, span_exporter=spans)
     client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
@@ -59,9 +64,11 @@ def test_no_personal_data_in_any_sink(gateway, events, upstream, capsys) -> None
         "metrics": httpx.get(url + "/metrics").text,
         "spans": repr([(s.name, dict(s.attributes), [(e.name, dict(e.attributes)) for e in s.events]) for s in spans.get_finished_spans()]),
         "process output": "".join(capsys.readouterr()),
+        "review queue": repr(guard.records.review_samples()),
     }
     assert len(events.events("exchange")) == conversations + 1
     assert "<EMAIL_ADDRESS_1>" in sinks["upstream requests"]  # the model got placeholders
+    assert "<EMAIL_ADDRESS_1>" in sinks["review queue"]  # reviewers read what the event log holds
     for sink, text in sinks.items():
         found = [value for value in values if value in text]
         assert found == [], f"{sink} holds personal data: {found[:3]}"

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, TypeDecorator, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "HandoffRow", "IncidentRow", "RevokedSessionRow", "SystemSwitchRow", "UtcDateTime"]
+__all__ = ["Base", "HandoffRow", "IncidentRow", "ReviewLabelRow", "ReviewSampleRow", "RevokedSessionRow", "SystemSwitchRow", "UtcDateTime"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -116,3 +116,49 @@ class RevokedSessionRow(Base):
     session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     revoked_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class ReviewSampleRow(Base):
+    """One check's decision on one exchange, drawn for people to judge (ISO 42001 9.1).
+
+    ``content`` holds only what the event log's ``exchange`` event held (null when content
+    is not logged or was withheld); ``inclusion_p`` is the chance this decision had of
+    being drawn, so estimates weight it by ``1 / inclusion_p``."""
+
+    __tablename__ = "review_samples"
+    __table_args__ = (
+        Index("ix_review_samples_status_created", "status", "created_at"),
+        Index("ix_review_samples_system_check", "system", "guardrail", "created_at"),
+        Index("ix_review_samples_request", "request_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    system: Mapped[str] = mapped_column(String(64))
+    guardrail: Mapped[str] = mapped_column(String(64))  # the check's id in the policy
+    stage: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(default=0.0)
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    findings: Mapped[list[Any]] = mapped_column(default=list)  # kinds and positions, never text
+    request_id: Mapped[str] = mapped_column(String(128))
+    policy_version: Mapped[str] = mapped_column(String(80), default="")
+    content: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    content_note: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[datetime]  # the exchange's time
+    created_at: Mapped[datetime]
+    inclusion_p: Mapped[float] = mapped_column(default=1.0)
+    labels_wanted: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16))  # open | done
+
+
+class ReviewLabelRow(Base):
+    """A reviewer's judgement of a sampled decision: right, wrong or unsure."""
+
+    __tablename__ = "review_labels"
+    __table_args__ = (UniqueConstraint("sample_id", "reviewer", name="uq_review_labels_sample_reviewer"), Index("ix_review_labels_labelled", "labelled_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sample_id: Mapped[str] = mapped_column(String(64), ForeignKey("review_samples.id", ondelete="CASCADE"))
+    reviewer: Mapped[str] = mapped_column(String(200))
+    label: Mapped[str] = mapped_column(String(16))
+    labelled_at: Mapped[datetime]

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ._models import HandoffRow, IncidentRow
+from ._models import HandoffRow, IncidentRow, ReviewLabelRow, ReviewSampleRow
 
-__all__ = ["Handoff", "HandoffStatus", "Incident", "IncidentSeverity", "IncidentStatus"]
+__all__ = ["Handoff", "HandoffStatus", "Incident", "IncidentSeverity", "IncidentStatus", "ReviewLabel", "ReviewLabelValue", "ReviewSample"]
 
 
 class HandoffStatus(str, enum.Enum):
@@ -94,4 +94,57 @@ class Incident:
             last_seen=row.last_seen, count=row.count, event_ids=list(row.event_ids), serious=row.serious, category=row.category,
             report_deadline=row.report_deadline, acknowledged_by=row.acknowledged_by, acknowledged_at=row.acknowledged_at,
             resolved_by=row.resolved_by, resolved_at=row.resolved_at, cause=row.cause, corrective_action=row.corrective_action,
+        )
+
+
+class ReviewLabelValue(str, enum.Enum):
+    """A reviewer's judgement of a check's decision: for an action, right is a true
+    positive and wrong a false positive; for an allow, right is a true negative and wrong
+    a false negative (the check missed something)."""
+
+    RIGHT = "right"
+    WRONG = "wrong"
+    UNSURE = "unsure"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewLabel:
+    reviewer: str
+    label: ReviewLabelValue
+    labelled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewSample:
+    id: str
+    system: str
+    guardrail: str
+    stage: str
+    action: str
+    score: float
+    reasons: list[str]
+    findings: list[dict[str, Any]]
+    request_id: str
+    policy_version: str
+    content: dict[str, Any] | None
+    content_note: str
+    decided_at: datetime
+    created_at: datetime
+    inclusion_p: float
+    labels_wanted: int
+    status: str
+    labels: tuple[ReviewLabel, ...] = ()
+
+    @property
+    def acted(self) -> bool:
+        return self.action != "allow"
+
+    @classmethod
+    def from_row(cls, row: ReviewSampleRow, labels: list[ReviewLabelRow] | tuple[()] = ()) -> ReviewSample:
+        return cls(
+            id=row.id, system=row.system, guardrail=row.guardrail, stage=row.stage, action=row.action, score=row.score,
+            reasons=list(row.reasons), findings=list(row.findings), request_id=row.request_id, policy_version=row.policy_version,
+            content=row.content, content_note=row.content_note, decided_at=row.decided_at, created_at=row.created_at,
+            inclusion_p=row.inclusion_p, labels_wanted=row.labels_wanted, status=row.status,
+            labels=tuple(ReviewLabel(l.reviewer, ReviewLabelValue(l.label), l.labelled_at) for l in sorted(labels, key=lambda l: (l.labelled_at, l.id))),
         )

@@ -1,4 +1,4 @@
-"""RecordsStore: handoffs, incidents and stop switches in one SQL database (SQLAlchemy 2).
+"""RecordsStore: handoffs, incidents, stop switches and review samples in one SQL database (SQLAlchemy 2).
 
 SQLite (a file, WAL mode) for one process; PostgreSQL by URL when replicas share the
 records. All methods are synchronous and short: call them from async code through a
@@ -32,8 +32,8 @@ from sqlalchemy.pool import StaticPool
 
 from ._deadlines import IncidentCategory, report_deadline
 from ._errors import HandoffConflict, RecordConflict, RecordNotFound, RecordsError, RecordsUnavailable
-from ._models import Base, HandoffRow, IncidentRow, RevokedSessionRow, SystemSwitchRow
-from ._records import Handoff, HandoffStatus, Incident, IncidentSeverity, IncidentStatus
+from ._models import Base, HandoffRow, IncidentRow, ReviewLabelRow, ReviewSampleRow, RevokedSessionRow, SystemSwitchRow
+from ._records import Handoff, HandoffStatus, Incident, IncidentSeverity, IncidentStatus, ReviewLabelValue, ReviewSample
 
 __all__ = ["IncidentUpdate", "RecordsStore"]
 
@@ -482,6 +482,101 @@ class RecordsStore:
     def stopped_systems(self) -> set[str]:
         with self._read() as session:
             return set(session.scalars(select(SystemSwitchRow.system).where(SystemSwitchRow.stopped.is_(True))))
+
+    # -- review samples (issue 16) --------------------------------------------------------
+
+    @_translated
+    def add_review_samples(self, samples: Sequence[dict[str, Any]]) -> list[str]:
+        """Queue decisions drawn for review; each dict holds ReviewSampleRow's fields but
+        ``id``, ``created_at`` and ``status``. Content must already be what the event log holds."""
+        now = _now()
+        rows = [ReviewSampleRow(id="rs_" + secrets.token_urlsafe(12), created_at=now, status="open", **sample) for sample in samples]
+        if rows:
+            with self._write() as session:
+                session.add_all(rows)
+        return [row.id for row in rows]
+
+    @_translated
+    def get_review_sample(self, sample_id: str) -> ReviewSample | None:
+        with self._read() as session:
+            row = session.get(ReviewSampleRow, sample_id)
+            if row is None:
+                return None
+            labels = list(session.scalars(select(ReviewLabelRow).where(ReviewLabelRow.sample_id == sample_id)))
+            return ReviewSample.from_row(row, labels)
+
+    @_translated
+    def next_review_sample(self, reviewer: str, *, system: str | None = None) -> ReviewSample | None:
+        """The oldest open sample this reviewer has not labelled (a double-labelled one goes
+        to a second reviewer); None when there is nothing left for them."""
+        mine = select(ReviewLabelRow.sample_id).where(ReviewLabelRow.reviewer == reviewer)
+        query = (
+            select(ReviewSampleRow.id)
+            .where(ReviewSampleRow.status == "open", ReviewSampleRow.id.not_in(mine))
+            .order_by(ReviewSampleRow.created_at, ReviewSampleRow.id)
+            .limit(1)
+        )
+        if system is not None:
+            query = query.where(ReviewSampleRow.system == system)
+        with self._read() as session:
+            sample_id = session.scalars(query).one_or_none()
+        return self.get_review_sample(sample_id) if sample_id is not None else None
+
+    @_translated
+    def label_review_sample(self, sample_id: str, reviewer: str, label: ReviewLabelValue | str) -> ReviewSample:
+        """Record one reviewer's label; a sample is done once it has the labels it wants.
+        RecordConflict when this reviewer labelled it already or it is done."""
+        value = ReviewLabelValue(label).value
+        with self._write() as session:
+            row = session.get(ReviewSampleRow, sample_id, with_for_update=True)  # racing reviewers take turns (PostgreSQL)
+            if row is None:
+                raise RecordNotFound("review sample", sample_id)
+            labels = list(session.scalars(select(ReviewLabelRow).where(ReviewLabelRow.sample_id == sample_id)))
+            if any(l.reviewer == reviewer for l in labels):
+                raise RecordConflict("review sample", sample_id, "labelled by you", "label it again")
+            if row.status != "open":
+                raise RecordConflict("review sample", sample_id, row.status, "label it")
+            new = ReviewLabelRow(sample_id=sample_id, reviewer=reviewer, label=value, labelled_at=_now())
+            session.add(new)
+            labels.append(new)
+            if len(labels) >= row.labels_wanted:
+                row.status = "done"
+            session.flush()
+            return ReviewSample.from_row(row, labels)
+
+    @_translated
+    def review_samples(
+        self, *, since: datetime | None = None, until: datetime | None = None, system: str | None = None, labelled_only: bool = False
+    ) -> list[ReviewSample]:
+        """Samples of decisions taken in [since, until), with their labels, oldest first."""
+        query = select(ReviewSampleRow).order_by(ReviewSampleRow.decided_at, ReviewSampleRow.id)
+        if since is not None:
+            query = query.where(ReviewSampleRow.decided_at >= since)
+        if until is not None:
+            query = query.where(ReviewSampleRow.decided_at < until)
+        if system is not None:
+            query = query.where(ReviewSampleRow.system == system)
+        if labelled_only:
+            query = query.where(ReviewSampleRow.id.in_(select(ReviewLabelRow.sample_id)))
+        with self._read() as session:
+            rows = list(session.scalars(query))
+            labels: dict[str, list[ReviewLabelRow]] = {}
+            ids = [row.id for row in rows]
+            for start in range(0, len(ids), 500):
+                for label in session.scalars(select(ReviewLabelRow).where(ReviewLabelRow.sample_id.in_(ids[start : start + 500]))):
+                    labels.setdefault(label.sample_id, []).append(label)
+            return [ReviewSample.from_row(row, labels.get(row.id, [])) for row in rows]
+
+    @_translated
+    def review_open_counts(self) -> dict[tuple[str, str], int]:
+        """Open samples per (system, check)."""
+        query = (
+            select(ReviewSampleRow.system, ReviewSampleRow.guardrail, func.count())
+            .where(ReviewSampleRow.status == "open")
+            .group_by(ReviewSampleRow.system, ReviewSampleRow.guardrail)
+        )
+        with self._read() as session:
+            return {(system, check): count for system, check, count in session.execute(query)}
 
     # -- console sessions ----------------------------------------------------------------
 
