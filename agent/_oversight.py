@@ -32,12 +32,14 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from aimsguard.collectors._effectiveness import CheckEffectiveness, effectiveness
+from aimsguard.collectors._objectives import ObjectiveMetric
 from aimsguard.collectors.records import Handoff, Incident, RecordsError, RecordsStore, ReviewSample
 from aimsguard.guardrails import Action, Stage, Verdict, apply_redactions, log_masks
 
@@ -55,6 +57,8 @@ log = structlog.get_logger("aimsguard.agent")
 _HIDDEN_ROLES = ("system", "developer")  # instructions, not the conversation: a reviewer does not need them
 WITHHELD = "[withheld: the personal-data check did not run]"
 _FAILURE_EVENT_EVERY_S = 60.0
+EFFECTIVENESS_DAYS = 30  # the window the effectiveness gauges cover
+EFFECTIVENESS_EVERY_S = 30.0  # how often the poll recomputes them from the store
 _KEPT_STOP = "kept across a records database that was recreated empty"
 T = TypeVar("T")
 
@@ -101,6 +105,37 @@ class OversightMetrics:
             "aimsguard_review_labels_total", "Labels people gave sampled decisions: right, wrong or unsure.",
             ["system", "guardrail", "label"], registry=r,
         )
+
+        def gauge(name: str, text: str, labels: tuple[str, ...] = ("system", "guardrail")) -> Gauge:
+            return Gauge(name, text, list(labels), registry=r, multiprocess_mode="max")
+
+        window = f"over the last {EFFECTIVENESS_DAYS} days of reviewers' labels (inverse-probability weighted)"
+        self.precision = gauge("aimsguard_guardrail_precision", f"Estimated precision of a check's actions {window}.")
+        self.precision_lower = gauge("aimsguard_guardrail_precision_lower", "Lower end of the 95% Wilson interval of the estimated precision.")
+        self.precision_upper = gauge("aimsguard_guardrail_precision_upper", "Upper end of the 95% Wilson interval of the estimated precision.")
+        self.recall = gauge("aimsguard_guardrail_recall", f"Estimated recall of a check {window}.")
+        self.recall_lower = gauge("aimsguard_guardrail_recall_lower", "Lower end of the 95% Wilson interval of the estimated recall.")
+        self.recall_upper = gauge("aimsguard_guardrail_recall_upper", "Upper end of the 95% Wilson interval of the estimated recall.")
+        self.false_positives = gauge("aimsguard_guardrail_false_positives", "Sampled actions reviewers judged wrong, in the window.")
+        self.false_negatives = gauge("aimsguard_guardrail_false_negatives", "Sampled allows reviewers judged wrong (missed), in the window.")
+        self.labelled = gauge("aimsguard_guardrail_labelled_samples", "Sampled decisions with a usable label (right or wrong, agreed), in the window.")
+        self.precision_objective = gauge(
+            "aimsguard_guardrail_precision_objective", "The policy's guardrail_precision_min target for a system.", ("system",)
+        )
+        self.recall_objective = gauge("aimsguard_guardrail_recall_objective", "The policy's guardrail_recall_min target for a system.", ("system",))
+
+    def set_effectiveness(self, figures: Sequence[CheckEffectiveness]) -> None:
+        for f in figures:
+            labels = (f.system, f.check)
+            for gauge, value in (
+                (self.precision, f.precision), (self.precision_lower, f.precision_low), (self.precision_upper, f.precision_high),
+                (self.recall, f.recall), (self.recall_lower, f.recall_low), (self.recall_upper, f.recall_high),
+            ):
+                if value is not None:  # no estimate yet: no series, rather than a made-up value
+                    gauge.labels(*labels).set(value)
+            self.false_positives.labels(*labels).set(f.false_positives)
+            self.false_negatives.labels(*labels).set(f.false_negatives)
+            self.labelled.labels(*labels).set(f.labelled)
 
     def count_incident(self, system: str, rule: str, outcome: str) -> None:
         self.incidents.labels(system, rule, outcome).inc()
@@ -185,6 +220,13 @@ class OversightRuntime:
             sid: frozenset(c.config.instance_id for c in pipeline.checks[Stage.INPUT] if c.guardrail.masks_content)
             for sid, pipeline in guard.pipelines.items()
         }
+        for sid, system in guard.policy.systems.items():
+            for objective in system.objectives:
+                if objective.metric is ObjectiveMetric.GUARDRAIL_PRECISION_MIN:
+                    metrics.precision_objective.labels(sid).set(objective.target)
+                elif objective.metric is ObjectiveMetric.GUARDRAIL_RECALL_MIN:
+                    metrics.recall_objective.labels(sid).set(objective.target)
+        self._effectiveness_due = 0.0
         if self.store is None:
             return
         config = guard.policy.records
@@ -283,6 +325,22 @@ class OversightRuntime:
             self.metrics.queued.labels(system).set(queued.get(system, 0))
         for system, check in self._reviewed:
             self.metrics.review_open.labels(system, check).set(in_review.get((system, check), 0))
+        if self._reviewed and time.monotonic() >= self._effectiveness_due:
+            self.refresh_effectiveness()
+
+    def refresh_effectiveness(self) -> list[CheckEffectiveness]:
+        """Recompute the effectiveness gauges from the last ``EFFECTIVENESS_DAYS`` of labels
+        (every ``EFFECTIVENESS_EVERY_S`` from the poll; call it to have them now)."""
+        assert self.store is not None
+        self._effectiveness_due = time.monotonic() + EFFECTIVENESS_EVERY_S
+        since = datetime.now(timezone.utc) - timedelta(days=EFFECTIVENESS_DAYS)
+        try:
+            figures = effectiveness(self.store.review_samples(since=since))  # unlabelled ones too: they carry their stratum's weight
+        except RecordsError as exc:
+            self._failed("effectiveness", exc, event=False)
+            return []
+        self.metrics.set_effectiveness(figures)
+        return figures
 
     def _ensure_schema(self) -> None:
         """Bring the schema up; after a failure at start-up, retried on each poll until it works."""

@@ -34,6 +34,27 @@ def _incident_records(policy: Policy) -> list[Any] | None:
         return None
 
 
+def _review_records(policy: Policy, since: Any, end: Any) -> tuple[list[Any] | None, list[Any] | None, list[Any] | None]:
+    """Review samples (with labels) of the two months, handoffs, and policy evidence from the
+    records store; Nones when there is no store or it cannot be read (said on stderr)."""
+    if policy.records is None:
+        return None, None, None
+    from aimsguard.collectors.records import RecordsError, RecordsStore
+    from aimsguard.collectors.report import PolicyEvidence
+
+    store = RecordsStore(policy.records.url.get_secret_value())
+    try:
+        samples = store.review_samples(since=since, until=end)
+        handoffs = store.list_handoffs(limit=1_000_000)
+        evidence = [PolicyEvidence.model_validate(body) for body in store.policy_evidence()]
+        return samples, handoffs, evidence
+    except RecordsError as error:
+        typer.echo(f"warning: cannot read review samples from the records store ({error}); the report leaves effectiveness out", err=True)
+        return None, None, None
+    finally:
+        store.dispose()
+
+
 def report_command(
     month: Annotated[str, typer.Option(help="the month to report on, YYYY-MM (UTC)")],
     config: Annotated[Path, typer.Option("--config", "-c", help="policy file (YAML)")] = DEFAULT_CONFIG,
@@ -61,11 +82,12 @@ def report_command(
     since, _ = month_bounds(previous_month(month))
     console = Console(stderr=True)
     records = _incident_records(policy)
+    samples, handoffs, evidence = _review_records(policy, since, end)
 
     def build(on_progress: Any = None) -> Any:
         return build_monthly_report(
             read_report_events(directory, since, end), month=month, policy=policy, system=system, incident_records=records,
-            event_log=str(directory), on_progress=on_progress,
+            review_samples=samples, handoff_records=handoffs, policy_evidence=evidence, event_log=str(directory), on_progress=on_progress,
         )
 
     if console.is_terminal:

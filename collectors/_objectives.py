@@ -34,10 +34,15 @@ class ObjectiveMetric(str, enum.Enum):
     TIME_TO_RESOLVE_MAX_H = "time_to_resolve_max_h"  # incidents resolved in the month
     DEMOGRAPHIC_PARITY_RATIO_MIN = "demographic_parity_ratio_min"  # worst over the month's evaluations
     EQUALIZED_ODDS_DIFFERENCE_MAX = "equalized_odds_difference_max"
+    # From reviewers' labels of sampled decisions: the lowest estimate over the system's checks.
+    GUARDRAIL_PRECISION_MIN = "guardrail_precision_min"
+    GUARDRAIL_RECALL_MIN = "guardrail_recall_min"
 
     @property
     def is_rate(self) -> bool:
-        return self.value.endswith("_rate") or self.value in ("availability", "demographic_parity_ratio_min")
+        return self.value.endswith("_rate") or self.value in (
+            "availability", "demographic_parity_ratio_min", "guardrail_precision_min", "guardrail_recall_min"
+        )
 
 
 class Comparison(str, enum.Enum):

@@ -14,7 +14,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "HandoffRow", "IncidentRow", "ReviewLabelRow", "ReviewSampleRow", "RevokedSessionRow", "SystemSwitchRow", "UtcDateTime"]
+__all__ = ["Base", "HandoffRow", "IncidentRow", "PolicyEvidenceRow", "ReviewLabelRow", "ReviewSampleRow", "RevokedSessionRow", "SystemSwitchRow", "UtcDateTime"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -162,3 +162,17 @@ class ReviewLabelRow(Base):
     reviewer: Mapped[str] = mapped_column(String(200))
     label: Mapped[str] = mapped_column(String(16))
     labelled_at: Mapped[datetime]
+
+
+class PolicyEvidenceRow(Base):
+    """What a shadow run or a replay showed of a candidate policy version before it came
+    into force (ISO 42001 A.6.2.4/A.6.2.5 change control): the before/after table."""
+
+    __tablename__ = "policy_evidence"
+    __table_args__ = (Index("ix_policy_evidence_version", "candidate_version"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # replay | shadow
+    candidate_version: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[datetime]
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)

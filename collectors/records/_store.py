@@ -32,7 +32,7 @@ from sqlalchemy.pool import StaticPool
 
 from ._deadlines import IncidentCategory, report_deadline
 from ._errors import HandoffConflict, RecordConflict, RecordNotFound, RecordsError, RecordsUnavailable
-from ._models import Base, HandoffRow, IncidentRow, ReviewLabelRow, ReviewSampleRow, RevokedSessionRow, SystemSwitchRow
+from ._models import Base, HandoffRow, IncidentRow, PolicyEvidenceRow, ReviewLabelRow, ReviewSampleRow, RevokedSessionRow, SystemSwitchRow
 from ._records import Handoff, HandoffStatus, Incident, IncidentSeverity, IncidentStatus, ReviewLabelValue, ReviewSample
 
 __all__ = ["IncidentUpdate", "RecordsStore"]
@@ -577,6 +577,24 @@ class RecordsStore:
         )
         with self._read() as session:
             return {(system, check): count for system, check, count in session.execute(query)}
+
+    # -- change control: evidence behind a policy version -----------------------------------
+
+    @_translated
+    def add_policy_evidence(self, *, kind: str, candidate_version: str, body: dict[str, Any]) -> str:
+        row = PolicyEvidenceRow(id="pev_" + secrets.token_urlsafe(12), kind=kind, candidate_version=candidate_version, created_at=_now(), body=dict(body))
+        with self._write() as session:
+            session.add(row)
+        return row.id
+
+    @_translated
+    def policy_evidence(self, candidate_version: str | None = None) -> list[dict[str, Any]]:
+        """The recorded before/after tables, oldest first."""
+        query = select(PolicyEvidenceRow).order_by(PolicyEvidenceRow.created_at, PolicyEvidenceRow.id)
+        if candidate_version is not None:
+            query = query.where(PolicyEvidenceRow.candidate_version == candidate_version)
+        with self._read() as session:
+            return [dict(row.body) for row in session.scalars(query)]
 
     # -- console sessions ----------------------------------------------------------------
 

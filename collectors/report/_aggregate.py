@@ -124,6 +124,7 @@ class MonthAggregator:
         self.systems: dict[str, _System] = defaultdict(_System)
         self.event_kinds: Counter[str] = Counter()
         self.policy_versions: Counter[str] = Counter()
+        self.policy_version_spans: dict[str, tuple[str, str, int]] = {}  # version → (first ts, last ts, events)
         self.first_ts: str | None = None
         self.last_ts: str | None = None
         self.events = 0
@@ -145,8 +146,11 @@ class MonthAggregator:
         ts = event.get("ts")
         self.events += 1
         self.event_kinds[kind] += 1
-        self.policy_versions[event.get("policy_version") or ""] += 1
+        version = event.get("policy_version") or ""
+        self.policy_versions[version] += 1
         if isinstance(ts, str):
+            first, last, count = self.policy_version_spans.get(version, (ts, ts, 0))
+            self.policy_version_spans[version] = (min(first, ts), max(last, ts), count + 1)
             if self.first_ts is None or ts < self.first_ts:
                 self.first_ts = ts
             if self.last_ts is None or ts > self.last_ts:

@@ -9,7 +9,8 @@ from typing import Any, Protocol
 from .._fairness import FairnessConfig
 from .._objectives import ObjectiveConfig
 from ._aggregate import MonthAggregator, incident_lines_from_records
-from ._model import MonthlyReport, SystemFigures, SystemReport
+from .._effectiveness import effectiveness, oversight
+from ._model import EffectivenessFigures, MonthlyReport, PolicyChange, PolicyEvidence, ReviewerFigures, SystemFigures, SystemReport
 from ._objectives import score_objectives
 
 __all__ = ["PolicyView", "build_monthly_report", "month_bounds", "previous_month"]
@@ -93,6 +94,9 @@ def build_monthly_report(
     policy: PolicyView,
     system: str | None = None,
     incident_records: Iterable[Any] | None = None,
+    review_samples: Iterable[Any] | None = None,
+    handoff_records: Iterable[Any] | None = None,
+    policy_evidence: Iterable[Any] | None = None,
     event_log: str = "",
     on_progress: Callable[[int], None] | None = None,
     now: datetime | None = None,
@@ -101,7 +105,11 @@ def build_monthly_report(
     before; others are skipped), scored against ``policy``'s objectives.
 
     ``incident_records`` (the records store's incidents, any system) replace the
-    ``incident.*`` events when given. ``on_progress(n)`` is called every 10,000 events.
+    ``incident.*`` events when given. ``review_samples`` (the store's review samples with
+    their labels) give each check's effectiveness this month and last, and with
+    ``handoff_records`` each reviewer's oversight figures. ``policy_evidence`` (shadow runs
+    and replays, as ``PolicyEvidence``) is listed under the policy version it tried out.
+    ``on_progress(n)`` is called every 10,000 events.
     """
     month_bounds(month)
     before = previous_month(month)
@@ -121,13 +129,23 @@ def build_monthly_report(
         on_progress(seen)
 
     records = list(incident_records) if incident_records is not None else None
+    samples = list(review_samples) if review_samples is not None else []
+    handoffs = list(handoff_records) if handoff_records is not None else []
     wanted = [system] if system is not None else sorted(set(policy.systems) | set(current.systems))
     reports = []
     for system_id in wanted:
         config = policy.systems.get(system_id)
         lines = incident_lines_from_records(records, system_id) if records is not None else None
         figures = _with_thresholds(current.figures(system_id, lines), config)
-        prior = _with_thresholds(previous.figures(system_id, lines), config) if system_id in previous.systems or lines else None
+        reviewed_before = any(s.system == system_id and _in_month(s.decided_at, before) for s in samples)
+        prior = (
+            _with_thresholds(previous.figures(system_id, lines), config)
+            if system_id in previous.systems or lines or reviewed_before
+            else None
+        )
+        _with_reviews(figures, month, system_id, samples, handoffs)
+        if prior is not None:
+            _with_reviews(prior, before, system_id, samples, handoffs)
         reports.append(
             SystemReport(
                 system=system_id,
@@ -149,4 +167,33 @@ def build_monthly_report(
         last_event_at=current.last_ts,
         event_log=event_log,
         systems=reports,
+        policy_changes=policy_changes(current.policy_version_spans, list(policy_evidence or [])),
     )
+
+
+def _in_month(when: datetime | None, month: str) -> bool:
+    return when is not None and when.astimezone(UTC).strftime("%Y-%m") == month
+
+
+def _with_reviews(figures: SystemFigures, month: str, system: str, samples: Sequence[Any], handoffs: Sequence[Any]) -> None:
+    """Effectiveness and oversight figures from the review samples decided in ``month``."""
+    mine = [s for s in samples if s.system == system and _in_month(s.decided_at, month)]
+    figures.effectiveness = [
+        EffectivenessFigures.model_validate({k: v for k, v in e.as_dict().items() if k in EffectivenessFigures.model_fields})
+        for e in effectiveness(mine)
+    ]
+    people, kappas = oversight(mine, [h for h in handoffs if h.system == system and _in_month(h.created_at, month)])
+    figures.reviewers = [
+        ReviewerFigures.model_validate({k: v for k, v in p.as_dict().items() if k in ReviewerFigures.model_fields}) for p in people
+    ]
+    figures.reviewer_agreement = kappas.get(system)
+
+
+def policy_changes(spans: Mapping[str, tuple[str, str, int]], evidence: Sequence[PolicyEvidence]) -> list[PolicyChange]:
+    """The policy versions seen in the month (first and last event), oldest first, each with
+    the shadow runs and replays that tried it out before."""
+    return [
+        PolicyChange(version=version, first_seen=first, last_seen=last, events=count,
+                     evidence=[e for e in evidence if e.candidate_version == version])
+        for version, (first, last, count) in sorted(spans.items(), key=lambda item: item[1][0])
+    ]

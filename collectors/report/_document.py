@@ -215,6 +215,50 @@ def _bias(f: SystemFigures) -> Table:
     return table
 
 
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    return NONE if value is None else f"{value:.3f} [{low:.3f}–{high:.3f}]"
+
+
+def _drift(now: float | None, before: float | None) -> str:
+    return NONE if now is None or before is None else f"{now - before:+.3f}"
+
+
+def _effectiveness(f: SystemFigures, prior: SystemFigures | None) -> list[Block]:
+    if not f.effectiveness:
+        return [Paragraph("No decisions were sampled for review this month.")]
+    before = {e.check: e for e in (prior.effectiveness if prior else [])}
+    table = Table(["check", "labelled / sampled", "precision [95% CI]", "vs last month", "recall [95% CI]", "vs last month",
+                   "false positives (est.)", "false negatives (est.)", "unsure / disputed"], [])
+    for e in f.effectiveness:
+        last = before.get(e.check)
+        table.rows.append([
+            f"{e.check} ({e.stage})", f"{e.labelled} / {e.samples}", _interval(e.precision, e.precision_low, e.precision_high),
+            _drift(e.precision, last.precision if last else None), _interval(e.recall, e.recall_low, e.recall_high),
+            _drift(e.recall, last.recall if last else None), f"{e.false_positives} ({e.estimated_false_positives:.0f})",
+            f"{e.false_negatives} ({e.estimated_false_negatives:.0f})", f"{e.unsure} / {e.disputed}",
+        ])
+    return [Paragraph(
+        "People labelled a share of each check's decisions right or wrong (rare actions sampled more). Each label is weighted by "
+        "the inverse of its decision's chance of being sampled; intervals are 95% Wilson intervals on Kish's effective sample "
+        "size. A false positive is an action judged wrong, a false negative an allow judged wrong; estimated totals in brackets."
+    ), table]
+
+
+def _reviewers(f: SystemFigures) -> list[Block]:
+    if not f.reviewers:
+        return [Paragraph("No reviews or handoffs were handled this month.")]
+    table = Table(["reviewer", "labels", "time to first action (median)", "override rate", "agreement κ (shared)",
+                   "handoffs claimed", "time to claim (median)", "returned to the assistant"], [])
+    for r in f.reviewers:
+        table.rows.append([
+            r.reviewer, str(r.labels), number(r.time_to_first_action_median_s, 0) + " s" if r.time_to_first_action_median_s is not None else NONE,
+            percent(r.override_rate, 1), f"{number(r.kappa, 2)} ({r.double_labelled})", str(r.handoffs_claimed),
+            number(r.handoff_claim_median_s, 0) + " s" if r.handoff_claim_median_s is not None else NONE, str(r.handoffs_returned),
+        ])
+    agreement = f"Agreement between reviewers on double-labelled samples (Cohen's κ): {number(f.reviewer_agreement, 2)}."
+    return [Paragraph("Override rate: the share of a reviewer's right/wrong labels that said the check was wrong. " + agreement), table]
+
+
 def _system_sections(report: SystemReport, with_charts: bool) -> list[Section]:
     f = report.figures
     charts = {c.name: Figure(c) for c in system_charts(f)} if with_charts else {}
@@ -246,7 +290,9 @@ def _system_sections(report: SystemReport, with_charts: bool) -> list[Section]:
             f"{number(f.grounding_checked)} answers checked against the knowledge base; {number(f.grounding_failed)} not supported "
             f"(failure rate {percent(f.grounding_failure_rate, 3)})."
         )], f"{anchor}-grounding"),
+        Section("Are the checks right? (ISO 42001 9.1, A.6.2.6)", 2, _effectiveness(f, report.previous), f"{anchor}-effectiveness"),
         Section("Human oversight", 2, [_oversight(f)], f"{anchor}-oversight"),
+        Section("Oversight effectiveness (EU AI Act Art. 14)", 2, _reviewers(f), f"{anchor}-reviewers"),
         Section("Incidents", 2, _incidents(f), f"{anchor}-incidents"),
         Section("Bias", 2, [_bias(f), *([charts["bias"]] if "bias" in charts else [])] if f.bias else [Paragraph("No bias evaluations this month.")],
                 f"{anchor}-bias"),
@@ -276,6 +322,26 @@ def _iso_section(report: MonthlyReport) -> Section:
          "(section 'Incidents'); missed objectives above are nonconformities to act on."],
     ]
     return Section("Evidence for ISO/IEC 42001", 1, [Table(["clause", "evidence in this report"], rows)], "iso-42001")
+
+
+def _changes(report: MonthlyReport) -> Section:
+    if not report.policy_changes:
+        return Section("Policy versions and change evidence (A.6.2.4, A.6.2.5)", 1, [Paragraph("No events this month.")], "policy-changes")
+    versions = Table(["policy version", "first event", "last event", "events", "evidence before it came into force"], [])
+    blocks: list[Block] = [Paragraph("Every version of the policy in force this month, and the shadow runs and replays that tried it "
+                                     "before it was put in force (decisions that would change, and where labels exist, the change in "
+                                     "precision and recall).")]
+    details: list[Block] = []
+    for change in report.policy_changes:
+        versions.rows.append([change.version or "(none)", change.first_seen, change.last_seen, f"{change.events:,}",
+                              "; ".join(f"{e.kind} {e.since or ''}–{e.until or ''}: {e.changed} of {e.decisions} decisions change" for e in change.evidence) or "none recorded"])
+        versions.tones.append("" if change.evidence else "muted")
+        for e in change.evidence:
+            rows = [[k, str(v), "", ""] for k, v in sorted(e.by_change.items())]
+            for check in sorted(set(e.precision_change) | set(e.recall_change)):
+                rows.append([f"{check}: precision / recall change", "", number(e.precision_change.get(check), 3), number(e.recall_change.get(check), 3)])
+            details.append(Table([f"{e.kind} of {e.candidate_version}: change", "decisions", "Δ precision", "Δ recall"], rows))
+    return Section("Policy versions and change evidence (A.6.2.4, A.6.2.5)", 1, [*blocks, versions, *details], "policy-changes")
 
 
 def _about(report: MonthlyReport) -> Section:
@@ -308,7 +374,7 @@ def report_document(report: MonthlyReport, *, with_charts: bool = True) -> Docum
     sections: list[Section] = [_overview(report)]
     for system in report.systems:
         sections.extend(_system_sections(system, with_charts))
-    sections += [_iso_section(report), _about(report)]
+    sections += [_changes(report), _iso_section(report), _about(report)]
     return Document(
         title=f"AI management system: monthly report {report.month}",
         subtitle="Measurement and monitoring evidence (ISO/IEC 42001 9.1, A.6.2.6, A.6.2.8, 10.2)",

@@ -9,11 +9,15 @@ __all__ = [
     "BiasFigures",
     "CheckFigures",
     "DayFigures",
+    "EffectivenessFigures",
     "HandoffFigures",
     "IncidentFigures",
     "IncidentLine",
     "MonthlyReport",
     "ObjectiveResult",
+    "PolicyChange",
+    "PolicyEvidence",
+    "ReviewerFigures",
     "SystemFigures",
     "SystemReport",
 ]
@@ -92,6 +96,43 @@ class DayFigures(_Model):
     latency_p95_ms: float | None
 
 
+class EffectivenessFigures(_Model):
+    """One check's effectiveness from reviewers' labels of sampled decisions (see
+    aimsguard.collectors._effectiveness: inverse-probability weights, 95% Wilson intervals
+    on Kish's effective sample size)."""
+
+    check: str
+    stage: str
+    samples: int
+    labelled: int
+    unsure: int
+    disputed: int
+    false_positives: int
+    false_negatives: int
+    estimated_false_positives: float
+    estimated_false_negatives: float
+    precision: float | None
+    precision_low: float | None
+    precision_high: float | None
+    recall: float | None
+    recall_low: float | None
+    recall_high: float | None
+
+
+class ReviewerFigures(_Model):
+    """One reviewer's oversight of one system (EU AI Act Art. 14)."""
+
+    reviewer: str
+    labels: int
+    time_to_first_action_median_s: float | None
+    override_rate: float | None
+    double_labelled: int
+    kappa: float | None
+    handoffs_claimed: int
+    handoff_claim_median_s: float | None
+    handoffs_returned: int
+
+
 class SystemFigures(_Model):
     """Everything measured for one AI system over one month."""
 
@@ -126,6 +167,9 @@ class SystemFigures(_Model):
     incidents: IncidentFigures
     bias: list[BiasFigures]
     days: list[DayFigures]
+    effectiveness: list[EffectivenessFigures] = []  # from the records store's review samples of the month
+    reviewers: list[ReviewerFigures] = []
+    reviewer_agreement: float | None = None  # Cohen's kappa over the month's double-labelled samples
 
 
 class ObjectiveResult(_Model):
@@ -148,6 +192,28 @@ class SystemReport(_Model):
     objectives: list[ObjectiveResult]
 
 
+class PolicyEvidence(_Model):
+    """What was known of a policy version before it came into force: a shadow run or a replay."""
+
+    kind: str  # shadow | replay
+    candidate_version: str
+    since: str | None
+    until: str | None
+    decisions: int  # decisions compared
+    changed: int  # decisions that would change
+    by_change: dict[str, int]  # "check: before → after" → count
+    precision_change: dict[str, float | None] = {}  # check → after - before, where labels exist
+    recall_change: dict[str, float | None] = {}
+
+
+class PolicyChange(_Model):
+    version: str
+    first_seen: str
+    last_seen: str
+    events: int
+    evidence: list[PolicyEvidence]
+
+
 class MonthlyReport(_Model):
     report_schema: str = "aimsguard.report/1"
     month: str  # YYYY-MM
@@ -160,3 +226,4 @@ class MonthlyReport(_Model):
     last_event_at: str | None
     event_log: str  # where the events were read from
     systems: list[SystemReport]
+    policy_changes: list[PolicyChange] = []  # versions in force in the month, with the evidence behind each

@@ -26,6 +26,11 @@ def _max_equalized_odds(f: SystemFigures) -> float | None:
     return max(values) if values else None
 
 
+def _lowest(f: SystemFigures, measure: str) -> float | None:
+    values = [getattr(e, measure) for e in f.effectiveness if getattr(e, measure) is not None]
+    return min(values) if values else None
+
+
 METRICS: dict[ObjectiveMetric, Callable[[SystemFigures], float | None]] = {
     ObjectiveMetric.AVAILABILITY: lambda f: f.availability,
     ObjectiveMetric.LATENCY_P50_MS: lambda f: f.latency_p50_ms,
@@ -40,6 +45,8 @@ METRICS: dict[ObjectiveMetric, Callable[[SystemFigures], float | None]] = {
     ObjectiveMetric.TIME_TO_RESOLVE_MAX_H: lambda f: f.incidents.resolve_max_h,
     ObjectiveMetric.DEMOGRAPHIC_PARITY_RATIO_MIN: _min_ratio,
     ObjectiveMetric.EQUALIZED_ODDS_DIFFERENCE_MAX: _max_equalized_odds,
+    ObjectiveMetric.GUARDRAIL_PRECISION_MIN: lambda f: _lowest(f, "precision"),
+    ObjectiveMetric.GUARDRAIL_RECALL_MIN: lambda f: _lowest(f, "recall"),
 }
 
 
