@@ -101,6 +101,9 @@ class Exchange:
     handoff_id: str | None = None  # the human handoff ticket, when the exchange escalated
     documents_checked: int = 0
     documents_dropped: int = 0
+    key_id: str | None = None  # the virtual API key's public id, when the caller presented one
+    key_tokens: int | None = None  # the tokens counted against that key (see _callers.count_tokens)
+    key_tokens_estimated: bool = False
 
     def __post_init__(self) -> None:
         if not self.conversation_id:

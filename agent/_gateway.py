@@ -110,7 +110,9 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
             body = _with_model(body, system.upstream.model)
         headers = {k: v for k, v in request.headers.items() if k in _FORWARDED_HEADERS}
         headers["accept-encoding"] = "identity"  # answers are read and checked here, not relayed as bytes
-        if system.upstream.api_key is None and "authorization" in request.headers:
+        # The client's own credential goes on only when it is not a virtual key: a caller who
+        # authenticated with one is served with the upstream's key from the policy (or none).
+        if system.upstream.api_key is None and "authorization" in request.headers and exchange.key_id is None:
             headers["authorization"] = request.headers["authorization"]
         url = upstreams.url(exchange.system_id, request.url.path.removeprefix("/v1"))
         exchange.upstream_started = time.perf_counter()

@@ -24,11 +24,12 @@ from aimsguard.collectors.eventlog import Signer, SigningKeyError, load_signer
 from aimsguard.collectors.records import RecordsStore
 from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, Verdict, default_registry, log_masks
 
+from ._callers import Callers, LocalCounters
 from ._checkpool import CheckPool, pool_counter
 from ._errors import EventLogUnavailable, PolicyError, PolicyProblem, UnknownSystemError
 from ._events import EVENT_SCHEMA, EventEmitter
 from ._exchange import Exchange, ExchangeStatus
-from ._oversight import OversightMetrics, OversightRuntime
+from ._oversight import BoundedWrites, OversightMetrics, OversightRuntime
 from ._outcomes import decision_of, record_feedback
 from ._pipeline import Pipeline, StageResult
 from ._policy import Durability, FailMode, Policy, SystemConfig, load_policy
@@ -121,6 +122,17 @@ class Guard:
         )
         self.events = EventEmitter(policy, self.bus)
         self.oversight = OversightRuntime(self, self.oversight_metrics)
+        # Virtual API keys and their limits; key reads get threads of their own (a slow store
+        # must not hold the event loop's pool).
+        self._key_reads = BoundedWrites()
+        self.callers = Callers(
+            policy,
+            self.records,
+            LocalCounters(),
+            reads=self._key_reads,
+            registry=self.metrics.registry if self.metrics else None,
+            emit=lambda kind, **fields: self.events.emit(kind, **fields),
+        )
         self._closed = False
         # The bus's worker is a daemon thread: without this, a short script's events die with it.
         atexit.register(self.close)
@@ -361,6 +373,8 @@ class Guard:
             "output_checks_ms": _ms(exchange.output_checks_s),
             "handoff_id": exchange.handoff_id,
         }
+        if exchange.key_id is not None:
+            fields.update(key_id=exchange.key_id, key_tokens=exchange.key_tokens, key_tokens_estimated=exchange.key_tokens_estimated)
         fields.update(decision_of(exchange.metadata))  # outcome and groups, when the caller gave them
         if exchange.documents_checked:
             fields["documents"] = {"checked": exchange.documents_checked, "dropped": exchange.documents_dropped}
@@ -415,6 +429,7 @@ class Guard:
         self._closed = True
         atexit.unregister(self.close)
         self.oversight.close()
+        self._key_reads.close()
         self.check_pool.close()
         self.bus.shutdown()
         if self.records is not None:

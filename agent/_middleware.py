@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aimsguard.guardrails import Action
 
 from ._dialect import Dialect, ParsedRequest
+from ._callers import Caller, CallerRefused, count_tokens
 from ._driver import SAME, ExchangeDriver
 from ._errors import AimsguardError, RequestError, UnknownSystemError, UpstreamError, error_site
 from ._exchange import UNKNOWN_SYSTEM, ExchangeStatus, client_id, new_id, parse_traceparent
@@ -111,6 +112,7 @@ class _GuardedCall:
         self.response_started = False
         self.stream_closed = asyncio.Event()  # set when aimsguard ended the response itself
         self.client_disconnected = False
+        self.caller: Caller | None = None
 
     # -- the request ------------------------------------------------------------------
 
@@ -134,6 +136,9 @@ class _GuardedCall:
                 **_trace_fields(_header(self.scope, b"traceparent")),
             )
             self.driver = ExchangeDriver(self.guard, exchange, self.dialect)
+            # The caller's key and limits, before the body is read: a refused caller costs little.
+            self.caller = await self.guard.callers.admit(system_id, self.scope["headers"])
+            exchange.key_id = self.caller.key_id if self.caller is not None else None
             self.guard.ensure_accepting()
             raw = await self._read_body()
             request = self.driver.read(raw)
@@ -172,6 +177,8 @@ class _GuardedCall:
             self.driver = ExchangeDriver(self.guard, exchange, self.dialect)
         self.driver.exchange.status = ExchangeStatus.REJECTED
         self.driver.exchange.error_code = error.code
+        if isinstance(error, CallerRefused) and error.key_id is not None:
+            self.driver.exchange.key_id = error.key_id  # refused for its limits: counted against the key
 
     async def _read_body(self) -> bytes:
         content_type = (_header(self.scope, b"content-type") or "").split(";")[0].strip().lower()
@@ -230,8 +237,14 @@ class _GuardedCall:
 
     def _finish(self) -> None:
         if self.driver is not None:
-            if self.client_disconnected and self.driver.exchange.status is ExchangeStatus.OK:
-                self.driver.exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
+            exchange = self.driver.exchange
+            if self.client_disconnected and exchange.status is ExchangeStatus.OK:
+                exchange.status = ExchangeStatus.CLIENT_DISCONNECTED
+            if self.caller is not None and not self.driver.finished:
+                exchange.key_tokens, exchange.key_tokens_estimated = count_tokens(exchange)
+                self.guard.callers.spend_soon(self.caller, exchange.key_tokens)
+            elif exchange.key_id is not None:
+                exchange.key_tokens = 0  # refused: nothing spent
             self.driver.finish()
 
     # -- the app behind ----------------------------------------------------------------
@@ -305,6 +318,7 @@ class _GuardedCall:
             exchange.error_code = exchange.error_code or error.code
         body = json.dumps(self.dialect.error_body(error)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        headers += [(k.encode(), v.encode()) for k, v in getattr(error, "headers", {}).items()]  # retry-after, www-authenticate
         if self.driver is not None:
             headers += self.aimsguard_headers()
         await self._send_whole(error.status_code, headers, body)

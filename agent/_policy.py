@@ -39,6 +39,7 @@ from aimsguard.guardrails import GuardrailRegistry, GuardrailSettings, Stage, de
 from ._errors import PolicyError, PolicyProblem
 
 __all__ = [
+    "CallersConfig",
     "CheckConfig",
     "Comparison",
     "ConsoleConfig",
@@ -166,6 +167,18 @@ class StreamingConfig(_Strict):
     check_every_chars: Annotated[int, Field(ge=1, le=4096)] = 256
 
 
+class CallersConfig(_Strict):
+    """Who may call a system: virtual API keys (``aimsguard keys create``) and what happens
+    to their limits when the shared state is down (see ``agent/_callers.py``)."""
+
+    # true: every request needs one of this system's keys (Bearer ag-... or x-api-key), else 401.
+    # false: a request may still present one, and is then held to it (and refused if it is bad).
+    require_key: bool = False
+    # The shared state (limit counters) unreachable: open lets requests through unlimited,
+    # closed refuses them (503 limits_unavailable). Counted and evented either way.
+    limits_fail_mode: FailMode = FailMode.OPEN
+
+
 class SystemConfig(_Strict):
     name: Annotated[str, Field(min_length=1)]
     owner: Annotated[str, Field(min_length=1)]
@@ -174,6 +187,7 @@ class SystemConfig(_Strict):
     checks: Checks = Checks()
     fallback: FallbackConfig = FallbackConfig()
     streaming: StreamingConfig = StreamingConfig()
+    callers: CallersConfig = CallersConfig()
     knowledge_base: Path | None = None
     objectives: list[ObjectiveConfig] = []
     # A decision system's outcomes and sensitive-feature groups, watched for bias (see
@@ -516,7 +530,7 @@ def parse_policy(
     except ValidationError as exc:
         raise PolicyError(source, _problems_from(exc)) from None
     problems.extend(_check_settings(policy, registry))
-    problems.extend(_check_incidents(policy))
+    problems.extend(_check_records_needed(policy))
     problems.extend(_check_review(policy))
     default = policy.gateway.default_system
     if default is not None and default not in policy.systems:
@@ -568,10 +582,16 @@ def validated_settings(check: CheckConfig, registry: GuardrailRegistry) -> Guard
     return registry.get(check.guardrail).Settings.model_validate(check.settings)
 
 
-def _check_incidents(policy: Policy) -> list[PolicyProblem]:
+def _check_records_needed(policy: Policy) -> list[PolicyProblem]:
+    """What needs a records store (incident rules, API keys) and what incident rules name."""
     problems: list[PolicyProblem] = []
     if policy.incidents.rules and policy.records is None:
         problems.append(PolicyProblem("incidents.rules", "incident records need a records store: add records: {url: ...}"))
+    for system_id, system in policy.systems.items():
+        if system.callers.require_key and policy.records is None:
+            problems.append(
+                PolicyProblem(f"systems.{system_id}.callers.require_key", "API keys live in the records store: add records: {url: ...}")
+            )
     for index, rule in enumerate(policy.incidents.rules):
         unknown = sorted(set(rule.systems) - set(policy.systems))
         if unknown:

@@ -14,7 +14,7 @@ from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, Stri
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "HandoffRow", "IncidentRow", "PolicyEvidenceRow", "ReviewLabelRow", "ReviewSampleRow", "RevokedSessionRow", "SystemSwitchRow", "UtcDateTime"]
+__all__ = ["ApiKeyRow", "Base", "HandoffRow", "IncidentRow", "PolicyEvidenceRow", "ReviewLabelRow", "ReviewSampleRow", "RevokedSessionRow", "SystemSwitchRow", "UtcDateTime"]
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -176,3 +176,22 @@ class PolicyEvidenceRow(Base):
     candidate_version: Mapped[str] = mapped_column(String(80))
     created_at: Mapped[datetime]
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ApiKeyRow(Base):
+    """A virtual API key of one AI system: the public id, a SHA-256 of the secret (never the
+    secret), the caller's limits, and when and by whom it was made and revoked."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_system", "system"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    system: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tokens_per_day: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    revoked_at: Mapped[datetime | None]

@@ -32,7 +32,8 @@ from sqlalchemy.pool import StaticPool
 
 from ._deadlines import IncidentCategory, report_deadline
 from ._errors import HandoffConflict, RecordConflict, RecordNotFound, RecordsError, RecordsUnavailable
-from ._models import Base, HandoffRow, IncidentRow, PolicyEvidenceRow, ReviewLabelRow, ReviewSampleRow, RevokedSessionRow, SystemSwitchRow
+from ._keys import ApiKey, new_key
+from ._models import ApiKeyRow, Base, HandoffRow, IncidentRow, PolicyEvidenceRow, ReviewLabelRow, ReviewSampleRow, RevokedSessionRow, SystemSwitchRow
 from ._records import Handoff, HandoffStatus, Incident, IncidentSeverity, IncidentStatus, ReviewLabelValue, ReviewSample
 
 __all__ = ["IncidentUpdate", "RecordsStore"]
@@ -616,6 +617,72 @@ class RecordsStore:
     def session_revoked(self, session_id: str) -> bool:
         with self._read() as session:
             return session.get(RevokedSessionRow, _session_hash(session_id)) is not None
+
+
+    # -- virtual API keys ---------------------------------------------------------------
+
+    @_translated
+    def create_key(
+        self, *, system: str, by: str, name: str = "", rpm: int | None = None, tokens_per_day: int | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key for ``system``: the record and the whole key, which is never stored (only
+        its hash) and so can be shown only now."""
+        for what, limit in (("rpm", rpm), ("tokens_per_day", tokens_per_day)):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{what} must be at least 1 (or none for no limit)")
+        key_id, key, hashed = new_key()
+        row = ApiKeyRow(
+            id=key_id, system=system, name=name, secret_hash=hashed, rpm=rpm, tokens_per_day=tokens_per_day,
+            created_by=by, created_at=_now(), revoked_by=None, revoked_at=None,
+        )
+        with self._write() as session:
+            session.add(row)
+        return ApiKey.from_row(row), key
+
+    @_translated
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self._read() as session:
+            row = session.get(ApiKeyRow, key_id)
+            return ApiKey.from_row(row) if row is not None else None
+
+    @_translated
+    def list_keys(self, *, system: str | None = None, include_revoked: bool = True) -> list[ApiKey]:
+        """Newest first."""
+        query = select(ApiKeyRow).order_by(ApiKeyRow.created_at.desc(), ApiKeyRow.id)
+        if system is not None:
+            query = query.where(ApiKeyRow.system == system)
+        if not include_revoked:
+            query = query.where(ApiKeyRow.revoked_at.is_(None))
+        with self._read() as session:
+            return [ApiKey.from_row(row) for row in session.scalars(query)]
+
+    @_translated
+    def revoke_key(self, key_id: str, *, by: str) -> ApiKey:
+        """Revoke a key (for good: a revoked key is never valid again). RecordConflict when it
+        is revoked already."""
+        statement = (
+            update(ApiKeyRow)
+            .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
+            .values(revoked_by=by, revoked_at=_now())
+            .returning(ApiKeyRow)
+            .execution_options(synchronize_session=False)
+        )
+        with self._write() as session:
+            row = session.scalars(statement).one_or_none()
+            if row is not None:
+                return ApiKey.from_row(row)
+            if session.get(ApiKeyRow, key_id) is None:
+                raise RecordNotFound("key", key_id)
+            raise RecordConflict("key", key_id, "revoked", "revoke it")
+
+    @_translated
+    def keys_revoked_stamp(self) -> tuple[int, Any]:
+        """How many keys are revoked and the latest revocation: a cheap query whose change
+        tells a replica to drop the keys it has cached."""
+        query = select(func.count(ApiKeyRow.revoked_at), func.max(ApiKeyRow.revoked_at))
+        with self._read() as session:
+            count, latest = session.execute(query).one()
+        return int(count), latest
 
 
 def _session_hash(session_id: str) -> str:

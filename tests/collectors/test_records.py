@@ -49,7 +49,7 @@ def _ticket(store: RecordsStore, system: str = "support-bot", principal: str | N
 
 
 def test_upgrade_creates_the_models_tables_and_is_idempotent(store: RecordsStore) -> None:
-    assert store.revision() == "0004"
+    assert store.revision() == "0005"
     store.upgrade()  # a second replica starting: nothing to do, no error
     tables = set(inspect(store.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
