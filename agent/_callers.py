@@ -62,7 +62,9 @@ __all__ = [
     "Callers",
     "Counters",
     "LocalCounters",
+    "broadcast_revocation",
     "count_tokens",
+    "counters_for",
     "presented_key",
 ]
 
@@ -413,6 +415,19 @@ class Callers:
         if self._due("keys"):
             log.error("caller_keys_unavailable", outcome=outcome, error_type=type(exc).__name__)
             self._emit("callers.state_failed", operation="keys", outcome=outcome, error_type=type(exc).__name__)
+
+
+def counters_for(policy: Policy) -> Counters:
+    """The limit counters the policy's shared state gives (in-process without one)."""
+    return LocalCounters()
+
+
+async def broadcast_revocation(policy: Policy) -> None:
+    """Tell every replica of this policy to drop its cached keys (after a revocation made
+    outside them, e.g. by the CLI). Without a shared state they see the store instead."""
+    counters = counters_for(policy)
+    if getattr(counters, "shared", True):
+        await asyncio.wait_for(counters.incr(GENERATION_KEY, 1, _GENERATION_WINDOW_S), STATE_TIMEOUT_S * 4)
 
 
 def _windows(now: float) -> tuple[int, str]:

@@ -15,6 +15,7 @@ import typer
 
 from ._cli_support import DEFAULT_CONFIG, configure_cli_logging, fail
 from ._errors import AimsguardError, PolicyError
+from ._keys_cli import app as keys_app
 from ._logs_cli import app as logs_app
 from ._policy import load_policy
 from ._report_cli import docs_command, report_command
@@ -22,6 +23,7 @@ from ._serve import serve
 
 app = typer.Typer(help="aimsguard: runtime guardrails and evidence for deployed AI systems.", no_args_is_help=True)
 app.add_typer(logs_app, name="logs")
+app.add_typer(keys_app, name="keys")
 
 
 def _print_version(wanted: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -253,3 +254,35 @@ def test_a_caller_is_what_admit_returns(keyed) -> None:
     caller = asyncio.run(admit())
     assert caller == Caller(parse_key(key)[0], "support-bot", 5, 10)
     assert isinstance(guard.callers, Callers)
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+
+
+def test_keys_cli_creates_lists_and_revokes_and_the_gateway_follows(keyed, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from aimsguard.agent.cli import app as cli_app
+
+    url, guard, _ = keyed()
+    policy = tmp_path / "cli-policy.yaml"
+    policy.write_text(f"records: {{url: 'sqlite:///{tmp_path / 'records.db'}'}}\nsystems:\n  support-bot: {{name: S, owner: o}}\n")
+    runner = CliRunner()
+    created = runner.invoke(cli_app, ["keys", "create", "--system", "support-bot", "--rpm", "100", "--tokens-per-day", "5000", "--name", "team-a", "-c", str(policy)])
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[-1]
+    key_id = parse_key(key)[0]
+    assert _status(url, key) == 200
+    listed = runner.invoke(cli_app, ["keys", "list", "--json", "-c", str(policy)])
+    [line] = [json.loads(x) for x in listed.stdout.splitlines()]
+    assert line["id"] == key_id and line["rpm"] == 100 and line["tokens_per_day"] == 5000 and line["name"] == "team-a"
+    assert key.split("-", 2)[2] not in listed.stdout and guard.records.get_key(key_id).secret_hash not in listed.stdout
+    revoked = runner.invoke(cli_app, ["keys", "revoke", key_id, "-c", str(policy)])
+    assert revoked.exit_code == 0, revoked.output
+    started = time.monotonic()
+    _wait_for(lambda: _status(url, key) == 401, timeout=3)
+    assert time.monotonic() - started < 1.5
+    again = runner.invoke(cli_app, ["keys", "revoke", key_id, "-c", str(policy)])
+    assert again.exit_code == 2 and "revoked already" in again.output
+    unknown = runner.invoke(cli_app, ["keys", "create", "--system", "nope", "-c", str(policy)])
+    assert unknown.exit_code == 2 and "unknown system" in unknown.output
