@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CACHE_TTL_S",
     "Caller",
+    "CallerMetrics",
     "CallerRefused",
     "Callers",
     "Counters",

@@ -141,14 +141,16 @@ def _metrics() -> list[tuple[str, str, str]]:
 
     from aimsguard.collectors import BiasMonitor, PrometheusMetrics
 
+    from ._callers import CallerMetrics
     from ._oversight import OversightMetrics
 
     # Each owner registers its own metrics here as it does at run time, so the list
-    # cannot drift from the code (fairness, feedback, handoffs, incidents, records store).
+    # cannot drift from the code (fairness, feedback, handoffs, incidents, records store, callers).
     registry = CollectorRegistry()
     PrometheusMetrics(registry=registry)
     BiasMonitor({}, registry=registry)
     OversightMetrics(registry)
+    CallerMetrics(registry)
     out = []
     for family in registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")

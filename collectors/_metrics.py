@@ -12,6 +12,7 @@ are counted as ``_OTHER``.
 from __future__ import annotations
 
 import platform
+import re
 import threading
 from collections.abc import Container, Sequence
 from typing import Any
@@ -38,6 +39,8 @@ BUCKETS = {
 _GEN_AI = ["system", "gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_response_model"]
 _UPSTREAM_ERRORS = {"upstream_unavailable", "upstream_timeout", "upstream_stream_interrupted", "upstream_response_too_large"}
 _OWN_ERRORS = {"guardrail_failed", "event_log_unavailable", "internal_error"}
+_LIMIT_CODES = frozenset(("rate_limit_exceeded", "token_limit_exceeded", "limits_unavailable"))
+_KEY_ID = re.compile(r"^[0-9a-f]{12}$")  # a virtual key's public id; the label is bounded by the number of keys
 _FALLBACK_REASONS = {"blocked": "block", "escalated": "escalate", "stopped": "stopped"}
 
 
@@ -145,6 +148,16 @@ class PrometheusMetrics:
             "Failures of the AI system behind aimsguard, by type.",
             ["system", "error_type"], registry=r,
         )
+        self.key_requests = Counter(
+            "aimsguard_key_requests_total",
+            "Exchanges per virtual API key (its public id, never the key), by status; refused ones are status rejected.",
+            ["system", "key_id", "status", "error_code"], registry=r,
+        )
+        self.key_tokens = Counter(
+            "aimsguard_key_tokens_total",
+            "Tokens counted against each virtual API key (the upstream's usage, or estimated for streams without it).",
+            ["system", "key_id"], registry=r,
+        )
         self.events_exported = Counter(
             "aimsguard_events_exported_total", "Events handed to an exporter successfully.", ["exporter"], registry=r
         )
@@ -237,6 +250,13 @@ class PrometheusMetrics:
             self._child(self.fallbacks, system, "guardrail_failed").inc()
         if status == "upstream_error":
             self._child(self.upstream_errors, system, _upstream_error_type(event.get("error_code"), http_status)).inc()
+        key_id = event.get("key_id")
+        if isinstance(key_id, str) and _KEY_ID.match(key_id):
+            code = event.get("error_code")
+            self._child(self.key_requests, system, key_id, status, code if code in _LIMIT_CODES else "").inc()
+            tokens = event.get("key_tokens")
+            if isinstance(tokens, int) and tokens > 0:
+                self._child(self.key_tokens, system, key_id).inc(tokens)
         if status == "rejected":
             return  # never reached a model: no GenAI timings
         gen_ai = (

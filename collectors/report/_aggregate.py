@@ -19,6 +19,9 @@ Definitions (also in README.md, "Monthly report"):
   the text through (action ``allow`` or ``flag``); one redacted, blocked or escalated at
   the output stage is "caught in output".
 - time to human answer: ``handoff.answered`` ts minus its ``handoff.created`` ts.
+- per virtual API key (``key_id`` in exchange events): requests (every exchange it
+  authenticated), refused (error code ``rate_limit_exceeded``, ``token_limit_exceeded`` or
+  ``limits_unavailable``), tokens (``key_tokens``; of which ``key_tokens_estimated``).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from ._model import BiasFigures, CheckFigures, DayFigures, HandoffFigures, IncidentFigures, IncidentLine, SystemFigures
+from ._model import BiasFigures, CheckFigures, DayFigures, HandoffFigures, IncidentFigures, IncidentLine, KeyFigures, SystemFigures
 
 __all__ = ["MonthAggregator", "incident_lines_from_records", "parse_ts"]
 
@@ -44,6 +47,7 @@ _BIAS_KEYS = (
     "block_rate_difference",
     "escalation_rate_difference",
 )
+_LIMIT_CODES = frozenset(("rate_limit_exceeded", "token_limit_exceeded", "limits_unavailable"))
 _LET_THROUGH = frozenset(("allow", "flag"))  # output verdicts that leave the text as it was
 
 
@@ -109,6 +113,7 @@ class _System:
         self.open_handoffs: dict[str, datetime] = {}
         self.incidents: dict[str, _Incident] = {}
         self.bias: dict[str, _Bias] = defaultdict(_Bias)
+        self.keys: dict[str, list[int]] = {}  # key id → requests, refused, tokens, estimated tokens
 
 
 class MonthAggregator:
@@ -190,6 +195,17 @@ class MonthAggregator:
                     continue
                 key = (verdict.get("guardrail", ""), verdict.get("stage", ""), verdict.get("action", ""), verdict.get("outcome", ""))
             counts[key] += 1
+        key_id = event.get("key_id")
+        if isinstance(key_id, str):
+            figures = s.keys.get(key_id)
+            if figures is None:
+                figures = s.keys[key_id] = [0, 0, 0, 0]
+            figures[0] += 1
+            figures[1] += event.get("error_code") in _LIMIT_CODES
+            tokens = event.get("key_tokens")
+            if isinstance(tokens, int):
+                figures[2] += tokens
+                figures[3] += tokens if event.get("key_tokens_estimated") else 0
         if status == "rejected":
             return
         day = int(ts[8:10]) if isinstance(ts, str) and len(ts) >= 10 and ts[8:10].isdigit() else 0
@@ -329,6 +345,10 @@ class MonthAggregator:
             incidents=self._incidents(incidents),
             bias=[self._bias_figures(feature, b) for feature, b in sorted(s.bias.items()) if b.evaluations or b.breaches],
             days=self._days(s, durations, days_index),
+            keys=sorted(
+                (KeyFigures(key_id=k, requests=v[0], refused=v[1], tokens=v[2], estimated_tokens=v[3]) for k, v in s.keys.items()),
+                key=lambda k: (-k.requests, k.key_id),
+            ),
         )
 
     def _checks(self, system: str, s: _System) -> list[CheckFigures]:

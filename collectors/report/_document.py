@@ -165,6 +165,20 @@ def _oversight(f: SystemFigures) -> Table:
     )
 
 
+def _keys(f: SystemFigures) -> list[Block]:
+    if not f.keys:
+        return [Paragraph("No request carried a virtual API key this month.")]
+    table = Table(["key id", "requests", "refused (limits)", "tokens", "of which estimated"], [])
+    for k in f.keys:
+        table.rows.append([k.key_id, number(k.requests), number(k.refused), number(k.tokens), number(k.estimated_tokens)])
+        table.tones.append("bad" if k.refused else "")
+    return [
+        Paragraph(f"{len(f.keys)} key(s) used; {number(sum(k.requests for k in f.keys))} requests, "
+                  f"{number(sum(k.refused for k in f.keys))} refused for their limits, {number(sum(k.tokens for k in f.keys))} tokens."),
+        table,
+    ]
+
+
 def _incidents(f: SystemFigures) -> list[Block]:
     i = f.incidents
     blocks: list[Block] = [
@@ -293,6 +307,7 @@ def _system_sections(report: SystemReport, with_charts: bool) -> list[Section]:
         Section("Are the checks right? (ISO 42001 9.1, A.6.2.6)", 2, _effectiveness(f, report.previous), f"{anchor}-effectiveness"),
         Section("Human oversight", 2, [_oversight(f)], f"{anchor}-oversight"),
         Section("Oversight effectiveness (EU AI Act Art. 14)", 2, _reviewers(f), f"{anchor}-reviewers"),
+        Section("Callers (virtual API keys)", 2, _keys(f), f"{anchor}-keys"),
         Section("Incidents", 2, _incidents(f), f"{anchor}-incidents"),
         Section("Bias", 2, [_bias(f), *([charts["bias"]] if "bias" in charts else [])] if f.bias else [Paragraph("No bias evaluations this month.")],
                 f"{anchor}-bias"),
@@ -354,7 +369,9 @@ def _about(report: MonthlyReport) -> Section:
                   "time); answers given without a model call are left out. A personal-data leak is a finding in an answer that the "
                   "output check let through (allow or flag); one redacted, blocked or escalated there is caught in output. A grounding failure "
                   "is a grounding verdict other than allow. Time to a human answer runs from handoff creation to the reviewer's answer. "
-                  "An objective with no data in the month is neither met nor missed."),
+                  "An objective with no data in the month is neither met nor missed. Per API key: requests are every exchange the key "
+                  "authenticated (refused ones included); tokens are the upstream's usage, estimated at four characters per token "
+                  "for streams that carried none."),
         kinds, versions,
     ], "about")
 

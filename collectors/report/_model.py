@@ -13,6 +13,7 @@ __all__ = [
     "HandoffFigures",
     "IncidentFigures",
     "IncidentLine",
+    "KeyFigures",
     "MonthlyReport",
     "ObjectiveResult",
     "PolicyChange",
@@ -86,6 +87,16 @@ class BiasFigures(_Model):
     max_block_rate_difference: float | None = None
     max_escalation_rate_difference: float | None = None
     thresholds: dict[str, float]
+
+
+class KeyFigures(_Model):
+    """One virtual API key's use over the month (exchange events carrying its public id)."""
+
+    key_id: str
+    requests: int  # every exchange the key authenticated, refused ones included
+    refused: int  # of which refused for a limit (429) or because limits could not be checked (503)
+    tokens: int  # counted against the key: the upstream's usage, or estimated
+    estimated_tokens: int  # of which estimated (streams without usage)
 
 
 class DayFigures(_Model):
@@ -170,6 +181,7 @@ class SystemFigures(_Model):
     effectiveness: list[EffectivenessFigures] = []  # from the records store's review samples of the month
     reviewers: list[ReviewerFigures] = []
     reviewer_agreement: float | None = None  # Cohen's kappa over the month's double-labelled samples
+    keys: list[KeyFigures] = []  # usage per virtual API key, most requests first
 
 
 class ObjectiveResult(_Model):

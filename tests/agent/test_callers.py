@@ -286,3 +286,23 @@ def test_keys_cli_creates_lists_and_revokes_and_the_gateway_follows(keyed, tmp_p
     assert again.exit_code == 2 and "revoked already" in again.output
     unknown = runner.invoke(cli_app, ["keys", "create", "--system", "nope", "-c", str(policy)])
     assert unknown.exit_code == 2 and "unknown system" in unknown.output
+
+
+def test_usage_per_key_in_metrics_carries_the_public_id_only(keyed, events) -> None:
+    url, guard, make_key = keyed()
+    key = make_key(rpm=1)
+    key_id = parse_key(key)[0]
+    client = _client(url, key)
+    client.chat.completions.create(model="demo", messages=_user("How much is the Pro plan?"))
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="demo", messages=_user("hi"))
+    with pytest.raises(openai.AuthenticationError):
+        _client(url, "ag-000000000000-" + "q" * 43).chat.completions.create(model="demo", messages=_user("hi"))
+    guard.flush()
+    metrics = httpx.get(url + "/metrics").text
+    assert f'aimsguard_key_requests_total{{error_code="",key_id="{key_id}",status="ok",system="support-bot"}} 1.0' in metrics
+    assert f'aimsguard_key_requests_total{{error_code="rate_limit_exceeded",key_id="{key_id}",status="rejected",system="support-bot"}} 1.0' in metrics
+    assert f'aimsguard_key_tokens_total{{key_id="{key_id}",system="support-bot"}}' in metrics
+    assert 'aimsguard_caller_refusals_total{reason="unknown",system="support-bot"} 1.0' in metrics
+    assert 'aimsguard_caller_refusals_total{reason="rpm",system="support-bot"} 1.0' in metrics
+    assert "000000000000" not in metrics and key.split("-", 2)[2] not in metrics

@@ -282,3 +282,29 @@ def test_the_markdown_report_shows_guardrail_bias_leaks_and_the_definitions(repo
     assert cells[columns.index("guardrail escalation rate diff. (worst)")] == "0"
     assert "caught in answers" in text and "leaked in answers (let through)" in text
     assert "stopped" in text and "reached the upstream model" in text
+
+
+def test_usage_per_key_sums_requests_tokens_and_refusals() -> None:
+    from aimsguard.collectors.report import MonthAggregator, render_markdown, report_document
+
+    def exchange(key_id: str | None, status: str = "ok", code: str | None = None, tokens: int = 0, estimated: bool = False) -> dict[str, Any]:
+        event = {"event": "exchange", "ts": f"{MONTH}-03T10:00:00Z", "system": "support-bot", "status": status, "error_code": code,
+                 "duration_ms": 5.0, "upstream_ms": 3.0}
+        if key_id is not None:
+            event.update(key_id=key_id, key_tokens=tokens, key_tokens_estimated=estimated)
+        return event
+
+    events = [
+        exchange("aaaaaaaaaaaa", tokens=120), exchange("aaaaaaaaaaaa", tokens=30, estimated=True),
+        exchange("aaaaaaaaaaaa", "rejected", "rate_limit_exceeded"), exchange("bbbbbbbbbbbb", "rejected", "token_limit_exceeded"),
+        exchange(None, tokens=999),
+    ]
+    figures = MonthAggregator(MONTH).add_all(events).figures("support-bot")
+    assert [(k.key_id, k.requests, k.refused, k.tokens, k.estimated_tokens) for k in figures.keys] == [
+        ("aaaaaaaaaaaa", 3, 1, 150, 30), ("bbbbbbbbbbbb", 1, 1, 0, 0)
+    ]
+    report = build_monthly_report(events, month=MONTH, policy=parse_policy(policy_document()))
+    text, _ = render_markdown(report_document(report, with_charts=False), "charts")
+    assert "Callers (virtual API keys)" in text
+    row = next(line for line in text.splitlines() if "aaaaaaaaaaaa" in line)
+    assert [c.strip().strip("*") for c in row.strip("|").split("|")] == ["aaaaaaaaaaaa", "3", "1", "150", "30"]
