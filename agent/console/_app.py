@@ -29,7 +29,7 @@ from aimsguard.collectors import read_events as default_reader
 
 from .._guard import Guard
 from .._oversight import HumanOversight
-from . import _effectiveness, _events, _handoffs, _incidents, _review, _systems
+from . import _effectiveness, _events, _handoffs, _incidents, _keys, _review, _systems
 from ._auth import SESSION_USER
 from ._context import Console, EventReader, NotSignedIn, Page, path_for
 from ._csrf import CsrfRejected, rotate_csrf_token, verified_form
@@ -84,6 +84,7 @@ def create_console(
         *[route(*spec) for spec in _incidents.ROUTES],
         *[route(*spec) for spec in _systems.ROUTES],
         *[route(*spec) for spec in _events.ROUTES],
+        *[route(*spec) for spec in _keys.ROUTES],
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
 

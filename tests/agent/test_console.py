@@ -26,7 +26,7 @@ from ..support import policy_dict, records_policy, test_registry
 from .console_helpers import PASSWORDS, TOKEN, csrf_of, sign_in, with_console
 
 # Every page and every action: none may be reached without signing in.
-PAGES = ["/", "/handoffs", "/handoffs/h1", "/incidents", "/incidents/i1", "/systems", "/events"]
+PAGES = ["/", "/handoffs", "/handoffs/h1", "/incidents", "/incidents/i1", "/systems", "/events", "/keys"]
 ACTIONS = [
     "/logout",
     "/handoffs/claim-next",
@@ -39,6 +39,8 @@ ACTIONS = [
     "/incidents/i1/resolve",
     "/systems/support-bot/stop",
     "/systems/support-bot/resume",
+    "/keys/create",
+    "/keys/k1/revoke",
 ]
 
 
@@ -826,3 +828,31 @@ def test_what_a_client_wrote_is_shown_as_text_never_as_markup(gateway_client: Te
     page = gateway_client.get(f"/console/handoffs/{handoff_id}").text
     assert "<script>" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+# -- API keys ----------------------------------------------------------------------------------
+
+
+def test_only_admins_manage_keys_the_key_is_shown_once_and_revoking_ends_it(client: TestClient, guard: Guard, events: Any) -> None:
+    for name in ("rita", "rob"):
+        sign_in(client, name)
+        assert client.get("/keys").status_code == 403
+        client.cookies.clear()
+    token = sign_in(client, "ada")
+    assert client.post("/keys/create", data={"csrf_token": "wrong", "system": "support-bot"}).status_code == 403
+    assert client.post("/keys/create", data={"csrf_token": token, "system": "support-bot", "rpm": "-3"}).status_code == 422
+    created = client.post("/keys/create", data={"csrf_token": token, "system": "support-bot", "name": "team-a", "rpm": "60", "tokens_per_day": ""})
+    assert created.status_code == 200
+    key = re.search(r"ag-[0-9a-f]{12}-[A-Za-z0-9_\-]{43}", created.text).group(0)
+    key_id = key.split("-")[1]
+    stored = guard.records.get_key(key_id)
+    assert (stored.system, stored.name, stored.rpm, stored.tokens_per_day, stored.created_by) == ("support-bot", "team-a", 60, None, "ada")
+    listing = client.get("/keys").text
+    assert key_id in listing and key not in listing and stored.secret_hash not in listing
+    assert client.post(f"/keys/{key_id}/revoke", data={"csrf_token": token}).status_code == 303
+    assert guard.records.get_key(key_id).revoked_by == "ada"
+    assert client.post(f"/keys/{key_id}/revoke", data={"csrf_token": token}).status_code == 409
+    guard.flush()
+    kinds = [(e["event"], e.get("key_id")) for e in events.events() if e["event"].startswith("key.")]
+    assert kinds == [("key.created", key_id), ("key.revoked", key_id)]
+    assert key not in str(events.events()) and "team-a" not in str(events.events())

@@ -186,3 +186,47 @@ def test_a_responder_acknowledges_and_resolves_an_incident(served: tuple[str, Gu
     assert kinds == ["incident.resolved", "incident.acknowledged", "incident.opened"]
     shots(page, "responder-07-event-log")
 
+
+
+@pytest.fixture
+def served_with_keys(make_guard: Any, tmp_path: Path) -> Iterator[tuple[str, Guard]]:
+    def mutate(data: dict[str, Any]) -> None:
+        with_console(data)
+        records_policy(data, tmp_path)
+        data["systems"]["support-bot"]["callers"] = {"require_key": True}
+
+    guard = make_guard(mutate)
+    with ServerThread(create_gateway(guard)) as server:
+        yield server.url, guard
+
+
+def test_an_admin_creates_a_key_the_client_uses_it_and_revoking_ends_it(served_with_keys: tuple[str, Guard], page: Any, shots: Any) -> None:
+    import openai
+
+    base, guard = served_with_keys
+    sign_in(page, base, "ada")
+    page.get_by_role("link", name="API keys", exact=True).click()
+    page.get_by_label("AI system").select_option("support-bot")
+    page.get_by_label("Who or what it is for").fill("billing-service")
+    page.get_by_label("Requests per minute").fill("3")
+    shots(page, "admin-01-key-form")
+    page.get_by_role("button", name="Create the key").click()
+    key = page.locator("#new-key-value").inner_text().strip()
+    assert key.startswith("ag-") and "shown only this once" in page.content()
+    shots(page, "admin-02-key-shown-once")
+
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+    for _ in range(3):
+        assert client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "How much is the Pro plan?"}]).choices
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
+
+    page.get_by_role("link", name="API keys", exact=True).click()
+    assert key not in page.content()  # never shown again
+    key_id = key.split("-")[1]
+    page.get_by_role("button", name=f"Revoke key {key_id}").click()
+    assert page.get_by_role("status").filter(has_text=f"Key {key_id} of support-bot is revoked").is_visible()
+    assert "revoked" in page.get_by_role("row").filter(has_text=key_id).inner_text()
+    shots(page, "admin-03-key-revoked")
+    with pytest.raises(openai.AuthenticationError):
+        client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
