@@ -306,3 +306,27 @@ def test_usage_per_key_in_metrics_carries_the_public_id_only(keyed, events) -> N
     assert 'aimsguard_caller_refusals_total{reason="unknown",system="support-bot"} 1.0' in metrics
     assert 'aimsguard_caller_refusals_total{reason="rpm",system="support-bot"} 1.0' in metrics
     assert "000000000000" not in metrics and key.split("-", 2)[2] not in metrics
+
+
+@pytest.mark.anyio
+async def test_the_middleware_authenticates_and_limits_callers_too(make_guard, tmp_path) -> None:
+    from aimsguard.agent import AimsguardMiddleware
+
+    from .test_middleware import starlette_app
+
+    def mutate(data: dict[str, Any]) -> None:
+        records_policy(data, tmp_path)
+        data["systems"]["support-bot"]["callers"] = {"require_key": True}
+
+    guard = make_guard(mutate)
+    _, key = guard.records.create_key(system="support-bot", by="test", rpm=1)
+    app = AimsguardMiddleware(starlette_app(), guard=guard, system="support-bot")
+    body = {"model": "own", "messages": _user("hello")}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http:
+        missing = await http.post("/v1/chat/completions", json=body)
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "invalid_api_key"
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert (await http.post("/v1/chat/completions", json=body, headers={"x-api-key": key})).status_code == 200
+        limited = await http.post("/v1/chat/completions", json=body, headers={"x-api-key": key})
+        assert limited.status_code == 429 and limited.json()["error"]["type"] == "requests"
+        assert (await http.get("/other")).text == "untouched"  # other routes are not the guard's business
