@@ -305,7 +305,7 @@ def test_usage_per_key_in_metrics_carries_the_public_id_only(keyed, events) -> N
     assert f'aimsguard_key_tokens_total{{key_id="{key_id}",system="support-bot"}}' in metrics
     assert 'aimsguard_caller_refusals_total{reason="unknown",system="support-bot"} 1.0' in metrics
     assert 'aimsguard_caller_refusals_total{reason="rpm",system="support-bot"} 1.0' in metrics
-    assert "000000000000" not in metrics and key.split("-", 2)[2] not in metrics
+    assert 'key_id="000000000000"' not in metrics and key.split("-", 2)[2] not in metrics
 
 
 @pytest.mark.anyio
