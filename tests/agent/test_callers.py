@@ -47,9 +47,15 @@ def keyed(gateway, tmp_path, upstream):
     return start
 
 
-def _exchanges(guard, events) -> list[dict]:
-    guard.flush()
-    return [e for e in events.events() if e["event"] == "exchange"]
+def _exchanges(guard, events, count: int = 1) -> list[dict]:
+    """The exchange events, once there are ``count`` (an exchange is recorded just after its answer went out)."""
+    deadline = time.monotonic() + 5
+    while True:
+        guard.flush()
+        found = [e for e in events.events() if e["event"] == "exchange"]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -131,7 +137,7 @@ def test_requests_per_minute_give_429_with_retry_after(keyed, events) -> None:
     response = refused.value.response
     assert 1 <= int(response.headers["retry-after"]) <= 60
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
-    last = _exchanges(guard, events)[-1]
+    last = _exchanges(guard, events, 3)[-1]
     assert last["status"] == "rejected" and last["error_code"] == "rate_limit_exceeded" and last["key_id"] == parse_key(key)[0]
 
 
@@ -298,7 +304,7 @@ def test_usage_per_key_in_metrics_carries_the_public_id_only(keyed, events) -> N
         client.chat.completions.create(model="demo", messages=_user("hi"))
     with pytest.raises(openai.AuthenticationError):
         _client(url, "ag-000000000000-" + "q" * 43).chat.completions.create(model="demo", messages=_user("hi"))
-    guard.flush()
+    _exchanges(guard, events, 3)
     metrics = httpx.get(url + "/metrics").text
     assert f'aimsguard_key_requests_total{{error_code="",key_id="{key_id}",status="ok",system="support-bot"}} 1.0' in metrics
     assert f'aimsguard_key_requests_total{{error_code="rate_limit_exceeded",key_id="{key_id}",status="rejected",system="support-bot"}} 1.0' in metrics
