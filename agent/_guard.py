@@ -33,6 +33,7 @@ from ._oversight import BoundedWrites, OversightMetrics, OversightRuntime
 from ._outcomes import decision_of, record_feedback
 from ._pipeline import Pipeline, StageResult
 from ._policy import Durability, FailMode, Policy, SystemConfig, load_policy
+from ._state import StateMonitor, state_for, state_key
 from ._streaming import StreamingOutputGuard
 from ._version import __version__
 
@@ -54,6 +55,15 @@ class Guard:
         self.policy = policy
         self.policy_version = policy.policy_version
         registry = registry or default_registry()
+        self.providers = {sid: s.upstream.provider if s.upstream else "openai" for sid, s in policy.systems.items()}
+        self.metrics = self._metrics(policy)
+        # Short-lived state the replicas share (Redis), or this process's own; see agent/_state.py.
+        try:
+            self.state_key = state_key(policy)
+        except ValueError as exc:
+            raise PolicyError("<policy>", [PolicyProblem("state.key", str(exc))]) from None
+        self.state = state_for(policy)
+        self.state_monitor = StateMonitor(self.metrics.registry if self.metrics else None, lambda kind, **fields: self.events.emit(kind, **fields))
         # Worker processes for checks of long inputs, shared by every system's pipeline.
         self.check_pool = CheckPool({})
         self.pipelines = {
@@ -65,8 +75,6 @@ class Guard:
             for sid, pipeline in self.pipelines.items()
             for stage in Stage
         }
-        self.providers = {sid: s.upstream.provider if s.upstream else "openai" for sid, s in policy.systems.items()}
-        self.metrics = self._metrics(policy)
         if self.metrics is not None:
             self.check_pool.on_count = pool_counter(self.metrics.registry)
         self.event_log = (
@@ -432,6 +440,7 @@ class Guard:
         self._key_reads.close()
         self.check_pool.close()
         self.bus.shutdown()
+        self.state.close()
         if self.records is not None:
             self.records.dispose()
 

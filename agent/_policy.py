@@ -56,6 +56,7 @@ __all__ = [
     "ObjectiveMetric",
     "Policy",
     "RecordsConfig",
+    "StateConfig",
     "SystemConfig",
     "TelemetryConfig",
     "load_policy",
@@ -386,6 +387,64 @@ class RecordsConfig(_Strict):
     handoff_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0  # longest an escalated answer waits for its ticket
 
 
+class VaultFailMode(str, enum.Enum):
+    """The personal-data vault when the shared state is unreachable: ``degrade`` still redacts
+    (``<EMAIL_ADDRESS>``, unnumbered) but cannot restore, and every piece of personal data in
+    an answer counts as a leak; ``closed`` makes the check fail, resolved by its fail_mode."""
+
+    DEGRADE = "degrade"
+    CLOSED = "closed"
+
+
+class SignInFailMode(str, enum.Enum):
+    """Console sign-in throttling without its shared counters: ``closed`` refuses sign-ins
+    (503), ``local`` counts failures in this process only."""
+
+    CLOSED = "closed"
+    LOCAL = "local"
+
+
+class SessionsFailMode(str, enum.Enum):
+    """Console session revocations without the shared state: ``store`` asks the records
+    store (the durable copy), ``closed`` refuses every session (bearer tokens still work)."""
+
+    STORE = "store"
+    CLOSED = "closed"
+
+
+class StopSwitchFailMode(str, enum.Enum):
+    """The stop switch's fast path without the shared state: ``poll``, the records store's poll
+    (``records.stop_poll_s``) carries a stop to every replica."""
+
+    POLL = "poll"
+
+
+class StateFailModes(_Strict):
+    vault: VaultFailMode = VaultFailMode.DEGRADE
+    sign_in: SignInFailMode = SignInFailMode.CLOSED
+    sessions: SessionsFailMode = SessionsFailMode.STORE
+    stop_switch: StopSwitchFailMode = StopSwitchFailMode.POLL
+
+
+class StateConfig(_Strict):
+    """Short-lived state the replicas of a fleet share (the personal-data vault, sign-in
+    throttling, session revocations, the stop switch's fast path). Without ``url``: kept in
+    this process, which is right for one replica."""
+
+    url: SecretStr | None = Field(default=None, description="redis://host:6379/0 (rediss:// for TLS); absent: this process only")
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")] = "aimsguard"  # every key starts with it
+    timeout_ms: Annotated[float, Field(ge=10, le=10_000)] = 250.0  # connect and answer, per operation
+    max_connections: Annotated[int, Field(ge=1, le=10_000)] = 64  # per worker process
+    # The vault's encryption key (32 bytes, URL-safe base64); $AIMSGUARD_STATE_KEY takes precedence.
+    # Required with a url when a system has a personal-data check. Make one with `aimsguard state keygen`.
+    key: SecretStr | None = None
+    fail_modes: StateFailModes = StateFailModes()
+
+    @property
+    def shared(self) -> bool:
+        return self.url is not None
+
+
 class Policy(_Strict):
     version: int = Field(default=1, ge=1, le=1, description="schema version of this file")
     records: RecordsConfig | None = None
@@ -394,6 +453,7 @@ class Policy(_Strict):
     event_log: EventLogConfig = EventLogConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     console: ConsoleConfig = ConsoleConfig()
+    state: StateConfig = StateConfig()
     systems: Annotated[dict[Annotated[str, Field(pattern=_ID)], SystemConfig], Field(min_length=1)]
     _version: str = PrivateAttr(default="")
 

@@ -17,6 +17,7 @@ from aimsguard.guardrails import GuardrailRegistry, Stage, default_registry
 from ._errors import GuardrailError, PolicyProblem
 from ._pipeline import Pipeline
 from ._policy import Policy
+from ._state import state_key_problem
 
 __all__ = ["startup_problems"]
 
@@ -35,6 +36,9 @@ def startup_problems(policy: Policy, registry: GuardrailRegistry | None = None) 
                     Pipeline(system_id, alone, registry).close()
                 except GuardrailError as error:
                     problems.append(PolicyProblem(f"systems.{system_id}.checks.{stage.value}[{index}]", str(error)))
+    key_problem = state_key_problem(policy)
+    if key_problem is not None:
+        problems.append(key_problem)
     directory = policy.event_log.directory
     if not _writable(directory):
         problems.append(PolicyProblem("event_log.directory", f"{directory} cannot be created or written by this user"))

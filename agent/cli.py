@@ -269,6 +269,18 @@ def console_hash_password() -> None:
     typer.echo(hash_password(password))
 
 
+state_app = typer.Typer(help="The state the replicas of a fleet share (the policy's state section).", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("keygen")
+def state_keygen() -> None:
+    """Print a new key for $AIMSGUARD_STATE_KEY (the shared vault's encryption at rest)."""
+    from ._state import new_state_key
+
+    typer.echo(new_state_key())
+
+
 app.command("report")(report_command)
 app.command("docs")(docs_command)
 

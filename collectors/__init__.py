@@ -8,6 +8,7 @@ from ._memory import InMemoryExporter
 from ._metrics import BUCKETS, PrometheusMetrics
 from ._objectives import Comparison, ObjectiveConfig, ObjectiveMetric
 from ._review import ReviewConfig, ReviewSampler
+from ._state import Count, MemoryState, RedisState, State, StateError, open_state
 from ._traces import TraceExporter
 from .eventlog import SegmentEventLog, VerificationReport, read_events, verify_event_log
 
@@ -15,6 +16,7 @@ __all__ = [
     "BUCKETS",
     "BiasMonitor",
     "Comparison",
+    "Count",
     "Event",
     "EventBus",
     "EventExporter",
@@ -24,14 +26,19 @@ __all__ = [
     "FairnessSource",
     "FairnessThresholds",
     "InMemoryExporter",
+    "MemoryState",
     "ObjectiveConfig",
     "ObjectiveMetric",
     "PrometheusMetrics",
+    "RedisState",
     "ReviewConfig",
     "ReviewSampler",
     "SegmentEventLog",
+    "State",
+    "StateError",
     "TraceExporter",
     "VerificationReport",
+    "open_state",
     "read_events",
     "verify_event_log",
 ]
