@@ -20,7 +20,7 @@ from ._middleware import AimsguardMiddleware
 from ._oversight import HumanOversight
 from ._pipeline import Pipeline, StageResult
 from ._policy import FailMode, Policy, load_policy, parse_policy
-from ._sdk import Blocked, GuardedExchange, guard_openai, guarded
+from ._sdk import Blocked, GuardedExchange, guard_anthropic, guard_openai, guarded
 from ._streaming import StreamingOutputGuard
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "create_gateway",
+    "guard_anthropic",
     "guard_openai",
     "guarded",
     "load_policy",

@@ -18,7 +18,17 @@ from typing import Any
 
 from ._errors import AimsguardError, RequestError
 
-__all__ = ["ChunkView", "Dialect", "ParsedRequest", "RequestLimits", "StreamPiece"]
+__all__ = ["JSON_VALUE", "ChunkView", "Dialect", "ParsedRequest", "RequestLimits", "StreamPiece"]
+
+
+class _JsonValue:
+    def __repr__(self) -> str:
+        return "JSON_VALUE"
+
+
+JSON_VALUE = _JsonValue()
+"""Ends a text's location when the text is the JSON of a value (a tool call's input object):
+the redacted text is decoded back into the value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +53,13 @@ class ParsedRequest:
     def with_texts(self, texts: list[str]) -> bytes:
         """The body with each checked text replaced (by its redacted form)."""
         for location, text in zip(self._locations, texts, strict=True):
+            value: Any = text
+            if location[-1] is JSON_VALUE:
+                location, value = location[:-1], json_value(text)
             container: Any = self.body
             for key in location[:-1]:
                 container = container[key]
-            container[location[-1]] = text
+            container[location[-1]] = value
         return json.dumps(self.body, ensure_ascii=False).encode()
 
     @property
@@ -58,6 +71,15 @@ class ParsedRequest:
         """The system and developer messages, for the output checks that guard them."""
         parts = [t for t, role in zip(self.texts, self.roles or [], strict=False) if role in ("system", "developer")]
         return "\n".join(parts) or None
+
+
+def json_value(text: str) -> Any:
+    """A value back from its checked JSON text. Redaction keeps JSON valid (placeholders
+    hold no quotes); a restored value that broke it leaves an empty object, never the text unchecked."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return {}
 
 
 @dataclass(slots=True)
@@ -81,6 +103,9 @@ class ChunkView:
     pieces: list[StreamPiece] = field(default_factory=list)
     finished: dict[int, str] = field(default_factory=dict)
     choices: list[int] = field(default_factory=list)  # every choice the event speaks of, in order
+    ended: list[Hashable] = field(default_factory=list)
+    """Windows this event closes (an Anthropic ``content_block_stop``): what they hold back goes
+    out, checked, just before it."""
 
 
 class Dialect(abc.ABC):
@@ -92,6 +117,15 @@ class Dialect(abc.ABC):
     """The request fields that hold the input texts (the SDK hooks read only these)."""
     done_event: bytes | None = None
     """The event that ends a stream, when the API has one."""
+    refusal_reason: str = "content_filter"
+    """The finish (stop) reason of an answer aimsguard refused or replaced by the fallback."""
+    passed_headers: tuple[str, ...] = ()
+    """Request headers the gateway passes to the upstream beside the common ones (the API's
+    version and feature headers; the caller's credentials when the policy sets no key)."""
+
+    def credentials(self, api_key: str) -> dict[str, str]:
+        """The headers that carry an upstream's configured key (in place of the caller's)."""
+        return {"authorization": f"Bearer {api_key}"}
 
     def parse(self, raw: bytes, limits: RequestLimits | None = None) -> ParsedRequest:
         try:
@@ -159,6 +193,13 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def chunk_view(self, chunk: dict[str, Any]) -> ChunkView: ...
+
+    def stream_template(self, template: dict[str, Any] | None, chunk: dict[str, Any]) -> dict[str, Any]:
+        """What the dialect keeps of a stream so far, given back to it whenever aimsguard writes
+        events of its own into that stream (``rest_chunk``, ``fallback_chunks``). By default the
+        first event (its id, model and creation time are kept); a dialect whose events depend on
+        what came before (open content blocks, sequence numbers) keeps its own state here."""
+        return template or chunk
 
     @abc.abstractmethod
     def stream_error(self, chunk: dict[str, Any]) -> str | None:

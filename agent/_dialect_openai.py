@@ -86,6 +86,7 @@ class _OpenAIDialect(Dialect):
     """What chat and text completions share; subclasses say where a choice's text lives."""
 
     done_event = encode_data(DONE)
+    passed_headers = ("openai-organization", "openai-project", "authorization")
     object_name: str
     chunk_object_name: str
     answer_holder: str | None  # the key of a whole answer's choice that holds its text dict (None: the choice itself)

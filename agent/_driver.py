@@ -124,7 +124,7 @@ class ExchangeDriver:
 
     def fallback_answer(self) -> dict[str, Any]:
         exchange = self.exchange
-        exchange.finish_reasons = ["content_filter"]
+        exchange.finish_reasons = [self.dialect.refusal_reason]
         exchange.mark_first_token()
         return self.dialect.fallback_answer(
             request_id=exchange.request_id, model=self._model, text=self.fallback_text, handoff_id=exchange.handoff_id
@@ -135,7 +135,7 @@ class ExchangeDriver:
         headers have gone: the handoff id rides in the chunk)."""
         self.record_streams()  # first: the fallback depends on the recorded action (block or escalate)
         exchange = self.exchange
-        exchange.finish_reasons.append("content_filter")
+        exchange.finish_reasons.append(self.dialect.refusal_reason)
         exchange.mark_first_token()
         return self.dialect.fallback_chunks(
             request_id=exchange.request_id, model=self._model, text=self.fallback_text, template=self.template, handoff_id=exchange.handoff_id
@@ -154,7 +154,7 @@ class ExchangeDriver:
         if result.action.stops_exchange:
             error = self.guardrail_failed(result.failed_closed, "output") if result.failed_closed else None
             dialect.refused_answer(answer, self.fallback_text, exchange.handoff_id)
-            exchange.finish_reasons = ["content_filter"] * len(exchange.finish_reasons)
+            exchange.finish_reasons = [dialect.refusal_reason] * len(exchange.finish_reasons)
             return AnswerDecision(changed=True, action=result.action, error=error)
         if result.redacted:
             dialect.replace_answer_texts(answer, list(result.texts))
@@ -191,28 +191,44 @@ class ExchangeDriver:
             exchange.status = ExchangeStatus.UPSTREAM_ERROR
             exchange.error_code = error_code
             return [*rest, SAME]
-        self.template = self.template or chunk
+        self.template = dialect.stream_template(self.template, chunk)
         exchange.response_model = dialect.model_of(chunk) or exchange.response_model
-        input_tokens, output_tokens = dialect.usage_of(chunk)
-        if input_tokens is not None or output_tokens is not None:
-            exchange.input_tokens, exchange.output_tokens = input_tokens, output_tokens
+        input_tokens, output_tokens = dialect.usage_of(chunk)  # an event may report one count only
+        exchange.input_tokens = input_tokens if input_tokens is not None else exchange.input_tokens
+        exchange.output_tokens = output_tokens if output_tokens is not None else exchange.output_tokens
         view = dialect.chunk_view(chunk)
-        before: list[dict[str, Any] | _Same] = []  # the rest of tool-call arguments, before a choice's end
+        # What goes out before the event: the rest of windows it closes (tool-call arguments
+        # before a choice's end, a content block before its stop).
+        before: list[dict[str, Any] | _Same] = []
+        for key in view.ended:
+            before.extend(await self._rest_of(key))
+            if self.stopped:
+                return []
         changed = False
+        finished: set[int] = set()
         for piece in view.pieces:
             released = await self.release(piece.key, piece.text)
             if self.stopped:
                 return []
             finish_reason = None if piece.tool_call else view.finished.get(piece.choice)
             if finish_reason is not None:
+                finished.add(piece.choice)
                 before.extend(await self.release_rest(choice=piece.choice, calls_only=True))
                 released += await self.window(piece.key).finish()
                 if self.stopped:
                     return []
                 exchange.finish_reasons.append(finish_reason)
+                if released:  # a short answer goes out whole at its end: its first token is now
+                    exchange.mark_first_token()
             if released != piece.text:
                 piece.put(released)
                 changed = True
+        for choice, finish_reason in view.finished.items():
+            if choice not in finished:  # an event that ends a choice without text of its own
+                before.extend(await self.release_rest(choice=choice))
+                if self.stopped:
+                    return []
+                exchange.finish_reasons.append(finish_reason)
         if not changed:
             return [*before, SAME]
         trimmed = dialect.trimmed(chunk)
@@ -226,15 +242,20 @@ class ExchangeDriver:
             index = key[0] if isinstance(key, tuple) else key
             if (choice is not None and index != choice) or (calls_only and not isinstance(key, tuple)):
                 continue
-            rest = await window.finish()
-            if window.stopped:
+            rest = await self._rest_of(key)
+            if self.stopped:
                 return []
-            if rest:
-                out.append(
-                    self.dialect.rest_chunk(request_id=self.exchange.request_id, model=self._model, template=self.template, key=key, text=rest)
-                )
-                self.exchange.mark_first_token()
+            out.extend(rest)
         return out
+
+    async def _rest_of(self, key: Hashable) -> list[dict[str, Any] | _Same]:
+        """One window finished: its checked rest as an event (none when nothing was held). Check ``stopped`` after."""
+        window = self.windows.get(key)
+        rest = await window.finish() if window is not None else ""
+        if not rest:
+            return []
+        self.exchange.mark_first_token()
+        return [self.dialect.rest_chunk(request_id=self.exchange.request_id, model=self._model, template=self.template, key=key, text=rest)]
 
     def failed_closed(self) -> GuardrailFailed | None:
         """When a stopped stream was stopped by checks that failed closed: the error to end it with."""

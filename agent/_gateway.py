@@ -1,8 +1,12 @@
 """The gateway: a Starlette app that forwards to each system's upstream, guarded.
 
 The middleware in front does the checking; the app behind only forwards with aiohttp,
-streaming end to end, and turns upstream failures into OpenAI-style errors the clients
-already understand. aiohttp, not httpx: measured against the same fast upstream
+streaming end to end, and turns upstream failures into errors of the route's own API
+(OpenAI's or Anthropic's shape) that the clients already understand. Each route's dialect
+says which headers go on (``anthropic-version``, ``openai-organization``, the caller's key
+when the policy sets none) and how a configured ``api_key`` travels (``authorization:
+Bearer`` or ``x-api-key``), so one policy can front OpenAI- and Anthropic-compatible
+upstreams side by side. aiohttp, not httpx: measured against the same fast upstream
 (``bench/bench_upstream_client.py``), httpx's pool fell from 1,400 to 160 requests/s
 between 16 and 64 concurrent requests while aiohttp's held about 10,000.
 ``upstream.timeout_s`` is one deadline for the whole exchange with the upstream (connect,
@@ -34,6 +38,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
+from ._dialect import Dialect
 from ._errors import AimsguardError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ._exchange import Exchange, ExchangeStatus
 from ._guard import Guard
@@ -42,13 +47,13 @@ from ._middleware import SCOPE_KEY, AimsguardMiddleware
 from ._dialect_openai import error_body
 from ._routes import ROUTES
 from ._outcomes import handle_feedback
-from ._sse import encode_data
 
 __all__ = ["app_from_environment", "create_gateway", "render_metrics"]
 
 log = structlog.get_logger("aimsguard.agent")
 
-_FORWARDED_HEADERS = ("accept", "content-type", "openai-organization", "openai-project", "user-agent")
+_FORWARDED_HEADERS = ("accept", "content-type", "user-agent")
+_CREDENTIAL_HEADERS = ("authorization", "x-api-key")  # a caller's, never sent on when the policy sets a key
 _MAX_ERROR_BODY = 64 * 1024
 
 
@@ -68,11 +73,8 @@ class _Upstreams:
         if session is None or session.closed:
             upstream = self.guard.system(system_id).upstream
             assert upstream is not None
-            headers = dict(upstream.headers)
-            if upstream.api_key is not None:
-                headers["authorization"] = f"Bearer {upstream.api_key.get_secret_value()}"
             session = self.sessions[system_id] = aiohttp.ClientSession(
-                headers=headers,
+                headers=dict(upstream.headers),
                 timeout=aiohttp.ClientTimeout(total=upstream.timeout_s, sock_connect=upstream.connect_timeout_s),
                 connector=aiohttp.TCPConnector(limit=512, limit_per_host=0),
                 auto_decompress=True,
@@ -102,44 +104,51 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
 
     async def forward(request: Request) -> Response:
         exchange: Exchange = request.scope[SCOPE_KEY]
+        dialect = ROUTES[request.url.path]
         system = guard.system(exchange.system_id)
         if system.upstream is None:
-            return _upstream_error(exchange, UpstreamUnavailable(f"system {exchange.system_id!r} has no upstream configured"))
+            return _upstream_error(exchange, dialect, UpstreamUnavailable(f"system {exchange.system_id!r} has no upstream configured"))
         body = await request.body()
         if system.upstream.model is not None:
             body = _with_model(body, system.upstream.model)
-        headers = {k: v for k, v in request.headers.items() if k in _FORWARDED_HEADERS}
+        passed = (*_FORWARDED_HEADERS, *dialect.passed_headers)
+        headers = {k: v for k, v in request.headers.items() if k in passed}
         headers["accept-encoding"] = "identity"  # answers are read and checked here, not relayed as bytes
-        # The client's own credential goes on only when it is not a virtual key: a caller who
-        # authenticated with one is served with the upstream's key from the policy (or none).
-        if system.upstream.api_key is None and "authorization" in request.headers and exchange.key_id is None:
-            headers["authorization"] = request.headers["authorization"]
+        if system.upstream.api_key is not None or exchange.key_id is not None:
+            # A caller's own credentials go on only when the policy sets no key and they are not
+            # a virtual key (a caller who authenticated with one is served with the policy's key, or none).
+            for name in _CREDENTIAL_HEADERS:
+                headers.pop(name, None)
+        if system.upstream.api_key is not None:
+            headers.update(dialect.credentials(system.upstream.api_key.get_secret_value()))
         url = upstreams.url(exchange.system_id, request.url.path.removeprefix("/v1"))
         exchange.upstream_started = time.perf_counter()
         try:
             response = await upstreams.session(exchange.system_id).post(url, data=body, headers=headers)
         except _UPSTREAM_ERRORS as exc:
             if isinstance(exc, TimeoutError):
-                return _upstream_error(exchange, UpstreamTimeout(f"the AI system {exchange.system_id!r} did not answer in time"))
+                return _upstream_error(exchange, dialect, UpstreamTimeout(f"the AI system {exchange.system_id!r} did not answer in time"))
             return _upstream_error(
-                exchange, UpstreamUnavailable(f"the AI system {exchange.system_id!r} cannot be reached ({type(exc).__name__})")
+                exchange, dialect, UpstreamUnavailable(f"the AI system {exchange.system_id!r} cannot be reached ({type(exc).__name__})")
             )
         if response.status >= 400:
-            return await _relay_error(exchange, response)
+            return await _relay_error(exchange, dialect, response)
         media_type = response.headers.get("content-type", "application/json")
         if media_type.startswith("text/event-stream"):
             # The background task closes the upstream response even if the stream never starts.
-            return StreamingResponse(_relay_stream(exchange, response), media_type=media_type, background=BackgroundTask(response.close))
+            return StreamingResponse(
+                _relay_stream(exchange, dialect, response), media_type=media_type, background=BackgroundTask(response.close)
+            )
         try:
             content = await _read_bounded(response, guard.policy.gateway.max_response_bytes)
         except _UPSTREAM_ERRORS as exc:
             response.close()
-            return _upstream_error(exchange, _translate(exc, exchange.system_id))
+            return _upstream_error(exchange, dialect, _translate(exc, exchange.system_id))
         except _TooLarge:
             response.close()
             error = UpstreamError(f"the AI system's answer exceeds {guard.policy.gateway.max_response_bytes} bytes")
             error.code = "upstream_response_too_large"
-            return _upstream_error(exchange, error)
+            return _upstream_error(exchange, dialect, error)
         finally:
             exchange.upstream_finished = time.perf_counter()
         response.release()  # read to the end: the connection goes back to the pool
@@ -265,16 +274,17 @@ def _translate(exc: BaseException, system_id: str) -> UpstreamError:
     return UpstreamUnavailable(f"the AI system {system_id!r} failed: {type(exc).__name__}", system_id=system_id)
 
 
-def _upstream_error(exchange: Exchange, error: UpstreamError) -> Response:
+def _upstream_error(exchange: Exchange, dialect: Dialect, error: UpstreamError) -> Response:
     exchange.upstream_finished = time.perf_counter()
     exchange.status = ExchangeStatus.UPSTREAM_ERROR
     exchange.error_code = error.code
     log.warning("upstream_error", system=exchange.system_id, code=error.code, request_id=exchange.request_id)
-    return JSONResponse(error_body(error), status_code=error.status_code)
+    return JSONResponse(dialect.error_body(error), status_code=error.status_code)
 
 
-async def _relay_error(exchange: Exchange, response: aiohttp.ClientResponse) -> Response:
-    """Pass an upstream's error on: its own body when it is OpenAI-shaped JSON, else ours."""
+async def _relay_error(exchange: Exchange, dialect: Dialect, response: aiohttp.ClientResponse) -> Response:
+    """Pass an upstream's error on: its own body when it is JSON with an ``error`` object
+    (OpenAI's and Anthropic's shapes both have one), else ours in the route's shape."""
     status = response.status
     raw = b""
     try:
@@ -297,7 +307,7 @@ async def _relay_error(exchange: Exchange, response: aiohttp.ClientResponse) -> 
     error = UpstreamError(f"the AI system {exchange.system_id!r} answered HTTP {status}")
     error.status_code = status if status < 500 else 502
     error.code = exchange.error_code = f"upstream_http_{status}"
-    return JSONResponse(error_body(error), status_code=error.status_code)
+    return JSONResponse(dialect.error_body(error), status_code=error.status_code)
 
 
 class _TooLarge(Exception):
@@ -316,7 +326,7 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def _relay_stream(exchange: Exchange, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _relay_stream(exchange: Exchange, dialect: Dialect, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     try:
         async for part in response.content.iter_any():
             yield part
@@ -324,7 +334,7 @@ async def _relay_stream(exchange: Exchange, response: aiohttp.ClientResponse) ->
         error = _translate(exc, exchange.system_id)
         error.code = "upstream_stream_interrupted"
         log.warning("upstream_stream_interrupted", system=exchange.system_id, request_id=exchange.request_id)
-        yield b"\n\n" + encode_data(error_body(error))
+        yield b"\n\n" + dialect.encode_event(dialect.error_body(error))
     else:
         response.release()
     finally:

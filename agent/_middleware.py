@@ -1,8 +1,8 @@
 """The ASGI middleware: guard the calls of every route a dialect serves.
 
 Pure ASGI, so it sits in front of any Starlette or FastAPI app (or any ASGI app).
-``POST`` to a route of ``_routes`` (``/v1/chat/completions``, ``/v1/completions``) is
-guarded through the exchange driver; everything else passes straight through. A request may name its AI system with the
+``POST`` to a route of ``_routes`` (``/v1/chat/completions``, ``/v1/completions``,
+``/v1/messages``) is guarded through the exchange driver; everything else passes straight through. A request may name its AI system with the
 ``x-aimsguard-system`` header or a ``/systems/{id}`` path prefix; otherwise the
 middleware's own system (or the policy's default) is used.
 """
@@ -56,13 +56,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _principal(scope: Scope) -> str:
-    """Who is calling, as far as the credentials tell: a hash of the Authorization header.
+    """Who is calling, as far as the credentials tell: a hash of the Authorization header
+    (OpenAI's clients) or else of the x-api-key header (Anthropic's).
 
     Per-conversation state (the personal-data vault) is scoped to it, so knowing another
     caller's conversation id is not enough to read their data back.
     """
-    authorization = _header(scope, b"authorization")
-    return hashlib.sha256(authorization.encode("latin-1")).hexdigest()[:16] if authorization else ""
+    credentials = _header(scope, b"authorization") or _header(scope, b"x-api-key")
+    return hashlib.sha256(credentials.encode("latin-1")).hexdigest()[:16] if credentials else ""
 
 
 def _trace_fields(traceparent: str | None) -> dict[str, str]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from ._dialect import Dialect
+from ._dialect_anthropic import ANTHROPIC_MESSAGES, MESSAGES_PATH
 from ._dialect_openai import CHAT_PATH, COMPLETIONS_PATH, OPENAI_CHAT, OPENAI_COMPLETIONS
 
 __all__ = ["ROUTES", "dialect_for"]
 
-ROUTES: dict[str, Dialect] = {CHAT_PATH: OPENAI_CHAT, COMPLETIONS_PATH: OPENAI_COMPLETIONS}
+ROUTES: dict[str, Dialect] = {CHAT_PATH: OPENAI_CHAT, COMPLETIONS_PATH: OPENAI_COMPLETIONS, MESSAGES_PATH: ANTHROPIC_MESSAGES}
 
 
 def dialect_for(path: str) -> Dialect | None:

@@ -6,7 +6,9 @@ gateway:
 - ``GuardedExchange``: an (async) context manager around one call, for full control;
 - ``guarded``: a decorator for a sync or async function from prompt/messages to text;
 - ``guard_openai``: wraps an official ``openai`` client (sync or async, streaming or
-  not); ``client.chat.completions.create`` and ``client.completions.create`` are guarded.
+  not); ``client.chat.completions.create`` and ``client.completions.create`` are guarded;
+- ``guard_anthropic``: wraps an official ``anthropic`` client the same way;
+  ``client.messages.create`` and ``client.messages.stream`` are guarded.
 
 Sync code is served by one event-loop thread per Guard, so the pipeline stays async
 and a sync caller never needs a running loop.
@@ -27,6 +29,7 @@ from typing import Any, TypeVar
 from aimsguard.guardrails import Action
 
 from ._dialect import Dialect
+from ._dialect_anthropic import ANTHROPIC_MESSAGES
 from ._dialect_openai import OPENAI_CHAT, OPENAI_COMPLETIONS
 from ._driver import SAME, ExchangeDriver
 from ._errors import AimsguardError
@@ -35,10 +38,14 @@ from ._guard import Guard
 from ._outcomes import decision_fields, split_decision
 from ._routes import ROUTES
 
-__all__ = ["Blocked", "GuardedExchange", "guard_openai", "guarded"]
+__all__ = ["Blocked", "GuardedExchange", "guard_anthropic", "guard_openai", "guarded"]
 
 T = TypeVar("T")
-_BY_OPERATION: dict[str, Dialect] = {dialect.operation: dialect for dialect in ROUTES.values()}
+# The dialect a GuardedExchange reads by default: the first route's for its operation (OpenAI
+# chat for "chat"; a client wrapper sets its own API's dialect).
+_BY_OPERATION: dict[str, Dialect] = {}
+for _dialect in ROUTES.values():
+    _BY_OPERATION.setdefault(_dialect.operation, _dialect)
 
 
 class Blocked(AimsguardError):
@@ -319,7 +326,37 @@ def guarded(
     return decorate
 
 
-# -- the openai client wrapper ---------------------------------------------------------------
+# -- the official clients' wrappers ------------------------------------------------------
+
+
+class _Objects:
+    """How one client library's objects are made from the driver's dicts: a whole answer,
+    and a stream event (``like``: the event it replaces, or None for one of aimsguard's own)."""
+
+    def __init__(self, answer: Callable[[dict[str, Any]], Any], event: Callable[[dict[str, Any], Any], Any]) -> None:
+        self.answer = answer
+        self.event = event
+
+
+def _openai_objects(answer_type: Any, chunk_type: Any) -> _Objects:
+    # Built the way the client builds streamed chunks: without validation (a streamed text
+    # chunk has no finish reason, which Completion's model would refuse).
+    return _Objects(answer_type.model_validate, lambda data, like: (type(like) if like is not None else chunk_type).construct(**data))
+
+
+def _anthropic_objects() -> _Objects:
+    from anthropic import types
+
+    events = {
+        "message_start": types.RawMessageStartEvent,
+        "message_delta": types.RawMessageDeltaEvent,
+        "message_stop": types.RawMessageStopEvent,
+        "content_block_start": types.RawContentBlockStartEvent,
+        "content_block_delta": types.RawContentBlockDeltaEvent,
+        "content_block_stop": types.RawContentBlockStopEvent,
+    }
+    # Events differ in type: each is built as the one its "type" names, as the client does.
+    return _Objects(types.Message.model_validate, lambda data, like: events[data["type"]].construct(**data))
 
 
 def guard_openai(client: Any, guard: Guard, system: str | None = None) -> Any:
@@ -329,23 +366,25 @@ def guard_openai(client: Any, guard: Guard, system: str | None = None) -> Any:
     recorded for the bias monitor, never sent upstream.
     """
     import openai
+    from openai.types import Completion
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
     is_async = isinstance(client, openai.AsyncOpenAI)
-    return _GuardedClient(client, guard, system, is_async)
+    chat = _GuardedCreate(client.chat.completions, guard, system, OPENAI_CHAT, _openai_objects(ChatCompletion, ChatCompletionChunk), is_async)
+    completions = _GuardedCreate(client.completions, guard, system, OPENAI_COMPLETIONS, _openai_objects(Completion, Completion), is_async)
+    return _Namespace(client, chat=_Namespace(client.chat, completions=chat), completions=completions)
 
 
-class _GuardedClient:
-    def __init__(self, client: Any, guard: Guard, system: str | None, is_async: bool) -> None:
-        from openai.types import Completion
-        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+def guard_anthropic(client: Any, guard: Guard, system: str | None = None) -> Any:
+    """Return an ``anthropic`` client (``Anthropic`` or ``AsyncAnthropic``) with
+    ``messages.create`` (streaming or not) and ``messages.stream`` guarded; everything else
+    untouched. A decision is passed as with ``guard_openai``: ``extra_body={"aimsguard": {...}}``.
+    """
+    import anthropic
 
-        self._client = client
-        chat = _GuardedCreate(client.chat.completions, guard, system, OPENAI_CHAT, ChatCompletion, ChatCompletionChunk, is_async)
-        self.chat = _Namespace(client.chat, completions=chat)
-        self.completions = _GuardedCreate(client.completions, guard, system, OPENAI_COMPLETIONS, Completion, Completion, is_async)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+    is_async = isinstance(client, anthropic.AsyncAnthropic)
+    messages = _GuardedMessages(client.messages, guard, system, ANTHROPIC_MESSAGES, _anthropic_objects(), is_async)
+    return _Namespace(client, messages=messages)
 
 
 class _Namespace:
@@ -358,21 +397,19 @@ class _Namespace:
 
 
 class _GuardedCreate:
-    def __init__(
-        self, resource: Any, guard: Guard, system: str | None, dialect: Dialect, answer_type: type, chunk_type: type, is_async: bool
-    ) -> None:
+    def __init__(self, resource: Any, guard: Guard, system: str | None, dialect: Dialect, objects: _Objects, is_async: bool) -> None:
         self._resource = resource
         self._guard = guard
         self._system = system
         self._dialect = dialect
-        self._types = (answer_type, chunk_type)
+        self._objects = objects
         self._is_async = is_async
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._resource, name)
 
-    def _call(self, kwargs: dict[str, Any]) -> _OpenAICall:
-        return _OpenAICall(self._guard, self._system, self._dialect, self._types, kwargs)
+    def _call(self, kwargs: dict[str, Any]) -> _ClientCall:
+        return _ClientCall(self._guard, self._system, self._dialect, self._objects, kwargs)
 
     def create(self, **kwargs: Any) -> Any:
         if self._is_async:
@@ -399,6 +436,48 @@ class _GuardedCreate:
             return await call.after(response)
 
 
+class _GuardedMessages(_GuardedCreate):
+    """Anthropic's ``messages``: ``create`` as above, and ``stream``, the SDK's own helper
+    (text events, ``get_final_message()``) over the guarded stream of events."""
+
+    def stream(self, **kwargs: Any) -> Any:
+        from anthropic.lib.streaming import AsyncMessageStream, MessageStream
+
+        if "output_format" in kwargs:
+            raise TypeError("guard_anthropic: messages.stream(output_format=...) is not guarded; pass output_config instead")
+        if self._is_async:
+            return _StreamManager(lambda: self._acreate(**kwargs, stream=True), AsyncMessageStream)
+        return _StreamManager(lambda: self.create(**kwargs, stream=True), MessageStream)
+
+
+class _StreamManager:
+    """What ``messages.stream`` returns: a (async) context manager giving the SDK's MessageStream."""
+
+    def __init__(self, open_stream: Callable[[], Any], stream_type: Any) -> None:
+        from anthropic import NOT_GIVEN
+
+        self._open = open_stream
+        self._type = stream_type
+        self._not_given = NOT_GIVEN
+        self._stream: Any = None
+
+    def __enter__(self) -> Any:
+        self._stream = self._type(self._open(), output_format=self._not_given)
+        return self._stream
+
+    def __exit__(self, *_: object) -> None:
+        if self._stream is not None:
+            self._stream.close()
+
+    async def __aenter__(self) -> Any:
+        self._stream = self._type(await self._open(), output_format=self._not_given)
+        return self._stream
+
+    async def __aexit__(self, *_: object) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+
+
 def _take_decision(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any, dict[Any, Any]]:
     """A decision in ``extra_body={"aimsguard": {...}}``: (the call's kwargs without it, outcome, groups)."""
     extra = kwargs.get("extra_body")
@@ -410,19 +489,19 @@ def _take_decision(kwargs: dict[str, Any]) -> tuple[dict[str, Any], Any, dict[An
     return ({**kwargs, "extra_body": rest} if rest else kwargs), outcome, groups
 
 
-class _OpenAICall:
-    """One openai ``create`` call, adapted to the exchange driver: the client's objects in and out."""
+class _ClientCall:
+    """One ``create`` call of an official client, adapted to the exchange driver: the client's objects in and out."""
 
-    def __init__(self, guard: Guard, system: str | None, dialect: Dialect, types: tuple[type, type], kwargs: dict[str, Any]) -> None:
+    def __init__(self, guard: Guard, system: str | None, dialect: Dialect, objects: _Objects, kwargs: dict[str, Any]) -> None:
         self.guard = guard
         self.dialect = dialect
-        self.answer_type, self.chunk_type = types
+        self.objects = objects
         self.kwargs, outcome, groups = _take_decision(kwargs)
         self.stream = bool(kwargs.get("stream"))
         self.ex = GuardedExchange(
             guard, system, model=kwargs.get("model"), operation=dialect.operation, stream=self.stream, outcome=outcome, groups=groups
         )
-        self.driver = self.ex.driver
+        self.driver = self.ex.driver = ExchangeDriver(guard, self.ex.exchange, dialect)  # this API's dialect, whatever the operation
         self.fallback: str | None = None
 
     @contextlib.contextmanager
@@ -438,8 +517,8 @@ class _OpenAICall:
                 self.ex.finish()
 
     async def before(self) -> dict[str, Any]:
-        keys = self.dialect.input_keys
-        parsed = self.driver.read_fields({key: copy.deepcopy(self.kwargs.get(key)) for key in keys})
+        keys = [key for key in self.dialect.input_keys if key in self.kwargs]
+        parsed = self.driver.read_fields({key: copy.deepcopy(self.kwargs[key]) for key in keys})
         try:
             texts = await self.ex.check_input(parsed.texts)
         except Blocked as blocked:
@@ -453,8 +532,8 @@ class _OpenAICall:
     def fallback_response(self, is_async: bool = False) -> Any:
         assert self.fallback is not None
         if not self.stream:
-            return self.answer_type.model_validate(self.driver.fallback_answer())
-        return _ListStream([_build(self.chunk_type, c) for c in self.driver.fallback_chunks()], is_async)
+            return self.objects.answer(self.driver.fallback_answer())
+        return _ListStream([self.objects.event(c, None) for c in self.driver.fallback_chunks()], is_async)
 
     async def after(self, response: Any) -> Any:
         answer = response.model_dump()
@@ -467,7 +546,7 @@ class _OpenAICall:
         events = await self.driver.on_event(chunk.model_dump())
         if self.driver.stopped:
             return self._stop_chunks()
-        return [chunk if event is SAME else _build(type(chunk), event) for event in events]
+        return [chunk if event is SAME else self.objects.event(event, chunk) for event in events]  # type: ignore[arg-type]
 
     async def on_end(self) -> list[Any]:
         self.ex.exchange.upstream_finished = _now()
@@ -475,23 +554,16 @@ class _OpenAICall:
         if self.driver.stopped:
             return self._stop_chunks()
         self.driver.record_streams()
-        return [_build(self.chunk_type, event) for event in events if isinstance(event, dict)]
+        return [self.objects.event(event, None) for event in events if isinstance(event, dict)]
 
     def _stop_chunks(self) -> list[Any]:
-        return [_build(self.chunk_type, c) for c in self.driver.fallback_chunks()]
-
-
-def _build(cls: Any, data: dict[str, Any]) -> Any:
-    """An openai object from our dict, built the way the client builds streamed chunks:
-    without validation (a streamed text chunk has no finish reason, which Completion's
-    model would refuse)."""
-    return cls.construct(**data)
+        return [self.objects.event(c, None) for c in self.driver.fallback_chunks()]
 
 
 class _SyncStream:
-    """Iterates a guarded openai Stream; a ``with`` block or ``close()`` ends it."""
+    """Iterates a guarded client Stream; a ``with`` block or ``close()`` ends it."""
 
-    def __init__(self, call: _OpenAICall, stream: Any) -> None:
+    def __init__(self, call: _ClientCall, stream: Any) -> None:
         self._call = call
         self._stream = stream
         self.response = getattr(stream, "response", None)
@@ -525,7 +597,7 @@ class _SyncStream:
 
 
 class _AsyncStream:
-    def __init__(self, call: _OpenAICall, stream: Any) -> None:
+    def __init__(self, call: _ClientCall, stream: Any) -> None:
         self._call = call
         self._stream = stream
         self.response = getattr(stream, "response", None)
@@ -560,8 +632,14 @@ class _AsyncStream:
         await self.close()
 
 
+async def _closed() -> None:
+    pass
+
+
 class _ListStream:
     """The fallback, streamed: iterable sync or async, like the client's own Stream."""
+
+    response = None
 
     def __init__(self, chunks: list[Any], is_async: bool) -> None:
         self._chunks = chunks
@@ -574,8 +652,9 @@ class _ListStream:
         for chunk in self._chunks:
             yield chunk
 
-    def close(self) -> None:
-        pass
+    def close(self) -> Any:
+        """Nothing to close; awaitable when the client is async, as its own stream's close is."""
+        return _closed() if self._is_async else None
 
     def __enter__(self) -> _ListStream:
         return self
