@@ -141,8 +141,12 @@ class Console:
         the event (with the user's name) together."""
         if self.oversight is None:
             raise HTTPException(503, "No records store is configured in the policy, so this cannot be done.")
+        return await self.counted(action, getattr(self.oversight, method), *args, **kwargs)
+
+    async def counted(self, action: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A change through the records store, counted in ``aimsguard_console_actions_total``."""
         try:
-            result = await self.store_call("records", getattr(self.oversight, method), *args, **kwargs)
+            result = await self.store_call("records", function, *args, **kwargs)
         except HTTPException as exc:
             self.metrics.actions.labels(action, "refused" if exc.status_code < 500 else "failed").inc()
             raise

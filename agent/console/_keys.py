@@ -55,14 +55,9 @@ async def create(console: Console, request: Request) -> Response:
     name = text_field(form, "name", limit=200)
     rpm = _limit(form, "rpm", "Requests per minute")
     tokens_per_day = _limit(form, "tokens_per_day", "Tokens per day")
-    try:
-        key, secret = await console.store_call(
-            "records", console.records.create_key, system=system, by=user.name, name=name, rpm=rpm, tokens_per_day=tokens_per_day
-        )
-    except HTTPException as exc:
-        console.metrics.actions.labels("key.create", "refused" if exc.status_code < 500 else "failed").inc()
-        raise
-    console.metrics.actions.labels("key.create", "ok").inc()
+    key, secret = await console.counted(
+        "key.create", console.records.create_key, system=system, by=user.name, name=name, rpm=rpm, tokens_per_day=tokens_per_day
+    )
     # The name stays in the store (it may name a person); the event has the id and the limits.
     console.guard.events.emit("key.created", key_id=key.id, system=system, rpm=rpm, tokens_per_day=tokens_per_day, by=user.name)
     return await _page(console, request, created=key, secret=secret)
@@ -72,12 +67,7 @@ async def revoke(console: Console, request: Request) -> Response:
     user = console.require(request, *ADMINS)
     await console.form(request, user)
     key_id = str(request.path_params["key_id"])
-    try:
-        key = await console.store_call("records", console.records.revoke_key, key_id, by=user.name)
-    except HTTPException as exc:
-        console.metrics.actions.labels("key.revoke", "refused" if exc.status_code < 500 else "failed").inc()
-        raise
-    console.metrics.actions.labels("key.revoke", "ok").inc()
+    key = await console.counted("key.revoke", console.records.revoke_key, key_id, by=user.name)
     await console.guard.callers.announce_revocation()
     console.guard.events.emit("key.revoked", key_id=key.id, system=key.system, by=user.name)
     return console.redirect(request, "keys", f"Key {key.id} of {key.system} is revoked: every replica refuses it within about a second.")
