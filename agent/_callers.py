@@ -16,8 +16,9 @@ in the shared state, which each replica reads every ``POLL_S`` and drops its cac
 moved. With the in-process state (one replica) or while the shared state is down, the
 replica polls a cheap revocation stamp in the records store instead.
 
-Limits are counters in the shared state (``Counters``: one atomic ``incr`` with an
-expiry window), so every replica counts against the same figures: a fixed window per
+Limits are counters in the shared state (``State.count``: atomic, with an expiry
+window; Redis for a fleet, this process's memory for one replica), so every replica
+counts against the same figures: a fixed window per
 minute for requests (a caller may get up to twice its rate across a minute's edge), and a
 count per UTC day for tokens, checked before a request and added after it from the
 upstream's ``usage`` (estimated, see ``count_tokens``, when a stream carries none). A
@@ -26,8 +27,9 @@ request that starts under the budget finishes even if it crosses it.
 When the shared state fails, ``callers.limits_fail_mode`` decides: ``open`` (default)
 lets the request through unlimited, ``closed`` refuses it with a 503
 ``limits_unavailable``. Either way it is counted
-(``aimsguard_caller_state_failures_total``) and written as ``callers.state_failed``
-(at most once a minute). Open by default: limits guard cost and fairness, not safety —
+(``aimsguard_state_errors_total{use="limits"}``) and written as ``state.failed`` (then
+``state.recovered``), like every use of the shared state. A records store that cannot be
+read for a key counts as ``aimsguard_records_errors_total{operation="keys"}``. Open by default: limits guard cost and fairness, not safety —
 the checks still run and the key is still authenticated, and a cache outage should not
 take every caller down.
 """
@@ -36,21 +38,23 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
+from aimsguard.collectors import Count, State, StateError
 from aimsguard.collectors.records import KEY_PREFIX, ApiKey, RecordsError, RecordsStore, parse_key, secret_matches
 
 from ._errors import AimsguardError
 from ._exchange import Exchange
 from ._policy import FailMode, Policy
+
+from ._state import StateMonitor, state_for
 
 if TYPE_CHECKING:
     from ._oversight import BoundedWrites
@@ -61,11 +65,8 @@ __all__ = [
     "CallerMetrics",
     "CallerRefused",
     "Callers",
-    "Counters",
-    "LocalCounters",
     "broadcast_revocation",
     "count_tokens",
-    "counters_for",
     "presented_key",
 ]
 
@@ -74,45 +75,11 @@ log = structlog.get_logger("aimsguard.agent")
 CACHE_TTL_S = 60.0  # a key read from the store is trusted this long (revocations end it sooner)
 UNKNOWN_TTL_S = 5.0  # an unknown id is remembered this long, so guessing does not reach the store per request
 POLL_S = 0.5  # how often a replica looks for revocations
-STATE_TIMEOUT_S = 0.5  # longest a request waits for the shared state before its fail mode applies
-GENERATION_KEY = "aimsguard:keys:generation"
+GENERATION_KEY = "keys:generation"  # the state's prefix goes in front
 _GENERATION_WINDOW_S = 400 * 86400.0
 _MAX_CACHED = 100_000
-_FAILURE_EVENT_EVERY_S = 60.0
+_DAY_WINDOW_S = 2 * 86400.0  # a day's count outlives its day: a replica whose clock lags still finds it
 _CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text
-
-
-class Counters(Protocol):
-    """The one operation limits need from the shared state: add ``amount`` to ``key`` and
-    return the new value, atomically across replicas; a key created by the call expires
-    ``window_s`` later (``amount`` 0 reads a counter)."""
-
-    async def incr(self, key: str, amount: int, window_s: float) -> int: ...
-
-
-class LocalCounters:
-    """``Counters`` in this process's memory: the default for one replica."""
-
-    shared = False  # counts of this process only: other replicas cannot see them
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._values: dict[str, tuple[int, float]] = {}
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._next_sweep = 0.0
-
-    async def incr(self, key: str, amount: int, window_s: float) -> int:
-        now = self._clock()
-        with self._lock:
-            value, expires = self._values.get(key, (0, 0.0))
-            if expires <= now:
-                value, expires = 0, now + window_s
-            value += amount
-            self._values[key] = (value, expires)
-            if now >= self._next_sweep:  # expired windows go, so memory stays bounded by the live ones
-                self._values = {k: v for k, v in self._values.items() if v[1] > now}
-                self._next_sweep = now + 60.0
-            return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +166,6 @@ class CallerMetrics:
             "Requests refused for their caller: missing, unknown or revoked key, rpm or tokens_per_day limit, or unavailable.",
             ["system", "reason"], registry=r,
         )
-        self.state_failures = Counter(
-            "aimsguard_caller_state_failures_total",
-            "Shared-state or records-store operations of the key and limit checks that failed, by operation and fail mode applied.",
-            ["operation", "fail_mode"], registry=r,
-        )
 
 
 @dataclass(slots=True)
@@ -219,26 +181,28 @@ class Callers:
         self,
         policy: Policy,
         store: RecordsStore | None,
-        counters: Counters,
+        state: State,
         *,
+        monitor: StateMonitor,
         reads: BoundedWrites,
         registry: CollectorRegistry | None,
-        emit: Callable[..., None],
+        store_failed: Callable[[str, Exception], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``store_failed(operation, error)`` counts and records a records-store failure
+        (``OversightRuntime.failed``); ``monitor`` does the same for the shared state."""
         self.policy = policy
         self.store = store
-        self.counters = counters
-        self.shared = bool(getattr(counters, "shared", True))
+        self.state = state
+        self.monitor = monitor
         self.metrics = CallerMetrics(registry)
-        self._emit = emit
+        self._store_failed = store_failed
         self._reads = reads
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
         self._loading: dict[str, asyncio.Future[ApiKey | None]] = {}
         self._stamp: object = None
         self._poller: asyncio.Task[None] | None = None
-        self._last_failure_event: dict[str, float] = {}
         self._background: set[asyncio.Future[None]] = set()
 
     # -- a request --------------------------------------------------------------------------
@@ -269,15 +233,15 @@ class Callers:
             return
         now = time.time()
         minute, day = _windows(now)
-        calls: list[Awaitable[int]] = []
+        calls: list[Awaitable[Count]] = []
         if caller.rpm is not None:
-            calls.append(self.counters.incr(f"aimsguard:rpm:{caller.key_id}:{minute}", 1, 60.0))
+            calls.append(self.state.count(f"rpm:{caller.key_id}:{minute}", 60.0))
         if caller.tokens_per_day is not None:
-            calls.append(self.counters.incr(f"aimsguard:tpd:{caller.key_id}:{day}", 0, 2 * 86400.0))
+            calls.append(self.state.count(f"tpd:{caller.key_id}:{day}", _DAY_WINDOW_S, 0))
         try:
-            counts = await asyncio.wait_for(asyncio.gather(*calls), STATE_TIMEOUT_S)
-        except Exception as exc:  # whatever the state's client raises: the fail mode decides
-            self._state_failed("limits", exc, fail_mode)
+            counts = [count.value for count in await asyncio.gather(*calls)]  # concurrent: one round trip's wait
+        except StateError as exc:
+            self.monitor.failed("limits", fail_mode.value, exc)
             if fail_mode is FailMode.CLOSED:
                 raise self._refuse(
                     caller.system,
@@ -288,7 +252,7 @@ class Callers:
                     ),
                 ) from None
             return
-        counts = list(counts)
+        self.monitor.ok("limits")
         if caller.rpm is not None:
             requests = counts.pop(0)
             if requests > caller.rpm:
@@ -310,9 +274,9 @@ class Callers:
             return
         _, day = _windows(time.time())
         try:
-            await asyncio.wait_for(self.counters.incr(f"aimsguard:tpd:{caller.key_id}:{day}", tokens, 2 * 86400.0), STATE_TIMEOUT_S * 4)
-        except Exception as exc:
-            self._state_failed("spend", exc, FailMode.OPEN)
+            await self.state.count(f"tpd:{caller.key_id}:{day}", _DAY_WINDOW_S, tokens)
+        except StateError as exc:
+            self.monitor.failed("limits", "uncounted", exc)  # these tokens are lost to the day's count
 
     def _refuse(self, system_id: str, error: CallerRefused) -> CallerRefused:
         self.metrics.refused.labels(system_id, error.reason).inc()
@@ -338,10 +302,9 @@ class Callers:
         try:
             key = await self._reads.run(lambda: store.get_key(key_id), self.policy.records.handoff_timeout_s if self.policy.records else 2.0)
         except (RecordsError, TimeoutError) as exc:
+            self._store_failed("keys", exc)
             if cached is not None and cached.key is not None:
-                self._store_failed(exc, "stale key used")
                 return cached.key  # a key known before the outage keeps working; revocations still arrive
-            self._store_failed(exc, "refused")
             raise self._refuse(
                 system_id,
                 CallerRefused(
@@ -374,61 +337,44 @@ class Callers:
         self._stamp = stamp
 
     async def _revocation_stamp(self) -> object:
-        if self.shared:
+        if self.state.kind != "memory":
             try:
-                return ("state", await asyncio.wait_for(self.counters.incr(GENERATION_KEY, 0, _GENERATION_WINDOW_S), STATE_TIMEOUT_S))
-            except Exception as exc:
-                self._state_failed("revocations", exc, FailMode.OPEN)  # then the store tells
+                stamp = ("state", (await self.state.count(GENERATION_KEY, _GENERATION_WINDOW_S, 0)).value)
+            except StateError as exc:
+                self.monitor.failed("key_revocations", "store", exc)  # then the records store tells
+            else:
+                self.monitor.ok("key_revocations")
+                return stamp
         assert self.store is not None
         store = self.store
         try:
             return ("store", await self._reads.run(store.keys_revoked_stamp, 2.0))
         except (RecordsError, TimeoutError) as exc:
-            self._store_failed(exc, "revocations not seen")
+            self._store_failed("key_revocations", exc)
             return None
 
     async def announce_revocation(self) -> None:
-        """After a revocation (here, or by the CLI through its own ``Counters``): every
-        replica drops its cached keys at its next poll. This replica's at once."""
+        """After a revocation here: every replica drops its cached keys at its next poll,
+        this one at once."""
         self._cache.clear()
         try:
-            await asyncio.wait_for(self.counters.incr(GENERATION_KEY, 1, _GENERATION_WINDOW_S), STATE_TIMEOUT_S * 4)
-        except Exception as exc:
-            self._state_failed("revocations", exc, FailMode.OPEN)
+            await self.state.count(GENERATION_KEY, _GENERATION_WINDOW_S, 1)
+        except StateError as exc:
+            self.monitor.failed("key_revocations", "store", exc)  # the others see the store's stamp
 
-    # -- failures ---------------------------------------------------------------------------
-
-    def _due(self, what: str) -> bool:
-        now = self._clock()
-        if now - self._last_failure_event.get(what, -_FAILURE_EVENT_EVERY_S) < _FAILURE_EVENT_EVERY_S:
-            return False
-        self._last_failure_event[what] = now
-        return True
-
-    def _state_failed(self, operation: str, exc: BaseException, fail_mode: FailMode) -> None:
-        self.metrics.state_failures.labels(operation, fail_mode.value).inc()
-        if self._due(operation):
-            log.error("caller_state_failed", operation=operation, fail_mode=fail_mode.value, error_type=type(exc).__name__)
-            self._emit("callers.state_failed", operation=operation, fail_mode=fail_mode.value, error_type=type(exc).__name__)
-
-    def _store_failed(self, exc: BaseException, outcome: str) -> None:
-        self.metrics.state_failures.labels("keys", "open" if outcome != "refused" else "closed").inc()
-        if self._due("keys"):
-            log.error("caller_keys_unavailable", outcome=outcome, error_type=type(exc).__name__)
-            self._emit("callers.state_failed", operation="keys", outcome=outcome, error_type=type(exc).__name__)
-
-
-def counters_for(policy: Policy) -> Counters:
-    """The limit counters the policy's shared state gives (in-process without one)."""
-    return LocalCounters()
 
 
 async def broadcast_revocation(policy: Policy) -> None:
     """Tell every replica of this policy to drop its cached keys (after a revocation made
-    outside them, e.g. by the CLI). Without a shared state they see the store instead."""
-    counters = counters_for(policy)
-    if getattr(counters, "shared", True):
-        await asyncio.wait_for(counters.incr(GENERATION_KEY, 1, _GENERATION_WINDOW_S), STATE_TIMEOUT_S * 4)
+    outside them, e.g. by the CLI). Without a shared state they see the store instead.
+    Raises ``StateError``."""
+    if not policy.state.shared:
+        return
+    state = state_for(policy)
+    try:
+        await state.count(GENERATION_KEY, _GENERATION_WINDOW_S, 1)
+    finally:
+        state.close()
 
 
 def _windows(now: float) -> tuple[int, str]:

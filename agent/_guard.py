@@ -24,7 +24,7 @@ from aimsguard.collectors.eventlog import Signer, SigningKeyError, load_signer
 from aimsguard.collectors.records import RecordsStore
 from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, Verdict, default_registry, log_masks
 
-from ._callers import Callers, LocalCounters
+from ._callers import Callers
 from ._checkpool import CheckPool, pool_counter
 from ._errors import EventLogUnavailable, PolicyError, PolicyProblem, UnknownSystemError
 from ._events import EVENT_SCHEMA, EventEmitter
@@ -136,10 +136,11 @@ class Guard:
         self.callers = Callers(
             policy,
             self.records,
-            LocalCounters(),
+            self.state,
+            monitor=self.state_monitor,
             reads=self._key_reads,
             registry=self.metrics.registry if self.metrics else None,
-            emit=lambda kind, **fields: self.events.emit(kind, **fields),
+            store_failed=self.oversight.failed,
         )
         self._closed = False
         # The bus's worker is a daemon thread: without this, a short script's events die with it.

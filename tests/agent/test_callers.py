@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from typing import Any
@@ -11,10 +12,12 @@ import httpx
 import openai
 import pytest
 
-from aimsguard.agent._callers import Caller, Callers, LocalCounters, count_tokens, presented_key
+from aimsguard.agent._callers import Caller, Callers, count_tokens, presented_key
+from aimsguard.collectors import StateError
 from aimsguard.agent._exchange import Exchange
 from aimsguard.collectors.records import parse_key
 
+from ..redis_server import PrivateRedis, shared_redis
 from ..support import records_policy
 
 
@@ -30,9 +33,13 @@ def _client(url: str, key: str, **kwargs: Any) -> openai.OpenAI:
 def keyed(gateway, tmp_path, upstream):
     """A gateway whose support-bot requires keys; returns (url, guard, make_key)."""
 
-    def start(require_key: bool = True, **callers: Any):
+    def start(require_key: bool = True, state: dict[str, Any] | None = None, replica: str = "", **callers: Any):
         def mutate(data: dict[str, Any]) -> None:
             records_policy(data, tmp_path)
+            if state is not None:
+                data["state"] = {"key": base64.urlsafe_b64encode(b"k" * 32).decode(), **state}
+            if replica:  # one event log directory per writer
+                data["event_log"]["directory"] = str(tmp_path / f"events-{replica}")
             data["systems"]["support-bot"]["callers"] = {"require_key": require_key, **callers}
             data["systems"]["support-bot"]["upstream"]["api_key"] = "sk-upstream-own-key"
 
@@ -195,40 +202,28 @@ def test_count_tokens_prefers_usage_and_spends_nothing_without_an_upstream_call(
     assert count_tokens(exchange) == (12, False)
 
 
-def test_local_counters_expire_their_window() -> None:
-    now = [0.0]
-    counters = LocalCounters(clock=lambda: now[0])
 
-    async def run() -> list[int]:
-        out = [await counters.incr("k", 1, 60), await counters.incr("k", 2, 60), await counters.incr("k", 0, 60)]
-        now[0] = 60.0
-        out.append(await counters.incr("k", 1, 60))
-        return out
+class _BrokenState:
+    kind = "redis"
 
-    assert asyncio.run(run()) == [1, 3, 3, 1]
-
-
-class _BrokenCounters:
-    shared = True
-
-    async def incr(self, key: str, amount: int, window_s: float) -> int:
-        raise ConnectionError("state store down")
+    async def count(self, key: str, window_s: float, amount: int = 1):
+        raise StateError("ConnectionError: state store down")
 
 
 @pytest.mark.parametrize("fail_mode", ["open", "closed"])
 def test_the_limits_fail_mode_holds_when_the_state_is_down(keyed, events, fail_mode: str) -> None:
     url, guard, make_key = keyed(limits_fail_mode=fail_mode)
     key = make_key(rpm=1)
-    guard.callers.counters = _BrokenCounters()
+    guard.callers.state = _BrokenState()
     response = httpx.post(url + "/v1/chat/completions", json={"model": "demo", "messages": _user("hi")}, headers={"authorization": f"Bearer {key}"})
     if fail_mode == "open":
         assert response.status_code == 200
     else:
         assert response.status_code == 503 and response.json()["error"]["code"] == "limits_unavailable"
     guard.flush()
-    assert any(e["event"] == "callers.state_failed" and e["operation"] == "limits" for e in events.events())
+    assert any(e["event"] == "state.failed" and e["use"] == "limits" and e["outcome"] == fail_mode for e in events.events())
     metrics = httpx.get(url + "/metrics").text
-    assert f'aimsguard_caller_state_failures_total{{fail_mode="{fail_mode}",operation="limits"}} 1.0' in metrics
+    assert f'aimsguard_state_errors_total{{outcome="{fail_mode}",use="limits"}} 1.0' in metrics
 
 
 def test_keys_are_read_from_the_store_once_until_a_revocation(keyed) -> None:
@@ -265,14 +260,17 @@ def test_a_caller_is_what_admit_returns(keyed) -> None:
 # -- the CLI ---------------------------------------------------------------------------------
 
 
-def test_keys_cli_creates_lists_and_revokes_and_the_gateway_follows(keyed, tmp_path) -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["store-poll", "redis"])
+def test_keys_cli_creates_lists_and_revokes_and_the_gateway_follows(keyed, tmp_path, shared: bool) -> None:
     from typer.testing import CliRunner
 
     from aimsguard.agent.cli import app as cli_app
 
-    url, guard, _ = keyed()
+    state = dict(zip(("url", "prefix"), shared_redis())) if shared else None
+    url, guard, _ = keyed(state=state)
     policy = tmp_path / "cli-policy.yaml"
-    policy.write_text(f"records: {{url: 'sqlite:///{tmp_path / 'records.db'}'}}\nsystems:\n  support-bot: {{name: S, owner: o}}\n")
+    state_line = f"state: {{url: '{state['url']}', prefix: {state['prefix']}}}\n" if state else ""
+    policy.write_text(f"records: {{url: 'sqlite:///{tmp_path / 'records.db'}'}}\n{state_line}systems:\n  support-bot: {{name: S, owner: o}}\n")
     runner = CliRunner()
     created = runner.invoke(cli_app, ["keys", "create", "--system", "support-bot", "--rpm", "100", "--tokens-per-day", "5000", "--name", "team-a", "-c", str(policy)])
     assert created.exit_code == 0, created.output
@@ -287,7 +285,7 @@ def test_keys_cli_creates_lists_and_revokes_and_the_gateway_follows(keyed, tmp_p
     assert revoked.exit_code == 0, revoked.output
     started = time.monotonic()
     _wait_for(lambda: _status(url, key) == 401, timeout=3)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < (1.0 if shared else 1.5)
     again = runner.invoke(cli_app, ["keys", "revoke", key_id, "-c", str(policy)])
     assert again.exit_code == 2 and "revoked already" in again.output
     unknown = runner.invoke(cli_app, ["keys", "create", "--system", "nope", "-c", str(policy)])
@@ -336,3 +334,39 @@ async def test_the_middleware_authenticates_and_limits_callers_too(make_guard, t
         limited = await http.post("/v1/chat/completions", json=body, headers={"x-api-key": key})
         assert limited.status_code == 429 and limited.json()["error"]["type"] == "requests"
         assert (await http.get("/other")).text == "untouched"  # other routes are not the guard's business
+
+
+# -- across replicas, through Redis ----------------------------------------------------------
+
+
+def test_two_replicas_share_a_keys_limits_and_its_revocation_through_redis(keyed) -> None:
+    url, prefix = shared_redis()
+    state = {"url": url, "prefix": prefix}
+    first, guard, make_key = keyed(state=state, replica="a")
+    second, _, _ = keyed(state=state, replica="b")
+    key = make_key(rpm=3)
+    statuses = [_status(base, key) for base in (first, second, first, second)]
+    assert statuses == [200, 200, 200, 429]  # one count for both replicas
+    other = make_key()
+    assert _status(first, other) == _status(second, other) == 200  # both have it cached now
+    key_id = parse_key(other)[0]
+    guard.records.revoke_key(key_id, by="test")
+    asyncio.run(guard.callers.announce_revocation())  # as the console does, on replica a
+    started = time.monotonic()
+    _wait_for(lambda: _status(second, other) == 401, timeout=3)
+    assert time.monotonic() - started < 1.0
+
+
+def test_limits_fail_open_while_redis_is_down_and_recover_by_themselves(keyed, tmp_path, events) -> None:
+    with PrivateRedis(tmp_path) as redis:
+        base, guard, make_key = keyed(state={"url": redis.url, "timeout_ms": 100})
+        key = make_key(rpm=1)
+        assert _status(base, key) == 200
+        assert _status(base, key) == 429
+        redis.stop()
+        assert [_status(base, key) for _ in range(3)] == [200, 200, 200]  # open: served, unlimited
+        redis.start()  # empty: the minute's count starts again
+        _wait_for(lambda: _status(base, key) == 429, timeout=5)
+    guard.flush()
+    kinds = [(e["event"], e.get("use")) for e in events.events() if e["event"].startswith("state.")]
+    assert ("state.failed", "limits") in kinds and ("state.recovered", "limits") in kinds
