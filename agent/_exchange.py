@@ -83,6 +83,9 @@ class Exchange:
     # Content not to be logged or kept, by stage ("input"/"output"): a content-masking check
     # (personal data) did not run on it, so nothing says what to mask. Value: which check, how.
     withheld: dict[str, str] = field(default_factory=dict)
+    # The texts a shadow candidate checks after the answer (kept only when the system has one).
+    shadow_input: list[str] | None = None
+    shadow_output: list[str] | None = None
     verdicts: list[Verdict] = field(default_factory=list)
     action: Action = Action.ALLOW
     status: ExchangeStatus = ExchangeStatus.OK

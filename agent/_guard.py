@@ -34,6 +34,7 @@ from ._outcomes import decision_of, record_feedback
 from ._pipeline import Pipeline, StageResult
 from ._policy import Durability, FailMode, Policy, SystemConfig, load_policy
 from ._state import StateMonitor, state_for, state_key
+from ._shadow import ShadowRunner
 from ._streaming import StreamingOutputGuard
 from ._version import __version__
 
@@ -142,6 +143,8 @@ class Guard:
             registry=self.metrics.registry if self.metrics else None,
             store_failed=self.oversight.failed,
         )
+        # Candidate checks run beside the live ones after each answer, never applied (see _shadow).
+        self.shadow = ShadowRunner(self, registry, self.metrics.registry if self.metrics else None)
         self._closed = False
         # The bus's worker is a daemon thread: without this, a short script's events die with it.
         atexit.register(self.close)
@@ -239,6 +242,8 @@ class Guard:
 
     async def check_input(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
         exchange.input_texts = list(texts)
+        if self.shadow.wants(exchange.system_id):
+            exchange.shadow_input = list(texts)
         result = await self.pipelines[exchange.system_id].run(self._request(exchange, Stage.INPUT, texts))
         exchange.input_checks_s += result.duration_s
         self._record(exchange, result)
@@ -268,6 +273,8 @@ class Guard:
         return results
 
     async def check_output(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
+        if self.shadow.wants(exchange.system_id):
+            exchange.shadow_output = list(texts)
         request = self._request(exchange, Stage.OUTPUT, texts, _question(exchange))
         result = await self.pipelines[exchange.system_id].run(request)
         exchange.output_checks_s += result.duration_s
@@ -307,6 +314,8 @@ class Guard:
         # What the user saw (redacted, restored data left out), never the upstream's raw text.
         exchange.output_texts = [guard.released_text for guard in guards]
         exchange.logged_output = [guard.logged_text for guard in guards]
+        if self.shadow.wants(exchange.system_id):
+            exchange.shadow_output = list(exchange.output_texts)
 
     def _note_unmasked(self, exchange: Exchange, stage: Stage, verdicts: Sequence[Verdict]) -> None:
         """Mark the stage's content withheld when a content-masking check did not run on it:
@@ -395,6 +404,7 @@ class Guard:
             if exchange.withheld:
                 fields["content_withheld"] = dict(exchange.withheld)
         self.events.emit("exchange", **fields)
+        self.shadow.start(exchange)  # after the exchange is recorded: the candidate never holds it up
 
     @staticmethod
     def masked_input(exchange: Exchange) -> list[str]:
@@ -439,6 +449,7 @@ class Guard:
         atexit.unregister(self.close)
         self.oversight.close()
         self._key_reads.close()
+        self.shadow.close()
         self.check_pool.close()
         self.bus.shutdown()
         self.state.close()

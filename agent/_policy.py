@@ -180,6 +180,15 @@ class CallersConfig(_Strict):
     limits_fail_mode: FailMode = FailMode.OPEN
 
 
+class ShadowConfig(_Strict):
+    """A candidate version of a system's checks, run on the same traffic after each answer:
+    its decisions are recorded (``shadow.verdict``), never applied."""
+
+    candidate: Annotated[str, Field(pattern=_ID, description="the candidate's name, on every shadow.verdict")]
+    checks: Checks
+    max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 64  # shadow runs waiting at once; past this, dropped and counted
+
+
 class SystemConfig(_Strict):
     name: Annotated[str, Field(min_length=1)]
     owner: Annotated[str, Field(min_length=1)]
@@ -196,6 +205,7 @@ class SystemConfig(_Strict):
     fairness: FairnessConfig | None = None
     # A share of the checks' decisions queued for people to judge (see aimsguard.collectors.ReviewConfig).
     review: ReviewConfig | None = None
+    shadow: ShadowConfig | None = None
 
     @field_validator("objectives")
     @classmethod
@@ -620,21 +630,23 @@ def _check_settings(policy: Policy, registry: GuardrailRegistry) -> list[PolicyP
                     "(personal data written with spaces, such as an IBAN, could otherwise go out in part)",
                 )
             )
-        for stage in Stage:
-            for index, check in enumerate(system.checks.for_stage(stage)):
-                path = f"systems.{system_id}.checks.{stage.value}[{index}]"
-                if check.guardrail not in registry:
-                    problems.append(
-                        PolicyProblem(f"{path}.guardrail", f"unknown guardrail {check.guardrail!r} (known: {', '.join(registry)})")
-                    )
-                    continue
-                cls = registry.get(check.guardrail)
-                if stage not in cls.stages:
-                    problems.append(PolicyProblem(f"{path}.guardrail", f"{check.guardrail!r} does not support the {stage.value} stage"))
-                try:
-                    cls.Settings.model_validate(check.settings)
-                except ValidationError as exc:
-                    problems.extend(_problems_from(exc, f"{path}.settings"))
+        candidates = [("checks", system.checks)] + ([("shadow.checks", system.shadow.checks)] if system.shadow else [])
+        for where, checks in candidates:
+            for stage in Stage:
+                for index, check in enumerate(checks.for_stage(stage)):
+                    path = f"systems.{system_id}.{where}.{stage.value}[{index}]"
+                    if check.guardrail not in registry:
+                        problems.append(
+                            PolicyProblem(f"{path}.guardrail", f"unknown guardrail {check.guardrail!r} (known: {', '.join(registry)})")
+                        )
+                        continue
+                    cls = registry.get(check.guardrail)
+                    if stage not in cls.stages:
+                        problems.append(PolicyProblem(f"{path}.guardrail", f"{check.guardrail!r} does not support the {stage.value} stage"))
+                    try:
+                        cls.Settings.model_validate(check.settings)
+                    except ValidationError as exc:
+                        problems.extend(_problems_from(exc, f"{path}.settings"))
     return problems
 
 

@@ -18,6 +18,7 @@ from ._errors import AimsguardError, PolicyError
 from ._keys_cli import app as keys_app
 from ._logs_cli import app as logs_app
 from ._policy import load_policy
+from ._replay_cli import replay_command, shadow_command
 from ._report_cli import docs_command, report_command
 from ._serve import serve
 
@@ -282,6 +283,8 @@ def state_keygen() -> None:
 
 
 app.command("report")(report_command)
+app.command("replay")(replay_command)
+app.command("shadow")(shadow_command)
 app.command("docs")(docs_command)
 
 

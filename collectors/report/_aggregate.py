@@ -130,6 +130,9 @@ class MonthAggregator:
         self.event_kinds: Counter[str] = Counter()
         self.policy_versions: Counter[str] = Counter()
         self.policy_version_spans: dict[str, tuple[str, str, int]] = {}  # version → (first ts, last ts, events)
+        # Shadow candidates: (candidate, version in force) → (check, live action, candidate action) → count
+        self.shadow: dict[tuple[str, str], Counter[tuple[str, str, str]]] = {}
+        self.shadow_window: dict[tuple[str, str], tuple[str, str]] = {}
         self.first_ts: str | None = None
         self.last_ts: str | None = None
         self.events = 0
@@ -144,6 +147,20 @@ class MonthAggregator:
                 return kind
         return ""
 
+    def shadow_evidence(self) -> list[Any]:
+        """What each shadow candidate would have changed, as change-control evidence."""
+        from ._model import PolicyEvidence
+
+        evidence = []
+        for (candidate, version), transitions in sorted(self.shadow.items()):
+            first, last = self.shadow_window[(candidate, version)]
+            evidence.append(PolicyEvidence(
+                kind="shadow", candidate_version=candidate, ran_under=version, since=first, until=last,
+                decisions=sum(transitions.values()), changed=sum(n for (_, b, a), n in transitions.items() if b != a),
+                by_change={f"{c}: {b} → {a}": n for (c, b, a), n in sorted(transitions.items()) if b != a},
+            ))
+        return evidence
+
     # -- the one pass ------------------------------------------------------------------
 
     def add(self, event: Mapping[str, Any]) -> None:
@@ -153,6 +170,11 @@ class MonthAggregator:
         self.event_kinds[kind] += 1
         version = event.get("policy_version") or ""
         self.policy_versions[version] += 1
+        if kind == "shadow.verdict" and event.get("outcome") == "ok" and isinstance(ts, str):
+            key = (str(event.get("candidate") or ""), version)
+            self.shadow.setdefault(key, Counter())[(str(event.get("guardrail")), str(event.get("live_action") or "-"), str(event.get("action")))] += 1
+            first, last = self.shadow_window.get(key, (ts, ts))
+            self.shadow_window[key] = (min(first, ts), max(last, ts))
         if isinstance(ts, str):
             first, last, count = self.policy_version_spans.get(version, (ts, ts, 0))
             self.policy_version_spans[version] = (min(first, ts), max(last, ts), count + 1)

@@ -167,7 +167,7 @@ def build_monthly_report(
         last_event_at=current.last_ts,
         event_log=event_log,
         systems=reports,
-        policy_changes=policy_changes(current.policy_version_spans, list(policy_evidence or [])),
+        policy_changes=policy_changes(current.policy_version_spans, [*(policy_evidence or []), *current.shadow_evidence()]),
     )
 
 
@@ -191,9 +191,10 @@ def _with_reviews(figures: SystemFigures, month: str, system: str, samples: Sequ
 
 def policy_changes(spans: Mapping[str, tuple[str, str, int]], evidence: Sequence[PolicyEvidence]) -> list[PolicyChange]:
     """The policy versions seen in the month (first and last event), oldest first, each with
-    the shadow runs and replays that tried it out before."""
+    the replays that tried it out before it came into force and the shadow runs of
+    candidates that ran while it was in force (the evidence for the next change)."""
     return [
         PolicyChange(version=version, first_seen=first, last_seen=last, events=count,
-                     evidence=[e for e in evidence if e.candidate_version == version])
+                     evidence=[e for e in evidence if version in (e.candidate_version, e.ran_under)])
         for version, (first, last, count) in sorted(spans.items(), key=lambda item: item[1][0])
     ]

@@ -208,7 +208,8 @@ class PolicyEvidence(_Model):
     """What was known of a policy version before it came into force: a shadow run or a replay."""
 
     kind: str  # shadow | replay
-    candidate_version: str
+    candidate_version: str  # a replay: the candidate policy file's version; a shadow run: the candidate's name
+    ran_under: str | None = None  # a shadow run: the policy version in force while it ran
     since: str | None
     until: str | None
     decisions: int  # decisions compared
