@@ -22,6 +22,7 @@ from aimsguard.collectors import BiasMonitor, EventBus, EventExporter, Prometheu
 from aimsguard.collectors._incidents import IncidentExporter
 from aimsguard.collectors.eventlog import Signer, SigningKeyError, load_signer
 from aimsguard.collectors.records import RecordsStore
+from aimsguard.guardrails.pii import SHARED_VAULT, SharedVaultConfig
 from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, Outcome, Stage, apply_redactions, Verdict, default_registry, log_masks
 
 from ._callers import Callers
@@ -32,7 +33,7 @@ from ._exchange import Exchange, ExchangeStatus
 from ._oversight import BoundedWrites, OversightMetrics, OversightRuntime
 from ._outcomes import decision_of, record_feedback
 from ._pipeline import Pipeline, StageResult
-from ._policy import Durability, FailMode, Policy, SystemConfig, load_policy
+from ._policy import Durability, FailMode, Policy, SystemConfig, VaultFailMode, load_policy
 from ._state import StateMonitor, state_for, state_key
 from ._shadow import ShadowRunner
 from ._streaming import StreamingOutputGuard
@@ -68,7 +69,8 @@ class Guard:
         # Worker processes for checks of long inputs, shared by every system's pipeline.
         self.check_pool = CheckPool({})
         self.pipelines = {
-            system_id: Pipeline(system_id, system, registry, self.check_pool) for system_id, system in policy.systems.items()
+            system_id: Pipeline(system_id, system, registry, self.check_pool, self._shared_with_checks(system_id))
+            for system_id, system in policy.systems.items()
         }
         # The checks whose findings mask logged content, per system and stage (see ``_note_unmasked``).
         self._masking_checks = {
@@ -159,6 +161,20 @@ class Guard:
             pid=os.getpid(),
         )
         log.info("policy_loaded", policy_version=self.policy_version, systems=sorted(policy.systems))
+
+    def _shared_with_checks(self, system_id: str) -> dict[str, object]:
+        """Where a fleet keeps a system's personal-data vault: the shared state, encrypted."""
+        if self.state_key is None:
+            return {}
+        closed = self.policy.state.fail_modes.vault is VaultFailMode.CLOSED
+        outcome = self.policy.state.fail_modes.vault.value
+        return {
+            SHARED_VAULT: SharedVaultConfig(
+                self.state, self.state_key, system_id, closed,
+                on_failure=lambda exc: self.state_monitor.failed("vault", outcome, exc),
+                on_success=lambda: self.state_monitor.ok("vault"),
+            )
+        }
 
     def _metrics(self, policy: Policy) -> PrometheusMetrics | None:
         if not policy.telemetry.metrics:

@@ -126,7 +126,8 @@ class BoundCheck:
         started = time.perf_counter()
         try:
             analysis = await self.pool.run(self.key, request, self.budget_s)
-            verdict = self.guardrail.decide(request, analysis)
+            async with asyncio.timeout(max(0.0, started + self.budget_s - time.perf_counter())):
+                verdict = await self.guardrail.decide_async(request, analysis)
         except TimeoutError:
             return self._overran(request.stage, started)
         except CheckPoolError as exc:
@@ -185,11 +186,19 @@ def _size(request: CheckRequest) -> int:
 
 
 class Pipeline:
-    def __init__(self, system_id: str, system: SystemConfig, registry: GuardrailRegistry, pool: CheckPool | None = None) -> None:
+    def __init__(
+        self,
+        system_id: str,
+        system: SystemConfig,
+        registry: GuardrailRegistry,
+        pool: CheckPool | None = None,
+        shared: dict[str, object] | None = None,
+    ) -> None:
         self.system_id = system_id
         self.system = system
-        # Per-system state the checks share (the personal-data vault, the knowledge base's place).
-        self.shared: dict[str, object] = {"knowledge_base": system.knowledge_base}
+        # Per-system state the checks share (the personal-data vault, the knowledge base's
+        # place, and from the runtime where a fleet keeps the vault).
+        self.shared: dict[str, object] = {"knowledge_base": system.knowledge_base, **(shared or {})}
         # The worker processes for long inputs: the Guard's, shared by its systems, or this
         # pipeline's own (forked only when first needed).
         self.pool = pool if pool is not None else CheckPool({})

@@ -259,8 +259,14 @@ class RedisState(State):
             with self._lock:
                 client = self._clients.get(loop)
                 if client is None:
+                    from redis.asyncio.retry import Retry
+                    from redis.backoff import NoBackoff
+
                     client = self._clients[loop] = self._redis.Redis.from_url(
                         self.url,
+                        # No retries with backoff (redis-py's default): a failure must reach
+                        # the use's fail mode within its budget; the next call tries again.
+                        retry=Retry(NoBackoff(), 0),
                         socket_timeout=self.timeout_s,
                         socket_connect_timeout=self.timeout_s,
                         max_connections=self._max_connections,

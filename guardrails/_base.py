@@ -79,6 +79,11 @@ class Guardrail(abc.ABC):
         verdict: Verdict = analysis
         return verdict
 
+    async def decide_async(self, request: CheckRequest, analysis: Any) -> Verdict:
+        """``decide`` for a check whose decision awaits I/O (a vault in the shared state).
+        Default: ``decide``."""
+        return self.decide(request, analysis)
+
     def describe(self) -> dict[str, Any]:
         """What this check is and how it is set, for events and technical documentation."""
         return {

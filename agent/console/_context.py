@@ -85,7 +85,10 @@ class Console:
     def __init__(self, guard: Guard, *, oversight: Any, read_events: EventReader | None) -> None:
         self.guard = guard
         self.auth = Authenticator(guard.policy.console)
-        self.sessions = SessionRevocations(guard.records, guard.policy.console.session_max_age_s)
+        self.sessions = SessionRevocations(
+            guard.records, guard.policy.console.session_max_age_s,
+            guard.state, guard.state_monitor, guard.policy.state.fail_modes.sessions,
+        )
         self.metrics = ConsoleMetrics.for_registry(guard.metrics.registry if guard.metrics is not None else None)
         self.oversight = oversight
         self.read_events = read_events
@@ -170,7 +173,7 @@ class Console:
             request.session.clear()
             return
         try:
-            revoked = await run_in_threadpool(self.sessions.is_revoked, session_id)
+            revoked = await self.sessions.is_revoked(session_id)
         except RecordsError as exc:
             self.store_failed("sessions", exc)
             revoked = False
@@ -185,7 +188,7 @@ class Console:
         request.session.clear()
         if isinstance(session_id, str):
             try:
-                await run_in_threadpool(self.sessions.revoke, session_id)
+                await self.sessions.revoke(session_id)
             except RecordsError as exc:
                 self.store_failed("sessions", exc)
 

@@ -26,7 +26,9 @@ from .._verdict import Action, CheckRequest, Finding, Stage, Verdict, most_sever
 from ._offline import pipeline_for
 from ._overlaps import without_overlaps
 from ._phone import DEFAULT_PHONE_REGIONS
-from ._vault import PLACEHOLDER, PlaceholderVault
+from aimsguard.collectors._state import StateError
+
+from ._vault import PLACEHOLDER, SHARED_VAULT, PlaceholderVault, SharedVault, SharedVaultConfig, VaultView
 
 __all__ = ["PiiGuardrail", "PiiSettings"]
 
@@ -94,15 +96,25 @@ class PiiGuardrail(Guardrail):
         # Pattern recognizers run in microseconds to a few milliseconds on short texts:
         # inline. Longer texts, and every text for an NER model, are analysed in a worker
         # process (the vault stays here: ``analyse`` there, ``decide`` here).
-        self.inline = settings.ner_model is None
-        self.offload_above_chars = 256 if self.inline else 0  # ~2 ms of Presidio's patterns
+        self.offload_above_chars = 256 if settings.ner_model is None else 0  # ~2 ms of Presidio's patterns
         self.analyzer: Any = None
-        self.vault: PlaceholderVault = self.shared.setdefault(
-            _VAULT_KEY,
-            PlaceholderVault(
-                ttl_s=settings.vault_ttl_s, max_conversations=settings.vault_max_conversations, max_values=settings.vault_max_values
-            ),
-        )
+        # A fleet keeps the vault in the shared state (the runtime says so through ``shared``):
+        # then each decision first fetches what it needs from there, so the check awaits.
+        shared_config: SharedVaultConfig | None = self.shared.get(SHARED_VAULT)
+        self.shared_vault: SharedVault | None = None
+        self.vault: PlaceholderVault | None = None
+        if shared_config is not None:
+            self.shared_vault = self.shared.setdefault(
+                _VAULT_KEY, SharedVault(shared_config, ttl_s=settings.vault_ttl_s, max_values=settings.vault_max_values)
+            )
+        else:
+            self.vault = self.shared.setdefault(
+                _VAULT_KEY,
+                PlaceholderVault(
+                    ttl_s=settings.vault_ttl_s, max_conversations=settings.vault_max_conversations, max_values=settings.vault_max_values
+                ),
+            )
+        self.inline = settings.ner_model is None and self.shared_vault is None
 
     def load(self) -> None:
         from ._analyzer import shared_analyzer  # Presidio and spaCy load only when a policy uses this check
@@ -127,9 +139,11 @@ class PiiGuardrail(Guardrail):
         return described
 
     async def check(self, request: CheckRequest) -> Verdict:
-        if self.inline:
-            return self.check_inline(request)
-        return await asyncio.to_thread(self.check_inline, request)
+        if self.settings.ner_model is None:
+            analysis = self.analyse(request)
+        else:
+            analysis = await asyncio.to_thread(self.analyse, request)
+        return await self.decide_async(request, analysis)
 
     def check_inline(self, request: CheckRequest) -> Verdict:
         return self.decide(request, self.analyse(request))
@@ -139,9 +153,49 @@ class PiiGuardrail(Guardrail):
         return [self._found(text) for text in request.texts]
 
     def decide(self, request: CheckRequest, analysis: list[list[Any]]) -> Verdict:
+        assert self.vault is not None, "a shared vault decides in decide_async"
+        return self._decide_with(self.vault, request, analysis)
+
+    async def decide_async(self, request: CheckRequest, analysis: list[list[Any]]) -> Verdict:
+        if self.shared_vault is None:
+            return self.decide(request, analysis)
+        return self._decide_with(await self._fetch(request, analysis), request, analysis)
+
+    def _decide_with(self, vault: PlaceholderVault | VaultView, request: CheckRequest, analysis: list[list[Any]]) -> Verdict:
         if request.stage is Stage.INPUT:
-            return self._check_input(request, analysis)
-        return self._check_output(request, analysis)
+            return self._check_input(vault, request, analysis)
+        return self._check_output(vault, request, analysis)
+
+    async def _fetch(self, request: CheckRequest, found: list[list[Any]]) -> VaultView:
+        """What this decision needs from the shared vault, in one or two round trips; when the
+        shared state fails, ``fail_closed`` raises (the check fails, its fail mode decides) or
+        an empty view redacts unnumbered, restores nothing and treats all personal data in an
+        answer as a leak."""
+        assert self.shared_vault is not None
+        config = self.shared_vault.config
+        conversation = _vault_key(request)
+        try:
+            if request.stage is Stage.INPUT:
+                wanted = [
+                    (r.entity_type, text[r.start : r.end])
+                    for text, results in zip(request.texts, found)
+                    for r in results
+                    if self.settings.actions.get(r.entity_type, self.settings.default_action) is Action.REDACT
+                ]
+                placeholders = await self.shared_vault.placeholders(conversation, wanted) if self.settings.pseudonymize else {}
+                view = VaultView(placeholders, {}, set())
+            else:
+                marks = [m.group(0) for text in request.texts for m in PLACEHOLDER.finditer(text)] if self.settings.restore_output else []
+                values = [text[r.start : r.end] for text, results in zip(request.texts, found) for r in results]
+                restored, known = await self.shared_vault.lookup(conversation, marks, values)
+                view = VaultView({}, restored, known)
+        except StateError as exc:
+            config.on_failure(exc)
+            if config.fail_closed:
+                raise
+            return VaultView({}, {}, set())
+        config.on_success()
+        return view
 
     # -- what the analyzer found, kept above each entity's threshold -------------------------
 
@@ -157,7 +211,7 @@ class PiiGuardrail(Guardrail):
 
     # -- input ---------------------------------------------------------------------------------
 
-    def _check_input(self, request: CheckRequest, found: list[list[Any]]) -> Verdict:
+    def _check_input(self, vault: PlaceholderVault | VaultView, request: CheckRequest, found: list[list[Any]]) -> Verdict:
         findings: list[Finding] = []
         actions: list[Action] = []
         for segment, text in enumerate(request.texts):
@@ -167,7 +221,7 @@ class PiiGuardrail(Guardrail):
                     continue
                 replacement = None
                 if action is Action.REDACT:
-                    replacement = self._placeholder(_vault_key(request), result.entity_type, text[result.start : result.end])
+                    replacement = self._placeholder(vault, _vault_key(request), result.entity_type, text[result.start : result.end])
                 actions.append(action)
                 findings.append(
                     Finding(result.entity_type, segment, result.start, result.end, result.score, self._explain(result), replacement)
@@ -183,27 +237,27 @@ class PiiGuardrail(Guardrail):
             findings=tuple(findings),
         )
 
-    def _placeholder(self, conversation_id: str, entity_type: str, value: str) -> str:
+    def _placeholder(self, vault: PlaceholderVault | VaultView, conversation_id: str, entity_type: str, value: str) -> str:
         if not self.settings.pseudonymize:
             return f"<{entity_type}>"
-        return self.vault.placeholder_for(conversation_id, entity_type, value)
+        return vault.placeholder_for(conversation_id, entity_type, value)
 
     # -- output ----------------------------------------------------------------------------------
 
-    def _check_output(self, request: CheckRequest, found: list[list[Any]]) -> Verdict:
+    def _check_output(self, vault: PlaceholderVault | VaultView, request: CheckRequest, found: list[list[Any]]) -> Verdict:
         findings: list[Finding] = []
         leaks: list[Finding] = []
         conversation = _vault_key(request)
         for segment, text in enumerate(request.texts):
             if self.settings.restore_output:
                 for match in PLACEHOLDER.finditer(text):
-                    value = self.vault.value_of(conversation, match.group(0))
+                    value = vault.value_of(conversation, match.group(0))
                     if value is not None:
                         findings.append(
                             Finding("placeholder", segment, match.start(), match.end(), 1.0, "restored for the user", value, restores=True)
                         )
             for result in found[segment]:
-                if self.vault.knows(conversation, text[result.start : result.end]):
+                if vault.knows(conversation, text[result.start : result.end]):
                     continue  # the user gave it in this conversation: not a leak
                 replacement = f"<{result.entity_type}>" if self.settings.leak_action is Action.REDACT else None
                 leaks.append(

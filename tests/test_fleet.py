@@ -1,0 +1,196 @@
+"""A fleet: three gateway processes sharing PostgreSQL (records) and Redis (state), called
+round-robin, as a load balancer would. What one replica learns, the others act on.
+
+To add a case: take the ``fleet`` fixture (``Fleet``: ``urls``, ``next_url()`` for the
+round robin, ``post()``, ``redis`` when started with ``PrivateRedis``) and, for a policy of
+your own, ``make_fleet(mutate)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.agent.console_helpers import PASSWORDS, csrf_of, with_console
+from tests.records_db import database_url
+from tests.redis_server import PrivateRedis, shared_redis
+from tests.support import ServerThread, free_port, make_upstream, policy_dict, records_policy, write_policy
+
+pytestmark = pytest.mark.slow
+
+REPLICAS = 3
+STATE_KEY = "q0ZtE8bQ2n3lqk9m0tHk1cVd5y6kY3sJ8wX1aB2cD3E="  # a test key (32 bytes), never a real one
+
+
+class Fleet:
+    def __init__(self, processes: list[subprocess.Popen[bytes]], ports: list[int], upstream: Any) -> None:
+        self.processes = processes
+        self.urls = [f"http://127.0.0.1:{port}" for port in ports]
+        self.upstream = upstream
+        self._turn = itertools.cycle(range(len(ports)))
+        self.redis: PrivateRedis | None = None
+
+    def next_url(self) -> str:
+        return self.urls[next(self._turn)]
+
+    def chat(self, url: str, text: str, conversation: str = "c-1") -> httpx.Response:
+        return httpx.post(
+            url + "/v1/chat/completions",
+            json={"model": "demo", "messages": [{"role": "user", "content": text}]},
+            headers={"authorization": "Bearer fleet-test", "x-aimsguard-conversation-id": conversation},
+            timeout=20,
+        )
+
+    def alive(self) -> bool:
+        return all(process.poll() is None for process in self.processes)
+
+
+def _start(tmp_path: Path, data: dict[str, Any], index: int) -> tuple[subprocess.Popen[bytes], int]:
+    replica = tmp_path / f"replica-{index}"
+    replica.mkdir()
+    data = {**data, "event_log": {**data["event_log"], "directory": str(replica / "events")}}  # one chain per replica
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aimsguard.agent.cli", "gateway", "--config", str(write_policy(replica, data)), "--port", str(port)],
+        env={**os.environ, "AIMSGUARD_STATE_KEY": STATE_KEY}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    return process, port
+
+
+def _wait_ready(fleet: Fleet) -> None:
+    deadline = time.monotonic() + 60
+    for url, process in zip(fleet.urls, fleet.processes):
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"a replica exited: {process.stderr.read().decode()[-2000:] if process.stderr else ''}")
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("a replica did not become ready")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def make_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    fleets: list[Fleet] = []
+    with ServerThread(make_upstream()) as upstream, database_url("postgresql", tmp_path) as records_url:
+
+        def make(mutate: Callable[[dict[str, Any]], None] | None = None, *, redis: PrivateRedis | None = None) -> Fleet:
+            data = records_policy(policy_dict(tmp_path, upstream.url + "/v1"), tmp_path, url=records_url)
+            with_console(data)
+            if redis is None:
+                url, prefix = shared_redis()
+            else:
+                url, prefix = redis.url, "fleet"
+            data["state"] = {"url": url, "prefix": prefix, "timeout_ms": 200}
+            if mutate is not None:
+                mutate(data)
+            started = [_start(tmp_path, data, index) for index in range(REPLICAS)]
+            fleet = Fleet([p for p, _ in started], [port for _, port in started], upstream.server.config.app)
+            fleet.redis = redis
+            fleets.append(fleet)
+            _wait_ready(fleet)
+            return fleet
+
+        try:
+            yield make
+        finally:
+            for fleet in fleets:
+                for process in fleet.processes:
+                    process.terminate()
+                for process in fleet.processes:
+                    try:
+                        process.wait(15)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+
+
+@pytest.fixture
+def fleet(make_fleet: Callable[..., Fleet]) -> Fleet:
+    return make_fleet()
+
+
+def _answer(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return str(response.json()["choices"][0]["message"]["content"])
+
+
+def test_a_conversations_placeholders_restore_on_every_replica(fleet: Fleet) -> None:
+    first = fleet.next_url()
+    assert "ada.lovelace@example.com" in _answer(fleet.chat(first, "repeat after me: write to ada.lovelace@example.com"))
+    for _ in range(REPLICAS):
+        url = fleet.next_url()
+        assert "ada.lovelace@example.com" in _answer(fleet.chat(url, "repeat after me: <EMAIL_ADDRESS_1>"))
+    # The same value keeps its number on another replica; a new one takes the next.
+    _answer(fleet.chat(fleet.next_url(), "repeat after me: bob@example.org and ada.lovelace@example.com"))
+    upstream_saw = fleet.upstream.state.seen[-1]["payload"]["messages"][-1]["content"]
+    assert "<EMAIL_ADDRESS_2> and <EMAIL_ADDRESS_1>" in upstream_saw and "example" not in upstream_saw
+    # Another conversation cannot read them back.
+    assert "<EMAIL_ADDRESS_1>" in _answer(fleet.chat(fleet.next_url(), "repeat after me: <EMAIL_ADDRESS_1>", conversation="c-2"))
+
+
+def _sign_in(url: str) -> httpx.Client:
+    browser = httpx.Client(base_url=url + "/console", follow_redirects=False, timeout=20)
+    token = csrf_of(browser.get("/login").text)
+    response = browser.post("/login", data={"csrf_token": token, "name": "ada", "password": PASSWORDS["ada"]})
+    assert response.status_code == 303, response.text
+    return browser
+
+
+def test_a_console_session_revoked_on_one_replica_is_refused_on_the_others(fleet: Fleet) -> None:
+    browser = _sign_in(fleet.urls[0])
+    cookie = browser.cookies["aimsguard_console"]
+    for url in fleet.urls:  # one cookie, good on every replica (one session secret)
+        assert httpx.get(url + "/console/", cookies={"aimsguard_console": cookie}).status_code == 200
+    token = csrf_of(browser.get("/").text)
+    assert browser.post("/logout", data={"csrf_token": token}).status_code == 303
+    for url in fleet.urls:  # the copy taken before signing out, replayed at once
+        assert httpx.get(url + "/console/", cookies={"aimsguard_console": cookie}).status_code == 303
+
+
+def test_redis_stopped_mid_run_fail_modes_hold_and_recovery_is_automatic(make_fleet: Callable[..., Fleet], tmp_path: Path) -> None:
+    with PrivateRedis(tmp_path) as redis:
+        fleet = make_fleet(redis=redis)
+        assert "ada.lovelace@example.com" in _answer(fleet.chat(fleet.next_url(), "repeat after me: ada.lovelace@example.com"))
+        browser = _sign_in(fleet.urls[0])
+        cookie = browser.cookies["aimsguard_console"]
+
+        redis.stop()
+        for url in fleet.urls:
+            # vault: degrade — still redacted (unnumbered), nothing restored, no crash.
+            response = fleet.chat(url, "repeat after me: carol@example.net and <EMAIL_ADDRESS_1>")
+            answer = _answer(response)
+            assert "carol@example.net" not in answer and "ada.lovelace@example.com" not in answer
+            saw = fleet.upstream.state.seen[-1]["payload"]["messages"][-1]["content"]
+            assert "<EMAIL_ADDRESS>" in saw and "carol" not in saw
+            # sessions: store — the records store answers, the session still works.
+            assert httpx.get(url + "/console/", cookies={"aimsguard_console": cookie}).status_code == 200
+        metrics = httpx.get(fleet.urls[0] + "/metrics").text
+        assert 'aimsguard_state_errors_total{outcome="degrade",use="vault"}' in metrics
+        assert 'aimsguard_state_errors_total{outcome="store",use="sessions"}' in metrics
+
+        redis.start()  # back, empty (it keeps nothing on disk): no restart of the replicas
+        deadline = time.monotonic() + 10
+        while True:
+            answer = _answer(fleet.chat(fleet.next_url(), "repeat after me: dave@example.com", conversation="c-after"))
+            if "dave@example.com" in answer or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert "dave@example.com" in answer
+        for _ in range(REPLICAS):
+            assert "dave@example.com" in _answer(fleet.chat(fleet.next_url(), "repeat after me: <EMAIL_ADDRESS_1>", conversation="c-after"))
+        assert fleet.alive()
+    events = "".join(p.read_text() for p in tmp_path.glob("replica-*/events/*.jsonl"))
+    assert '"state.failed"' in events and '"state.recovered"' in events
