@@ -40,6 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from aimsguard.collectors._effectiveness import CheckEffectiveness, effectiveness
 from aimsguard.collectors._objectives import ObjectiveMetric
+from aimsguard.collectors import StateError
 from aimsguard.collectors.records import Handoff, Incident, RecordsError, RecordsStore, ReviewSample
 from aimsguard.guardrails import Action, Stage, Verdict, apply_redactions, log_masks
 
@@ -184,6 +185,60 @@ class BoundedWrites:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+class _Nudges:
+    """The stop switch's fast path: a message on the shared state's ``stop`` channel makes
+    every replica poll the records store at once, instead of within ``records.stop_poll_s``.
+    The store stays the truth; a lost nudge only means waiting for the next poll. Runs its
+    own event loop on a thread (the poller is a thread too). The shared state failing:
+    counted (``use="stop_switch"``, outcome ``poll``) and retried every second."""
+
+    CHANNEL = "stop"
+
+    def __init__(self, guard: Guard, wake: threading.Event) -> None:
+        self._state = guard.state
+        self._monitor = guard.state_monitor
+        self._wake = wake
+        self._loop = asyncio.new_event_loop()
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._run, name="aimsguard-stop-nudges", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._task = self._loop.create_task(self._listen())
+        try:
+            self._loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._loop.close()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                await self._state.subscribe(self.CHANNEL, lambda _: self._wake.set(), ready=lambda: self._monitor.ok("stop_switch"))
+            except StateError as exc:
+                self._monitor.failed("stop_switch", "poll", exc)
+                await asyncio.sleep(1.0)
+
+    def send(self, system: str) -> None:
+        """Nudge every replica (fire and forget; a failure is counted)."""
+
+        async def publish() -> None:
+            try:
+                await self._state.publish(self.CHANNEL, system.encode())
+            except StateError as exc:
+                self._monitor.failed("stop_switch", "poll", exc)
+
+        if not self._loop.is_closed():
+            asyncio.run_coroutine_threadsafe(publish(), self._loop)
+
+    def close(self) -> None:
+        if self._task is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(5)
+
+
 class OversightRuntime:
     """The Guard's oversight machinery; inert (never stopped, no tickets) without a store."""
 
@@ -199,7 +254,9 @@ class OversightRuntime:
         self._poll_failing = False  # an event when polling starts failing, not one per poll
         self._last_failure_event: dict[str, float] = {}
         self._closing = threading.Event()
+        self._wake = threading.Event()  # poll now (set by a nudge from another replica, or by close)
         self._poller: threading.Thread | None = None
+        self._nudges: _Nudges | None = None
         webhooks = {sid: s.fallback.handoff_webhook for sid, s in guard.policy.systems.items() if s.fallback.handoff_webhook}
         self.webhooks = (
             WebhookNotifier(webhooks, on_outcome=metrics.count_webhook, emit=lambda kind, **fields: guard.events.emit(kind, **fields))
@@ -236,6 +293,8 @@ class OversightRuntime:
         self.poll()
         self._poller = threading.Thread(target=self._poll_forever, name="aimsguard-records", daemon=True)
         self._poller.start()
+        # The fast path (shared state): a switch here nudges every replica to poll at once.
+        self._nudges = _Nudges(guard, self._wake) if guard.state.kind != "memory" else None
 
     # -- stop switches -----------------------------------------------------------------
 
@@ -276,7 +335,10 @@ class OversightRuntime:
         with self._switch_lock:
             self._switches[system] = pending
             self._apply(system, stopped)
-        return stopped is False or self._persist(system, pending)
+        persisted = stopped is False or self._persist(system, pending)
+        if persisted and self._nudges is not None:
+            self._nudges.send(system)
+        return persisted
 
     def _persist(self, system: str, switch: _Switch) -> bool:
         assert self.store is not None
@@ -379,7 +441,11 @@ class OversightRuntime:
                         self._switches[system] = _Switch(True, "aimsguard", _KEPT_STOP)
 
     def _poll_forever(self) -> None:
-        while not self._closing.wait(self.poll_s):
+        while not self._closing.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            if self._closing.is_set():
+                return
             self.poll()
 
     def failed(self, operation: str, exc: Exception) -> None:
@@ -475,6 +541,9 @@ class OversightRuntime:
 
     def close(self) -> None:
         self._closing.set()
+        self._wake.set()
+        if self._nudges is not None:
+            self._nudges.close()
         if self._poller is not None:
             self._poller.join(5)
         if self.webhooks is not None:

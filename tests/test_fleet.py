@@ -1,9 +1,9 @@
 """A fleet: three gateway processes sharing PostgreSQL (records) and Redis (state), called
 round-robin, as a load balancer would. What one replica learns, the others act on.
 
-To add a case: take the ``fleet`` fixture (``Fleet``: ``urls``, ``next_url()`` for the
-round robin, ``post()``, ``redis`` when started with ``PrivateRedis``) and, for a policy of
-your own, ``make_fleet(mutate)``.
+To add a case: take the module's ``fleet`` fixture (``Fleet``: ``urls``, ``next_url()`` for
+the round robin, ``chat()``, ``upstream``, ``redis``), put what its policy needs in
+``_fleet_policy``, and add the test above the outage test (which stays last: it stops Redis).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 
 from tests.agent.console_helpers import PASSWORDS, csrf_of, with_console
 from tests.records_db import database_url
-from tests.redis_server import PrivateRedis, shared_redis
+from tests.redis_server import PrivateRedis
 from tests.support import ServerThread, free_port, make_upstream, policy_dict, records_policy, write_policy
 
 pytestmark = pytest.mark.slow
@@ -38,6 +38,7 @@ class Fleet:
         self.upstream = upstream
         self._turn = itertools.cycle(range(len(ports)))
         self.redis: PrivateRedis | None = None
+        self.directory: Path | None = None
 
     def next_url(self) -> str:
         return self.urls[next(self._turn)]
@@ -82,44 +83,35 @@ def _wait_ready(fleet: Fleet) -> None:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def make_fleet(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
-    fleets: list[Fleet] = []
-    with ServerThread(make_upstream()) as upstream, database_url("postgresql", tmp_path) as records_url:
+def _fleet_policy(data: dict[str, Any]) -> None:
+    """The policy every replica runs (add what a new case needs here)."""
+    data["records"]["stop_poll_s"] = 30  # the poll alone would carry a stop in up to 30 s: the fast path must do it
 
-        def make(mutate: Callable[[dict[str, Any]], None] | None = None, *, redis: PrivateRedis | None = None) -> Fleet:
-            data = records_policy(policy_dict(tmp_path, upstream.url + "/v1"), tmp_path, url=records_url)
-            with_console(data)
-            if redis is None:
-                url, prefix = shared_redis()
-            else:
-                url, prefix = redis.url, "fleet"
-            data["state"] = {"url": url, "prefix": prefix, "timeout_ms": 200}
-            if mutate is not None:
-                mutate(data)
-            started = [_start(tmp_path, data, index) for index in range(REPLICAS)]
-            fleet = Fleet([p for p, _ in started], [port for _, port in started], upstream.server.config.app)
-            fleet.redis = redis
-            fleets.append(fleet)
-            _wait_ready(fleet)
-            return fleet
 
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """One fleet for the module (starting three gateways costs seconds): on a Redis of its
+    own, which the outage test, last, stops and starts again."""
+    tmp_path = tmp_path_factory.mktemp("fleet")
+    with ServerThread(make_upstream()) as upstream, database_url("postgresql", tmp_path) as records_url, PrivateRedis(tmp_path) as redis:
+        data = records_policy(policy_dict(tmp_path, upstream.url + "/v1"), tmp_path, url=records_url)
+        with_console(data)
+        data["state"] = {"url": redis.url, "prefix": "fleet", "timeout_ms": 200}
+        _fleet_policy(data)
+        started = [_start(tmp_path, data, index) for index in range(REPLICAS)]
+        fleet = Fleet([p for p, _ in started], [port for _, port in started], upstream.server.config.app)
+        fleet.redis, fleet.directory = redis, tmp_path
         try:
-            yield make
+            _wait_ready(fleet)
+            yield fleet
         finally:
-            for fleet in fleets:
-                for process in fleet.processes:
-                    process.terminate()
-                for process in fleet.processes:
-                    try:
-                        process.wait(15)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-
-
-@pytest.fixture
-def fleet(make_fleet: Callable[..., Fleet]) -> Fleet:
-    return make_fleet()
+            for process in fleet.processes:
+                process.terminate()
+            for process in fleet.processes:
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
 
 
 def _answer(response: httpx.Response) -> str:
@@ -139,6 +131,13 @@ def test_a_conversations_placeholders_restore_on_every_replica(fleet: Fleet) -> 
     assert "<EMAIL_ADDRESS_2> and <EMAIL_ADDRESS_1>" in upstream_saw and "example" not in upstream_saw
     # Another conversation cannot read them back.
     assert "<EMAIL_ADDRESS_1>" in _answer(fleet.chat(fleet.next_url(), "repeat after me: <EMAIL_ADDRESS_1>", conversation="c-2"))
+    # Encrypted at rest: neither the value nor the conversation id is readable in Redis.
+    import redis
+
+    assert fleet.redis is not None
+    with redis.Redis.from_url(fleet.redis.url) as client:
+        stored = [(key, client.hgetall(key)) for key in client.keys("fleet:vault:*")]
+    assert stored and not any(b"example" in str(entry).encode() or b"c-1" in key for key, entry in stored)
 
 
 def _sign_in(url: str) -> httpx.Client:
@@ -160,37 +159,69 @@ def test_a_console_session_revoked_on_one_replica_is_refused_on_the_others(fleet
         assert httpx.get(url + "/console/", cookies={"aimsguard_console": cookie}).status_code == 303
 
 
-def test_redis_stopped_mid_run_fail_modes_hold_and_recovery_is_automatic(make_fleet: Callable[..., Fleet], tmp_path: Path) -> None:
-    with PrivateRedis(tmp_path) as redis:
-        fleet = make_fleet(redis=redis)
-        assert "ada.lovelace@example.com" in _answer(fleet.chat(fleet.next_url(), "repeat after me: ada.lovelace@example.com"))
-        browser = _sign_in(fleet.urls[0])
-        cookie = browser.cookies["aimsguard_console"]
+def test_wrong_passwords_spread_over_replicas_are_throttled_as_one(fleet: Fleet) -> None:
+    statuses = []
+    for _ in range(6):  # five free failures for a name, counted across the fleet
+        browser = httpx.Client(base_url=fleet.next_url() + "/console", timeout=20)
+        token = csrf_of(browser.get("/login").text)
+        statuses.append(browser.post("/login", data={"csrf_token": token, "name": "rob", "password": "guess"}).status_code)
+    assert statuses == [401] * 5 + [429]
 
-        redis.stop()
-        for url in fleet.urls:
-            # vault: degrade — still redacted (unnumbered), nothing restored, no crash.
-            response = fleet.chat(url, "repeat after me: carol@example.net and <EMAIL_ADDRESS_1>")
-            answer = _answer(response)
-            assert "carol@example.net" not in answer and "ada.lovelace@example.com" not in answer
-            saw = fleet.upstream.state.seen[-1]["payload"]["messages"][-1]["content"]
-            assert "<EMAIL_ADDRESS>" in saw and "carol" not in saw
-            # sessions: store — the records store answers, the session still works.
-            assert httpx.get(url + "/console/", cookies={"aimsguard_console": cookie}).status_code == 200
-        metrics = httpx.get(fleet.urls[0] + "/metrics").text
-        assert 'aimsguard_state_errors_total{outcome="degrade",use="vault"}' in metrics
-        assert 'aimsguard_state_errors_total{outcome="store",use="sessions"}' in metrics
 
-        redis.start()  # back, empty (it keeps nothing on disk): no restart of the replicas
-        deadline = time.monotonic() + 10
-        while True:
-            answer = _answer(fleet.chat(fleet.next_url(), "repeat after me: dave@example.com", conversation="c-after"))
-            if "dave@example.com" in answer or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert "dave@example.com" in answer
-        for _ in range(REPLICAS):
-            assert "dave@example.com" in _answer(fleet.chat(fleet.next_url(), "repeat after me: <EMAIL_ADDRESS_1>", conversation="c-after"))
-        assert fleet.alive()
-    events = "".join(p.read_text() for p in tmp_path.glob("replica-*/events/*.jsonl"))
+def _stopped(url: str) -> list[str]:
+    return list(httpx.get(url + "/readyz", timeout=5).json()["stopped_systems"])
+
+
+def test_a_stop_on_one_replica_reaches_the_others_without_waiting_for_the_poll(fleet: Fleet) -> None:
+    browser = _sign_in(fleet.urls[0])
+    token = csrf_of(browser.get("/systems").text)
+    form = {"csrf_token": token, "reason": "fleet test", "confirm": "yes"}
+    assert browser.post("/systems/loan-assistant/stop", data=form).status_code == 303
+    deadline = time.monotonic() + 3
+    while not all("loan-assistant" in _stopped(url) for url in fleet.urls) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all("loan-assistant" in _stopped(url) for url in fleet.urls)
+    assert browser.post("/systems/loan-assistant/resume", data=form).status_code == 303
+
+
+def test_redis_stopped_mid_run_fail_modes_hold_and_recovery_is_automatic(fleet: Fleet) -> None:
+    """Last in the module: it stops the fleet's Redis."""
+    redis = fleet.redis
+    assert redis is not None and fleet.directory is not None
+    assert "ada.lovelace@example.com" in _answer(fleet.chat(fleet.next_url(), "repeat after me: ada.lovelace@example.com"))
+    browser = _sign_in(fleet.urls[0])
+    cookie = browser.cookies["aimsguard_console"]
+
+    redis.stop()
+    for url in fleet.urls:
+        # vault: degrade — still redacted (unnumbered), nothing restored, no crash.
+        response = fleet.chat(url, "repeat after me: carol@example.net and <EMAIL_ADDRESS_1>")
+        answer = _answer(response)
+        assert "carol@example.net" not in answer and "ada.lovelace@example.com" not in answer
+        saw = fleet.upstream.state.seen[-1]["payload"]["messages"][-1]["content"]
+        assert "<EMAIL_ADDRESS>" in saw and "carol" not in saw
+        # sessions: store — the records store answers, the session still works.
+        assert httpx.get(url + "/console/", cookies={"aimsguard_console": cookie}).status_code == 200
+        # sign_in: closed — no throttling counters, no sign-in.
+        signing_in = httpx.Client(base_url=url + "/console", timeout=20)
+        token = csrf_of(signing_in.get("/login").text)
+        assert signing_in.post("/login", data={"csrf_token": token, "name": "ada", "password": PASSWORDS["ada"]}).status_code == 503
+    metrics = httpx.get(fleet.urls[0] + "/metrics").text
+    assert 'aimsguard_state_errors_total{outcome="degrade",use="vault"}' in metrics
+    assert 'aimsguard_state_errors_total{outcome="store",use="sessions"}' in metrics
+    assert 'aimsguard_state_errors_total{outcome="closed",use="sign_in"}' in metrics
+
+    redis.start()  # back, empty (it keeps nothing on disk): no restart of the replicas
+    deadline = time.monotonic() + 10
+    while True:
+        answer = _answer(fleet.chat(fleet.next_url(), "repeat after me: dave@example.com", conversation="c-after"))
+        if "dave@example.com" in answer or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "dave@example.com" in answer
+    for _ in range(REPLICAS):
+        assert "dave@example.com" in _answer(fleet.chat(fleet.next_url(), "repeat after me: <EMAIL_ADDRESS_1>", conversation="c-after"))
+    _sign_in(fleet.next_url())  # signing in works again
+    assert fleet.alive()
+    events = "".join(p.read_text() for p in fleet.directory.glob("replica-*/events/*.jsonl"))
     assert '"state.failed"' in events and '"state.recovered"' in events

@@ -189,7 +189,7 @@ async def login(console: Console, request: Request) -> Response:
     form = await verified_form(request)
     name, password, target = str(form.get("name", ""))[:64], str(form.get("password", ""))[:1024], str(form.get("next", ""))
     address = console.auth.client_address(request)
-    result = await console.auth.login_in_thread(name, password, address)
+    result = await console.auth.login(name, password, address)
     console.metrics.logins.labels(result.outcome).inc()
     # A mistyped name may be anything (an e-mail address): only configured names are recorded.
     known = name.strip() if console.auth.is_user(name.strip()) else None
@@ -201,6 +201,8 @@ async def login(console: Console, request: Request) -> Response:
             when = f"{wait} second(s)" if wait < 120 else f"about {round(wait / 60)} minutes"
             error, status = f"Too many failed sign-ins. Try again in {when}.", 429
             headers["retry-after"] = str(wait)
+        elif result.outcome == "unavailable":
+            error, status = "Signing in is unavailable right now. Try again shortly.", 503
         else:
             error, status = "Wrong user name or password.", 401
         # The name as typed, whether or not it exists (autoescaped): re-filling only known

@@ -6,8 +6,11 @@ session cookie (Starlette's SessionMiddleware); a script sends ``Authorization: 
 The session holds only the user name: the role is looked up in the policy on every
 request, so removing a user from the policy ends their sessions at the next reload.
 
-Repeated wrong passwords are throttled in memory (per process). Per client address: past
-the limit in a window, sign-ins from it are refused until the window has passed. The
+Repeated wrong passwords are throttled through the state (``state``: this process's, or
+Redis shared by a fleet, so a guesser gains nothing by spreading over replicas). Per client
+address: past the limit in a window, sign-ins from it are refused until the window has
+passed. When the shared state cannot be reached, ``state.fail_modes.sign_in`` decides:
+``closed`` refuses sign-ins (503), ``local`` throttles in this process only. The
 address is the connection's peer; ``X-Forwarded-For`` is believed only from the proxies
 in ``console.trusted_proxies`` (from anyone else it could name any address). Per user
 name the throttle backs off rather than locks: after a few failures each further attempt
@@ -18,19 +21,22 @@ without locking the real admin out for longer than the cap.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import math
-import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
 import argon2
 from starlette.requests import HTTPConnection
 
-from .._policy import ConsoleConfig, ConsoleRole
+from aimsguard.collectors import MemoryState, State, StateError
+
+from .._policy import ConsoleConfig, ConsoleRole, SignInFailMode
+from .._state import StateMonitor
 
 __all__ = ["Authenticator", "LoginResult", "StaffUser", "hash_password"]
 
@@ -41,6 +47,13 @@ _HASHER = argon2.PasswordHasher()
 # failed sign-in takes does not tell which names exist.
 _VERIFY_SLOTS = 2  # argon2 verifications at once (~150 ms of CPU and 64 MiB each): more would only queue for the cores
 _DUMMY_HASH = "$argon2id$v=19$m=65536,t=3,p=4$WdTjNDWuj0kQVf8F8zCoCQ$qiPvlnK381Rj3P4j7GRUytCkFzGyi7a+0n32Y29SxEg"
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return bool(_HASHER.verify(password_hash, password))
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
 
 
 def hash_password(password: str) -> str:
@@ -63,71 +76,8 @@ class StaffUser:
 @dataclass(frozen=True)
 class LoginResult:
     user: StaffUser | None
-    outcome: str  # ok | wrong_credentials | throttled
+    outcome: str  # ok | wrong_credentials | throttled | unavailable (the shared state failed, sign_in: closed)
     retry_after_s: int = 0
-
-
-class _Throttle:
-    """Failed attempts per key in a sliding window; bounded in memory."""
-
-    def __init__(self, limit: int, window_s: float, max_keys: int = 10_000) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.max_keys = max_keys
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.get(key)
-        if failures is None:
-            return deque()
-        while failures and failures[0] <= now - self.window_s:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]
-        return failures
-
-    def retry_after(self, key: str, now: float) -> int:
-        failures = self._recent(key, now)
-        if len(failures) < self.limit:
-            return 0
-        return max(1, int(failures[0] + self.window_s - now) + 1)
-
-    def fail(self, key: str, now: float) -> None:
-        if key not in self._failures and len(self._failures) >= self.max_keys:
-            # Forget the key that was touched longest ago rather than grow without bound.
-            del self._failures[next(iter(self._failures))]
-        self._failures.setdefault(key, deque()).append(now)
-
-    def forget(self, key: str) -> None:
-        self._failures.pop(key, None)
-
-
-class _Backoff:
-    """Failures per key; past ``free`` of them, the next attempt waits ``base_s`` doubled per
-    further failure, at most ``cap_s``, after the last one. Forgotten after ``window_s``
-    without a failure; bounded in memory."""
-
-    def __init__(self, free: int, base_s: float, cap_s: float, window_s: float, max_keys: int = 10_000) -> None:
-        self.free, self.base_s, self.cap_s, self.window_s, self.max_keys = free, base_s, cap_s, window_s, max_keys
-        self._state: dict[str, tuple[int, float]] = {}  # key -> (failures, time of the last)
-
-    def retry_after(self, key: str, now: float) -> int:
-        failures, last = self._state.get(key, (0, 0.0))
-        if failures < self.free or now - last > self.window_s:
-            return 0
-        wait = last + min(self.cap_s, self.base_s * 2 ** (failures - self.free)) - now
-        return math.ceil(wait) if wait > 0 else 0
-
-    def fail(self, key: str, now: float) -> None:
-        failures, last = self._state.pop(key, (0, now))
-        if now - last > self.window_s:
-            failures = 0
-        if len(self._state) >= self.max_keys:
-            del self._state[next(iter(self._state))]  # the key touched longest ago
-        self._state[key] = (failures + 1, now)
-
-    def forget(self, key: str) -> None:
-        self._state.pop(key, None)
 
 
 class Authenticator:
@@ -135,6 +85,10 @@ class Authenticator:
         self,
         config: ConsoleConfig,
         *,
+        state: State | None = None,
+        monitor: StateMonitor | None = None,
+        fail_mode: SignInFailMode = SignInFailMode.CLOSED,
+        clock: Callable[[], float] = time.time,
         free_failures_per_user: int = 5,
         user_backoff_s: float = 1.0,
         user_backoff_cap_s: float = 60.0,
@@ -144,40 +98,63 @@ class Authenticator:
         self._users = {user.name: user for user in config.users}
         self._tokens = [(token.token.get_secret_value().encode(), token) for token in config.tokens]
         self._trusted_proxies = list(config.trusted_proxies)
-        self._by_user = _Backoff(free_failures_per_user, user_backoff_s, user_backoff_cap_s, window_s)
-        self._by_address = _Throttle(max_failures_per_address, window_s)
-        self._throttle_lock = threading.Lock()  # logins verify on worker threads
+        self._state = state if state is not None else MemoryState()
+        self._local = MemoryState() if fail_mode is SignInFailMode.LOCAL and self._state.kind != "memory" else None
+        self._monitor = monitor
+        self._fail_mode = fail_mode
+        self._clock = clock  # wall time: replicas compare it
+        self.free, self.base_s, self.cap_s = free_failures_per_user, user_backoff_s, user_backoff_cap_s
+        self.max_per_address, self.window_s = max_failures_per_address, window_s
         self._verify_slots: anyio.CapacityLimiter | None = None
 
-    async def login_in_thread(self, name: str, password: str, address: str) -> LoginResult:
-        """``login`` off the event loop (argon2 takes ~150 ms of CPU), at most two at a time,
-        so a burst of sign-ins neither stalls the gateway nor fills the thread pool."""
-        if self._verify_slots is None:
-            self._verify_slots = anyio.CapacityLimiter(_VERIFY_SLOTS)
-        return await anyio.to_thread.run_sync(self.login, name, password, address, limiter=self._verify_slots)
+    async def login(self, name: str, password: str, address: str) -> LoginResult:
+        """Throttled sign-in; the argon2 check runs off the event loop (~150 ms of CPU), at
+        most two at a time, so a burst of sign-ins neither stalls the gateway nor fills the
+        thread pool."""
+        try:
+            return await self._login(self._state, name, password, address)
+        except StateError as exc:
+            if self._monitor is not None:
+                self._monitor.failed("sign_in", self._fail_mode.value, exc)
+            if self._local is None:
+                return LoginResult(None, "unavailable")
+            return await self._login(self._local, name, password, address)
 
-    def login(self, name: str, password: str, address: str, now: float | None = None) -> LoginResult:
-        now = time.monotonic() if now is None else now
+    async def _login(self, state: State, name: str, password: str, address: str) -> LoginResult:
         name = name.strip()
-        user_key, address_key = f"user:{name.lower()}", f"addr:{address}"
-        with self._throttle_lock:
-            wait = max(self._by_user.retry_after(user_key, now), self._by_address.retry_after(address_key, now))
+        user_key, address_key = f"signin:user:{hashlib.sha256(name.lower().encode()).hexdigest()[:32]}", f"signin:addr:{address}"
+        wait = max(await self._user_wait(state, user_key), await self._address_wait(state, address_key))
+        if self._monitor is not None and state is self._state:
+            self._monitor.ok("sign_in")
         if wait:
             return LoginResult(None, "throttled", wait)
+        if self._verify_slots is None:
+            self._verify_slots = anyio.CapacityLimiter(_VERIFY_SLOTS)
         configured = self._users.get(name)
-        try:
-            _HASHER.verify(configured.password_hash if configured else _DUMMY_HASH, password)
-            ok = configured is not None
-        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
-            ok = False
+        ok = await anyio.to_thread.run_sync(_verify, configured.password_hash if configured else _DUMMY_HASH, password, limiter=self._verify_slots)
         if not ok or configured is None:
-            with self._throttle_lock:
-                self._by_user.fail(user_key, now)
-                self._by_address.fail(address_key, now)
+            await state.map_count(user_key, "n", self.window_s)  # forgotten window_s after the last failure
+            await state.put(user_key + ":last", repr(self._clock()).encode(), self.window_s)
+            await state.count(address_key, self.window_s)
             return LoginResult(None, "wrong_credentials")
-        with self._throttle_lock:
-            self._by_user.forget(user_key)
+        await state.delete(user_key)
         return LoginResult(StaffUser(configured.name, configured.role, "session"), "ok")
+
+    async def _user_wait(self, state: State, key: str) -> int:
+        """Past ``free`` failures of a name, the next attempt waits ``base_s`` doubled per
+        further failure, at most ``cap_s``, after the last one; refused attempts are not counted."""
+        (failures,) = await state.map_get(key, ["n"], self.window_s)
+        if failures is None or int(failures) < self.free:
+            return 0
+        last = await state.get(key + ":last")
+        if last is None:
+            return 0
+        wait = float(last) + min(self.cap_s, self.base_s * 2 ** (int(failures) - self.free)) - self._clock()
+        return math.ceil(wait) if wait > 0 else 0
+
+    async def _address_wait(self, state: State, key: str) -> int:
+        used = await state.count(key, self.window_s, amount=0)
+        return max(1, math.ceil(used.expires_in_s)) if used.value >= self.max_per_address else 0
 
     def client_address(self, connection: HTTPConnection) -> str:
         """Who is signing in, for the per-address limit: the peer, or, when the peer is a

@@ -84,7 +84,9 @@ class Console:
 
     def __init__(self, guard: Guard, *, oversight: Any, read_events: EventReader | None) -> None:
         self.guard = guard
-        self.auth = Authenticator(guard.policy.console)
+        self.auth = Authenticator(
+            guard.policy.console, state=guard.state, monitor=guard.state_monitor, fail_mode=guard.policy.state.fail_modes.sign_in
+        )
         self.sessions = SessionRevocations(
             guard.records, guard.policy.console.session_max_age_s,
             guard.state, guard.state_monitor, guard.policy.state.fail_modes.sessions,

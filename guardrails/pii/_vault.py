@@ -164,7 +164,7 @@ class SharedVault:
         fields = [f"v:{self._index('value', kind, value)}" for kind, value in wanted]
         found = await self._state.map_get(name, fields, self._ttl_s)
         result = {item: got.decode() for item, got in zip(wanted, found) if got is not None}
-        for (kind, value), field in zip(wanted, fields):
+        for (kind, value), index_field in zip(wanted, fields):
             if (kind, value) in result:
                 continue
             if await self._state.map_count(name, "n", self._ttl_s) > self._max_values:
@@ -172,9 +172,9 @@ class SharedVault:
             placeholder = f"<{kind}_{await self._state.map_count(name, f'n:{kind}', self._ttl_s)}>"
             nonce = os.urandom(12)
             sealed = nonce + self._cipher.encrypt(nonce, value.encode(), f"{name}|{placeholder}".encode())
-            entries = {f"p:{placeholder}": sealed, f"k:{self._index('known', value)}": b"1", field: placeholder.encode()}
+            entries = {f"p:{placeholder}": sealed, f"k:{self._index('known', value)}": b"1", index_field: placeholder.encode()}
             if not (await self._state.map_add(name, entries, self._ttl_s))[-1]:  # another replica numbered it first
-                (placeholder_bytes,) = await self._state.map_get(name, [field], self._ttl_s)
+                (placeholder_bytes,) = await self._state.map_get(name, [index_field], self._ttl_s)
                 placeholder = placeholder_bytes.decode()
             result[(kind, value)] = placeholder
         return result

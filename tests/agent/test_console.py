@@ -7,6 +7,8 @@ test_console_browser.py).
 
 from __future__ import annotations
 
+import asyncio
+
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -142,24 +144,24 @@ def test_sign_ins_verify_off_the_event_loop_two_at_a_time(guard: Guard, monkeypa
 
     from aimsguard.agent.console import _auth
 
-    original = _auth.Authenticator.login
+    original = _auth._verify
 
     durations: list[float] = []
 
-    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def counting(*args: Any, **kwargs: Any) -> Any:
         nonlocal active
         with lock:
             active += 1
             auth_seen.append(active)
         began = time.perf_counter()
         try:
-            return original(self, *args, **kwargs)
+            return original(*args, **kwargs)
         finally:
             with lock:
                 active -= 1
                 durations.append(time.perf_counter() - began)
 
-    monkeypatch.setattr(_auth.Authenticator, "login", counting)
+    monkeypatch.setattr(_auth, "_verify", counting)
     worst_gap = asyncio.run(scenario())
     assert max(auth_seen) == 2  # four at once, two verifying at a time
     # The loop kept running while argon2 worked: had a verification run on it, the loop
@@ -226,37 +228,53 @@ def test_repeated_failures_throttle_even_the_right_password(client: TestClient) 
     sign_in(client, "rita")
 
 
-def _authenticator(**console: Any) -> Any:
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _authenticator(clock: Any = None, **console: Any) -> Any:
     from aimsguard.agent._policy import ConsoleConfig
     from aimsguard.agent.console._auth import Authenticator
+    from aimsguard.collectors import MemoryState
 
     data: dict[str, Any] = {}
     with_console(data, **console)
-    return Authenticator(ConsoleConfig.model_validate(data["console"]))
+    clock = clock or _Clock()
+    return Authenticator(ConsoleConfig.model_validate(data["console"]), state=MemoryState(clock=clock), clock=clock)
 
 
 def test_wrong_passwords_for_a_name_back_off_but_never_lock_the_real_user_out() -> None:
-    auth = _authenticator()
+    clock = _Clock()
+    auth = _authenticator(clock)
+
+    def login(name: str, password: str, address: str, now: float) -> Any:
+        clock.now = now
+        return asyncio.run(auth.login(name, password, address))
+
     now = 1000.0
     for _ in range(5):
-        assert auth.login("ada", "guess", "198.51.100.1", now=now).outcome == "wrong_credentials"
+        assert login("ada", "guess", "198.51.100.1", now=now).outcome == "wrong_credentials"
     # Past five, each attempt waits a delay that doubles: 1 s, 2 s, 4 s ...
-    refused = auth.login("ada", PASSWORDS["ada"], "198.51.100.2", now=now + 0.5)
+    refused = login("ada", PASSWORDS["ada"], "198.51.100.2", now=now + 0.5)
     assert refused.outcome == "throttled" and refused.retry_after_s == 1
-    assert auth.login("ada", "guess", "198.51.100.1", now=now + 1.1).outcome == "wrong_credentials"
-    assert auth.login("ada", "guess", "198.51.100.1", now=now + 2.0).retry_after_s == 2
+    assert login("ada", "guess", "198.51.100.1", now=now + 1.1).outcome == "wrong_credentials"
+    assert login("ada", "guess", "198.51.100.1", now=now + 2.0).retry_after_s == 2
     # Someone guessing at the admin's name all day (each time they may, from fresh
     # addresses) keeps the delay at its cap; the admin is in at most a minute after a guess.
     now += 1.1
     for guess in range(200):
-        wait = auth.login("ada", "guess", "198.51.100.1", now=now).retry_after_s
+        wait = login("ada", "guess", "198.51.100.1", now=now).retry_after_s
         now += wait or 0.0
-        assert auth.login("ada", "guess", f"203.0.113.{guess % 250}", now=now).outcome == "wrong_credentials"
+        assert login("ada", "guess", f"203.0.113.{guess % 250}", now=now).outcome == "wrong_credentials"
     # A refused attempt while waiting does not lengthen the wait.
-    assert auth.login("ada", PASSWORDS["ada"], "192.0.2.7", now=now + 30).outcome == "throttled"
-    assert auth.login("ada", PASSWORDS["ada"], "192.0.2.7", now=now + 60.5).outcome == "ok"
+    assert login("ada", PASSWORDS["ada"], "192.0.2.7", now=now + 30).outcome == "throttled"
+    assert login("ada", PASSWORDS["ada"], "192.0.2.7", now=now + 60.5).outcome == "ok"
     # Success starts afresh: the next mistake is just a mistake.
-    assert auth.login("ada", "guess", "192.0.2.7", now=now + 61).outcome == "wrong_credentials"
+    assert login("ada", "guess", "192.0.2.7", now=now + 61).outcome == "wrong_credentials"
 
 
 def test_x_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
