@@ -95,7 +95,7 @@ class OversightMetrics:
             "aimsguard_records_errors_total", "Records store operations that failed, by operation.", ["operation"], registry=r,
         )
         self.review_samples = Counter(
-            "aimsguard_review_samples_total", "Checks' decisions drawn for review: queued, or failed (the store could not take them).",
+            "aimsguard_review_samples_total", "Checks' decisions drawn for review: queued, failed (the store could not take them) or dropped (its writes were too far behind).",
             ["system", "guardrail", "outcome"], registry=r,
         )
         self.review_open = Gauge(

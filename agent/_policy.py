@@ -473,6 +473,9 @@ class Policy(_Strict):
         for system_id, system in systems.items():
             for stage in Stage:
                 ids = [c.instance_id for c in system.checks.for_stage(stage)]
+                shadow_ids = [c.instance_id for c in system.shadow.checks.for_stage(stage)] if system.shadow else []
+                if len(set(shadow_ids)) < len(shadow_ids):
+                    raise ValueError(f"system {system_id!r}: shadow {stage.value} checks share an id; give each an 'id'")
                 duplicates = sorted({i for i in ids if ids.count(i) > 1})
                 if duplicates:
                     raise ValueError(

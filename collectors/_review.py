@@ -21,6 +21,7 @@ not the check's judgement of the content. Verdicts on documents screened with
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 import time
@@ -91,9 +92,10 @@ class _Stratum:
 class ReviewSampler:
     """Draws decisions from ``exchange`` events and queues them in the records store.
 
-    Runs on the bus's worker. A store that fails loses that batch's samples (counted
-    through ``on_count(system, check, "failed")``); nothing is retried, since a retried
-    batch would draw its decisions twice.
+    Draws on the bus's worker; writes on a thread of its own behind a bounded queue
+    (``max_pending`` batches; past that a batch is dropped, ``on_count(..., "dropped")``).
+    A store that fails loses that batch's samples (``"failed"``); nothing is retried, since
+    a retried batch would draw its decisions twice.
     """
 
     name = "review"
@@ -105,6 +107,7 @@ class ReviewSampler:
         *,
         on_count: Callable[[str, str, str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        max_pending: int = 1000,
     ) -> None:
         self.store = store
         self.configs = dict(configs)
@@ -115,6 +118,9 @@ class ReviewSampler:
         self._pending: OrderedDict[tuple[str, str, str], Event] = OrderedDict()
         self._lock = threading.Lock()
         self.failures = 0
+        self._queue: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=max_pending)
+        self._writer = threading.Thread(target=self._write_forever, name="aimsguard-review", daemon=True)
+        self._writer.start()
 
     def export(self, batch: Sequence[Event]) -> ExportResult:
         samples: list[dict[str, Any]] = []
@@ -128,8 +134,27 @@ class ReviewSampler:
                         self._pending.popitem(last=False)
                 elif kind == "exchange" and event.get("system") in self.configs:
                     samples.extend(self._draw(event))
-        if not samples:
-            return ExportResult.SUCCESS
+        if samples:
+            # The store is written from a thread of its own: a slow database must not hold up
+            # the bus (and with it the event log, which answers may wait for).
+            try:
+                self._queue.put_nowait(samples)
+            except queue.Full:
+                for sample in samples:
+                    self._count(sample["system"], sample["guardrail"], "dropped")
+        return ExportResult.SUCCESS
+
+    def _write_forever(self) -> None:
+        while True:
+            samples = self._queue.get()
+            try:
+                if samples is None:
+                    return
+                self._write(samples)
+            finally:
+                self._queue.task_done()
+
+    def _write(self, samples: list[dict[str, Any]]) -> None:
         try:
             self.store.add_review_samples(samples)
         except Exception as exc:  # noqa: BLE001 - a failing store never fails the bus
@@ -137,10 +162,9 @@ class ReviewSampler:
             log.error("review_samples_lost", count=len(samples), error_type=type(exc).__name__)
             for sample in samples:
                 self._count(sample["system"], sample["guardrail"], "failed")
-            return ExportResult.SUCCESS
+            return
         for sample in samples:
             self._count(sample["system"], sample["guardrail"], "queued")
-        return ExportResult.SUCCESS
 
     def _count(self, system: str, check: str, outcome: str) -> None:
         if self._on_count is not None:
@@ -187,10 +211,19 @@ class ReviewSampler:
         return drawn
 
     def force_flush(self, timeout: float = 10.0) -> bool:
+        """Wait until the samples handed over so far are written (or failed)."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
         return True
 
     def shutdown(self) -> None:
-        return None
+        if self._writer.is_alive():
+            self.force_flush(5.0)
+            self._queue.put(None)
+            self._writer.join(5.0)
 
 
 def _content(event: Event, stage: str) -> tuple[dict[str, Any] | None, str]:

@@ -130,6 +130,7 @@ def test_each_action_is_its_own_stratum_with_a_minimum_per_window_and_its_inclus
     config = ReviewConfig(rates={"allow": 0.1, "block": 1.0}, min_per_window=5, window_s=100, seed=1)
     sampler = ReviewSampler(store, {"s": config}, clock=lambda: now[0])
     sampler.export([_exchange(i, "allow") for i in range(1000)] + [_exchange(1000 + i, "block") for i in range(3)])
+    sampler.force_flush(5)
     allow = [s for s in store.samples if s["action"] == "allow"]
     block = [s for s in store.samples if s["action"] == "block"]
     assert len(block) == 3 and all(s["inclusion_p"] == 1.0 for s in block)  # rare: every one seen
@@ -142,6 +143,7 @@ def test_each_action_is_its_own_stratum_with_a_minimum_per_window_and_its_inclus
     now[0] = 150.0
     store.samples.clear()
     sampler.export([_exchange(2000 + i, "flag") for i in range(20)])
+    sampler.force_flush(5)
     assert [s["inclusion_p"] for s in store.samples] == [1.0] * 5
 
 
@@ -151,6 +153,7 @@ def test_failed_checks_and_document_screening_are_not_sampled() -> None:
     event = _exchange(1, "block")
     event["verdicts"][0]["outcome"] = "timeout"
     sampler.export([{"event": "guardrail.verdict", "system": "s", "request_id": "r1", "stage": "input", "guardrail": "rules", "source": "document"}, event])
+    sampler.force_flush(5)
     assert store.samples == []
 
 
@@ -162,7 +165,28 @@ def test_a_failing_store_loses_the_samples_counted_and_never_fails_the_bus() -> 
     counted: list[tuple[str, str, str]] = []
     sampler = ReviewSampler(Broken(), {"s": ReviewConfig(rates=ALL, min_per_window=0)}, on_count=lambda *k: counted.append(k))
     assert sampler.export([_exchange(1, "block")]).value == "success"
+    assert sampler.force_flush(5)
     assert counted == [("s", "rules", "failed")]
+    sampler.shutdown()
+
+
+def test_a_store_slower_than_the_traffic_never_holds_up_the_bus_its_samples_are_dropped_and_counted() -> None:
+    import threading
+
+    release = threading.Event()
+
+    class Stuck:
+        def add_review_samples(self, samples: Any) -> None:
+            release.wait(10)
+
+    counted: list[tuple[str, str, str]] = []
+    sampler = ReviewSampler(Stuck(), {"s": ReviewConfig(rates=ALL, min_per_window=0)}, on_count=lambda *k: counted.append(k), max_pending=1)
+    for i in range(5):  # returns at once each time, although the store is stuck
+        assert sampler.export([_exchange(i, "block")]).value == "success"
+    assert ("s", "rules", "dropped") in counted
+    release.set()
+    assert sampler.force_flush(5)
+    sampler.shutdown()
 
 
 def test_the_policy_checks_the_review_section(tmp_path: Path) -> None:

@@ -196,3 +196,21 @@ def test_shadow_runs_past_their_limit_are_dropped_and_counted_never_waited_for(g
     metrics = httpx.get(url + "/metrics").text
     dropped = re.search(r'aimsguard_shadow_runs_total\{outcome="dropped",system="support-bot"\} ([\d.]+)', metrics)
     assert dropped is not None and float(dropped.group(1)) >= 1
+
+
+def test_the_policy_checks_a_shadow_candidate_like_the_live_checks(tmp_path: Path) -> None:
+    from aimsguard.agent import PolicyError, parse_policy
+
+    from ..support import test_registry
+
+    data = policy_dict(tmp_path)
+    data["systems"]["support-bot"]["shadow"] = {
+        "candidate": "bad", "checks": {"input": [{"guardrail": "rules", "settings": {"rules": [{"id": "x", "terms": ["a"], "action": "explode"}]}}]},
+    }
+    with pytest.raises(PolicyError) as error:
+        parse_policy(data, registry=test_registry())
+    assert "systems.support-bot.shadow.checks.input[0].settings" in str(error.value)
+    data["systems"]["support-bot"]["shadow"] = {"candidate": "twice", "checks": {"input": [{"guardrail": "injection"}, {"guardrail": "injection"}]}}
+    with pytest.raises(PolicyError) as error:
+        parse_policy(data, registry=test_registry())
+    assert "shadow input checks share an id" in str(error.value)
