@@ -254,7 +254,10 @@ class _GuardedCall:
         assert self.driver is not None
         exchange = self.driver.exchange
         # No compressed answers from the app: the output checks must be able to read them.
-        headers = [(k, v) for k, v in self.scope["headers"] if k not in (b"content-length", b"accept-encoding")]
+        # Nor the caller's virtual key: the app (or the gateway's upstream) is served as the
+        # system, the caller is known by its key id (the exchange's key_id).
+        dropped = (b"content-length", b"accept-encoding", *((b"authorization", b"x-api-key") if exchange.key_id is not None else ()))
+        headers = [(k, v) for k, v in self.scope["headers"] if k not in dropped]
         headers.append((b"content-length", str(len(raw)).encode()))
         scope = {**self.scope, "headers": headers, SCOPE_KEY: exchange}
         responder = _Responder(self)

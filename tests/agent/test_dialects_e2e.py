@@ -296,3 +296,27 @@ def test_every_dialect_is_registered_as_a_guarded_route() -> None:
     from aimsguard.agent._routes import ROUTES
 
     assert {case.path for case in CASES} <= set(ROUTES)
+
+
+@pytest.mark.anyio
+async def test_a_virtual_key_is_checked_and_never_reaches_the_app_or_upstream(door: Door, case: DialectCase, tmp_path: Path) -> None:
+    if door.kind == "sdk":
+        pytest.skip("the SDK hook wraps the caller's own client: no caller credentials to check")
+
+    def mutate(data: dict[str, Any]) -> None:
+        records_policy(data, tmp_path)
+        data["systems"]["support-bot"]["callers"] = {"require_key": True}
+
+    _, guard = door.open(mutate)
+    assert guard.records is not None
+    _, key = guard.records.create_key(system="support-bot", by="test")
+    url = door.servers[-1].url
+    client = case.client(url, api_key=key)  # Bearer for OpenAI's client, x-api-key for Anthropic's
+    door.clients.append(client)
+    assert (await case.ask(client, "say: Hello there.")).text == "Hello there."
+    assert key not in repr(door.seen[-1]["headers"])
+    stranger = case.client(url, api_key="ag-000000000000-" + "x" * 43)
+    door.clients.append(stranger)
+    with pytest.raises(Exception) as refused:
+        await case.ask(stranger, "say: Hello there.")
+    assert getattr(refused.value, "status_code", None) == 401
