@@ -184,6 +184,61 @@ def test_a_stop_on_one_replica_reaches_the_others_without_waiting_for_the_poll(f
     assert browser.post("/systems/loan-assistant/resume", data=form).status_code == 303
 
 
+def _keyed_status(url: str, key: str) -> httpx.Response:
+    return httpx.post(
+        url + "/v1/chat/completions", json={"model": "demo", "messages": [{"role": "user", "content": "How much is the Pro plan?"}]},
+        headers={"authorization": f"Bearer {key}"}, timeout=20,
+    )
+
+
+def _create_key(fleet: Fleet, *limits: str) -> str:
+    """A key made with the CLI against the fleet's records store (the first replica's policy)."""
+    assert fleet.directory is not None
+    policy = fleet.directory / "replica-0" / "policy.yaml"
+    made = subprocess.run(
+        [sys.executable, "-m", "aimsguard.agent.cli", "keys", "create", "--system", "support-bot", *limits, "--config", str(policy)],
+        capture_output=True, text=True, env={**os.environ, "AIMSGUARD_STATE_KEY": STATE_KEY}, timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]
+
+
+def test_a_key_over_its_limit_is_refused_on_every_replica_within_one_second(fleet: Fleet) -> None:
+    # Requests per minute: one count for the fleet (a fixed window per clock minute, so not across its edge).
+    if time.time() % 60 > 50:
+        time.sleep(61 - time.time() % 60)
+    key = _create_key(fleet, "--rpm", "3")
+    assert [_keyed_status(fleet.next_url(), key).status_code for _ in range(3)] == [200] * 3
+    started = time.monotonic()
+    refused = [_keyed_status(url, key) for url in fleet.urls]
+    assert time.monotonic() - started < 1.0
+    assert [r.status_code for r in refused] == [429] * REPLICAS
+    assert all(r.json()["error"]["code"] == "rate_limit_exceeded" and int(r.headers["retry-after"]) >= 1 for r in refused)
+
+    # Tokens per day: the tokens one replica counts after an answer stop every replica within a second.
+    key = _create_key(fleet, "--tokens-per-day", "20")
+    assert _keyed_status(fleet.next_url(), key).status_code == 200  # under the budget when it starts, over it after
+    spent = time.monotonic()
+    pending = set(fleet.urls)
+    while pending and time.monotonic() - spent < 1.0:
+        pending = {url for url in pending if _keyed_status(url, key).status_code != 429}
+    assert not pending, f"still served after a second: {sorted(pending)}"
+
+    # Revoked with the CLI: refused everywhere within a second (the shared state carries it).
+    key_id = key.split("-")[1]
+    assert fleet.directory is not None
+    revoked = subprocess.run(
+        [sys.executable, "-m", "aimsguard.agent.cli", "keys", "revoke", key_id, "--config", str(fleet.directory / "replica-0" / "policy.yaml")],
+        capture_output=True, text=True, env={**os.environ, "AIMSGUARD_STATE_KEY": STATE_KEY}, timeout=60,
+    )
+    assert revoked.returncode == 0, revoked.stderr
+    done = time.monotonic()
+    pending = set(fleet.urls)
+    while pending and time.monotonic() - done < 1.0:
+        pending = {url for url in pending if _keyed_status(url, key).status_code != 401}
+    assert not pending, f"the revoked key still worked after a second on {sorted(pending)}"
+
+
 def test_redis_stopped_mid_run_fail_modes_hold_and_recovery_is_automatic(fleet: Fleet) -> None:
     """Last in the module: it stops the fleet's Redis."""
     redis = fleet.redis
