@@ -191,16 +191,28 @@ def _keyed_status(url: str, key: str) -> httpx.Response:
     )
 
 
-def _create_key(fleet: Fleet, *limits: str) -> str:
-    """A key made with the CLI against the fleet's records store (the first replica's policy)."""
+def _keys_cli(fleet: Fleet, *arguments: str) -> str:
+    """``aimsguard keys ...`` against the fleet's records store and Redis (the first replica's policy); its stdout."""
     assert fleet.directory is not None
     policy = fleet.directory / "replica-0" / "policy.yaml"
-    made = subprocess.run(
-        [sys.executable, "-m", "aimsguard.agent.cli", "keys", "create", "--system", "support-bot", *limits, "--config", str(policy)],
+    done = subprocess.run(
+        [sys.executable, "-m", "aimsguard.agent.cli", "keys", *arguments, "--config", str(policy)],
         capture_output=True, text=True, env={**os.environ, "AIMSGUARD_STATE_KEY": STATE_KEY}, timeout=60,
     )
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _create_key(fleet: Fleet, *limits: str) -> str:
+    return _keys_cli(fleet, "create", "--system", "support-bot", *limits).strip().splitlines()[-1]
+
+
+def _refused_everywhere_within_a_second(fleet: Fleet, key: str, status: int) -> None:
+    since = time.monotonic()
+    pending = set(fleet.urls)
+    while pending and time.monotonic() - since < 1.0:
+        pending = {url for url in pending if _keyed_status(url, key).status_code != status}
+    assert not pending, f"not yet {status} after a second on {sorted(pending)}"
 
 
 def test_a_key_over_its_limit_is_refused_on_every_replica_within_one_second(fleet: Fleet) -> None:
@@ -218,25 +230,11 @@ def test_a_key_over_its_limit_is_refused_on_every_replica_within_one_second(flee
     # Tokens per day: the tokens one replica counts after an answer stop every replica within a second.
     key = _create_key(fleet, "--tokens-per-day", "20")
     assert _keyed_status(fleet.next_url(), key).status_code == 200  # under the budget when it starts, over it after
-    spent = time.monotonic()
-    pending = set(fleet.urls)
-    while pending and time.monotonic() - spent < 1.0:
-        pending = {url for url in pending if _keyed_status(url, key).status_code != 429}
-    assert not pending, f"still served after a second: {sorted(pending)}"
+    _refused_everywhere_within_a_second(fleet, key, 429)
 
     # Revoked with the CLI: refused everywhere within a second (the shared state carries it).
-    key_id = key.split("-")[1]
-    assert fleet.directory is not None
-    revoked = subprocess.run(
-        [sys.executable, "-m", "aimsguard.agent.cli", "keys", "revoke", key_id, "--config", str(fleet.directory / "replica-0" / "policy.yaml")],
-        capture_output=True, text=True, env={**os.environ, "AIMSGUARD_STATE_KEY": STATE_KEY}, timeout=60,
-    )
-    assert revoked.returncode == 0, revoked.stderr
-    done = time.monotonic()
-    pending = set(fleet.urls)
-    while pending and time.monotonic() - done < 1.0:
-        pending = {url for url in pending if _keyed_status(url, key).status_code != 401}
-    assert not pending, f"the revoked key still worked after a second on {sorted(pending)}"
+    _keys_cli(fleet, "revoke", key.split("-")[1])
+    _refused_everywhere_within_a_second(fleet, key, 401)
 
 
 def test_redis_stopped_mid_run_fail_modes_hold_and_recovery_is_automatic(fleet: Fleet) -> None:
