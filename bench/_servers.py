@@ -35,7 +35,19 @@ COMPLETION = {
     "usage": {"prompt_tokens": 12, "completion_tokens": 14, "total_tokens": 26},
 }
 REQUEST = {"model": "bench", "messages": [{"role": "user", "content": "How much is the Pro plan?"}]}
+MESSAGE = {  # the same answer as an Anthropic Messages answer
+    "id": "msg_bench",
+    "type": "message",
+    "role": "assistant",
+    "model": "bench",
+    "content": [{"type": "text", "text": ANSWER}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 12, "output_tokens": 14},
+}
+MESSAGES_REQUEST = {"model": "bench", "max_tokens": 256, "messages": [{"role": "user", "content": "How much is the Pro plan?"}]}
 STREAM_TOKENS = 1_600
+MESSAGES_STREAM_TOKENS = 200
 
 
 def _sse_body(tokens: int) -> str:
@@ -49,6 +61,22 @@ def _sse_body(tokens: int) -> str:
     done = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "bench",
             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
     events.append("data: " + json.dumps(done) + "\n\ndata: [DONE]\n\n")
+    return "".join(events)
+
+
+def _messages_sse_body(tokens: int) -> str:
+    """The same words streamed as Anthropic's typed events."""
+    words = ((ANSWER + " ") * (tokens // len(ANSWER.split()) + 1)).split()[:tokens]
+
+    def event(kind: str, **fields: object) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **fields})}\n\n"
+
+    start = {**MESSAGE, "content": [], "stop_reason": None, "usage": {"input_tokens": 12, "output_tokens": 1}}
+    events = [event("message_start", message=start), event("content_block_start", index=0, content_block={"type": "text", "text": ""})]
+    events += [event("content_block_delta", index=0, delta={"type": "text_delta", "text": word + " "}) for word in words]
+    events += [event("content_block_stop", index=0),
+               event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None}, usage={"output_tokens": tokens}),
+               event("message_stop")]
     return "".join(events)
 
 
@@ -82,15 +110,19 @@ def ensure_nginx() -> str:
 
 
 @contextlib.contextmanager
-def nginx_upstream(workers: int = 1) -> Iterator[str]:
-    """An OpenAI-style upstream on a loopback port; yields its base URL (``.../v1``)."""
+def nginx_upstream(workers: int = 1, chat_stream_tokens: int = STREAM_TOKENS) -> Iterator[str]:
+    """An OpenAI- and Anthropic-style upstream on a loopback port; yields its base URL (``.../v1``).
+    ``/v1/messages`` answers ``MESSAGE`` (or, to an event-stream request, a
+    ``MESSAGES_STREAM_TOKENS``-token stream); every other path the chat completion (or its stream)."""
     binary = ensure_nginx()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="aimsguard-nginx-") as prefix:
         body = json.dumps(COMPLETION).replace("'", "\\'")
+        message = json.dumps(MESSAGE).replace("'", "\\'")
         models = json.dumps({"object": "list", "data": [{"id": "bench", "object": "model"}]})
         os.chmod(prefix, 0o755)  # nginx's workers (user nobody) read the streamed answer from it
-        (Path(prefix) / "stream.sse").write_text(_sse_body(STREAM_TOKENS))
+        (Path(prefix) / "stream.sse").write_text(_sse_body(chat_stream_tokens))
+        (Path(prefix) / "messages.sse").write_text(_messages_sse_body(MESSAGES_STREAM_TOKENS))
         conf = Path(prefix) / "nginx.conf"
         conf.write_text(
             f"""
@@ -110,6 +142,14 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         location = /v1/models {{ default_type application/json; return 200 '{models}'; }}
+        location = /messages-stream {{
+            internal; default_type text/event-stream; alias {prefix}/messages.sse; error_page 405 =200 $uri;
+        }}
+        location = /v1/messages {{
+            if ($http_accept = "text/event-stream") {{ rewrite ^ /messages-stream last; }}
+            default_type application/json;
+            return 200 '{message}';
+        }}
         location = /stream {{
             # A static file (too long for return); nginx serves those to GET only, hence the 405 detour.
             internal; default_type text/event-stream; alias {prefix}/stream.sse; error_page 405 =200 $uri;
@@ -142,6 +182,7 @@ def bench_policy(directory: Path, *, checks: bool) -> Path:
     data["console"] = {"enabled": False}
     data["event_log"]["directory"] = str(directory / "events")
     for system in data["systems"].values():
+        system.pop("review", None)  # review sampling needs the records store, which benches leave out
         if system.get("knowledge_base"):
             system["knowledge_base"] = str((EXAMPLE_POLICY.parent / system["knowledge_base"]).resolve())
         if not checks:
@@ -177,14 +218,17 @@ def gateway(policy: Path, upstream: str, *, workers: int = 1) -> Iterator[tuple[
 _POST_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[{body}]]
+{headers}wrk.body = [[{body}]]
 """
 
 
-def wrk(url: str, *, connections: int, seconds: float = 10, body: dict | None = None, threads: int = 2) -> dict[str, float]:
+def wrk(
+    url: str, *, connections: int, seconds: float = 10, body: dict | None = None, threads: int = 2, headers: dict[str, str] | None = None
+) -> dict[str, float]:
     """Requests/s, p50 and p99 (ms) and errors of a wrk run POSTing ``body`` (REQUEST by default)."""
+    extra = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in (headers or {}).items())
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_POST_LUA.format(body=json.dumps(body or REQUEST)))
+        script.write(_POST_LUA.format(body=json.dumps(body or REQUEST), headers=extra))
     try:
         out = subprocess.run(
             ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", script.name, url],
