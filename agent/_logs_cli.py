@@ -52,36 +52,55 @@ def _moment(value: str | None, option: str) -> dt.datetime | None:
 @app.command()
 def verify(
     config: _ConfigOption = DEFAULT_CONFIG,
-    directory: _DirOption = None,
+    directory: Annotated[
+        list[Path] | None,
+        typer.Option("--dir", help="event log directory (instead of the policy's); repeat it for each replica of a fleet"),
+    ] = None,
     pubkey: Annotated[Path | None, typer.Option("--pubkey", help="Ed25519 public key (PEM): every digest must be signed by it")] = None,
     anchor: Annotated[Path | None, typer.Option("--anchor", help="an anchor `logs anchor` printed: the log must still hold its record")] = None,
 ) -> None:
     """Rehash every record and digest; name each record or segment that was changed, removed,
-    reordered, truncated or deleted."""
+    reordered, truncated or deleted. A fleet writes one chain per replica: give each of their
+    directories (``--dir`` again), and each is verified as its own chain."""
     try:
         public_key = load_public_key(pubkey) if pubkey is not None else None
     except SigningKeyError as exc:
         fail(str(exc))
+    if anchor is not None and directory is not None and len(directory) > 1:
+        fail("--anchor belongs to one chain: verify that directory alone with it")
     anchored = _read_anchor(anchor) if anchor is not None else None
-    report = verify_event_log(_directory(config, directory), public_key=public_key, anchor=anchored)
+    directories = [_directory(config, d) for d in directory] if directory else [_directory(config, None)]
+    failed = 0
+    for each in directories:
+        prefix = f"{each}: " if len(directories) > 1 else ""
+        failed += not _verify_one(each, prefix, public_key, anchored)
+    if len(directories) > 1:
+        typer.echo(f"{len(directories) - failed} of {len(directories)} chains OK")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _verify_one(directory: Path, prefix: str, public_key: Any, anchored: dict[str, Any] | None) -> bool:
+    report = verify_event_log(directory, public_key=public_key, anchor=anchored)
     for notice in report.notices:
-        typer.echo(f"note: {notice}")
+        typer.echo(f"{prefix}note: {notice}")
     for problem in report.problems:
-        typer.echo(f"PROBLEM {problem}")
+        typer.echo(f"{prefix}PROBLEM {problem}")
     summary = (
         f"{report.records} records in {report.segments} segments"
         f" ({report.deleted_by_retention} earlier segments deleted by retention, as recorded)"
     )
     if not report.ok:
-        typer.echo(f"FAILED: {len(report.problems)} problem(s); {summary}")
-        raise typer.Exit(1)
+        typer.echo(f"{prefix}FAILED: {len(report.problems)} problem(s); {summary}")
+        return False
     if public_key is not None:
         summary += f"; {report.signed_digests} digests signed by the given key"
     if anchored is not None:
         summary += f"; the anchored record seq {anchored['last_seq']} is intact"
-    typer.echo(f"OK: {summary}")
+    typer.echo(f"{prefix}OK: {summary}")
     # Keep these somewhere else: they are what makes cutting the newest records detectable.
-    typer.echo(f"head: seq {report.last_seq} hash {report.last_hash}; last digest {report.last_digest_hash}")
+    typer.echo(f"{prefix}head: seq {report.last_seq} hash {report.last_hash}; last digest {report.last_digest_hash}")
+    return True
 
 
 def _read_anchor(path: Path) -> dict[str, Any]:

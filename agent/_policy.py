@@ -450,6 +450,11 @@ class StateConfig(_Strict):
     key: SecretStr | None = None
     fail_modes: StateFailModes = StateFailModes()
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _empty_is_none(cls, url: Any) -> Any:
+        return None if url in ("", None) else url  # `${AIMSGUARD_STATE_URL:-}` unset: this process only
+
     @property
     def shared(self) -> bool:
         return self.url is not None

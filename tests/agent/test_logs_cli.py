@@ -108,3 +108,18 @@ def test_version_option_prints_the_installed_version() -> None:
 
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.strip() == f"aimsguard {__version__}"
+
+
+def test_verify_takes_one_directory_per_replica_and_fails_if_any_chain_does(tmp_path: Path) -> None:
+    replicas = [tmp_path / f"replica-{i}" for i in range(3)]
+    for directory in replicas:
+        _write_log(directory)
+    args = [arg for directory in replicas for arg in ("--dir", str(directory))]
+    result = runner.invoke(app, ["logs", "verify", *args])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count(": OK: 4 records") == 3 and "3 of 3 chains OK" in result.stdout
+    path = list_segments(replicas[1])[0].path
+    path.write_bytes(path.read_bytes().replace(b'"action":"block","request_id":"b","conversation_id"', b'"action":"allow","request_id":"b","conversation_id"'))
+    result = runner.invoke(app, ["logs", "verify", *args])
+    assert result.exit_code == 1
+    assert f"{replicas[1]}: PROBLEM {path.name} line 3 seq 2: changed" in result.stdout and "2 of 3 chains OK" in result.stdout
