@@ -232,3 +232,18 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def error_body(self, error: AimsguardError) -> dict[str, Any]: ...
+
+    # -- APIs without a text answer (embeddings) ------------------------------------------
+
+    has_output: bool = True
+    """False: the answer has no text (a vector): no output checks, and the answer is relayed
+    as it comes, never buffered."""
+
+    def refusal(self, action: str, stopped: bool) -> AimsguardError | None:
+        """The error a stopped exchange is answered with when the API has no fallback answer
+        (None: the fallback text, in the API's shape)."""
+        return None
+
+    def usage_of_tail(self, tail: bytes) -> tuple[int | None, int | None]:
+        """(input tokens, output tokens) from the last bytes of an answer relayed unread."""
+        return None, None

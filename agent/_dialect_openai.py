@@ -1,4 +1,4 @@
-"""The OpenAI-compatible dialects: chat completions and (legacy) text completions.
+"""The OpenAI-compatible dialects: chat completions, (legacy) text completions and embeddings.
 
 Only the parts aimsguard needs are validated (pydantic, unknown fields kept), so a
 request carrying provider extensions passes through unchanged apart from the texts the
@@ -8,6 +8,7 @@ checks redacted.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Hashable
 from typing import Any
@@ -18,10 +19,20 @@ from ._dialect import ChunkView, Dialect, ParsedRequest, RequestLimits, StreamPi
 from ._errors import AimsguardError, RequestError
 from ._sse import DONE, encode_data
 
-__all__ = ["CHAT_PATH", "COMPLETIONS_PATH", "OPENAI_CHAT", "OPENAI_COMPLETIONS", "error_body", "handoff_field"]
+__all__ = [
+    "CHAT_PATH",
+    "COMPLETIONS_PATH",
+    "EMBEDDINGS_PATH",
+    "OPENAI_CHAT",
+    "OPENAI_COMPLETIONS",
+    "OPENAI_EMBEDDINGS",
+    "error_body",
+    "handoff_field",
+]
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 
 
 class _Open(BaseModel):
@@ -335,3 +346,99 @@ class OpenAICompletions(_OpenAIDialect):
 
 OPENAI_CHAT = OpenAIChat()
 OPENAI_COMPLETIONS = OpenAICompletions()
+
+
+class _EmbeddingRequest(_Open):
+    model: str | None = None
+    input: str | list[str] | list[int] | list[list[int]]
+
+
+class OpenAIEmbeddings(Dialect):
+    """``POST /v1/embeddings``: input checks only. A vector has no text to check or to replace
+    with a fallback, so a stopped exchange is answered with an error (``refusal``), and the
+    answer is relayed as it comes, unbuffered (its usage read from its tail).
+
+    Token-array inputs (``[1, 2, 3]``, ``[[1, 2], [3]]``) are refused with 400
+    ``input_not_checkable``: the checks read text, and decoding tokens needs the model's own
+    tokenizer, which aimsguard cannot fetch at run time. (LangChain's ``OpenAIEmbeddings`` sends
+    token arrays unless ``check_embedding_ctx_length=False``.)
+    """
+
+    operation = "embeddings"
+    input_keys = ("input",)
+    has_output = False
+
+    def _parse(self, body: dict[str, Any], limits: RequestLimits | None) -> ParsedRequest:
+        if isinstance(body.get("input"), list):
+            self.check_count(len(body["input"]), limits, "input")
+        parsed = _validated(_EmbeddingRequest, body)
+        if isinstance(parsed.input, str):
+            return ParsedRequest(body, parsed.model, False, [parsed.input], [("input",)], ["user"])
+        if parsed.input and not all(isinstance(item, str) for item in parsed.input):
+            raise RequestError(
+                "input: token arrays cannot be checked (aimsguard reads text); send the text itself",
+                code="input_not_checkable",
+                param="input",
+            )
+        texts = list(parsed.input)
+        return ParsedRequest(body, parsed.model, False, texts, [("input", i) for i in range(len(texts))], ["user"] * len(texts))
+
+    def refusal(self, action: str, stopped: bool) -> AimsguardError:
+        if stopped:
+            return RequestError("this AI system is stopped (its stop switch is on); nothing was sent", status_code=503, code="system_stopped")
+        return RequestError(
+            f"the input was stopped by the system's checks ({action}); nothing was sent to the model", code="content_blocked", param="input"
+        )
+
+    def answer_texts(self, answer: dict[str, Any]) -> list[str]:
+        return []
+
+    def replace_answer_texts(self, answer: dict[str, Any], texts: list[str], finish_reason: str | None = None) -> None:
+        pass
+
+    def finish_reasons(self, answer: dict[str, Any]) -> list[str]:
+        return []
+
+    def usage_of(self, answer: dict[str, Any]) -> tuple[int | None, int | None]:
+        usage = answer.get("usage")
+        tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+        return (tokens if isinstance(tokens, int) else None), None
+
+    def usage_of_tail(self, tail: bytes) -> tuple[int | None, int | None]:
+        """The usage at the end of an answer relayed unread (its ``data`` holds only numbers)."""
+        found = _PROMPT_TOKENS.findall(tail)
+        return (int(found[-1]) if found else None), None
+
+    def chunk_view(self, chunk: dict[str, Any]) -> ChunkView:
+        return ChunkView()
+
+    def stream_error(self, chunk: dict[str, Any]) -> str | None:
+        return None
+
+    def trimmed(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
+        return chunk
+
+    def rest_chunk(self, *, request_id: str, model: str | None, template: dict[str, Any] | None, key: Hashable, text: str) -> dict[str, Any]:
+        raise NotImplementedError("embeddings do not stream")
+
+    def encode_event(self, chunk: dict[str, Any]) -> bytes:
+        return encode_data(chunk)
+
+    def fallback_answer(self, *, request_id: str, model: str | None, text: str, handoff_id: str | None = None) -> dict[str, Any]:
+        raise NotImplementedError("an embedding has no fallback: see refusal")
+
+    def fallback_chunks(
+        self, *, request_id: str, model: str | None, text: str, template: dict[str, Any] | None = None, handoff_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        raise NotImplementedError("an embedding has no fallback: see refusal")
+
+    def refused_answer(self, answer: dict[str, Any], text: str, handoff_id: str | None) -> None:
+        pass
+
+    def error_body(self, error: AimsguardError) -> dict[str, Any]:
+        return error_body(error)
+
+
+_PROMPT_TOKENS = re.compile(rb'"prompt_tokens"\s*:\s*(\d+)')
+
+OPENAI_EMBEDDINGS = OpenAIEmbeddings()

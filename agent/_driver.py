@@ -16,7 +16,7 @@ from typing import Any, Final
 from aimsguard.guardrails import Action
 
 from ._dialect import Dialect, ParsedRequest, RequestLimits
-from ._errors import GuardrailFailed
+from ._errors import AimsguardError, GuardrailFailed
 from ._exchange import Exchange, ExchangeStatus
 from ._guard import Guard
 from ._streaming import StreamingOutputGuard
@@ -141,7 +141,18 @@ class ExchangeDriver:
             request_id=exchange.request_id, model=self._model, text=self.fallback_text, template=self.template, handoff_id=exchange.handoff_id
         )
 
+    def refusal(self) -> AimsguardError | None:
+        """For an API without a text answer (embeddings): the error a stopped exchange gets instead of the fallback."""
+        exchange = self.exchange
+        return self.dialect.refusal(exchange.action.value, exchange.status is ExchangeStatus.STOPPED)
+
     # -- a whole answer -----------------------------------------------------------------------
+
+    def note_usage(self, input_tokens: int | None, output_tokens: int | None) -> None:
+        """Token counts an answer or event reports (either may be missing)."""
+        exchange = self.exchange
+        exchange.input_tokens = input_tokens if input_tokens is not None else exchange.input_tokens
+        exchange.output_tokens = output_tokens if output_tokens is not None else exchange.output_tokens
 
     async def check_answer(self, answer: dict[str, Any]) -> AnswerDecision:
         """Run the output checks on a complete answer; redact or refuse it in place."""
@@ -149,6 +160,9 @@ class ExchangeDriver:
         exchange.response_model = dialect.model_of(answer) or exchange.response_model
         exchange.input_tokens, exchange.output_tokens = dialect.usage_of(answer)
         exchange.finish_reasons = dialect.finish_reasons(answer)
+        if not dialect.has_output:
+            exchange.mark_first_token()
+            return AnswerDecision()
         result = await self.guard.check_output(exchange, dialect.answer_texts(answer))
         exchange.mark_first_token()
         if result.action.stops_exchange:

@@ -3,7 +3,8 @@
     AimsguardError
      ├── PolicyError             the policy file cannot be read or is invalid
      ├── RequestError            the client's request cannot be served (4xx)
-     │    └── UnknownSystemError
+     │    ├── UnknownSystemError
+     │    └── RouteNotGuarded    a model call to a route no dialect reads, and the policy blocks it
      ├── GuardrailError          a check could not be built or loaded
      │    └── GuardrailFailed    a check failed at run time and its policy fails closed
      ├── EventLogUnavailable     the event log cannot be written and the policy fails closed
@@ -30,6 +31,7 @@ __all__ = [
     "PolicyError",
     "PolicyProblem",
     "RequestError",
+    "RouteNotGuarded",
     "UnknownSystemError",
     "UpstreamError",
     "UpstreamTimeout",
@@ -95,6 +97,21 @@ class UnknownSystemError(RequestError):
             code="unknown_system",
         )
         self.system_id = system_id
+
+
+class RouteNotGuarded(RequestError):
+    """A model call aimsguard cannot read (its checks would be bypassed), refused by the
+    system's ``unknown_routes: block``: 403, not 404, as the route may well exist upstream."""
+
+    status_code = 403
+
+    def __init__(self, method: str, path: str, guarded: Sequence[str]) -> None:
+        super().__init__(
+            f"{method} {path} is a model call aimsguard cannot check, and this system's policy blocks such routes "
+            f"(unknown_routes: block); the guarded routes are POST {', '.join(guarded)}",
+            status_code=403,
+            code="route_not_guarded",
+        )
 
 
 class GuardrailError(AimsguardError):

@@ -39,12 +39,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from ._dialect import Dialect
-from ._errors import AimsguardError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from ._dialect_anthropic import ANTHROPIC_MESSAGES
+from ._dialect_openai import OPENAI_CHAT, error_body
+from ._errors import AimsguardError, RequestError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from ._exchange import Exchange, ExchangeStatus
 from ._guard import Guard
 from ._handoff_api import handoff_route
-from ._middleware import SCOPE_KEY, AimsguardMiddleware
-from ._dialect_openai import error_body
+from ._middleware import SCOPE_KEY, UNGUARDED_KEY, AimsguardMiddleware
+from ._policy import UpstreamConfig
 from ._routes import ROUTES
 from ._outcomes import handle_feedback
 
@@ -55,6 +57,7 @@ log = structlog.get_logger("aimsguard.agent")
 _FORWARDED_HEADERS = ("accept", "content-type", "user-agent")
 _CREDENTIAL_HEADERS = ("authorization", "x-api-key")  # a caller's, never sent on when the policy sets a key
 _MAX_ERROR_BODY = 64 * 1024
+_ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 class _Upstreams:
@@ -111,16 +114,7 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
         body = await request.body()
         if system.upstream.model is not None:
             body = _with_model(body, system.upstream.model)
-        passed = (*_FORWARDED_HEADERS, *dialect.passed_headers)
-        headers = {k: v for k, v in request.headers.items() if k in passed}
-        headers["accept-encoding"] = "identity"  # answers are read and checked here, not relayed as bytes
-        if system.upstream.api_key is not None or exchange.key_id is not None:
-            # A caller's own credentials go on only when the policy sets no key and they are not
-            # a virtual key (a caller who authenticated with one is served with the policy's key, or none).
-            for name in _CREDENTIAL_HEADERS:
-                headers.pop(name, None)
-        if system.upstream.api_key is not None:
-            headers.update(dialect.credentials(system.upstream.api_key.get_secret_value()))
+        headers = _upstream_headers(request, system.upstream, dialect, exchange.key_id)
         url = upstreams.url(exchange.system_id, request.url.path.removeprefix("/v1"))
         exchange.upstream_started = time.perf_counter()
         try:
@@ -134,7 +128,7 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
         if response.status >= 400:
             return await _relay_error(exchange, dialect, response)
         media_type = response.headers.get("content-type", "application/json")
-        if media_type.startswith("text/event-stream"):
+        if media_type.startswith("text/event-stream") or not ROUTES[request.url.path].has_output:  # a vector: relayed unbuffered
             # The background task closes the upstream response even if the stream never starts.
             return StreamingResponse(
                 _relay_stream(exchange, dialect, response), media_type=media_type, background=BackgroundTask(response.close)
@@ -153,6 +147,33 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
             exchange.upstream_finished = time.perf_counter()
         response.release()  # read to the end: the connection goes back to the pool
         return Response(content, status_code=response.status, media_type=media_type)
+
+    async def unguarded(request: Request) -> Response:
+        """A model call no dialect reads, which the system's policy passes (``unknown_routes:
+        pass``; the middleware recorded it): forwarded to the upstream as it is, unchecked, and
+        its answer relayed as it comes. Only routes under ``/v1/`` map onto an upstream's base URL."""
+        system_id, key_id = request.scope.get(UNGUARDED_KEY, (None, None))
+        path = request.url.path
+        if system_id is None or not path.startswith("/v1/") or not upstreams.has(system_id):
+            error = RequestError(f"{request.method} {path} is not served by this gateway", status_code=404, code="not_found")
+            return JSONResponse(error_body(error), status_code=404)
+        system = guard.system(system_id)
+        assert system.upstream is not None
+        # An Anthropic-compatible upstream takes its key and version headers as Messages does.
+        dialect = ANTHROPIC_MESSAGES if system.upstream.provider == "anthropic" else OPENAI_CHAT
+        headers = _upstream_headers(request, system.upstream, dialect, key_id)
+        url = upstreams.url(system_id, path.removeprefix("/v1") + (f"?{request.url.query}" if request.url.query else ""))
+        try:
+            response = await upstreams.session(system_id).request(request.method, url, data=await request.body(), headers=headers)
+        except _UPSTREAM_ERRORS as exc:
+            error = _translate(exc, system_id)
+            return JSONResponse(error_body(error), status_code=error.status_code)
+        return StreamingResponse(
+            _relay_bytes(response),
+            status_code=response.status,
+            media_type=response.headers.get("content-type"),
+            background=BackgroundTask(response.close),
+        )
 
     async def models(request: Request) -> Response:
         try:
@@ -226,10 +247,26 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *_console_routes(guard),
+            Route("/{path:path}", unguarded, methods=_ANY_METHOD),  # last: only what unknown_routes passes; anything else is a 404
         ],
         middleware=[Middleware(AimsguardMiddleware, guard=guard, front_door="gateway")],
         lifespan=lifespan,
     )
+
+
+def _upstream_headers(request: Request, upstream: UpstreamConfig, dialect: Dialect, key_id: str | None) -> dict[str, str]:
+    """The caller's headers the route's API passes on, with the upstream's credentials."""
+    passed = (*_FORWARDED_HEADERS, *dialect.passed_headers)
+    headers = {k: v for k, v in request.headers.items() if k in passed}
+    headers["accept-encoding"] = "identity"  # answers are read and checked here, not relayed as bytes
+    if upstream.api_key is not None or key_id is not None:
+        # A caller's own credentials go on only when the policy sets no key and they are not
+        # a virtual key (a caller who authenticated with one is served with the policy's key, or none).
+        for name in _CREDENTIAL_HEADERS:
+            headers.pop(name, None)
+    if upstream.api_key is not None:
+        headers.update(dialect.credentials(upstream.api_key.get_secret_value()))
+    return headers
 
 
 def _requested_system(request: Request) -> str | None:
@@ -324,6 +361,17 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
             raise _TooLarge
         parts.append(part)
     return b"".join(parts)
+
+
+async def _relay_bytes(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """An unchecked answer, relayed as it comes (a passed unguarded route)."""
+    try:
+        async for part in response.content.iter_any():
+            yield part
+    except _UPSTREAM_ERRORS:
+        log.warning("upstream_stream_interrupted", route="unguarded")
+    else:
+        response.release()
 
 
 async def _relay_stream(exchange: Exchange, dialect: Dialect, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

@@ -2,7 +2,10 @@
 
 Pure ASGI, so it sits in front of any Starlette or FastAPI app (or any ASGI app).
 ``POST`` to a route of ``_routes`` (``/v1/chat/completions``, ``/v1/completions``,
-``/v1/messages``) is guarded through the exchange driver; everything else passes straight through. A request may name its AI system with the
+``/v1/messages``, ``/v1/embeddings``, ...) is guarded through the exchange driver. A model call to a route no dialect reads
+(``_routes.unguarded_route``: ``/v1/audio/*``, ``/v1/assistants``, a realtime websocket, ...)
+is blocked with 403 ``route_not_guarded`` or passed, as the system's ``unknown_routes``
+says, and recorded either way; everything else passes straight through. A request may name its AI system with the
 ``x-aimsguard-system`` header or a ``/systems/{id}`` path prefix; otherwise the
 middleware's own system (or the policy's default) is used.
 """
@@ -20,14 +23,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aimsguard.guardrails import Action
 
-from ._dialect import Dialect, ParsedRequest
 from ._callers import Caller, CallerRefused, count_tokens
+from ._dialect import Dialect, ParsedRequest
+from ._dialect_openai import error_body
 from ._driver import SAME, ExchangeDriver
-from ._errors import AimsguardError, RequestError, UnknownSystemError, UpstreamError, error_site
+from ._errors import AimsguardError, RequestError, RouteNotGuarded, UnknownSystemError, UpstreamError, error_site
 from ._exchange import UNKNOWN_SYSTEM, ExchangeStatus, client_id, new_id, parse_traceparent
 from ._guard import Guard
 from ._outcomes import read_decision
-from ._routes import dialect_for
+from ._policy import UnknownRoutes
+from ._routes import ROUTES, dialect_for, unguarded_route
 from ._sse import DONE, SseSplitter, data_of
 
 __all__ = ["AimsguardMiddleware", "SCOPE_KEY"]
@@ -37,8 +42,12 @@ log = structlog.get_logger("aimsguard.agent")
 HANDOFF_HEADER = b"x-aimsguard-handoff-id"
 SCOPE_KEY = "aimsguard"
 """Key in the ASGI scope where the middleware leaves the exchange for the app behind it."""
+UNGUARDED_KEY = "aimsguard.unguarded"
+"""Key in the scope of a model call passed unchecked (``unknown_routes: pass``): (its system
+id, the caller's virtual key id or None)."""
 
 _SYSTEM_PREFIX = "/systems/"
+_TAIL_BYTES = 512
 
 
 def _split_system_prefix(path: str) -> tuple[str, str | None]:
@@ -82,6 +91,9 @@ class AimsguardMiddleware:
         self.max_response_bytes = guard.policy.gateway.max_response_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -89,10 +101,71 @@ class AimsguardMiddleware:
         if path_system is not None:
             scope = {**scope, "path": path, "raw_path": path.encode(), SCOPE_KEY + ".system": path_system}
         dialect = dialect_for(path)
-        if dialect is None or scope["method"] != "POST":
+        if dialect is not None and scope["method"] == "POST":
+            await _GuardedCall(self, scope, receive, send, dialect, path_system).run()
+            return
+        route = unguarded_route(scope["method"], path)
+        if route is None:
             await self.app(scope, receive, send)
             return
-        await _GuardedCall(self, scope, receive, send, dialect, path_system).run()
+        passed_for = self._unguarded(scope, route, path_system)
+        if passed_for is None:
+            await _send_error(send, RouteNotGuarded(scope["method"], path, sorted(ROUTES)))
+            return
+        try:
+            # Passed unchecked, but never unauthenticated: the system's callers rules still apply.
+            caller = await self.guard.callers.admit(passed_for, scope["headers"])
+        except CallerRefused as error:
+            await _send_error(send, error)
+            return
+        await self.app({**scope, UNGUARDED_KEY: (passed_for, caller.key_id if caller else None)}, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A model call over a websocket (realtime audio and text) cannot be read either."""
+        path, path_system = _split_system_prefix(scope["path"])
+        route = unguarded_route("WEBSOCKET", path)
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        passed_for = self._unguarded(scope, route, path_system)
+        admitted = passed_for is not None
+        try:
+            if admitted:
+                await self.guard.callers.admit(passed_for, scope["headers"])  # type: ignore[arg-type]
+        except CallerRefused:
+            admitted = False
+        if admitted:
+            await self.app(scope, receive, send)
+            return
+        await receive()  # websocket.connect; closing before accepting answers 403
+        await send({"type": "websocket.close", "code": 1008, "reason": "route_not_guarded"})
+
+    def _unguarded(self, scope: Scope, route: str, path_system: str | None) -> str | None:
+        """A model call no dialect reads: the system's ``unknown_routes`` decides, recorded
+        either way (method, path and route template only: the body is never read). The
+        system's id when it passes, None when it is blocked."""
+        method = "WEBSOCKET" if scope["type"] == "websocket" else scope["method"]
+        requested = self.system if self.system is not None else path_system or _header(scope, b"x-aimsguard-system")
+        try:
+            system_id = self.guard.resolve_system(requested)
+        except UnknownSystemError:
+            system_id, passes = UNKNOWN_SYSTEM, False  # no system to say "pass": not passed
+        else:
+            passes = self.guard.system(system_id).unknown_routes is UnknownRoutes.PASS
+        path = _split_system_prefix(scope["path"])[0]
+        self.guard.events.emit(
+            "route.unguarded",
+            system=system_id,
+            front_door=self.front_door,
+            request_id=client_id(_header(scope, b"x-request-id")) or new_id(),
+            method=method,
+            path=path,
+            route=route,
+            action="pass" if passes else "block",
+        )
+        if not passes:
+            log.warning("route_not_guarded", system=system_id, method=method, route=route)
+        return system_id if passes else None
 
 
 class _GuardedCall:
@@ -315,7 +388,7 @@ class _GuardedCall:
             headers.append((HANDOFF_HEADER, exchange.handoff_id.encode()))
         return headers
 
-    async def _send_error(self, error: AimsguardError) -> None:
+    async def _send_error(self, error: AimsguardError, action: Action | None = None) -> None:
         if self.driver is not None:
             exchange = self.driver.exchange
             exchange.http_status = error.status_code
@@ -324,12 +397,16 @@ class _GuardedCall:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         headers += [(k.encode(), v.encode()) for k, v in getattr(error, "headers", {}).items()]  # retry-after, www-authenticate
         if self.driver is not None:
-            headers += self.aimsguard_headers()
+            headers += self.aimsguard_headers(action)
         await self._send_whole(error.status_code, headers, body)
 
     async def _send_fallback(self, request: ParsedRequest) -> None:
         driver = self.driver
         assert driver is not None
+        refusal = driver.refusal()
+        if refusal is not None:  # an API without a text answer (embeddings): an error, not the fallback
+            await self._send_error(refusal, driver.exchange.action)
+            return
         driver.exchange.http_status = 200
         if request.stream:
             body = b"".join(self.dialect.encode_event(c) for c in driver.fallback_chunks()) + (self.dialect.done_event or b"")
@@ -372,11 +449,12 @@ class _Responder:
         self.exchange = call.driver.exchange
         self.dialect = call.dialect
         self.start: Message | None = None
-        self.mode: str = "pending"  # "json", "sse", "passthrough" or "done"
+        self.mode: str = "pending"  # "json", "sse", "relay", "passthrough" or "done"
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.splitter = SseSplitter()
         self.malformed = False  # the app sent a stream event the dialect cannot read
+        self.tail = b""  # the last bytes of an answer relayed unread
 
     async def send(self, message: Message) -> None:
         if self.mode == "done":
@@ -394,6 +472,13 @@ class _Responder:
             await self._on_json_body(body, more)
         elif self.mode == "sse":
             await self._on_sse_body(body, more)
+        elif self.mode == "relay":
+            # Nothing to check in the answer (a vector): relayed as it comes, its usage read from its tail.
+            self.tail = (self.tail + body)[-_TAIL_BYTES:]
+            if not more:
+                self.driver.note_usage(*self.dialect.usage_of_tail(self.tail))
+            self.exchange.mark_first_token()
+            await self.call.send(message)
         else:
             if self.exchange.first_token_at is None and body:
                 self.exchange.mark_first_token()
@@ -411,7 +496,7 @@ class _Responder:
         elif content_type.startswith("text/event-stream"):
             self.mode = "sse"
         elif content_type.startswith("application/json"):
-            self.mode = "json"
+            self.mode = "json" if self.dialect.has_output else "relay"
         else:
             self.mode = "passthrough"
         if self.mode == "sse":
@@ -559,6 +644,15 @@ class _Responder:
         self.mode = "done"
         self.call.stream_closed.set()
         await self.call.send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+
+async def _send_error(send: Send, error: AimsguardError) -> None:
+    """An error in OpenAI's shape, outside any exchange."""
+    body = json.dumps(error_body(error)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in getattr(error, "headers", {}).items()]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
 
 def _too_large(limit: int) -> RequestError:
     return RequestError(f"the request body exceeds the limit of {limit} bytes", status_code=413, code="request_too_large")

@@ -59,6 +59,7 @@ __all__ = [
     "StateConfig",
     "SystemConfig",
     "TelemetryConfig",
+    "UnknownRoutes",
     "load_policy",
     "parse_policy",
 ]
@@ -90,6 +91,15 @@ class FailMode(str, enum.Enum):
 
     OPEN = "open"
     CLOSED = "closed"
+
+
+class UnknownRoutes(str, enum.Enum):
+    """What a model call to a route no dialect reads gets (``/v1/audio/...``, ``/v1/assistants``, ...):
+    ``block`` answers 403 ``route_not_guarded``; ``pass`` lets it through unchecked. Both are
+    recorded (a ``route.unguarded`` event and ``aimsguard_unguarded_routes_total``)."""
+
+    PASS = "pass"
+    BLOCK = "block"
 
 
 class ContentLogging(str, enum.Enum):
@@ -198,6 +208,7 @@ class SystemConfig(_Strict):
     fallback: FallbackConfig = FallbackConfig()
     streaming: StreamingConfig = StreamingConfig()
     callers: CallersConfig = CallersConfig()
+    unknown_routes: UnknownRoutes = UnknownRoutes.BLOCK
     knowledge_base: Path | None = None
     objectives: list[ObjectiveConfig] = []
     # A decision system's outcomes and sensitive-feature groups, watched for bias (see

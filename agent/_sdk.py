@@ -6,7 +6,9 @@ gateway:
 - ``GuardedExchange``: an (async) context manager around one call, for full control;
 - ``guarded``: a decorator for a sync or async function from prompt/messages to text;
 - ``guard_openai``: wraps an official ``openai`` client (sync or async, streaming or
-  not); ``client.chat.completions.create`` and ``client.completions.create`` are guarded;
+  not); ``client.chat.completions.create``, ``client.completions.create`` and
+  ``client.embeddings.create`` (input checks only; a stopped exchange raises ``Blocked``)
+  are guarded;
 - ``guard_anthropic``: wraps an official ``anthropic`` client the same way;
   ``client.messages.create`` and ``client.messages.stream`` are guarded.
 
@@ -30,7 +32,7 @@ from aimsguard.guardrails import Action
 
 from ._dialect import Dialect
 from ._dialect_anthropic import ANTHROPIC_MESSAGES
-from ._dialect_openai import OPENAI_CHAT, OPENAI_COMPLETIONS
+from ._dialect_openai import OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_EMBEDDINGS
 from ._driver import SAME, ExchangeDriver
 from ._errors import AimsguardError
 from ._exchange import Exchange, ExchangeStatus
@@ -360,19 +362,22 @@ def _anthropic_objects() -> _Objects:
 
 
 def guard_openai(client: Any, guard: Guard, system: str | None = None) -> Any:
-    """Return ``client`` with chat and text completions guarded; everything else untouched.
+    """Return ``client`` with chat and text completions and embeddings guarded; everything else untouched.
 
     A decision system passes its outcome and groups as ``extra_body={"aimsguard": {...}}``:
     recorded for the bias monitor, never sent upstream.
     """
     import openai
-    from openai.types import Completion
+    from openai.types import Completion, CreateEmbeddingResponse
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
     is_async = isinstance(client, openai.AsyncOpenAI)
     chat = _GuardedCreate(client.chat.completions, guard, system, OPENAI_CHAT, _openai_objects(ChatCompletion, ChatCompletionChunk), is_async)
     completions = _GuardedCreate(client.completions, guard, system, OPENAI_COMPLETIONS, _openai_objects(Completion, Completion), is_async)
-    return _Namespace(client, chat=_Namespace(client.chat, completions=chat), completions=completions)
+    embeddings = _GuardedCreate(
+        client.embeddings, guard, system, OPENAI_EMBEDDINGS, _openai_objects(CreateEmbeddingResponse, CreateEmbeddingResponse), is_async
+    )
+    return _Namespace(client, chat=_Namespace(client.chat, completions=chat), completions=completions, embeddings=embeddings)
 
 
 def guard_anthropic(client: Any, guard: Guard, system: str | None = None) -> Any:
@@ -522,6 +527,8 @@ class _ClientCall:
         try:
             texts = await self.ex.check_input(parsed.texts)
         except Blocked as blocked:
+            if self.driver.refusal() is not None:
+                raise  # an API without a text answer (embeddings) has no fallback to return
             self.fallback = blocked.fallback
             return self.kwargs
         if texts != parsed.texts:
@@ -536,8 +543,13 @@ class _ClientCall:
         return _ListStream([self.objects.event(c, None) for c in self.driver.fallback_chunks()], is_async)
 
     async def after(self, response: Any) -> Any:
-        answer = response.model_dump()
         self.ex.exchange.upstream_finished = _now()
+        if not self.dialect.has_output:  # a vector: nothing to check, and too large to copy for nothing
+            usage = getattr(response, "usage", None)
+            self.driver.note_usage(getattr(usage, "prompt_tokens", None), None)
+            self.ex.exchange.mark_first_token()
+            return response
+        answer = response.model_dump()
         decision = await self.driver.check_answer(answer)  # checks that failed closed: the refusal
         return type(response).model_validate(answer) if decision.changed else response
 

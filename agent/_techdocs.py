@@ -34,6 +34,7 @@ __all__ = ["AlertRuleDoc", "CheckDoc", "TechDoc", "build_techdoc", "techdoc_docu
 EVENT_KINDS = {
     "exchange": "one per request: system, ids, status, action, HTTP status, model, each check's verdict in brief, token usage, timings",
     "guardrail.verdict": "each check that acted or failed: action, outcome, score, reasons, findings (entity type and position, never the value)",
+    "route.unguarded": "a model call to a route no check reads: method, path, route template and whether unknown_routes passed or blocked it (never the body)",
     "policy.loaded": "the policy version, systems and checks in force, at each start",
     "handoff.*": "escalations to a person: created, claimed, answered, returned, closed",
     "incident.*": "incident records: opened, folded, acknowledged, resolved (with cause and corrective action)",

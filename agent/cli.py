@@ -63,7 +63,10 @@ def check_config(file: Annotated[Path, typer.Argument(help="policy file to valid
     typer.echo(f"{file}: valid, policy version {policy.policy_version}")
     for system_id, system in policy.systems.items():
         checks = ", ".join(f"{c.instance_id} ({stage})" for stage in ("input", "output") for c in getattr(system.checks, stage))
-        typer.echo(f"  system {system_id}: {system.name}; checks: {checks or 'none'}")
+        typer.echo(
+            f"  system {system_id}: {system.name}; checks: {checks or 'none'}; "
+            f"model calls to unguarded routes: {system.unknown_routes.value}"
+        )
 
 
 @app.command()

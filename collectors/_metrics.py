@@ -41,6 +41,9 @@ _UPSTREAM_ERRORS = {"upstream_unavailable", "upstream_timeout", "upstream_stream
 _OWN_ERRORS = {"guardrail_failed", "event_log_unavailable", "internal_error"}
 _LIMIT_CODES = frozenset(("rate_limit_exceeded", "token_limit_exceeded", "limits_unavailable"))
 _KEY_ID = re.compile(r"^[0-9a-f]{12}$")  # a virtual key's public id; the label is bounded by the number of keys
+# A route template as the agent builds it from fixed sets (/v1/audio/*, /v1beta/models/{model}:{method});
+# anything else is counted as _OTHER, so no raw path with an id ever becomes a label value.
+_ROUTE_TEMPLATE = re.compile(r"/v[0-9a-z]{1,8}/[a-z_]{1,24}(/\*|/\{model\}:\{method\})?")
 _FALLBACK_REASONS = {"blocked": "block", "escalated": "escalate", "stopped": "stopped"}
 
 
@@ -158,6 +161,11 @@ class PrometheusMetrics:
             "Tokens counted against each virtual API key (the upstream's usage, or estimated for streams without it).",
             ["system", "key_id"], registry=r,
         )
+        self.unguarded_routes = Counter(
+            "aimsguard_unguarded_routes_total",
+            "Model calls to routes no dialect reads, by route template (never a raw path) and what the policy did: pass or block.",
+            ["system", "route", "action"], registry=r,
+        )
         self.events_exported = Counter(
             "aimsguard_events_exported_total", "Events handed to an exporter successfully.", ["exporter"], registry=r
         )
@@ -199,6 +207,8 @@ class PrometheusMetrics:
                 self._exchange(event)
             elif kind == "guardrail.verdict":
                 self._verdict_findings(event)
+            elif kind == "route.unguarded":
+                self._unguarded_route(event)
         return ExportResult.SUCCESS
 
     def force_flush(self, timeout: float = 10.0) -> bool:
@@ -282,6 +292,12 @@ class PrometheusMetrics:
             count = usage.get(f"{token_type}_tokens")
             if isinstance(count, int):
                 self._child(self.token_usage, *gen_ai, token_type).observe(count)
+
+    def _unguarded_route(self, event: Event) -> None:
+        route = event.get("route")
+        route = route if isinstance(route, str) and _ROUTE_TEMPLATE.fullmatch(route) else OTHER
+        action = "pass" if event.get("action") == "pass" else "block"
+        self._child(self.unguarded_routes, self._system(event), route, action).inc()
 
     def _verdict_findings(self, event: Event) -> None:
         for finding in event.get("findings", ()):

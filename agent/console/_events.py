@@ -30,6 +30,7 @@ MAX_PAGE = 20
 KNOWN_KINDS = (
     "exchange",
     "guardrail.verdict",
+    "route.unguarded",
     "policy.loaded",
     "handoff.*",
     "incident.*",
