@@ -106,6 +106,10 @@ class ChunkView:
     ended: list[Hashable] = field(default_factory=list)
     """Windows this event closes (an Anthropic ``content_block_stop``): what they hold back goes
     out, checked, just before it."""
+    whole: list[tuple[Hashable, str, Callable[[str], None]]] = field(default_factory=list)
+    """Texts the event repeats whole (a Responses ``.done`` event): (window, text, put). The
+    driver writes what the window released in their place (or checks the text now when it
+    never came in pieces)."""
 
 
 class Dialect(abc.ABC):
@@ -243,6 +247,10 @@ class Dialect(abc.ABC):
         """The error a stopped exchange is answered with when the API has no fallback answer
         (None: the fallback text, in the API's shape)."""
         return None
+
+    def with_released(self, template: dict[str, Any] | None, released: dict[Hashable, str]) -> dict[str, Any] | None:
+        """The template told what each window released, before a stopped stream's fallback."""
+        return template
 
     def usage_of_tail(self, tail: bytes) -> tuple[int | None, int | None]:
         """(input tokens, output tokens) from the last bytes of an answer relayed unread."""

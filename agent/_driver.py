@@ -137,6 +137,7 @@ class ExchangeDriver:
         exchange = self.exchange
         exchange.finish_reasons.append(self.dialect.refusal_reason)
         exchange.mark_first_token()
+        self.template = self.dialect.with_released(self.template, {key: w.released_text for key, w in self.windows.items()})
         return self.dialect.fallback_chunks(
             request_id=exchange.request_id, model=self._model, text=self.fallback_text, template=self.template, handoff_id=exchange.handoff_id
         )
@@ -220,6 +221,17 @@ class ExchangeDriver:
                 return []
         changed = False
         finished: set[int] = set()
+        for key, text, put in view.whole:
+            window = self.windows.get(key)
+            if window is None:  # a text that never came in pieces is checked now, whole
+                released = await self.release(key, text) + await self.window(key).finish()
+                if self.stopped:
+                    return []
+            else:
+                released = window.released_text
+            if released != text:
+                put(released)
+                changed = True
         for piece in view.pieces:
             released = await self.release(piece.key, piece.text)
             if self.stopped:
@@ -265,7 +277,7 @@ class ExchangeDriver:
     async def _rest_of(self, key: Hashable) -> list[dict[str, Any] | _Same]:
         """One window finished: its checked rest as an event (none when nothing was held). Check ``stopped`` after."""
         window = self.windows.get(key)
-        rest = await window.finish() if window is not None else ""
+        rest = await window.finish() if window is not None and not window.finished else ""
         if not rest:
             return []
         self.exchange.mark_first_token()

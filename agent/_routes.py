@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ._dialect import Dialect
 from ._dialect_anthropic import ANTHROPIC_MESSAGES, MESSAGES_PATH
+from ._dialect_responses import OPENAI_RESPONSES, RESPONSES_PATH
 from ._dialect_openai import CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH, OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_EMBEDDINGS
 
 __all__ = ["MODEL_CALL_FAMILIES", "ROUTES", "dialect_for", "unguarded_route"]
@@ -21,6 +22,7 @@ __all__ = ["MODEL_CALL_FAMILIES", "ROUTES", "dialect_for", "unguarded_route"]
 ROUTES: dict[str, Dialect] = {
     CHAT_PATH: OPENAI_CHAT, COMPLETIONS_PATH: OPENAI_COMPLETIONS, EMBEDDINGS_PATH: OPENAI_EMBEDDINGS,
     MESSAGES_PATH: ANTHROPIC_MESSAGES,
+    RESPONSES_PATH: OPENAI_RESPONSES,
 }
 
 _VERSIONS = frozenset({"v1", "v1beta", "v1alpha", "v2"})

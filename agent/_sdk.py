@@ -6,9 +6,10 @@ gateway:
 - ``GuardedExchange``: an (async) context manager around one call, for full control;
 - ``guarded``: a decorator for a sync or async function from prompt/messages to text;
 - ``guard_openai``: wraps an official ``openai`` client (sync or async, streaming or
-  not); ``client.chat.completions.create``, ``client.completions.create`` and
-  ``client.embeddings.create`` (input checks only; a stopped exchange raises ``Blocked``)
-  are guarded;
+  not); ``client.chat.completions.create``, ``client.completions.create``,
+  ``client.responses.create`` and ``client.embeddings.create`` (input checks only; a
+  stopped exchange raises ``Blocked``) are guarded (``client.responses.stream`` and
+  ``.parse`` raise ``NotImplementedError`` rather than bypass the checks);
 - ``guard_anthropic``: wraps an official ``anthropic`` client the same way;
   ``client.messages.create`` and ``client.messages.stream`` are guarded.
 
@@ -33,6 +34,7 @@ from aimsguard.guardrails import Action
 from ._dialect import Dialect
 from ._dialect_anthropic import ANTHROPIC_MESSAGES
 from ._dialect_openai import OPENAI_CHAT, OPENAI_COMPLETIONS, OPENAI_EMBEDDINGS
+from ._dialect_responses import OPENAI_RESPONSES
 from ._driver import SAME, ExchangeDriver
 from ._errors import AimsguardError
 from ._exchange import Exchange, ExchangeStatus
@@ -346,6 +348,38 @@ def _openai_objects(answer_type: Any, chunk_type: Any) -> _Objects:
     return _Objects(answer_type.model_validate, lambda data, like: (type(like) if like is not None else chunk_type).construct(**data))
 
 
+def _rebuilt(cls: Any, data: dict[str, Any]) -> Any:
+    """The client's answer object from a checked dict: validated, or where the upstream left
+    out fields the client's model requires, built the way the client built it."""
+    from openai._models import construct_type_unchecked
+    from pydantic import ValidationError
+
+    try:
+        return cls.model_validate(data)
+    except ValidationError:
+        return construct_type_unchecked(type_=cls, value=data)
+
+
+def _responses_objects() -> _Objects:
+    from openai._models import construct_type_unchecked
+    from openai.types.responses import Response, ResponseStreamEvent
+
+    # Events differ in type: each is built as the one its "type" names, unvalidated, as the client does.
+    return _Objects(
+        lambda data: _rebuilt(Response, data),
+        lambda data, like: construct_type_unchecked(type_=ResponseStreamEvent, value=data),  # type: ignore[arg-type]
+    )
+
+
+def _unguarded(name: str, instead: str) -> Callable[..., Any]:
+    """A client method aimsguard cannot guard yet: refused, never passed unchecked."""
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise NotImplementedError(f"client.{name} is not guarded by aimsguard; use client.{instead}")
+
+    return refuse
+
+
 def _anthropic_objects() -> _Objects:
     from anthropic import types
 
@@ -362,7 +396,8 @@ def _anthropic_objects() -> _Objects:
 
 
 def guard_openai(client: Any, guard: Guard, system: str | None = None) -> Any:
-    """Return ``client`` with chat and text completions and embeddings guarded; everything else untouched.
+    """Return ``client`` with chat and text completions, Responses and embeddings guarded;
+    everything else untouched.
 
     A decision system passes its outcome and groups as ``extra_body={"aimsguard": {...}}``:
     recorded for the bias monitor, never sent upstream.
@@ -377,7 +412,15 @@ def guard_openai(client: Any, guard: Guard, system: str | None = None) -> Any:
     embeddings = _GuardedCreate(
         client.embeddings, guard, system, OPENAI_EMBEDDINGS, _openai_objects(CreateEmbeddingResponse, CreateEmbeddingResponse), is_async
     )
-    return _Namespace(client, chat=_Namespace(client.chat, completions=chat), completions=completions, embeddings=embeddings)
+    responses = _Namespace(
+        client.responses,
+        create=_GuardedCreate(client.responses, guard, system, OPENAI_RESPONSES, _responses_objects(), is_async).create,
+        stream=_unguarded("responses.stream", "responses.create(stream=True)"),
+        parse=_unguarded("responses.parse", "responses.create"),
+    )
+    return _Namespace(
+        client, chat=_Namespace(client.chat, completions=chat), completions=completions, embeddings=embeddings, responses=responses
+    )
 
 
 def guard_anthropic(client: Any, guard: Guard, system: str | None = None) -> Any:
@@ -551,7 +594,7 @@ class _ClientCall:
             return response
         answer = response.model_dump()
         decision = await self.driver.check_answer(answer)  # checks that failed closed: the refusal
-        return type(response).model_validate(answer) if decision.changed else response
+        return _rebuilt(type(response), answer) if decision.changed else response
 
     async def on_chunk(self, chunk: Any) -> list[Any]:
         """One streamed chunk in; the chunks the caller gets out (none, it, or the fallback's)."""
