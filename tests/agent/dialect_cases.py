@@ -297,4 +297,112 @@ class AnthropicMessagesCase(DialectCase):
         return error.get("code") if isinstance(error, dict) else None
 
 
-CASES: list[DialectCase] = [OpenAIChatCase(), AnthropicMessagesCase()]
+class OpenAIResponsesCase(DialectCase):
+    """OpenAI's Responses API: typed stream events, ``instructions`` as the system prompt. The
+    client reads the deltas and the final response, and checks they agree (the ``.done`` and
+    ``response.completed`` events repeat every text whole)."""
+
+    name = "openai-responses"
+    path = "/v1/responses"
+    operation = "chat"
+    refusal_reason = "content_filter"  # incomplete_details.reason of a filtered response
+    status_error = openai.APIStatusError
+    usage = {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS, "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}
+
+    def user_text(self, payload: dict[str, Any]) -> str:
+        value = payload["input"]
+        if isinstance(value, str):
+            return value
+        content = value[-1]["content"]
+        return content if isinstance(content, str) else "".join(part.get("text", "") for part in content)
+
+    def system_text(self, payload: dict[str, Any]) -> str | None:
+        return payload.get("instructions")
+
+    @staticmethod
+    def _output(text: str, tool: Any) -> list[dict[str, Any]]:
+        output: list[dict[str, Any]] = []
+        if text:
+            output.append({"id": "msg_1", "type": "message", "role": "assistant", "status": "completed",
+                           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+        if tool is not None:
+            output.append({"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": TOOL_NAME,
+                           "arguments": json.dumps(tool), "status": "completed"})
+        return output
+
+    def _response(self, output: list[dict[str, Any]], status: str = "completed") -> dict[str, Any]:
+        return {"id": "resp_fake", "object": "response", "created_at": 1, "model": "fake-model", "status": status,
+                "output": output, "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "usage": self.usage}
+
+    def answer(self, script: Script) -> dict[str, Any]:
+        return self._response(self._output(script.text, script.tool))
+
+    def stream(self, script: Script) -> list[bytes]:
+        events: list[dict[str, Any]] = []
+
+        def emit(kind: str, **fields: Any) -> None:
+            events.append({"type": kind, **fields, "sequence_number": len(events)})
+
+        text, tool = script.text, script.tool
+        emit("response.created", response={**self._response([], "in_progress"), "usage": None})
+        index = 0
+        if text:
+            message = {"id": "msg_1", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+            emit("response.output_item.added", output_index=0, item=message)
+            part = {"type": "output_text", "text": "", "annotations": []}
+            emit("response.content_part.added", item_id="msg_1", output_index=0, content_index=0, part=part)
+            for piece in script.pieces(text):
+                emit("response.output_text.delta", item_id="msg_1", output_index=0, content_index=0, delta=piece, logprobs=[])
+            emit("response.output_text.done", item_id="msg_1", output_index=0, content_index=0, text=text, logprobs=[])
+            emit("response.content_part.done", item_id="msg_1", output_index=0, content_index=0, part={**part, "text": text})
+            emit("response.output_item.done", output_index=0, item=self._output(text, None)[0])
+            index = 1
+        if tool is not None:
+            arguments = json.dumps(tool)
+            call = {"id": "fc_1", "type": "function_call", "call_id": "call_1", "name": TOOL_NAME, "arguments": "", "status": "in_progress"}
+            emit("response.output_item.added", output_index=index, item=call)
+            for piece in script.pieces(arguments):
+                emit("response.function_call_arguments.delta", item_id="fc_1", output_index=index, delta=piece)
+            emit("response.function_call_arguments.done", item_id="fc_1", output_index=index, arguments=arguments)
+            emit("response.output_item.done", output_index=index, item=self._output("", tool)[0])
+        emit("response.completed", response=self.answer(script))
+        return [sse(event, event=event["type"]) for event in events]
+
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {"error": {"message": message, "type": "server_error", "param": None, "code": "overloaded"}}
+
+    def client(self, base_url: str, api_key: str = "test-key") -> Any:
+        return openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=api_key, max_retries=0)
+
+    def guarded(self, client: Any, guard: Guard, system: str | None = None) -> Any:
+        return guard_openai(client, guard, system)
+
+    @staticmethod
+    def _finish(response: Any) -> str:
+        details = response.incomplete_details
+        return details.reason if details is not None and details.reason else response.status
+
+    async def ask(self, client: Any, text: str, *, stream: bool = False, system: str | None = None) -> Reply:
+        kwargs: dict[str, Any] = {"model": "fake-model", "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}]}
+        if system:
+            kwargs["instructions"] = system
+        if not stream:
+            response = await client.responses.create(**kwargs)
+            tool = next((json.loads(item.arguments) for item in response.output if item.type == "function_call"), None)
+            return Reply(response.output_text, self._finish(response), tool, _handoff(response))
+        events = [event async for event in await client.responses.create(stream=True, **kwargs)]
+        deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+        arguments = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+        final = next(e.response for e in events if e.type in ("response.completed", "response.incomplete"))
+        # What the deltas said, what the .done events repeat and what the final response says agree.
+        assert final.output_text == deltas == "".join(e.text for e in events if e.type == "response.output_text.done")
+        calls = [item.arguments for item in final.output if item.type == "function_call"]
+        assert calls == ([arguments] if calls else []), (calls, arguments)
+        return Reply(deltas, self._finish(final), json.loads(arguments) if calls else None, _handoff(final), events)
+
+    @staticmethod
+    def error_code(body: Any) -> str | None:
+        return body.get("code") if isinstance(body, dict) else None
+
+
+CASES: list[DialectCase] = [OpenAIChatCase(), AnthropicMessagesCase(), OpenAIResponsesCase()]
