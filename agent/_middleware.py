@@ -118,6 +118,8 @@ class AimsguardMiddleware:
         except CallerRefused as error:
             await _send_error(send, error)
             return
+        if caller is not None and caller.key_id is not None:  # the caller's virtual key goes no further, as for guarded calls
+            scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k not in (b"authorization", b"x-api-key")]}
         await self.app({**scope, UNGUARDED_KEY: (passed_for, caller.key_id if caller else None)}, receive, send)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
