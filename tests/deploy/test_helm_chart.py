@@ -170,6 +170,16 @@ def test_shared_store_urls_come_from_secrets_not_the_manifests() -> None:
     assert "postgresql+psycopg://" not in rendered and "redis://" not in rendered
 
 
+def test_the_vault_key_comes_from_its_secret_and_redis_without_one_is_refused() -> None:
+    env = _env(_workload(_render(_values("fleet")))["spec"]["template"]["spec"]["containers"][0])
+    assert env["AIMSGUARD_STATE_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "aimsguard-secrets", "key": "state-key"}
+    shared = {"postgresql": {"existingSecret": "records"}, "redis": {"existingSecret": "state"}}
+    with pytest.raises(helm.HelmRenderError, match="encrypted at rest"):
+        _render(shared)
+    # A key loaded through envFromSecrets is the user's to vouch for: the chart cannot see inside.
+    assert _render({**shared, "envFromSecrets": ["aimsguard-secrets"]})
+
+
 def test_more_than_one_replica_without_a_shared_records_store_is_refused() -> None:
     with pytest.raises(helm.HelmRenderError, match="shared records store"):
         _render({"replicaCount": 3})
