@@ -87,6 +87,8 @@ class TechDoc:
     oversight: list[str]
     escalating_checks: list[str]
     fairness: list[tuple[str, str]] = field(default_factory=list)  # empty: the system has no fairness section
+    access: list[tuple[str, str]] = field(default_factory=list)  # who may call, and what unreadable routes get
+    effectiveness: list[tuple[str, str]] = field(default_factory=list)  # review sampling and shadow candidate
 
 
 def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -181,6 +183,43 @@ def _fairness(config: Any) -> list[tuple[str, str]]:
     return rows
 
 
+def _access(system: Any) -> list[tuple[str, str]]:
+    """Callers and routes: the ``callers`` and ``unknown_routes`` settings as (item, value) rows."""
+    callers = system.callers
+    return [
+        ("API key", "required: a request without one of this system's keys gets 401" if callers.require_key
+         else "optional: a request that presents one is held to its limits"),
+        ("limits when the shared state is down", "requests go on unlimited (counted, evented)" if callers.limits_fail_mode.value == "open"
+         else "requests are refused with 503 limits_unavailable (counted, evented)"),
+        ("model calls on routes aimsguard cannot read", "blocked with 403 route_not_guarded" if system.unknown_routes.value == "block"
+         else "passed unchecked"),
+    ]
+
+
+def _effectiveness(system: Any) -> list[tuple[str, str]]:
+    """The ``review`` and ``shadow`` sections: how the checks' effectiveness is measured and changes tried."""
+    rows: list[tuple[str, str]] = []
+    review = system.review
+    if review is None:
+        rows.append(("review sampling", "off: no decisions are queued for people to judge, so precision and recall are not estimated"))
+    else:
+        rows += [(f"review rate, action {action}", f"{rate:.1%} of decisions") for action, rate in sorted(review.rates.items())]
+        rows += [(f"review rate, check {check} action {action}", f"{rate:.1%}")
+                 for check, rates in sorted(review.checks.items()) for action, rate in sorted(rates.items())]
+        rows += [
+            ("review minimum", f"{review.min_per_window} per check and action every {review.window_s:g} s (rare actions are seen)"),
+            ("double-labelled share", f"{review.double_label_share:.0%} (agreement between reviewers, Cohen's kappa)"),
+        ]
+    shadow = system.shadow
+    if shadow is None:
+        rows.append(("shadow candidate", "none"))
+    else:
+        checks = [c.id for c in (*shadow.checks.input, *shadow.checks.output)]
+        rows += [("shadow candidate", f"{shadow.candidate}: checks {', '.join(checks)} run on the same traffic, recorded, never applied"),
+                 ("shadow runs waiting at most", f"{shadow.max_in_flight} (past that, dropped and counted)")]
+    return rows
+
+
 def _rule_scope(expr: str, system: str) -> str | None:
     """Whether an alert rule watches ``system``: it selects it by name, it groups by system
     (every system), or it watches the deployment as a whole; None when it selects others only."""
@@ -272,6 +311,7 @@ def build_techdoc(
                     for o in system.objectives],
         logging=logging, metrics=_metrics(), alert_rules=_alert_rules(alert_rules, system_id), oversight=oversight,
         escalating_checks=escalating, fairness=_fairness(system.fairness),
+        access=_access(system), effectiveness=_effectiveness(system),
     )
 
 
@@ -321,6 +361,13 @@ def techdoc_document(doc: TechDoc) -> Any:
             Table(pairs, [list(x) for x in doc.fairness]),
         ] if doc.fairness else [Paragraph("The policy sets no fairness section for this system: its outcomes are not monitored for bias.")],
                 "fairness"),
+        Section("Callers and routes", 1, [Table(pairs, [list(x) for x in doc.access])], "access"),
+        Section("Effectiveness and change control (ISO 42001 9.1, A.6.2.4, A.6.2.5)", 1, [
+            Paragraph("A share of the checks' decisions is queued for reviewers to judge right or wrong; the monthly report "
+                      "estimates each check's precision and recall from their labels. A candidate policy can run in shadow "
+                      "before it replaces the live one (aimsguard shadow / aimsguard replay)."),
+            Table(pairs, [list(x) for x in doc.effectiveness]),
+        ], "effectiveness"),
         Section("What is logged, and for how long (ISO 42001 A.6.2.8)", 1, [Table(pairs, [list(x) for x in doc.logging])], "logging"),
         Section("Monitoring (ISO 42001 A.6.2.6)", 1, [
             Paragraph("Alert rules (Prometheus) that watch this system:"),

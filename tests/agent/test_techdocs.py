@@ -129,3 +129,24 @@ def test_documents_the_fairness_configuration_and_every_metric_owner(example_doc
                    "aimsguard_handoffs_total | counter", "aimsguard_handoffs_queued | gauge", "aimsguard_incidents_total | counter",
                    "aimsguard_records_errors_total | counter"):
         assert f"| {metric} |" in example_doc, metric
+
+
+def test_documents_review_sampling_shadow_candidates_and_who_may_call(example_doc: str, tmp_path: Path) -> None:
+    assert "| review rate, action block | 25.0% of decisions |" in example_doc
+    assert "| review minimum | 3 per check and action every 3600 s (rare actions are seen) |" in example_doc
+    assert "| shadow candidate | none |" in example_doc
+    assert "| model calls on routes aimsguard cannot read | blocked with 403 route_not_guarded |" in example_doc
+    document = yaml.safe_load(EXAMPLE_POLICY.read_text())
+    system = document["systems"]["support-bot"]
+    system["knowledge_base"] = str(KNOWLEDGE)
+    system["shadow"] = {"candidate": "stricter-injection",
+                        "checks": {"input": [{"guardrail": "injection", "id": "injection", "settings": {"block_threshold": 0.7}}]}}
+    system["callers"] = {"require_key": True, "limits_fail_mode": "closed"}
+    del system["review"]
+    changed = tmp_path / "policy.yaml"
+    changed.write_text(yaml.safe_dump(document))
+    text = _markdown(changed)
+    assert "| shadow candidate | stricter-injection: checks injection run on the same traffic, recorded, never applied |" in text
+    assert "| review sampling | off:" in text and "review rate" not in text
+    assert "| API key | required: a request without one of this system's keys gets 401 |" in text
+    assert "refused with 503 limits_unavailable" in text
