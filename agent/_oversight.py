@@ -397,7 +397,9 @@ class OversightRuntime:
         self._effectiveness_due = time.monotonic() + EFFECTIVENESS_EVERY_S
         since = datetime.now(timezone.utc) - timedelta(days=EFFECTIVENESS_DAYS)
         try:
-            figures = effectiveness(self.store.review_samples(since=since))  # unlabelled ones too: they carry their stratum's weight
+            # Labelled samples only, and each stratum's totals summed by the database: unlabelled
+            # samples count through their stratum's weight, never read one by one.
+            figures = effectiveness(self.store.review_samples(since=since, labelled_only=True), self.store.review_totals(since=since))
         except RecordsError as exc:
             self._failed("effectiveness", exc, event=False)
             return []

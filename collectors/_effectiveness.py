@@ -30,10 +30,12 @@ from typing import Any
 __all__ = [
     "CheckEffectiveness",
     "ReviewerOversight",
+    "StratumTotal",
     "cohen_kappa",
     "effectiveness",
     "final_label",
     "oversight",
+    "stratum_totals",
     "weighted_share",
     "wilson_interval",
 ]
@@ -105,20 +107,51 @@ class CheckEffectiveness:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def effectiveness(samples: Iterable[Any]) -> list[CheckEffectiveness]:
+@dataclass(frozen=True)
+class StratumTotal:
+    """All samples of one stratum, labelled or not, counted (the records store can sum them
+    without reading the samples): what the labelled ones of the stratum stand for."""
+
+    system: str
+    guardrail: str
+    stage: str
+    action: str
+    samples: int
+    weight: float  # Σ 1 / inclusion_p
+
+
+def stratum_totals(samples: Iterable[Any]) -> list[StratumTotal]:
+    """The totals of ``samples``' strata, as the store's aggregate query gives them."""
+    grouped: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    for sample in samples:
+        grouped[(sample.system, sample.guardrail, sample.action)].append(sample)
+    return [
+        StratumTotal(system, check, members[0].stage, action, len(members), sum(1.0 / s.inclusion_p for s in members))
+        for (system, check, action), members in grouped.items()
+    ]
+
+
+def effectiveness(samples: Iterable[Any], totals: Iterable[StratumTotal] | None = None) -> list[CheckEffectiveness]:
     """Per (system, check): precision and recall with intervals, from review samples
-    (objects with system, guardrail, stage, action, inclusion_p, labels)."""
+    (objects with system, guardrail, stage, action, inclusion_p, labels).
+
+    With ``totals`` (every stratum's count and weight, e.g. ``RecordsStore.review_totals``),
+    ``samples`` need only be the labelled ones: the figures are the same, and a refresh reads
+    the labels people gave rather than every sample drawn."""
+    samples = list(samples)
     strata: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
     for sample in samples:
         strata[(sample.system, sample.guardrail, sample.action)].append(sample)
+    by_stratum = {(s.system, s.guardrail, s.action): s for s in (stratum_totals(samples) if totals is None else totals)}
     checks: dict[tuple[str, str], CheckEffectiveness] = {}
     points: dict[tuple[str, str], list[tuple[float, str, str]]] = defaultdict(list)  # (weight, action, label)
-    for (system, check, action), members in sorted(strata.items()):
+    for (system, check, action), total in sorted(by_stratum.items()):
+        members = strata.get((system, check, action), [])
         figures = checks.get((system, check))
         if figures is None:
-            figures = checks[(system, check)] = CheckEffectiveness(system, check, members[0].stage)
-        weight_all = sum(1.0 / s.inclusion_p for s in members)
-        figures.samples += len(members)
+            figures = checks[(system, check)] = CheckEffectiveness(system, check, total.stage)
+        weight_all = total.weight
+        figures.samples += total.samples
         figures.estimated_decisions += weight_all
         usable = []
         for sample in members:

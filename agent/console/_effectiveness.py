@@ -26,9 +26,10 @@ async def page(console: Console, request: Request) -> Response:
     if not 1 <= days <= 366:
         raise HTTPException(400, "days must be between 1 and 366.")
     since = datetime.now(timezone.utc) - timedelta(days=days)
-    samples = await console.store_call("records", console.records.review_samples, since=since)
+    samples = await console.store_call("records", console.records.review_samples, since=since, labelled_only=True)
+    totals = await console.store_call("records", console.records.review_totals, since=since)
     handoffs = await console.store_call("records", console.records.list_handoffs, limit=100_000)
-    checks = effectiveness(samples)
+    checks = effectiveness(samples, totals)
     people, kappas = oversight(samples, [h for h in handoffs if h.created_at >= since])
     return console.render(request, "effectiveness.html", checks=checks, people=people, kappas=kappas, days=days)
 

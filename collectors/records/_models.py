@@ -130,6 +130,7 @@ class ReviewSampleRow(Base):
         Index("ix_review_samples_status_created", "status", "created_at"),
         Index("ix_review_samples_system_check", "system", "guardrail", "created_at"),
         Index("ix_review_samples_request", "request_id"),
+        Index("ix_review_samples_decided", "decided_at"),  # the effectiveness gauges' window
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from .._effectiveness import StratumTotal
 from ._deadlines import IncidentCategory, report_deadline
 from ._errors import HandoffConflict, RecordConflict, RecordNotFound, RecordsError, RecordsUnavailable
 from ._keys import ApiKey, new_key
@@ -567,6 +568,22 @@ class RecordsStore:
                 for label in session.scalars(select(ReviewLabelRow).where(ReviewLabelRow.sample_id.in_(ids[start : start + 500]))):
                     labels.setdefault(label.sample_id, []).append(label)
             return [ReviewSample.from_row(row, labels.get(row.id, [])) for row in rows]
+
+    @_translated
+    def review_totals(self, *, since: datetime | None = None, system: str | None = None) -> list[StratumTotal]:
+        """Each stratum's (system, check, action) samples since ``since``, counted and weighted
+        in the database: with ``review_samples(labelled_only=True)`` all that the effectiveness
+        figures need, without reading every sample drawn."""
+        query = select(
+            ReviewSampleRow.system, ReviewSampleRow.guardrail, func.min(ReviewSampleRow.stage), ReviewSampleRow.action,
+            func.count(), func.sum(1.0 / ReviewSampleRow.inclusion_p),
+        ).group_by(ReviewSampleRow.system, ReviewSampleRow.guardrail, ReviewSampleRow.action)
+        if since is not None:
+            query = query.where(ReviewSampleRow.decided_at >= since)
+        if system is not None:
+            query = query.where(ReviewSampleRow.system == system)
+        with self._read() as session:
+            return [StratumTotal(s, g, stage, a, int(n), float(w)) for s, g, stage, a, n, w in session.execute(query)]
 
     @_translated
     def review_open_counts(self) -> dict[tuple[str, str], int]:

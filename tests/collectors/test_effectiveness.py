@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from aimsguard.collectors._effectiveness import cohen_kappa, effectiveness, final_label, oversight, wilson_interval
+from aimsguard.collectors._effectiveness import cohen_kappa, effectiveness, final_label, oversight, stratum_totals, wilson_interval
 from aimsguard.collectors.records import ReviewLabel, ReviewLabelValue
 
 T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
@@ -146,3 +146,19 @@ def test_oversight_per_reviewer_time_to_first_action_override_rate_and_agreement
     expected = cohen_kappa([("right", "right"), ("wrong", "right"), ("right", "right")])
     assert rita.kappa == pytest.approx(expected) and kappas["s"] == pytest.approx(expected)
     assert (rita.handoffs_claimed, rita.handoffs_returned, rita.handoff_claim_median_s) == (2, 1, 210)
+
+
+def test_labelled_samples_with_their_strata_totals_give_the_same_figures_as_every_sample() -> None:
+    # What the gauges read (labels and per-stratum sums) must estimate exactly what the report reads (all samples).
+    rng = random.Random(7)
+    samples: list[Sample] = []
+    for check in ("c", "d"):
+        for action, p in (("allow", 0.02), ("block", 0.5), ("flag", 0.2)):
+            for _ in range(rng.randint(5, 40)):
+                choice = rng.random()
+                label = () if choice < 0.5 else (ReviewLabel("rita", ReviewLabelValue("right" if choice < 0.85 else "wrong"), T0),)
+                samples.append(Sample(action, p, label, guardrail=check))
+    samples.append(Sample("escalate", 1.0, guardrail="c"))  # a stratum nobody labelled yet
+    labelled_only = [s for s in samples if s.labels]
+    assert effectiveness(labelled_only, stratum_totals(samples)) == effectiveness(samples)
+    assert effectiveness(labelled_only) != effectiveness(samples)  # without the totals, the waiting samples' weight is lost

@@ -49,7 +49,7 @@ def _ticket(store: RecordsStore, system: str = "support-bot", principal: str | N
 
 
 def test_upgrade_creates_the_models_tables_and_is_idempotent(store: RecordsStore) -> None:
-    assert store.revision() == "0005"
+    assert store.revision() == "0006"
     store.upgrade()  # a second replica starting: nothing to do, no error
     tables = set(inspect(store.engine).get_table_names())
     assert set(Base.metadata.tables) <= tables
@@ -272,3 +272,28 @@ def test_a_category_makes_an_incident_serious_with_its_deadline(store: RecordsSt
     assert manual.serious and manual.category == "death" and manual.report_deadline == manual.first_seen + timedelta(days=10)
     ruled = _record(store, ["e1"], T0, category="widespread").incident
     assert ruled.serious and ruled.report_deadline == T0 + timedelta(days=2)
+
+
+def test_review_totals_sum_each_stratum_in_the_database(store: RecordsStore) -> None:
+    from aimsguard.collectors._effectiveness import stratum_totals
+
+    now = datetime.now(timezone.utc)
+    rows = [
+        {"system": system, "guardrail": check, "stage": "output" if check == "pii-out" else "input", "action": action,
+         "score": 0.5, "reasons": [], "findings": [], "request_id": f"r{i}", "policy_version": "v", "content": None,
+         "content_note": "", "decided_at": now - timedelta(days=age), "inclusion_p": p, "labels_wanted": 1}
+        for i, (system, check, action, p, age) in enumerate([
+            ("bot", "pii-out", "redact", 0.05, 1), ("bot", "pii-out", "redact", 0.05, 2), ("bot", "pii-out", "allow", 0.01, 1),
+            ("bot", "injection", "block", 0.25, 3), ("other", "injection", "block", 0.5, 1), ("bot", "injection", "block", 0.25, 40),
+        ])
+    ]
+    store.add_review_samples(rows)
+    since = now - timedelta(days=30)
+    totals = sorted(store.review_totals(since=since), key=lambda t: (t.system, t.guardrail, t.action))
+    expected = sorted(stratum_totals(store.review_samples(since=since)), key=lambda t: (t.system, t.guardrail, t.action))
+    assert [(t.system, t.guardrail, t.stage, t.action, t.samples) for t in totals] == [
+        ("bot", "injection", "input", "block", 1), ("bot", "pii-out", "output", "allow", 1),
+        ("bot", "pii-out", "output", "redact", 2), ("other", "injection", "input", "block", 1),
+    ]
+    assert [(t.samples, pytest.approx(t.weight)) for t in totals] == [(t.samples, t.weight) for t in expected]
+    assert [t.system for t in store.review_totals(since=since, system="other")] == ["other"]
