@@ -63,3 +63,24 @@ def configure_cli_logging(level: int = logging.INFO) -> None:
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+def record_cli_event(policy: Policy, kind: str, **fields: Any) -> None:
+    """Write one audit event of a CLI command (who changed what) into the policy's event log,
+    synced before the command reports success. The gateway's writers share the chain through
+    its lock; a log that cannot be written is said on stderr, the change itself stands."""
+    from ._events import event_record
+    from ._guard import open_event_log
+
+    try:
+        event_log = open_event_log(policy, fsync=True)
+    except Exception as error:  # noqa: BLE001 - the store has the change; the audit gap must be said
+        typer.echo(f"warning: the event log cannot be opened ({type(error).__name__}: {error}); {kind} is not recorded there", err=True)
+        return
+    try:
+        event_log.export([event_record(policy, kind, **fields)])
+        if event_log.lost or not event_log.force_flush():
+            typer.echo(f"warning: the event log did not take {kind} (disk full or not writable)", err=True)
+    finally:
+        event_log.shutdown()
+

@@ -19,7 +19,7 @@ from aimsguard.collectors import EventBus
 from ._exchange import new_id
 from ._policy import ContentLogging, Policy
 
-__all__ = ["CONTENT_KEYS", "EVENT_SCHEMA", "EventEmitter"]
+__all__ = ["CONTENT_KEYS", "EVENT_SCHEMA", "EventEmitter", "event_record"]
 
 EVENT_SCHEMA = "aimsguard.event/1"
 CONTENT_KEYS = ("input", "output")
@@ -58,15 +58,28 @@ def _as_dict(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str, Any]
     return dict(event)
 
 
+def _processors(policy: Policy) -> list[Processor]:
+    processors: list[Processor] = [
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        _stamp(policy.policy_version),
+    ]
+    if policy.event_log.content is ContentLogging.NONE:
+        processors.append(_drop_content)
+    processors.append(_as_dict)
+    return processors
+
+
+def event_record(policy: Policy, kind: str, **fields: Any) -> dict[str, Any]:
+    """One event as the emitter would put it on the bus, for writers without a bus (CLI commands)."""
+    event: Any = {**fields, "event": kind}
+    for processor in _processors(policy):
+        event = processor(None, "info", event)
+    return dict(event)
+
+
 class EventEmitter:
     def __init__(self, policy: Policy, bus: EventBus) -> None:
-        processors: list[Processor] = [
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            _stamp(policy.policy_version),
-        ]
-        if policy.event_log.content is ContentLogging.NONE:
-            processors.append(_drop_content)
-        processors.append(_as_dict)
+        processors = _processors(policy)
         self.content_logged = policy.event_log.content is not ContentLogging.NONE
         # An explicit wrapper class: the application's own structlog settings (a WARNING
         # level filter, say) must never filter the audit trail.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -80,20 +80,7 @@ class Guard:
         }
         if self.metrics is not None:
             self.check_pool.on_count = pool_counter(self.metrics.registry)
-        self.event_log = (
-            SegmentEventLog(
-                policy.event_log.directory,
-                # Answers wait for their event under durability: request, so it is synced, not just written.
-                fsync=policy.event_log.fsync or policy.event_log.durability is Durability.REQUEST,
-                max_segment_bytes=policy.event_log.max_segment_bytes,
-                retention_days=policy.event_log.retention_days,
-                on_lost=self.metrics and self.metrics.count_lost,
-                stamp={"schema": EVENT_SCHEMA, "policy_version": self.policy_version},
-                signer=_signer(policy),
-            )
-            if event_log
-            else None
-        )
+        self.event_log = open_event_log(policy, on_lost=self.metrics and self.metrics.count_lost) if event_log else None
         self.traces = self._traces(policy, span_exporter)
         self.bias = self._bias(policy)
         sinks = [sink for sink in (self.event_log, self.metrics, self.traces, self.bias) if sink is not None]
@@ -477,6 +464,21 @@ class Guard:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def open_event_log(policy: Policy, *, on_lost: Callable[[int], None] | None = None, fsync: bool = False) -> SegmentEventLog:
+    """The policy's event log, as every writer of it (gateway workers, CLI commands) opens it:
+    they share one chain through its lock file."""
+    return SegmentEventLog(
+        policy.event_log.directory,
+        # Answers wait for their event under durability: request, so it is synced, not just written.
+        fsync=fsync or policy.event_log.fsync or policy.event_log.durability is Durability.REQUEST,
+        max_segment_bytes=policy.event_log.max_segment_bytes,
+        retention_days=policy.event_log.retention_days,
+        on_lost=on_lost,
+        stamp={"schema": EVENT_SCHEMA, "policy_version": policy.policy_version},
+        signer=_signer(policy),
+    )
 
 
 def _signer(policy: Policy) -> Signer | None:

@@ -17,7 +17,7 @@ import typer
 
 from aimsguard.collectors.records import ApiKey, RecordConflict, RecordNotFound, RecordsError, RecordsStore
 
-from ._cli_support import DEFAULT_CONFIG, fail, policy_or_exit
+from ._cli_support import DEFAULT_CONFIG, fail, policy_or_exit, record_cli_event
 from ._policy import Policy
 
 app = typer.Typer(help="Virtual API keys of the AI systems (the records store keeps their hashes).", no_args_is_help=True)
@@ -70,6 +70,7 @@ def create(
         fail(f"the records store failed: {error}")
     finally:
         store.dispose()
+    record_cli_event(policy, "key.created", key_id=key.id, system=system, rpm=rpm, tokens_per_day=tokens_per_day, by=key.created_by)
     typer.echo(f"key {key.id} for {system} (shown once; keep it in a secret store):", err=True)
     typer.echo(secret)
 
@@ -120,6 +121,7 @@ def revoke(
         fail(f"the records store failed: {error}")
     finally:
         store.dispose()
+    record_cli_event(policy, "key.revoked", key_id=key.id, system=key.system, by=_by())
     try:
         asyncio.run(broadcast_revocation(policy))
     except Exception as error:  # the store has it: replicas see it there, a little later

@@ -286,6 +286,16 @@ def test_keys_cli_creates_lists_and_revokes_and_the_gateway_follows(keyed, tmp_p
     started = time.monotonic()
     _wait_for(lambda: _status(url, key) == 401, timeout=3)
     assert time.monotonic() - started < (1.0 if shared else 1.5)
+    # Both changes are in the policy's event log, by whom, with the key's id only.
+    from aimsguard.agent._policy import load_policy
+    from aimsguard.collectors.eventlog import read_events, verify_event_log
+
+    log_dir = load_policy(policy).event_log.directory
+    audit = [e for e in read_events(log_dir) if e["event"].startswith("key.")]
+    assert [(e["event"], e["key_id"], e["system"]) for e in audit] == [("key.created", key_id, "support-bot"), ("key.revoked", key_id, "support-bot")]
+    assert audit[0]["rpm"] == 100 and all(e["by"].startswith("cli:") and e["event_id"] and e["policy_version"] for e in audit)
+    assert key.split("-", 2)[2] not in "".join(segment.read_text() for segment in log_dir.glob("*.jsonl"))
+    assert not verify_event_log(log_dir).problems
     again = runner.invoke(cli_app, ["keys", "revoke", key_id, "-c", str(policy)])
     assert again.exit_code == 2 and "revoked already" in again.output
     unknown = runner.invoke(cli_app, ["keys", "create", "--system", "nope", "-c", str(policy)])
