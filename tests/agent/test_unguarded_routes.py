@@ -39,9 +39,17 @@ from ..support import ServerThread
         ("POST", "/v2/chat", "/v2/chat"),
         ("POST", "/v1beta/models/gemini-2.0-flash:generateContent", "/v1beta/models/{model}:{method}"),
         ("WEBSOCKET", "/v1/realtime", "/v1/realtime"),
+        # stored model output read back: what a check redacted or blocked, or a background response no check saw
+        ("GET", "/v1/responses/resp_abc123", "/v1/responses/*"),
+        ("GET", "/v1/chat/completions", "/v1/chat/*"),
+        ("GET", "/v1/chat/completions/chatcmpl-abc/messages", "/v1/chat/*"),
+        ("GET", "/v1/threads/thread_abc123/messages", "/v1/threads/*"),
+        ("GET", "/v1/messages/batches/msgbatch_1/results", "/v1/messages/*"),
         # not model calls, or guarded: not for unknown_routes to decide
         ("GET", "/v1/models", None),
-        ("GET", "/v1/threads/thread_abc123/runs", None),
+        ("GET", "/v1/files/file-abc", None),
+        ("GET", "/v1/batches/batch_abc", None),
+        ("DELETE", "/v1/responses/resp_abc123", None),
         ("POST", "/v1/files", None),
         ("POST", "/v1/fine_tuning/jobs", None),
         ("POST", "/v1/models/gpt-4o", None),
@@ -93,6 +101,11 @@ async def test_the_middleware_blocks_a_model_call_it_cannot_read_and_records_it(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http:
         runs = await http.post("/v1/threads/thread_abc123/runs", json={"assistant_id": "a"})
         assert runs.status_code == 403 and runs.json()["error"]["type"] == "invalid_request_error"
+    # A stored answer read back would be the upstream's, unchecked: through the official client too.
+    with pytest.raises(openai.PermissionDeniedError) as caught:
+        await client.responses.retrieve("resp_abc123")
+    assert caught.value.code == "route_not_guarded"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as http:
         # Not model calls: the app's own business, passed and not recorded.
         assert (await http.get("/v1/models")).text == "app"
         assert (await http.post("/v1/files", content=b"x")).text == "app"
@@ -101,12 +114,14 @@ async def test_the_middleware_blocks_a_model_call_it_cannot_read_and_records_it(
     assert [(e["method"], e["path"], e["route"], e["action"], e["system"]) for e in recorded] == [
         ("POST", "/v1/moderations", "/v1/moderations", "block", "support-bot"),
         ("POST", "/v1/threads/thread_abc123/runs", "/v1/threads/*", "block", "support-bot"),
+        ("GET", "/v1/responses/resp_abc123", "/v1/responses/*", "block", "support-bot"),
     ]
     assert all("input" not in e and "body" not in e for e in recorded)
     metric = _unguarded_metric(guard)
     assert metric == {
         '{action="block",route="/v1/moderations",system="support-bot"}': 1.0,
         '{action="block",route="/v1/threads/*",system="support-bot"}': 1.0,
+        '{action="block",route="/v1/responses/*",system="support-bot"}': 1.0,
     }
 
 
