@@ -32,7 +32,7 @@ from typing import Any
 
 from ._dialect import ChunkView, Dialect, ParsedRequest, RequestLimits, StreamPiece
 from ._dialect_openai import _Open, _validated, error_body, handoff_field
-from ._errors import AimsguardError
+from ._errors import AimsguardError, RequestError
 
 __all__ = ["OPENAI_RESPONSES", "RESPONSES_PATH"]
 
@@ -58,6 +58,7 @@ class _ResponsesRequest(_Open):
     instructions: str | None = None
     input: str | list[_Item] | None = None
     stream: bool = False
+    background: bool | None = False
 
 
 def _setter(holder: dict[str, Any], key: str) -> Any:
@@ -103,7 +104,7 @@ def _message(item_id: str, text: str, status: str = "completed") -> dict[str, An
 
 class OpenAIResponses(Dialect):
     operation = "chat"  # gen_ai.operation.name: Responses is chat in the GenAI conventions
-    input_keys = ("input", "instructions")
+    input_keys = ("input", "instructions", "background")  # background: read to refuse it
     passed_headers = ("openai-organization", "openai-project", "authorization")
 
     # -- the request -------------------------------------------------------------------------
@@ -112,6 +113,14 @@ class OpenAIResponses(Dialect):
         if isinstance(body.get("input"), list):
             self.check_count(len(body["input"]), limits, "input")
         parsed: Any = _validated(_ResponsesRequest, body)
+        if parsed.background:
+            # The answer would be written upstream later and read with GET /v1/responses/{id},
+            # which no check sees (unknown_routes): refused before the model spends anything.
+            raise RequestError(
+                "background: true is not supported: its answer is fetched later around the checks; send the request without it",
+                code="background_not_checkable",
+                param="background",
+            )
         texts: list[str] = []
         locations: list[tuple[Any, ...]] = []
         roles: list[str] = []

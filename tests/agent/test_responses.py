@@ -65,3 +65,15 @@ def test_a_function_call_output_item_is_checked_as_input(client: Any, upstream_a
 def test_the_stream_helpers_the_sdk_cannot_guard_are_refused_not_passed(client: Any) -> None:
     with pytest.raises(NotImplementedError, match="create"):
         client.responses.stream(model="m", input="hi")
+
+
+def test_a_background_response_is_refused_before_the_model_is_called(client: Any, upstream_app: Starlette, make_guard: GuardFactory) -> None:
+    # Its answer would only be read later with GET /v1/responses/{id}, around the checks.
+    from aimsguard.agent._errors import RequestError
+
+    with pytest.raises(RequestError) as caught:
+        client.responses.create(model="fake-model", input="say: hi", background=True)
+    assert caught.value.code == "background_not_checkable"
+    assert upstream_app.state.seen == []
+    client.responses.create(model="fake-model", input="say: hi", background=False)  # said explicitly: served
+    assert upstream_app.state.seen
