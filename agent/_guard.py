@@ -245,7 +245,7 @@ class Guard:
 
     async def check_input(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
         exchange.input_texts = list(texts)
-        if self.shadow.wants(exchange.system_id):
+        if self.shadow.draws(exchange.system_id):
             exchange.shadow_input = list(texts)
         result = await self.pipelines[exchange.system_id].run(self._request(exchange, Stage.INPUT, texts))
         exchange.input_checks_s += result.duration_s
@@ -276,7 +276,7 @@ class Guard:
         return results
 
     async def check_output(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
-        if self.shadow.wants(exchange.system_id):
+        if exchange.shadow_input:  # drawn for the shadow candidate at the input
             exchange.shadow_output = list(texts)
         request = self._request(exchange, Stage.OUTPUT, texts, _question(exchange))
         result = await self.pipelines[exchange.system_id].run(request)
@@ -317,7 +317,7 @@ class Guard:
         # What the user saw (redacted, restored data left out), never the upstream's raw text.
         exchange.output_texts = [guard.released_text for guard in guards]
         exchange.logged_output = [guard.logged_text for guard in guards]
-        if self.shadow.wants(exchange.system_id):
+        if exchange.shadow_input:
             exchange.shadow_output = list(exchange.output_texts)
 
     def _note_unmasked(self, exchange: Exchange, stage: Stage, verdicts: Sequence[Verdict]) -> None:

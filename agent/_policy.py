@@ -197,6 +197,8 @@ class ShadowConfig(_Strict):
     candidate: Annotated[str, Field(pattern=_ID, description="the candidate's name, on every shadow.verdict")]
     checks: Checks
     max_in_flight: Annotated[int, Field(ge=1, le=10_000)] = 64  # shadow runs waiting at once; past this, dropped and counted
+    # The share of exchanges the candidate also checks: it costs about the live checks' CPU again.
+    sample_rate: Annotated[float, Field(gt=0, le=1)] = 1.0
 
 
 class SystemConfig(_Strict):

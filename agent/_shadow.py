@@ -7,7 +7,8 @@ and long texts go to the check pool as the live checks' do. Every candidate verd
 ``shadow.verdict`` event (findings by kind and place, never text) with the live action of
 the check of the same id, so ``aimsguard shadow`` can tell which decisions would change.
 
-At most ``max_in_flight`` shadow runs wait at once; past that a run is dropped and counted
+A candidate costs about as much CPU as the live checks it mirrors (``bench/bench_shadow.py``):
+``sample_rate`` sends only that share of exchanges to it. At most ``max_in_flight`` shadow runs wait at once; past that a run is dropped and counted
 (``aimsguard_shadow_runs_total{outcome="dropped"}``): under load the candidate sees less
 traffic, the live path never waits. A shadow check that raises is counted (``failed``)
 and written with its outcome; it never reaches the user.
@@ -16,6 +17,7 @@ and written with its outcome; it never reaches the user.
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -40,6 +42,8 @@ class ShadowRunner:
         self.pipelines: dict[str, Pipeline] = {}
         self.candidates: dict[str, str] = {}
         self.limits: dict[str, int] = {}
+        self.rates: dict[str, float] = {}
+        self._random = random.Random()
         for system_id, system in guard.policy.systems.items():
             if system.shadow is None:
                 continue
@@ -48,6 +52,7 @@ class ShadowRunner:
             self.pipelines[system_id] = Pipeline(f"{system_id}~shadow", candidate, registry, guard.check_pool)
             self.candidates[system_id] = system.shadow.candidate
             self.limits[system_id] = system.shadow.max_in_flight
+            self.rates[system_id] = system.shadow.sample_rate
         self.runs = Counter(
             "aimsguard_shadow_runs_total",
             "Shadow runs of a candidate policy's checks: done, dropped (too many waiting), failed, or no_loop (sync caller).",
@@ -55,8 +60,10 @@ class ShadowRunner:
         )
         self._tasks: dict[str, set[asyncio.Task[None]]] = {system_id: set() for system_id in self.pipelines}
 
-    def wants(self, system_id: str) -> bool:
-        return system_id in self.pipelines
+    def draws(self, system_id: str) -> bool:
+        """Whether this exchange goes to the candidate too (its ``sample_rate`` share of traffic)."""
+        rate = self.rates.get(system_id)
+        return rate is not None and (rate >= 1.0 or self._random.random() < rate)
 
     def start(self, exchange: Exchange) -> None:
         """After the exchange is recorded: check its texts with the candidate, in the background."""

@@ -216,6 +216,7 @@ def _effectiveness(system: Any) -> list[tuple[str, str]]:
     else:
         checks = [c.id for c in (*shadow.checks.input, *shadow.checks.output)]
         rows += [("shadow candidate", f"{shadow.candidate}: checks {', '.join(checks)} run on the same traffic, recorded, never applied"),
+                 ("shadow share of exchanges", f"{shadow.sample_rate:.0%}"),
                  ("shadow runs waiting at most", f"{shadow.max_in_flight} (past that, dropped and counted)")]
     return rows
 

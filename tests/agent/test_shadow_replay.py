@@ -214,3 +214,23 @@ def test_the_policy_checks_a_shadow_candidate_like_the_live_checks(tmp_path: Pat
     with pytest.raises(PolicyError) as error:
         parse_policy(data, registry=test_registry())
     assert "shadow input checks share an id" in str(error.value)
+
+
+def test_a_sample_rate_sends_that_share_of_exchanges_to_the_candidate(make_guard: Any) -> None:
+    import random
+
+    def shadowed(rate: float) -> Any:
+        def mutate(data: dict[str, Any]) -> None:
+            data["systems"]["support-bot"]["shadow"] = {
+                "candidate": "c", "sample_rate": rate, "checks": {"input": [{"guardrail": "injection"}]},
+            }
+        return mutate
+
+    guard = make_guard(shadowed(0.3))
+    guard.shadow._random = random.Random(1)
+    drawn = sum(guard.shadow.draws("support-bot") for _ in range(10_000))
+    assert 2_800 < drawn < 3_200
+    assert not guard.shadow.draws("no-such-system")
+    everything = make_guard(shadowed(1.0))
+    assert all(everything.shadow.draws("support-bot") for _ in range(1_000))
+    assert not make_guard().shadow.draws("support-bot")  # no candidate: nothing drawn
