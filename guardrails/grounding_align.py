@@ -334,17 +334,34 @@ def _matches(fact: Fact, clause: _Clause) -> bool:
     return fact.key in clause.raw
 
 
-def _polarity_differs(part: str, passage: _Passage, negated: bool) -> bool:
-    """The evidence clause closest to ``part`` says the opposite: the claim says "not" and it
-    does not, or the reverse ("covers water damage" against "it excludes water damage"). A
-    tie between a clause that agrees and one that does not counts against the claim."""
-    words = content_words(part)
+def _polarity_differs(words: frozenset[str], part_negated: bool, passage: _Passage) -> bool:
+    """The evidence clause closest to a claim's clause (its stems ``words``) says the opposite:
+    the claim says "not" and it does not, or the reverse ("covers water damage" against "it
+    excludes water damage"). A tie between a clause that agrees and one that does not counts
+    against the claim."""
     if not words:
         return False
-    part_negated = negated != any(w in _NEGATION or w.endswith("n't") for w in _words(part))
     agree = max((len(words & c.words) for c in passage.clauses if c.negated == part_negated), default=0)
     oppose = max((len(words & c.words) for c in passage.clauses if c.negated != part_negated), default=0)
     return oppose >= max(2, len(words) // 2) and oppose >= agree
+
+
+@dataclass(frozen=True, slots=True)
+class _ClaimClause:
+    """A claim's clause, read once whatever the passages it is held against."""
+
+    anchors: frozenset[str]  # its words lightly normalised, with the names it inherits
+    words: frozenset[str]  # stems, for negation
+    negated: bool  # says "not" itself
+    facts: tuple[tuple[Fact, frozenset[str]], ...]  # each fact with its own words (not what it is said about)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _claim_parts(claim: str) -> tuple[_ClaimClause, ...]:
+    return tuple(
+        _ClaimClause(anchor_words(part) | names, content_words(part), any(w in _NEGATION or w.endswith("n't") for w in _words(part)),
+                     tuple((fact, frozenset(_light(w) for w in _words(fact.key))) for fact in facts_of(part)))
+        for part, names in _claim_clauses(claim))
 
 
 @functools.lru_cache(maxsize=16_384)
@@ -371,11 +388,11 @@ def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, wh
     support = len(claim_words & passage.words) / len(claim_words) if claim_words else 1.0
     missing = misattached = 0
     mismatch = False
-    for part, names in _claim_clauses(claim):
-        clause_words = anchor_words(part) | names
+    for part in _claim_parts(claim):
+        clause_words = part.anchors
         anchors = clause_words & passage.anchors
         combined = False  # a figure computed from two places ("10 GB more than Starter") is said in neither alone
-        for fact in facts_of(part):
+        for fact, own_words in part.facts:
             holders = [i for i, c in enumerate(passage.clauses) if _matches(fact, c)]
             if not holders:
                 derived = fact.kind == "number" and (
@@ -386,7 +403,7 @@ def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, wh
                 continue
             if fact.kind == "name":
                 continue  # a name is what other facts attach to
-            anchors_here = anchors - {_light(w) for w in _words(fact.key)}
+            anchors_here = anchors - own_words
             if anchors_here and not any(anchors_here <= _context(passage, i, clause_words) for i in holders):
                 misattached += 1
         # The clause as a whole must be said in one place: "an upgrade takes effect at the end
@@ -394,5 +411,5 @@ def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, wh
         if whole_clauses and anchors and passage.clauses and not combined and min(
                 len(anchors - _context(passage, i, clause_words)) for i in range(len(passage.clauses))) > ALIGN_TOLERANCE:
             misattached += 1
-        mismatch |= _polarity_differs(part, passage, negated)
+        mismatch |= _polarity_differs(part.words, negated != part.negated, passage)
     return Assessment(round(support, 4), missing, misattached, mismatch)
