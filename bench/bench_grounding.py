@@ -94,17 +94,18 @@ def _bm25s_search_many(kb: KnowledgeBase, queries: list[str], k: int = 3) -> lis
 
 
 def _forget_claims() -> None:
-    """Forget the analyses of claims (and the words' caches the passages share): an answer seen
-    for the first time; the passages' analyses stay, as in a knowledge base in use."""
+    """Forget the analyses of claims' texts: an answer seen for the first time; the passages'
+    analyses and the words' endings stay, as in a knowledge base in use."""
     for cached in (grounding_align.anchor_words, grounding_align.content_words, grounding_align.facts_of,
                    grounding_align._claim_clauses, grounding_align._claim_parts):
         cached.cache_clear()
 
 
 def _forget_all() -> None:
-    """Forget the passages' analyses too: a knowledge base just loaded."""
+    """Forget the passages' analyses and the words' endings too: a knowledge base just loaded."""
     _forget_claims()
     grounding_align._passage.cache_clear()
+    grounding_align._light.cache_clear()
 
 
 def _timed(run, items, before=None) -> list[float]:  # type: ignore[no-untyped-def]

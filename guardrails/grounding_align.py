@@ -34,6 +34,7 @@ _ABBREVIATION = re.compile(
     r"(?:\b(?:mr|mrs|ms|dr|prof|st|mt|jr|sr|vs|v|nr|approx|inc|ltd|corp|dept|fig|e\.g|i\.e|etc)|(?<![^\W\d_])[A-Z])\.$",
     re.IGNORECASE)
 # Clause boundaries: ";" and a comma or dash before a conjunction or a new subject.
+_ABBREVIATION_REACH = 8  # the longest abbreviation ("approx.") and the character before it
 _CLAUSE = re.compile(r"\s*;\s*|,\s+(?=(?:while|whereas|but|and|or|then)\b)|\s+and\s+(?=(?:we|you|i|it|they|then|the|our|your)\b)|\s+(?:while|whereas)\s+|\s+[—–-]\s+|:\s+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 _NEGATION = frozenset(["not", "no", "never", "none", "cannot", "can't", "won't", "isn't", "aren't", "doesn't", "don't", "didn't", "wasn't", "weren't", "without", "nor", "n't",
@@ -102,7 +103,10 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     start = 0
     for boundary in _SENTENCE_END.finditer(text):
-        if boundary.group(0).startswith("\n") or not _ABBREVIATION.search(text[start:boundary.start()]):
+        # Only the last few characters can be an abbreviation: searched there, in place (a
+        # search of the whole sentence so far tried every position of it, at every full stop).
+        end = boundary.start()
+        if boundary.group(0).startswith("\n") or not _ABBREVIATION.search(text, max(start, end - _ABBREVIATION_REACH), end):
             spans.append((start, boundary.start()))
             start = boundary.end()
     spans.append((start, len(text)))
@@ -118,7 +122,7 @@ def stem(word: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return [w.lower().replace("’", "'") for w in _WORD.findall(text)]
+    return _WORD.findall(text.lower().replace("’", "'"))
 
 
 def _raw(text: str) -> frozenset[str]:
@@ -127,6 +131,7 @@ def _raw(text: str) -> frozenset[str]:
     return frozenset(words) | {w[:-2] for w in words if w.endswith("'s")}
 
 
+@functools.lru_cache(maxsize=65_536)
 def _light(word: str) -> str:
     """A word without its plural, possessive, verb ("-ed", "-ing") or "-able" ending, and
     nothing more: "refunded" and "refundable" are "refund", but "monthly" stays apart from
