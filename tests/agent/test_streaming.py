@@ -1,7 +1,8 @@
 import pytest
 
 from aimsguard.agent import StreamingOutputGuard, parse_policy, Pipeline
-from aimsguard.guardrails import CheckRequest, RulesGuardrail, Stage, Verdict
+from aimsguard.guardrails import Action, CheckRequest, RulesGuardrail, Stage, Verdict
+from aimsguard.guardrails.grounding import GroundingGuardrail
 
 from ..support import policy_dict, test_registry
 
@@ -156,3 +157,56 @@ async def test_with_no_output_checks_nothing_is_held_back(tmp_path) -> None:
     assert await guard.feed("lo") == "lo"
     assert await guard.finish() == ""
     assert guard.released_text == "Hello"
+
+
+class _CountingGrounding(GroundingGuardrail):
+    """The grounding check, counting the characters it is given and the queries it sends to the index."""
+
+    name = "counting_grounding"
+    read = 0
+    queries = 0
+    calls = 0
+
+    def check_inline(self, request: CheckRequest) -> Verdict:
+        type(self).read += sum(len(text) for text in request.texts)
+        type(self).calls += 1
+        return super().check_inline(request)
+
+    def load(self) -> None:
+        super().load()
+        assert self.kb is not None
+        search_many = self.kb.search_many
+
+        def counted(queries: list[str], k: int = 3):  # type: ignore[no-untyped-def]
+            type(self).queries += len(queries)
+            return search_many(queries, k)
+
+        self.kb.search_many = counted  # type: ignore[method-assign]
+
+
+@pytest.mark.anyio
+async def test_grounding_reads_a_long_stream_once_and_retrieves_each_claim_a_bounded_number_of_times(tmp_path) -> None:
+    registry = test_registry()
+    registry.register(_CountingGrounding)
+    data = policy_dict(tmp_path)
+    data["systems"]["support-bot"]["checks"] = {"output": [{"guardrail": "counting_grounding", "settings": {"action": "flag"}}]}
+    policy = parse_policy(data, registry=registry)
+    pipeline = Pipeline("support-bot", policy.systems["support-bot"], registry)
+    template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c", question="What do the plans cost?")
+    guard = StreamingOutputGuard(pipeline, template, 48, check_every=96)
+    supported = ["The Pro plan costs 20 EUR per user per month.", "The Starter plan includes one project.",
+                 "Annual subscriptions can be refunded in full within 30 days of purchase."]
+    sentences = [supported[i % 3] for i in range(60)] + ["The Enterprise plan costs 15 EUR per user per month."]
+    text = " ".join(sentences)
+    _CountingGrounding.read = _CountingGrounding.queries = _CountingGrounding.calls = 0
+    released = await _run(guard, _split(text, 9))
+    assert "".join(released) == text  # flagged, not stopped
+    recorded = guard.recorded()
+    assert recorded is not None and recorded.action is Action.FLAG
+    (finding,) = [f for v in recorded.verdicts for f in v.findings]
+    assert text[finding.start:finding.end].startswith("The Enterprise plan costs 15 EUR")  # only the wrong price
+    # Each release reads the text new to it and the sentence still open: linear, not the square of the length.
+    assert _CountingGrounding.read <= 2 * len(text)
+    # A whole sentence is retrieved once (then remembered), the one still open once per check.
+    assert _CountingGrounding.calls >= 20
+    assert _CountingGrounding.queries <= len(set(sentences)) + _CountingGrounding.calls
