@@ -7,21 +7,30 @@ taking connections and drains its requests (at most ``drain_timeout_s``), in the
 (the gateway before the upstream it calls), and ``serve`` returns, so the caller closes the
 guard (flush the bus, close the segment with its digest) and the process exits 0. A second
 Ctrl+C stops at once, as uvicorn's does.
+
+Before it serves, a gateway process moves its heap out of the cyclic collector's way
+(``settle_heap``): see there why.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Generator
 
 import structlog
 import uvicorn
 
-__all__ = ["serve"]
+__all__ = ["serve", "settle_heap"]
 
 log = structlog.get_logger("aimsguard.agent")
+
+# Young collections start at this many container objects allocated and not yet freed: above
+# what the requests in flight hold at once (about 150 each), so a collection no longer runs
+# every few requests only to move their live objects on to the older generations.
+_GC_YOUNG_THRESHOLD = 20_000
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -64,6 +73,24 @@ async def _serve(servers: list[_Server]) -> None:
             task.cancel()
 
 
+def settle_heap() -> None:
+    """Call once the policy and its checks are loaded, before serving: what is loaded by then
+    (Presidio, the knowledge base, fairlearn: about 300,000 objects) lives as long as the
+    process, so it is frozen out of the cyclic collector's reach, and young collections run
+    less often. Measured with the no-check gateway under wrk at 64 connections (issue 11):
+    a full collection walked that heap for 200-300 ms, every second or so, stopping every
+    request in flight (p99 390 ms; 92 ms frozen); young collections every few requests cost
+    about 0.05 ms per request. The checks' forked workers inherit the frozen heap, so their
+    collections do not touch (and copy) its pages either. Objects loaded before are still
+    freed when their last reference goes; only a cycle among them would stay.
+    """
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, older, oldest)
+
+
 def serve(*configs: uvicorn.Config) -> None:
     """Run uvicorn servers until SIGTERM or SIGINT (or one of them stops); stop them in order."""
+    settle_heap()
     asyncio.run(_serve([_Server(config) for config in configs]))

@@ -45,6 +45,8 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 def _worker(host: str, port: int, drain_timeout_s: float | None) -> None:
     import uvicorn
 
+    from ._serve import settle_heap
+
     # The gateway for AIMSGUARD_CONFIG (set by the supervisor), loaded in this process
     # before it listens: the kernel hands a listening socket connections at once, and they
     # would wait in its backlog while the policy loads.
@@ -53,6 +55,7 @@ def _worker(host: str, port: int, drain_timeout_s: float | None) -> None:
         proxy_headers=False,  # the console decides whose X-Forwarded-For to believe (console.trusted_proxies)
     )
     config.load()
+    settle_heap()
     uvicorn.Server(config).run(sockets=[reuse_port_socket(host, port)])
 
 
