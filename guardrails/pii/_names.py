@@ -25,7 +25,8 @@ import regex
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 
 __all__ = [
-    "LabelledFieldRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer", "StreetAddressRecognizer", "layout_recognizers",
+    "LabelledFieldRecognizer", "LayoutRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer", "StreetAddressRecognizer",
+    "layout_recognizers",
 ]
 
 # A capitalised word of two or more letters ("Jane", "O'Brien", "Müller-Lüdenscheidt"), or
@@ -58,7 +59,7 @@ def _result(recognizer: LocalRecognizer, entity: str, start: int, end: int, scor
     )
 
 
-class _LayoutRecognizer(LocalRecognizer):
+class LayoutRecognizer(LocalRecognizer):
     """A recognizer that needs no NLP artefacts: one entity, found by layout."""
 
     ENTITIES: tuple[str, ...] = ("PERSON",)
@@ -86,7 +87,7 @@ _CLOSINGS = (
 )
 
 
-class SignatureRecognizer(_LayoutRecognizer):
+class SignatureRecognizer(LayoutRecognizer):
     """The name under a closing line, or after a signature dash."""
 
     SCORE = 0.85
@@ -107,7 +108,7 @@ class SignatureRecognizer(_LayoutRecognizer):
                 yield _result(self, "PERSON", match.start(1), match.end(1), self.SCORE, "name under a closing or signature line")
 
 
-class SelfIntroductionRecognizer(_LayoutRecognizer):
+class SelfIntroductionRecognizer(LayoutRecognizer):
     """"My name is Jane Doe", "I'm Jane", "this is Jane from ...", in six languages."""
 
     STRONG, WEAK = 0.85, 0.6
@@ -155,7 +156,7 @@ def _label_entity(header: str) -> str | None:
 _LABEL_ALTERNATION = "|".join(sorted((regex.escape(label).replace(r"\ ", r"[ _\-]") for label in _LABELS), key=len, reverse=True))
 
 
-class LabelledFieldRecognizer(_LayoutRecognizer):
+class LabelledFieldRecognizer(LayoutRecognizer):
     """Fields labelled as a name or a place: ``Name: Jane``, ``"city": "Leeds"``, table
     columns headed so, and an e-mail header's display name."""
 
@@ -169,6 +170,11 @@ class LabelledFieldRecognizer(_LayoutRecognizer):
     _DELIMITERS = ("\t", "|", ";", ",")
 
     def find(self, text: str) -> Iterator[RecognizerResult]:
+        if ":" in text or "=" in text:  # a labelled field and a mail header both need one
+            yield from self._fields(text)
+        yield from self._table_cells(text)
+
+    def _fields(self, text: str) -> Iterator[RecognizerResult]:
         for match in self._FIELD.finditer(text):
             entity = _label_entity(match.group(1))
             value = match.group(2).rstrip()
@@ -178,12 +184,11 @@ class LabelledFieldRecognizer(_LayoutRecognizer):
             yield _result(self, entity, start, start + len(value), self.SCORE, f"field labelled as {entity.lower()}")
         for match in self._MAIL_HEADER.finditer(text):
             yield _result(self, "PERSON", match.start(1), match.end(1), self.SCORE, "display name in a mail header")
-        yield from self._table_cells(text)
 
     def _table_cells(self, text: str) -> Iterator[RecognizerResult]:
         lines = _lines(text)
         index = 0
-        while index < len(lines):
+        while index + 1 < len(lines):  # a header line with no line after it heads no cells
             start, line = lines[index]
             delimiter = next((d for d in self._DELIMITERS if line.count(d) >= 1 + (d == "|")), None)
             columns = _split(line, start, delimiter) if delimiter else []
@@ -252,9 +257,10 @@ _POSTCODE = r"(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|\d{4,6}(?:-\d{4})?(?:[ \t]
 _PLACE_PART = rf"(?:{_POSTCODE}|\p{{Lu}}[\p{{L}}'.\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'.\-]*){{0,3}}(?:[ \t]+(?:{_POSTCODE}|[A-Z]{{2,3}}))?)"
 _PARTS = rf"(?:[ \t]*(?:,|\r?\n)[ \t]*,?[ \t]*{_PLACE_PART})"
 _CAP = r"\p{Lu}[\p{L}'.\-]*"
+_DIGIT = regex.compile(r"\d")
 
 
-class StreetAddressRecognizer(_LayoutRecognizer):
+class StreetAddressRecognizer(LayoutRecognizer):
     """A street line ("12 High Street", "Rue de Rivoli 99", "Hauptstraße 5", "692 Kuuse 53
     Apt. 641") and the town, region, country and postcode parts after it, separated by
     commas or line breaks. A bare "number Word number" is an address only with a unit or
@@ -273,6 +279,8 @@ class StreetAddressRecognizer(_LayoutRecognizer):
     )
 
     def find(self, text: str) -> Iterator[RecognizerResult]:
+        if _DIGIT.search(text) is None:  # every street line has a number
+            return
         for match in self._PATTERN.finditer(text):
             yield _result(self, "LOCATION", match.start(), match.end(), self.SCORE, "street address")
 

@@ -79,3 +79,51 @@ def test_aimsguard_finds_exactly_what_presidio_finds_on_presidios_cases(engines)
 def test_edge_cases_found_by_review_stay_identical(engines, text: str, entity: str) -> None:
     _, ours, stock, _ = engines
     assert _spans(ours.analyze(text, entities=[entity])) == _spans(stock.analyze(text, language="en", entities=[entity], score_threshold=0.0))
+
+
+LAYOUT_TEXTS = [
+    "Best regards,\nJane Doe",
+    "Thanks, Jane",
+    "Hi, my name is Jane van der Berg and I'm Tom",
+    "Name: Jane Doe, city: Leeds",
+    '{"full_name": "Jane Doe", "city": "Leeds"}',
+    "From: Jane Doe <jane@example.com>",
+    "name,city\nJane Doe,Leeds\nTom Roe,York",
+    "| Name | City |\n|---|---|\n| Jane Doe | Leeds |",
+    "id,name",  # a header with no row under it
+    "Ship it to 12 High Street, York, YO1 7HH",
+    "Hauptstraße 5, 10115 Berlin",
+    "How much is the Pro plan?",
+    "The Pro plan costs 20 EUR per user per month, billed monthly.",
+]
+
+
+@pytest.fixture(scope="module")
+def default_engines():
+    """aimsguard's analyzer with the default entities, and a stock engine over its recognizers."""
+    ours = PiiAnalyzer("en")
+    recognizers = [
+        RegionalPhoneRecognizer(regions=r.supported_regions, windowed=False) if isinstance(r, RegionalPhoneRecognizer) else r
+        for r in ours.engine.registry.recognizers
+    ]
+    stock = AnalyzerEngine(registry=RecognizerRegistry(recognizers=recognizers, supported_languages=["en"]), nlp_engine=ours.nlp_engine, supported_languages=["en"])
+    return ours, stock
+
+
+@pytest.mark.parametrize("text", LAYOUT_TEXTS)
+def test_names_and_places_from_layout_stay_identical(default_engines, text: str) -> None:
+    ours, stock = default_engines
+    for entity in ("PERSON", "LOCATION"):
+        assert _spans(ours.analyze(text, entities=[entity])) == _spans(stock.analyze(text, language="en", entities=[entity], score_threshold=0.0))
+    assert _spans(ours.analyze(text)) == _spans(stock.analyze(text, language="en", entities=sorted(ours.entities), score_threshold=0.0))
+
+
+def test_a_text_no_recognizer_could_match_in_never_reaches_the_engine(default_engines, monkeypatch: pytest.MonkeyPatch) -> None:
+    ours, _ = default_engines
+    asked: list[str] = []
+    real = ours.engine.analyze
+    monkeypatch.setattr(ours.engine, "analyze", lambda text, **kw: asked.append(text) or real(text, **kw))
+    assert ours.analyze("How much is the Pro plan? The Pro plan costs 20 EUR per user per month.") == []
+    assert asked == []
+    assert [r.entity_type for r in ours.analyze("Best regards,\nJane Doe")] == ["PERSON"]
+    assert asked == ["Best regards,\nJane Doe"]
