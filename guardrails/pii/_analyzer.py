@@ -73,6 +73,9 @@ def predefined_recognizers_for(language: str, entities: Iterable[str]) -> list[E
     return found
 
 
+# Recognizers that read the text alone (no tokens, no NER): could_find may ask them directly.
+_WITHOUT_NLP = (PatternRecognizer, RegionalPhoneRecognizer, LayoutRecognizer, PassportRecognizer)
+
 Trigger = Callable[[str], bool]
 """Whether a recognizer could find anything in a text, decided cheaply."""
 
@@ -187,6 +190,14 @@ class PiiAnalyzer:
             for entity in recognizer.supported_entities:
                 if entity in self.entities:
                     self._triggers.setdefault(entity, []).append(trigger)
+        # For could_find: each recognizer of the analyzer's entities with its trigger, and
+        # whether it can be asked directly (it needs no NLP artefacts: not NER).
+        self._screens = [
+            (trigger, recognizer, isinstance(recognizer, _WITHOUT_NLP))
+            for recognizer in registry.recognizers
+            if set(recognizer.supported_entities) & set(self.entities)
+            for trigger in [_trigger(recognizer)]
+        ]
 
     def _warm_up(self) -> None:
         """Run every recognizer once: Presidio compiles patterns and spaCy sets up on first
@@ -218,6 +229,18 @@ class PiiAnalyzer:
             text, language=self.language, entities=candidates, score_threshold=self.score_threshold,
             allow_list=list(allow_list) if allow_list else None,
         )
+
+    def could_find(self, text: str) -> bool:
+        """Whether ``find`` could find anything in ``text``; False is certain. The engine is not
+        asked: a recognizer whose pre-check passes and that needs no NLP artefacts (patterns,
+        phones, passports, layout) is asked itself, and the engine only ever keeps, rescores
+        or drops what its recognizers return. A text with a number in it (most answers) then
+        needs no worker process to be cleared."""
+        normalized = nfkc(text).text
+        for trigger, recognizer, direct in self._screens:
+            if trigger(normalized) and (not direct or recognizer.analyze(normalized, self.entities, None)):
+                return True
+        return False
 
     def find(self, text: str, allow_list: Sequence[str] | None = None) -> list[RecognizerResult]:
         """What a check acts on: the findings in the NFKC form of ``text``, with spans in

@@ -152,6 +152,12 @@ class PiiGuardrail(Guardrail):
         """What the analyzer found in each text, kept above the thresholds (no vault)."""
         return [self._found(text) for text in request.texts]
 
+    def quick_analysis(self, request: CheckRequest) -> list[list[Any]] | None:
+        """Nothing found, when no recognizer could match in any of the texts (most answers)."""
+        if any(self.analyzer.could_find(text) for text in request.texts):
+            return None
+        return [[] for _ in request.texts]
+
     def decide(self, request: CheckRequest, analysis: list[list[Any]]) -> Verdict:
         assert self.vault is not None, "a shared vault decides in decide_async"
         return self._decide_with(self.vault, request, analysis)

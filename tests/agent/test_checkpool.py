@@ -190,3 +190,21 @@ async def test_personal_data_found_in_a_worker_is_kept_in_this_process_vault(mak
     answer = "I will write to <EMAIL_ADDRESS_1>. " + "We are sorry about the delay. " * 20
     outbound = await pipeline.run(_request(answer, Stage.OUTPUT))
     assert "jane.doe@example.com" in outbound.texts[0] and outbound.action is Action.ALLOW
+
+
+@pytest.mark.anyio
+async def test_a_long_text_the_quick_look_finds_nothing_in_is_decided_in_place(make_pipeline) -> None:
+    pii = {"guardrail": "pii", "timeout_ms": 20_000, "settings": {"default_action": "redact"}}
+    pipeline = make_pipeline([{**pii, "id": "pii-in"}], [{**pii, "id": "pii-out"}])
+    await pipeline.run(_request("Write to jane.doe@example.com about my order. " + "The parcel was late again. " * 20))
+    assert pipeline.pool.counts.done == 1
+    plain = "We are sorry about the delay, the Pro plan costs 20 EUR a month. " * 6  # past 256 characters, nothing personal
+    result = await pipeline.run(_request("I will write to <EMAIL_ADDRESS_1>. " + plain, Stage.OUTPUT))
+    assert pipeline.pool.counts.done == 1  # no round trip to a worker
+    assert result.texts[0] == "I will write to jane.doe@example.com. " + plain  # the placeholder restored all the same
+    assert result.verdicts[0].outcome is Outcome.OK and result.action is Action.ALLOW
+    # Past the quick look's 1,024 characters, or with something to find, the worker analyses it.
+    await pipeline.run(_request(plain * 3, Stage.OUTPUT))
+    leaked = await pipeline.run(_request("Mail bob.roe@example.org, he knows. " + plain, Stage.OUTPUT))
+    assert pipeline.pool.counts.done == 3
+    assert "bob.roe@example.org" not in leaked.texts[0]

@@ -127,3 +127,15 @@ def test_a_text_no_recognizer_could_match_in_never_reaches_the_engine(default_en
     assert asked == []
     assert [r.entity_type for r in ours.analyze("Best regards,\nJane Doe")] == ["PERSON"]
     assert asked == ["Best regards,\nJane Doe"]
+
+
+def test_could_find_is_false_only_where_find_finds_nothing(engines, default_engines) -> None:
+    """could_find clears a text without the engine (and without a worker process): it may
+    answer True where nothing is found, never False where something is."""
+    cases, _, _, _ = engines
+    ours, _ = default_engines
+    texts = [case["text"] for case in cases] + LAYOUT_TEXTS + ["The Pro plan costs 20 EUR; 100 GB of storage, 3 seats."]
+    cleared = [text for text in texts if not ours.could_find(text)]
+    assert [text for text in cleared if ours.find(text)] == []
+    assert len(cleared) >= 50  # it does clear texts: ordinary ones, and numbers that are no phone or card
+    assert "The Pro plan costs 20 EUR; 100 GB of storage, 3 seats." in cleared
