@@ -66,7 +66,7 @@ _UNITS = {
 }
 _UNIT_PATTERN = "|".join(sorted((re.escape(u) for u in _UNITS if u not in "$€£"), key=len, reverse=True))
 _NUMBER = re.compile(
-    rf"(?P<cur>[$€£])?\s?(?P<num>\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|\d+(?:[.:]\d+)?|(?:{'|'.join(_NUMBER_WORDS)})\b(?!-))"
+    rf"(?P<cur>[$€£])?\s?(?P<num>\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|\d+(?:[.:]\d+)?|\b(?:{'|'.join(_NUMBER_WORDS)})\b(?!-))"
     rf"(?:\s?(?P<unit>{_UNIT_PATTERN})\b|(?P<pct>%))?"
     r"(?:\s*(?:/|per|a|an|each|every)\s*(?P<per>day|week|month|year|hour|user|seat)\b)?",
     re.IGNORECASE,

@@ -6,7 +6,7 @@ import pytest
 
 from aimsguard.guardrails import Action, CheckRequest, Stage
 from aimsguard.guardrails.grounding import GroundingGuardrail, GroundingSettings
-from aimsguard.guardrails.grounding_align import assess_claim
+from aimsguard.guardrails.grounding_align import assess_claim, facts_of
 
 KB = {
     "refunds.md": "# Refunds\nAnnual plans can be refunded in full within 30 days of purchase. Monthly plans are not refundable, "
@@ -119,3 +119,12 @@ def test_a_table_row_is_read_with_its_header() -> None:
     assert assess_claim("The refund window of the Annual plan is 30 days.", "Plans", table).supported(0.7)
     swapped = assess_claim("The refund window of the Monthly plan is 30 days.", "Plans", table)
     assert swapped.misattached and not swapped.supported(0.7)
+
+
+@pytest.mark.parametrize("text", ["We often reply within 2 days.", "Everyone gets 5 seats.", "The canine unit has 3 dogs.",
+                                  "Your request is written down within 2 hours."])
+def test_a_number_word_inside_another_word_is_no_figure(text: str) -> None:
+    # "often" once held "ten", "canine" "nine": a figure the evidence lacks, and a right answer flagged.
+    assert {f.key for f in facts_of(text) if f.kind == "number"} == {next(w.rstrip(".") for w in text.split() if w[0].isdigit())}
+    assert assess_claim(text.replace("2", "two"), "", text.replace("often", "usually").replace("canine", "dog")
+                        .replace("Everyone", "Each user").replace("written", "noted")).missing == 0
