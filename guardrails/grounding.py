@@ -2,7 +2,8 @@
 
 The answer is split into claims (sentences; small talk such as "Happy to help!" and
 questions back to the user are not claims; a bare "Yes"/"No" stands for the question it
-answers, and a short answer such as "Delhi." is one claim). For each claim the best
+answers, and a short answer such as "Delhi." is one claim, with its question's polarity:
+"Water damage." to "What does the warranty exclude?"). For each claim the best
 passages are retrieved (BM25 over stemmed words, with the user's question as context) and
 the claim is aligned with them (``grounding_align``):
 
@@ -35,7 +36,7 @@ from pydantic import Field, model_validator
 
 from ._base import GuardrailSettings, InlineGuardrail
 from ._verdict import Action, CheckRequest, Finding, Stage, Verdict
-from .grounding_align import Assessment, assess_claim, content_words, sentence_spans
+from .grounding_align import Assessment, assess_claim, content_words, says_not, sentence_spans
 from .grounding_judge import ClaimJudge, JudgeSettings
 from .knowledge import KnowledgeBase, Passage
 
@@ -62,6 +63,8 @@ class Claim:
     text: str
     negated: bool = False  # a "No" to a yes/no question: the question's statement, denied
     from_question: bool = False  # a bare yes/no: the question's words stand for the claim
+    short_answer: bool = False  # "Delhi.": no verb of its own, it answers its question
+    question_says_not: bool = False  # ... and that question asks what is not ("What does it exclude?")
 
 
 def claims_of(answer: str, question: str | None = None) -> list[Claim]:
@@ -82,13 +85,17 @@ def claims_of(answer: str, question: str | None = None) -> list[Claim]:
                                 from_question=True))
     stripped = answer.strip()
     if not claims and question and stripped and not _SMALL_TALK.match(stripped) and not stripped.endswith("?") and content_words(stripped):
-        claims.append(Claim(answer.find(stripped), answer.find(stripped) + len(stripped), stripped))  # a short answer: "Delhi."
+        claims.append(Claim(answer.find(stripped), answer.find(stripped) + len(stripped), stripped,  # a short answer: "Delhi."
+                            short_answer=True, question_says_not=says_not(question)))
     return claims
 
 
 def judge_claim(claim: Claim, passages: list[Passage]) -> tuple[Assessment, Passage] | None:
     """The passage that backs ``claim`` best, with how well; None when nothing was retrieved."""
-    judged = [(assess_claim(claim.text, p.chunk.title, p.chunk.text, negated=claim.negated, whole_clauses=not claim.from_question), p)
+    # A short answer takes its polarity from its question: "Water damage." to "What does the
+    # warranty exclude?" is said by "It excludes water damage".
+    judged = [(assess_claim(claim.text, p.chunk.title, p.chunk.text, negated=claim.negated != claim.question_says_not,
+                            whole_clauses=not claim.from_question, bare=claim.short_answer), p)
               for p in passages]
     return max(judged, key=lambda j: (not (j[0].missing or j[0].misattached or j[0].negation_mismatch), j[0].support,
                                       -(j[0].missing + j[0].misattached)), default=None)

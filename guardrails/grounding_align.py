@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import Stemmer
 
-__all__ = ["Assessment", "Fact", "assess_claim", "content_words", "facts_of", "stem"]
+__all__ = ["Assessment", "Fact", "assess_claim", "content_words", "facts_of", "says_not", "stem"]
 
 _STEMMER = Stemmer.Stemmer("english")
 ALIGN_TOLERANCE = 0  # words of a claim's clause the passage has, but elsewhere than where that clause is said
@@ -339,16 +339,23 @@ def _matches(fact: Fact, clause: _Clause) -> bool:
     return fact.key in clause.raw
 
 
-def _polarity_differs(words: frozenset[str], part_negated: bool, passage: _Passage) -> bool:
+def says_not(text: str) -> bool:
+    """``text`` has a word of negation or exclusion ("not", "never", "excludes", "can't"); not
+    "no", which a question holds as often in a name or a rank ("No Fences", "No. 1")."""
+    return any((w in _NEGATION and w not in ("no", "none", "nor")) or w.endswith("n't") for w in _words(text))
+
+
+def _polarity_differs(words: frozenset[str], part_negated: bool, passage: _Passage, *, bare: bool = False) -> bool:
     """The evidence clause closest to a claim's clause (its stems ``words``) says the opposite:
     the claim says "not" and it does not, or the reverse ("covers water damage" against "it
     excludes water damage"). A tie between a clause that agrees and one that does not counts
-    against the claim."""
+    against the claim; not for a ``bare`` answer ("Barton Mine."), whose one or two names
+    often stand in a clause of each kind: only a closer clause that says the opposite counts."""
     if not words:
         return False
     agree = max((len(words & c.words) for c in passage.clauses if c.negated == part_negated), default=0)
     oppose = max((len(words & c.words) for c in passage.clauses if c.negated != part_negated), default=0)
-    return oppose >= max(2, len(words) // 2) and oppose >= agree
+    return oppose >= max(2, len(words) // 2) and (oppose > agree if bare else oppose >= agree)
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,11 +390,13 @@ def _claim_clauses(claim: str) -> tuple[tuple[str, frozenset[str]], ...]:
     return tuple(clauses)
 
 
-def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, whole_clauses: bool = True) -> Assessment:
+def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, whole_clauses: bool = True, bare: bool = False) -> Assessment:
     """Score ``claim`` against one passage (``title`` and ``text``). ``negated`` turns the
-    claim around (a "No" answer to a yes/no question). ``whole_clauses=False`` skips the
+    claim around (a "No" answer to a yes/no question, or a short answer to a question that
+    asks what is not: "What does the warranty exclude?"). ``whole_clauses=False`` skips the
     rule that a clause be said in one place (a question often joins two: "Were both X and Y
-    authors?"); its facts must still be in place."""
+    authors?"); its facts must still be in place. ``bare``: a short answer ("Delhi."), read
+    for negation as ``_polarity_differs`` says."""
     passage = _passage(title, text)
     claim_words = content_words(claim)
     support = len(claim_words & passage.words) / len(claim_words) if claim_words else 1.0
@@ -416,5 +425,5 @@ def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, wh
         if whole_clauses and anchors and passage.clauses and not combined and min(
                 len(anchors - _context(passage, i, clause_words)) for i in range(len(passage.clauses))) > ALIGN_TOLERANCE:
             misattached += 1
-        mismatch |= _polarity_differs(part.words, negated != part.negated, passage)
+        mismatch |= _polarity_differs(part.words, negated != part.negated, passage, bare=bare)
     return Assessment(round(support, 4), missing, misattached, mismatch)

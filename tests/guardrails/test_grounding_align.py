@@ -128,3 +128,22 @@ def test_a_number_word_inside_another_word_is_no_figure(text: str) -> None:
     assert {f.key for f in facts_of(text) if f.kind == "number"} == {next(w.rstrip(".") for w in text.split() if w[0].isdigit())}
     assert assess_claim(text.replace("2", "two"), "", text.replace("often", "usually").replace("canine", "dog")
                         .replace("Everyone", "Each user").replace("written", "noted")).missing == 0
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "supported"),
+    [
+        ("What does the warranty exclude?", "Water damage.", True),  # the question says "exclude": so does the evidence
+        ("What does the warranty exclude?", "Battery defects.", False),  # covered, not excluded
+        ("What does the warranty cover?", "Screen defects.", True),
+        ("What does the warranty cover?", "Water damage.", False),  # excluded
+    ],
+)
+def test_a_short_answer_takes_its_polarity_from_its_question(grounding, question: str, answer: str, supported: bool) -> None:
+    assert _allowed(grounding, answer, question) is supported
+
+
+def test_a_short_answer_named_in_a_clause_of_each_polarity_is_not_a_negation_mismatch() -> None:
+    passage = "Barton Mine is an abandoned mine in Ontario. Barton was the site of a fire, after which the mine never had active mining again."
+    assert not assess_claim("Barton Mine", "", passage, bare=True).negation_mismatch
+    assert assess_claim("Barton Mine", "", passage).negation_mismatch  # a tie counts against a claim with a verb of its own
