@@ -18,7 +18,7 @@ from .._base import GuardrailSettings, InlineGuardrail
 from .._verdict import Action, CheckRequest, Finding, Verdict
 from ._learned import learned_scorer
 from ._normalize import views
-from ._patterns import CATEGORIES
+from ._patterns import CATEGORIES, WORDS
 
 __all__ = ["InjectionGuardrail", "InjectionSettings", "injection_score"]
 
@@ -60,10 +60,11 @@ def injection_score(
     found: dict[str, str] = {}
     forms = views(text)
     for number, view in enumerate(forms):
+        words = set(WORDS.findall(view))
         for category in CATEGORIES:
             if category.name in found or (categories is not None and category.name not in categories):
                 continue
-            if category.pattern.search(view):
+            if category.search(view, words):
                 found[category.name] = _VIEW_NAMES[min(number, 2)]
     pattern = 0.0
     if found:

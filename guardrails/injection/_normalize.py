@@ -27,26 +27,30 @@ _HOMOGLYPHS = str.maketrans({
 _HAS_HOMOGLYPH = re.compile("[" + "".join(chr(code) for code in _HOMOGLYPHS) + "]")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "!": "i", "|": "l"})
 _LEET_WORD = re.compile(r"\b(?=[a-z0-9@$!|]*[a-z])(?=[a-z0-9@$!|]*[0-9@$!|])[a-z0-9@$!|]{3,}\b")
-# Only what is not already one plain space: re.sub rebuilds the string for every match.
-_SPACES = re.compile(r"\s{2,}|[^\S ]")
-_LETTER_NEXT_TO_LEET = re.compile(r"[a-z][0-9@$!|]|[0-9@$!|][a-z]")  # cheap: is there any leet word at all?
+# The quick questions below begin with a character class or a literal, so the regular-expression
+# engine skips ahead to where they can start instead of trying every position.
+# Is there any leet word at all? (a letter next to a digit or symbol)
+_LETTER_NEXT_TO_LEET = re.compile(r"[0-9@$!|](?:(?<=[a-z].)|(?=[a-z]))")
 _SPACED_LETTERS = re.compile(r"\b(?:\w ){3,}\w\b")  # "i g n o r e"
-_BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
-_HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[\s:]?){12,}\b")
+_ANY_SPACED_LETTERS = re.compile(r" (?<=\b\w )(?:\w ){2,}\w\b")  # the same, asked from its first space
+# A run of 16 or more, from its start (a match inside a run is never longer than one from its start).
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{16,}={0,2}")
+# Twelve or more hex pairs from a word boundary (written from the first digit: "\b" then a hex digit).
+_HEX = re.compile(r"[0-9a-fA-F](?<!\w.)[0-9a-fA-F][\s:]?(?:[0-9a-fA-F]{2}[\s:]?){11,}\b")
 
 
 def normalize(text: str) -> str:
     """NFKC, invisible characters removed, look-alikes mapped to Latin, lower case, one space."""
     if text.isascii():
         # Most prompts: ASCII is NFKC already and holds no invisible or look-alike characters.
-        return _SPACES.sub(" ", text.lower()).strip()
+        return " ".join(text.lower().split())
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
     text = text.lower()
     if _HAS_HOMOGLYPH.search(text):
         text = text.translate(_HOMOGLYPHS)
     # Accents stay (they matter in French or German), but combining marks alone go.
-    return _SPACES.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 def _printable(raw: bytes) -> str | None:
@@ -85,7 +89,8 @@ def views(text: str) -> list[str]:
     deleeted = normal
     if _LETTER_NEXT_TO_LEET.search(normal):
         deleeted = _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), deleeted)
-    deleeted = _SPACED_LETTERS.sub(lambda m: m.group(0).replace(" ", ""), deleeted)
+    if _ANY_SPACED_LETTERS.search(deleeted):
+        deleeted = _SPACED_LETTERS.sub(lambda m: m.group(0).replace(" ", ""), deleeted)
     if deleeted != normal:
         out.append(deleeted)
     out.extend(normalize(fragment) for fragment in _decoded_fragments(text))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from aimsguard.guardrails import Action, CheckRequest, Stage
-from aimsguard.guardrails.injection import InjectionGuardrail, InjectionSettings, injection_score, normalize
+from aimsguard.guardrails.injection import InjectionGuardrail, InjectionSettings, injection_score, normalize, views
 
 EVAL = Path(__file__).resolve().parents[2] / "data" / "injection_eval.jsonl"
 
@@ -85,3 +85,22 @@ def test_on_the_labelled_set_f1_is_at_least_0_9_and_false_positives_under_3_perc
     benign = sum(not t for _, t in predicted)
     f1 = 2 * tp / (2 * tp + fp + fn)
     assert f1 >= 0.9 and fp / benign < 0.03, (tp, fp, fn)
+
+
+def test_the_gates_never_skip_a_pattern_that_matches() -> None:
+    # Each pattern runs only when the words or phrases its gate names are present; on every
+    # labelled text, in every form, a gate that says "cannot match" must be right.
+    from aimsguard.guardrails.injection._patterns import CATEGORIES, WORDS
+
+    texts = [json.loads(line)["text"] for line in EVAL.read_text().splitlines()]
+    matched = 0
+    for text in texts:
+        for view in views(text):
+            words = set(WORDS.findall(view))
+            for category in CATEGORIES:
+                for alternative in category.alternatives:
+                    if alternative.pattern.search(view):
+                        matched += 1
+                        assert alternative.may_match(view, words), (category.name, alternative.pattern.pattern, view)
+                assert category.search(view, words) == bool(category.pattern.search(view))
+    assert matched >= 70  # every attack of the set matches something
