@@ -6,7 +6,11 @@ The own set (``tests/data/injection_eval.jsonl``) was written here: regression f
 The public test split is rebuilt from fetched mirrors (``bench/injection_corpus.py``, sources
 in ``tests/data/SOURCES.md``); without them that part is skipped with what to fetch. Figures
 are for patterns alone, the learned scorer alone, and both (the check as shipped), at the
-default block threshold 0.8. Speed is per 1,000 characters, median and p99.
+default block threshold 0.8. Speed is per 1,000 characters, median and p99, side by side:
+the patterns run the old way (every kind's whole expression on every form of the text), the
+patterns as shipped (each pattern only when the words its gate names are present), and the
+whole check as shipped (patterns + learned scorer). The gated and ungated patterns must
+find the same kinds on every text: the bench counts any text where they differ.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from injection_corpus import Example, MissingData, load  # noqa: E402
 
-from aimsguard.guardrails.injection import injection_score, normalize  # noqa: E402
+from aimsguard.guardrails.injection import injection_score, normalize, views  # noqa: E402
 from aimsguard.guardrails.injection._learned import learned_scorer  # noqa: E402
+from aimsguard.guardrails.injection._patterns import CATEGORIES  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent / "tests" / "data" / "injection_eval.jsonl"
 THRESHOLD = 0.8
@@ -34,6 +39,18 @@ SCORERS: dict[str, Callable[[str], float]] = {
     "learned": lambda text: learned_scorer().score(normalize(text)),
     "both (shipped)": lambda text: injection_score(text)[0],
 }
+
+
+def ungated_patterns(text: str) -> list[str]:
+    """The kinds found the old way: every kind's whole expression on every form, no gate."""
+    found: list[str] = []
+    for view in views(text):
+        found.extend(c.name for c in CATEGORIES if c.name not in found and c.pattern.search(view))
+    return found
+
+
+def gated_patterns(text: str) -> list[str]:
+    return [kind for kind, _ in injection_score(text, learned=False)[1]]
 
 
 def quality(label: str, rows: Sequence[tuple[str, bool]], scorer: Callable[[str], float]) -> list[bool]:
@@ -60,25 +77,30 @@ def by_source(examples: list[Example], predicted: list[bool]) -> None:
 
 
 def speed(label: str, pool: Sequence[str]) -> None:
-    """Median and p99 per 1,000 characters, patterns alone and as shipped, measured in turns."""
+    """Median and p99 per 1,000 characters: patterns the old way, patterns as shipped, the whole check; measured in turns."""
     texts = []
     for i in range(60):
         text = ""
         while len(text) < 1000:
             text += pool[(i * 7 + len(text)) % len(pool)] + " "
         texts.append(text[:1000])
-    times: dict[bool, list[float]] = {False: [], True: []}
+    runs: dict[str, Callable[[str], object]] = {
+        "patterns, ungated": ungated_patterns,
+        "patterns": lambda text: injection_score(text, learned=False),
+        "shipped": injection_score,
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(5):
         for text in texts:
-            for learned in (False, True):
+            for name, run in runs.items():
                 started = time.perf_counter()
-                injection_score(text, learned=learned)
-                times[learned].append(time.perf_counter() - started)
+                run(text)
+                times[name].append(time.perf_counter() - started)
     figures = []
-    for learned, name in ((False, "patterns"), (True, "shipped")):
-        ordered = sorted(times[learned])
-        figures.append(f"{name} median {statistics.median(ordered) * 1000:.3f} ms p99 {ordered[int(len(ordered) * 0.99)] * 1000:.3f} ms")
-    print(f"  {label:30} " + "   ".join(figures))
+    for name, measured in times.items():
+        ordered = sorted(measured)
+        figures.append(f"{name} {statistics.median(ordered) * 1000:.3f} / {ordered[int(len(ordered) * 0.99)] * 1000:.3f}")
+    print(f"  {label:28} " + "   ".join(figures))
 
 
 def main() -> None:
@@ -104,7 +126,9 @@ def main() -> None:
             quality("both (shipped)", [rows[i] for i in part], SCORERS["both (shipped)"])
         print("  by source, both (shipped):")
         by_source(test, predicted["both (shipped)"])
-    print("\nspeed per 1,000 characters (patterns alone, and patterns + learned scorer as shipped):")
+        differ = sum(gated_patterns(e.text) != ungated_patterns(e.text) for e in test)
+        print(f"  gated and ungated patterns differ on {differ} of {len(test)} texts")
+    print("\nspeed per 1,000 characters, ms median / p99 (patterns alone ungated and gated, and the whole check as shipped):")
     speed("own set, benign", [t for t, injection in own if not injection])
     speed("own set, attack", [t for t, injection in own if injection])
     if splits is not None:

@@ -3,7 +3,8 @@
 Each text is checked in every form ``views`` gives (normalised, de-leeted, decoded
 fragments) against the patterns of seven kinds of attack. The pattern score is the weight
 of the surest kind found, a little more for each further kind. The learned scorer
-(``_learned``) reads the normalised text too, when it is long enough; the check's score is the larger of the two,
+(``_learned``) reads the normalised text too (a short text against an operating point of its own:
+one word can tip a linear model there); the check's score is the larger of the two,
 so either alone can flag or block, and a finding says which one spoke. The policy maps the
 score to flag and block (or escalate). Findings name the kind and the form it was found in.
 """
@@ -23,10 +24,6 @@ from ._patterns import CATEGORIES, WORDS
 __all__ = ["InjectionGuardrail", "InjectionSettings", "injection_score"]
 
 _VIEW_NAMES = ("text", "de-leeted", "decoded")
-# A short text gives the learned model few n-grams to go on (one word can tip it: "ignore a
-# file in git"), and short attacks are what the patterns are written for: the model reads
-# texts of this many characters or more.
-SHORT_TEXT = 200
 
 
 class InjectionSettings(GuardrailSettings):
@@ -54,8 +51,7 @@ def injection_score(
 ) -> tuple[float, list[tuple[str, str]]]:
     """(score, [(kind, form it was found in)]) for one text: the larger of the pattern and model scores.
 
-    The model reads texts of ``SHORT_TEXT`` characters or more; its kind is ``learned`` and is
-    listed when its score reaches 0.5.
+    The model's kind is ``learned``, listed when its score reaches 0.5.
     """
     found: dict[str, str] = {}
     forms = views(text)
@@ -70,7 +66,7 @@ def injection_score(
     if found:
         weights = sorted((c.weight for c in CATEGORIES if c.name in found), reverse=True)
         pattern = min(1.0, weights[0] + 0.05 * (len(weights) - 1))
-    model = learned_scorer().score(forms[0]) if learned and len(forms[0]) >= SHORT_TEXT else 0.0
+    model = learned_scorer().score(forms[0]) if learned and forms[0] else 0.0
     if model >= 0.5:
         found["learned"] = "text"
     return max(pattern, model), list(found.items())

@@ -9,9 +9,17 @@ hashed feature. Scoring needs numpy only, no scikit-learn, so it loads in millis
 Features, on the normalised text (the same ``normalize`` the patterns use):
 character 3-, 4- and 5-grams, and word 1- and 2-grams (words are runs of letters and
 digits). Each n-gram is hashed with a polynomial hash over its code points, computed for
-all positions at once (a rolling hash for characters, prefix sums for words), so no Python
-loop runs per n-gram. The vector holds 1 for each bucket present, L2-normalised; the score is ``sigmoid(w·x + b)`` shifted so
-that the operating point chosen on validation data lands on ``BLOCK_AT`` (see ``score``).
+all positions at once with numpy (a rolling hash for characters; for words, one prefix sum
+over the code points and the word edges found from a table of word characters), so no
+Python loop runs per n-gram and nothing depends on Python's salted ``hash``. A text of
+``LONG_AT`` characters or more (a document, a long jailbreak) also gets every n-gram a second
+time in a namespace of its own, so the model can learn what a phrase means in a long text
+apart from what it means in a short request: "write a poem about the sea" is an everyday
+request typed by a user, and an injection inside an e-mail the model is asked to summarise.
+The vector holds 1 for each bucket present, L2-normalised; the score is ``sigmoid(w·x + b)``
+shifted so that the operating point chosen on validation data lands on ``BLOCK_AT`` (see
+``score``), with an operating point of its own for texts under ``SHORT`` characters, where
+one word weighs more.
 """
 
 from __future__ import annotations
@@ -26,18 +34,24 @@ from importlib import resources
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BLOCK_AT", "LearnedScorer", "features", "learned_scorer"]
+__all__ = ["BLOCK_AT", "SHORT", "LearnedScorer", "features", "learned_scorer"]
 
 # The score at which the model alone says "block": the threshold chosen on validation maps here,
 # so the policy's default block_threshold (0.8) means the validated operating point.
 BLOCK_AT = 0.8
 CHAR_SIZES = (3, 4, 5)
+WORD_SIZES = (1, 2)
 WINDOW = 400  # characters; longer texts are also scored window by window (see LearnedScorer.margin)
+LONG_AT = WINDOW * 3 // 2  # from here on a text is read window by window, and its n-grams count twice (see above)
+SHORT = 200  # under this many characters a text has its own threshold
+# What the shipped weights were trained on: a change to the featuriser must come with new weights.
+FEATURES = f"chars{CHAR_SIZES} words{WORD_SIZES} long-at {LONG_AT}"
 _P = np.uint64(1_000_003)  # odd, so it has an inverse modulo 2**64
 _P_INV = np.uint64(pow(1_000_003, -1, 2**64))
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing spreads the polynomial hash over the buckets
 _WORD_SALT = np.uint64(0x51ED270B27F0F3A5)
-_NON_WORD = re.compile(r"[\W_]+")
+_LONG_SALT = np.uint64(0x2545F4914F6CDD1D)
+_NON_WORD_CHAR = re.compile(r"[\W_]")
 _U64 = npt.NDArray[np.uint64]
 
 
@@ -46,14 +60,6 @@ def _powers(length: int) -> tuple[_U64, _U64]:
     """(P^(i+1), P^-(i+1)) for i < length, modulo 2**64; lengths are rounded up so few tables exist."""
     with np.errstate(over="ignore"):
         return (np.cumprod(np.full(length, _P, dtype=np.uint64)), np.cumprod(np.full(length, _P_INV, dtype=np.uint64)))
-
-
-def _word_hashes(codes: _U64, starts: _U64, ends: _U64) -> _U64:
-    """Polynomial hash of codes[start:end] for many spans at once, from one prefix sum."""
-    powers, inverse_powers = _powers(1 << max(10, (len(codes) - 1).bit_length()))
-    prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
-    np.cumsum(codes * inverse_powers[: len(codes)], out=prefix[1:])  # sum c[k] P^-(k+1)
-    return (prefix[ends] - prefix[starts]) * powers[ends - 1]
 
 
 def _codes(text: str) -> _U64:
@@ -66,7 +72,7 @@ def features(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], float]:
     The feature vector is 1 per bucket present, L2-normalised: ``w·x`` is the sum of the
     present buckets' weights times that factor.
     """
-    buckets, places = _located(normal, bits)
+    buckets, _ = _located(normal, bits)
     first = _first_occurrences(buckets, bits)
     return buckets[first], 1 / math.sqrt(int(first.sum())) if len(buckets) else 0.0
 
@@ -85,33 +91,55 @@ def _first_occurrences(buckets: npt.NDArray[np.int64], bits: int) -> npt.NDArray
     return table[buckets] == order
 
 
+# Which ASCII code points are word characters (letters and digits; "_" is not, as in [^\W_]).
+_ASCII_WORD = np.zeros(128, dtype=bool)
+_ASCII_WORD[[ord(c) for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"]] = True
+
+
+def _word_mask(text: str, codes: _U64) -> npt.NDArray[np.bool_]:
+    """True at every code point of ``text`` (whose code points are ``codes``) that belongs to a word."""
+    if text.isascii():
+        return _ASCII_WORD[codes]
+    # One character for one: every non-word character becomes NUL, so positions stay put.
+    return _codes(_NON_WORD_CHAR.sub("\0", text)) != 0
+
+
 def _located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(bucket, roughly where in the text it starts) for every n-gram."""
+    """(bucket, where in the text it starts) for every n-gram."""
     shift = np.uint64(64 - bits)
-    parts = []
-    places = []
     with np.errstate(over="ignore"):
-        codes = _codes(f" {normal} ")
+        framed = f" {normal} "
+        codes = _codes(framed)
+        parts = []
         rolling = codes
         for size in range(2, max(CHAR_SIZES) + 1):  # rolling hash of every n-gram, one size longer per pass
             rolling = rolling[:-1] * _P + codes[size - 1 :]
             if size in CHAR_SIZES:
                 parts.append(rolling + np.uint64(size))
-                places.append(np.arange(len(rolling)))
-        words = _NON_WORD.sub(" ", normal).strip()
-        if words:
-            word_codes = _codes(f"{words} ")
-            ends = np.flatnonzero(word_codes == 32).astype(np.uint64)
-            starts = np.concatenate((np.zeros(1, dtype=np.uint64), ends[:-1] + np.uint64(1)))
-            parts.append(_word_hashes(word_codes, starts, ends) ^ _WORD_SALT)
-            # Punctuation runs became one space, so word offsets run a little ahead: scale them.
-            where = (starts.astype(np.int64) * len(codes)) // len(word_codes)
-            places.append(where)
-            if len(ends) > 1:
-                parts.append(_word_hashes(word_codes, starts[:-1], ends[1:]) ^ (_WORD_SALT + np.uint64(1)))
-                places.append(where[:-1])
-        buckets = ((np.concatenate(parts) * _MIX) >> shift).astype(np.int64)
-    return buckets, np.concatenate(places).astype(np.int64)
+        counts = [len(part) for part in parts]
+        # Words: where a run of word characters starts and ends (the text is framed by spaces).
+        edges = np.flatnonzero(np.diff(_word_mask(framed, codes).view(np.int8)))
+        starts, ends = edges[0::2], edges[1::2]
+        if len(starts):
+            powers, inverse_powers = _powers(1 << max(10, (len(codes) - 1).bit_length()))
+            prefix = np.zeros(len(codes) + 1, dtype=np.uint64)
+            np.cumsum(codes * inverse_powers[: len(codes)], out=prefix[1:])  # sum c[k] P^-(k+1)
+            # starts/ends are the positions just before a word begins and where it ends
+            words = (prefix[ends + 1] - prefix[starts + 1]) * powers[ends] ^ _WORD_SALT
+            joined = words
+            for size in range(1, max(WORD_SIZES) + 1):  # word n-grams, whatever separates the words
+                if size > 1:
+                    joined = joined[:-1] * _MIX + words[size - 1 :]
+                if size in WORD_SIZES:
+                    parts.append(joined)
+                    counts.append(-len(joined))
+        hashes = np.concatenate(parts)
+        places = np.concatenate([np.arange(n) if n >= 0 else starts[:-n] for n in counts])
+        if len(normal) >= LONG_AT:
+            hashes = np.concatenate((hashes, hashes ^ _LONG_SALT))
+            places = np.concatenate((places, places))
+        buckets = ((hashes * _MIX) >> shift).astype(np.int64)
+    return buckets, places
 
 
 @dataclass(frozen=True)
@@ -119,6 +147,7 @@ class LearnedScorer:
     weights: npt.NDArray[np.float32]
     bias: float
     threshold: float  # the raw margin chosen on validation data, mapped to BLOCK_AT
+    threshold_short: float  # the same, for texts under SHORT characters
     bits: int
     about: str
 
@@ -127,8 +156,8 @@ class LearnedScorer:
 
         A short instruction buried in a long document is diluted in the whole; windows of
         ``WINDOW`` characters (every ``WINDOW // 2``) find it. Each distinct n-gram counts
-        once, where it first occurs; sums per window come from one cumulative sum, so a long
-        text costs little more than the whole-text score.
+        once, where it first occurs; a window's sum is two blocks' sums, so a long text costs
+        little more than the whole-text score.
         """
         buckets, places = _located(normal, self.bits)
         if not len(buckets):
@@ -136,21 +165,22 @@ class LearnedScorer:
         first = _first_occurrences(buckets, self.bits)
         contributions = self.weights[buckets[first]].astype(np.float64)
         whole = contributions.sum() / math.sqrt(len(contributions)) + self.bias
-        if len(normal) <= WINDOW * 3 // 2:
+        if len(normal) < LONG_AT:
             return float(whole)
-        length = len(normal) + 3
-        where = places[first]
-        summed = np.concatenate(([0.0], np.cumsum(np.bincount(where, contributions, minlength=length))))
-        counted = np.concatenate(([0], np.cumsum(np.bincount(where, minlength=length))))
-        starts = np.arange(0, length - WINDOW // 2, WINDOW // 2)
-        ends = np.minimum(starts + WINDOW, length)
-        counts = np.maximum(counted[ends] - counted[starts], 1)
-        windows = (summed[ends] - summed[starts]) / np.sqrt(counts) + self.bias
+        # Windows of WINDOW characters every WINDOW // 2: each is two neighbouring blocks of WINDOW // 2.
+        block = places[first] // (WINDOW // 2)
+        summed = np.bincount(block, contributions)
+        counted = np.bincount(block)
+        if len(summed) > 1:
+            summed = summed[:-1] + summed[1:]
+            counted = counted[:-1] + counted[1:]
+        windows = summed / np.sqrt(np.maximum(counted, 1)) + self.bias
         return float(max(whole, windows.max()))
 
     def score(self, normal: str) -> float:
-        """0..1; ``BLOCK_AT`` exactly at the validated threshold."""
-        shifted = self.margin(normal) - self.threshold + math.log(BLOCK_AT / (1 - BLOCK_AT))
+        """0..1; ``BLOCK_AT`` exactly at the validated threshold (of short texts, for a short one)."""
+        threshold = self.threshold_short if len(normal) < SHORT else self.threshold
+        shifted = self.margin(normal) - threshold + math.log(BLOCK_AT / (1 - BLOCK_AT))
         return 1 / (1 + math.exp(-max(-50.0, min(50.0, shifted))))
 
 
@@ -158,10 +188,13 @@ class LearnedScorer:
 def learned_scorer() -> LearnedScorer:
     """The scorer shipped with the package (loaded once)."""
     with resources.files(__package__).joinpath("injection_model.npz").open("rb") as file, np.load(file) as data:
+        if str(data["features"]) != FEATURES:
+            raise RuntimeError(f"injection_model.npz was trained on {data['features']}, not {FEATURES}: retrain it")
         return LearnedScorer(
             weights=data["weights"].astype(np.float32),
             bias=float(data["bias"]),
             threshold=float(data["threshold"]),
+            threshold_short=float(data["threshold_short"]),
             bits=int(data["bits"]),
             about=str(data["about"]),
         )

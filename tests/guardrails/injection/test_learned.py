@@ -8,7 +8,7 @@ import pytest
 
 from aimsguard.guardrails import Action, CheckRequest, Stage
 from aimsguard.guardrails.injection import InjectionGuardrail, InjectionSettings, injection_score, normalize
-from aimsguard.guardrails.injection._learned import BLOCK_AT, learned_scorer
+from aimsguard.guardrails.injection._learned import BLOCK_AT, CHAR_SIZES, _located, learned_scorer
 
 # Written for these tests, in the manner of the public jailbreak collections (none copied).
 ROLE_PLAY_JAILBREAK = (
@@ -46,9 +46,30 @@ def test_benign_requests_score_low(text: str) -> None:
     assert injection_score(text)[0] < 0.5
 
 
-def test_short_texts_are_left_to_the_patterns() -> None:
-    # One word can tip a linear model on a short text; the patterns judge those alone.
-    assert injection_score("I want to ignore notifications from one project only.") == (0.0, [])
+def test_short_texts_need_more_to_tip_the_model() -> None:
+    # One word can tip a linear model on a short text: short texts have an operating point of their own.
+    scorer = learned_scorer()
+    assert scorer.threshold_short > scorer.threshold
+    assert injection_score("I want to ignore notifications from one project only.")[0] < 0.5
+
+
+def test_a_long_text_is_read_window_by_window() -> None:
+    # The jailbreak buried in a long, harmless text still decides the score.
+    filler = " ".join([BENIGN[1]] * 6)
+    assert learned_scorer().score(normalize(filler)) < 0.5
+    assert learned_scorer().score(normalize(filler + " " + ROLE_PLAY_JAILBREAK + " " + filler)) >= BLOCK_AT
+
+
+def _word_buckets(text: str) -> list[int]:
+    buckets, _ = _located(text, 19)
+    chars = sum(len(text) + 2 - size + 1 for size in CHAR_SIZES)  # the character n-grams come first
+    return sorted(buckets[chars:].tolist())
+
+
+def test_word_features_do_not_depend_on_what_separates_the_words() -> None:
+    # Words are runs of letters and digits, in ASCII and beyond; a pair is a pair whatever lies between.
+    assert len(_word_buckets("bonjour déjà vu")) == 5  # three words, two pairs
+    assert _word_buckets("bonjour, déjà -- vu!") == _word_buckets("bonjour déjà vu") != _word_buckets("bonjour deja vu")
 
 
 def test_the_policy_can_turn_the_model_off() -> None:
