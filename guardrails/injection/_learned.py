@@ -45,7 +45,7 @@ WINDOW = 400  # characters; longer texts are also scored window by window (see L
 LONG_AT = WINDOW * 3 // 2  # from here on a text is read window by window, and its n-grams count twice (see above)
 SHORT = 200  # under this many characters a text has its own threshold
 # What the shipped weights were trained on: a change to the featuriser must come with new weights.
-FEATURES = f"chars{CHAR_SIZES} words{WORD_SIZES} long-at {LONG_AT}"
+FEATURES = f"chars{CHAR_SIZES} words{WORD_SIZES} distinct, again in a namespace from {LONG_AT}"
 _P = np.uint64(1_000_003)  # odd, so it has an inverse modulo 2**64
 _P_INV = np.uint64(pow(1_000_003, -1, 2**64))
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing spreads the polynomial hash over the buckets
@@ -72,9 +72,10 @@ def features(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], float]:
     The feature vector is 1 per bucket present, L2-normalised: ``w·x`` is the sum of the
     present buckets' weights times that factor.
     """
-    buckets, _ = _located(normal, bits)
+    buckets, _, long_buckets = _located(normal, bits)
     first = _first_occurrences(buckets, bits)
-    return buckets[first], 1 / math.sqrt(int(first.sum())) if len(buckets) else 0.0
+    present = buckets[first] if long_buckets is None else np.concatenate((buckets[first], long_buckets[first]))
+    return present, 1 / math.sqrt(len(present)) if len(present) else 0.0
 
 
 _scratch = threading.local()
@@ -104,8 +105,8 @@ def _word_mask(text: str, codes: _U64) -> npt.NDArray[np.bool_]:
     return _codes(_NON_WORD_CHAR.sub("\0", text)) != 0
 
 
-def _located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(bucket, where in the text it starts) for every n-gram."""
+def _located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+    """(bucket, and for a long text where it starts and its bucket in the long texts' namespace) for every n-gram."""
     shift = np.uint64(64 - bits)
     with np.errstate(over="ignore"):
         framed = f" {normal} "
@@ -134,12 +135,12 @@ def _located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray
                     parts.append(joined)
                     counts.append(-len(joined))
         hashes = np.concatenate(parts)
-        places = np.concatenate([np.arange(n) if n >= 0 else starts[:-n] for n in counts])
-        if len(normal) >= LONG_AT:
-            hashes = np.concatenate((hashes, hashes ^ _LONG_SALT))
-            places = np.concatenate((places, places))
         buckets = ((hashes * _MIX) >> shift).astype(np.int64)
-    return buckets, places
+        if len(normal) < LONG_AT:  # read whole: where each n-gram lies does not matter
+            return buckets, np.empty(0, dtype=np.int64), None
+        places = np.concatenate([np.arange(n) if n >= 0 else starts[:-n] for n in counts])
+        long_buckets = (((hashes ^ _LONG_SALT) * _MIX) >> shift).astype(np.int64)
+    return buckets, places, long_buckets
 
 
 @dataclass(frozen=True)
@@ -159,18 +160,20 @@ class LearnedScorer:
         once, where it first occurs; a window's sum is two blocks' sums, so a long text costs
         little more than the whole-text score.
         """
-        buckets, places = _located(normal, self.bits)
+        buckets, places, long_buckets = _located(normal, self.bits)
         if not len(buckets):
             return self.bias
         first = _first_occurrences(buckets, self.bits)
         contributions = self.weights[buckets[first]].astype(np.float64)
-        whole = contributions.sum() / math.sqrt(len(contributions)) + self.bias
-        if len(normal) < LONG_AT:
-            return float(whole)
+        if long_buckets is None:
+            return float(contributions.sum() / math.sqrt(len(contributions)) + self.bias)
+        # Each distinct n-gram counts twice: as itself and in the long texts' namespace.
+        contributions += self.weights[long_buckets[first]]
+        whole = contributions.sum() / math.sqrt(2 * len(contributions)) + self.bias
         # Windows of WINDOW characters every WINDOW // 2: each is two neighbouring blocks of WINDOW // 2.
         block = places[first] // (WINDOW // 2)
         summed = np.bincount(block, contributions)
-        counted = np.bincount(block)
+        counted = 2 * np.bincount(block)
         if len(summed) > 1:
             summed = summed[:-1] + summed[1:]
             counted = counted[:-1] + counted[1:]

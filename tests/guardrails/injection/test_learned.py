@@ -61,7 +61,7 @@ def test_a_long_text_is_read_window_by_window() -> None:
 
 
 def _word_buckets(text: str) -> list[int]:
-    buckets, _ = _located(text, 19)
+    buckets, _, _ = _located(text, 19)
     chars = sum(len(text) + 2 - size + 1 for size in CHAR_SIZES)  # the character n-grams come first
     return sorted(buckets[chars:].tolist())
 
