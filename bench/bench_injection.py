@@ -6,7 +6,8 @@ The own set (``tests/data/injection_eval.jsonl``) was written here: regression f
 The public test split is rebuilt from fetched mirrors (``bench/injection_corpus.py``, sources
 in ``tests/data/SOURCES.md``); without them that part is skipped with what to fetch. Figures
 are for patterns alone, the learned scorer alone, and both (the check as shipped), at the
-default block threshold 0.8. Speed is per 1,000 characters, median and p99, side by side:
+default block threshold 0.8. Speed is per 1,000 characters, median and p99 of the wall clock
+(and the median of this thread's CPU time, which a loaded machine inflates less), side by side:
 the patterns run the old way (every kind's whole expression on every form of the text), the
 patterns as shipped (each pattern only when the words its gate names are present), and the
 whole check as shipped (patterns + learned scorer). The gated and ungated patterns must
@@ -16,6 +17,7 @@ find the same kinds on every text: the bench counts any text where they differ.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import time
@@ -90,16 +92,21 @@ def speed(label: str, pool: Sequence[str]) -> None:
         "shipped": injection_score,
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(5):
         for text in texts:
             for name, run in runs.items():
-                started = time.perf_counter()
+                started, started_cpu = time.perf_counter(), time.thread_time()
                 run(text)
                 times[name].append(time.perf_counter() - started)
+                cpu[name].append(time.thread_time() - started_cpu)
     figures = []
     for name, measured in times.items():
         ordered = sorted(measured)
-        figures.append(f"{name} {statistics.median(ordered) * 1000:.3f} / {ordered[int(len(ordered) * 0.99)] * 1000:.3f}")
+        figures.append(
+            f"{name} {statistics.median(ordered) * 1000:.3f} / {ordered[int(len(ordered) * 0.99)] * 1000:.3f}"
+            f" (CPU {statistics.median(cpu[name]) * 1000:.3f})"
+        )
     print(f"  {label:28} " + "   ".join(figures))
 
 
@@ -128,7 +135,8 @@ def main() -> None:
         by_source(test, predicted["both (shipped)"])
         differ = sum(gated_patterns(e.text) != ungated_patterns(e.text) for e in test)
         print(f"  gated and ungated patterns differ on {differ} of {len(test)} texts")
-    print("\nspeed per 1,000 characters, ms median / p99 (patterns alone ungated and gated, and the whole check as shipped):")
+    print(f"\nspeed per 1,000 characters, ms wall-clock median / p99 (this thread's CPU time, median), load average {os.getloadavg()[0]:.1f}:")
+    print("  patterns alone ungated and gated, and the whole check as shipped")
     speed("own set, benign", [t for t, injection in own if not injection])
     speed("own set, attack", [t for t, injection in own if injection])
     if splits is not None:
