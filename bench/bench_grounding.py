@@ -96,7 +96,7 @@ def _bm25s_search_many(kb: KnowledgeBase, queries: list[str], k: int = 3) -> lis
 def _forget_claims() -> None:
     """Forget the analyses of claims' texts: an answer seen for the first time; the passages'
     analyses and the words' endings stay, as in a knowledge base in use."""
-    for cached in (grounding_align.anchor_words, grounding_align.content_words, grounding_align.facts_of,
+    for cached in (grounding_align.anchor_words, grounding_align.content_words, grounding_align.facts_of, grounding_align._words,
                    grounding_align._claim_clauses, grounding_align._claim_parts):
         cached.cache_clear()
 

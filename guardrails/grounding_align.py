@@ -66,6 +66,9 @@ _UNITS = {
 }
 _UNIT_PATTERN = "|".join(sorted((re.escape(u) for u in _UNITS if u not in "$€£"), key=len, reverse=True))
 _NUMBER = re.compile(
+    # First, where a figure can start at all (a currency sign, a space, a digit, a number word's
+    # first letter): the rest is tried at few places instead of at every character.
+    r"(?=[$€£\s\d]|\b[zotfsenhd])"
     rf"(?P<cur>[$€£])?\s?(?P<num>\d{{1,3}}(?:,\d{{3}})+(?:\.\d+)?|\d+(?:[.:]\d+)?|\b(?:{'|'.join(_NUMBER_WORDS)})\b(?!-))"
     rf"(?:\s?(?P<unit>{_UNIT_PATTERN})\b|(?P<pct>%))?"
     r"(?:\s*(?:/|per|a|an|each|every)\s*(?P<per>day|week|month|year|hour|user|seat)\b)?",
@@ -121,8 +124,10 @@ def stem(word: str) -> str:
     return _STEMMER.stemWord(word.lower())
 
 
-def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("’", "'"))
+@functools.lru_cache(maxsize=65_536)
+def _words(text: str) -> tuple[str, ...]:
+    """Lower-case words (a clause is read for its stems, anchors, raw words and facts: cut once)."""
+    return tuple(_WORD.findall(text.lower().replace("’", "'")))
 
 
 def _raw(text: str) -> frozenset[str]:
