@@ -3,7 +3,7 @@
 The engine does the analysis: Presidio's recognizers, scores, context boosting. aimsguard
 changes which recognizers it holds and how much of it runs:
 
-- the recognizers: phones through phonenumbers' matcher per configured region, scored by
+- the recognizers: cards by network prefix and checksum, or a card word (``_cards``); phones through phonenumbers' matcher per configured region, scored by
   format (``_phone``); e-mail addresses on any domain and passports after their keyword
   (``_ids``); names and places from layout (``_names``); a spaCy pipeline's NER when the
   policy names one;
@@ -28,8 +28,9 @@ from typing import Any
 import regex
 
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognizer, RecognizerRegistry, RecognizerResult
-from presidio_analyzer.predefined_recognizers import EmailRecognizer, PhoneRecognizer
+from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, PhoneRecognizer
 
+from ._cards import PaymentCardRecognizer
 from ._ids import MailAddressRecognizer, PassportRecognizer
 from ._names import LayoutRecognizer, layout_recognizers
 from ._normalize import nfkc
@@ -62,7 +63,7 @@ def predefined_recognizers_for(language: str, entities: Iterable[str]) -> list[E
     found: list[EntityRecognizer] = []
     for name in module.__all__:
         cls = getattr(module, name)
-        if not (isinstance(cls, type) and issubclass(cls, EntityRecognizer)) or cls in (PhoneRecognizer, EmailRecognizer):
+        if not (isinstance(cls, type) and issubclass(cls, EntityRecognizer)) or cls in (PhoneRecognizer, EmailRecognizer, CreditCardRecognizer):
             continue
         try:
             recognizer = cls(supported_language=language)
@@ -113,6 +114,13 @@ _NECESSARY: dict[str, Callable[[str], bool]] = {
 }
 
 
+_TWELVE_DIGITS = re.compile(r"\d(?:[ \-]?\d){11}")
+
+
+def _has_twelve_digits(text: str) -> bool:
+    return _TWELVE_DIGITS.search(text) is not None
+
+
 _PASSPORT_WORDS = re.compile(r"pass|pasa|paspo|document", re.IGNORECASE)
 
 
@@ -125,6 +133,8 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
         return has_phone_digits
     if isinstance(recognizer, PassportRecognizer):
         return _mentions_passport
+    if isinstance(recognizer, PaymentCardRecognizer):
+        return _has_twelve_digits
     if isinstance(recognizer, LayoutRecognizer):
         # Its own search, which needs no NLP artefacts: a text nobody lays a name or place
         # out in (most) then skips the engine, and spaCy's tokenizer, altogether.
@@ -165,9 +175,12 @@ class PiiAnalyzer:
         registry.load_predefined_recognizers(languages=[language], nlp_engine=self.nlp_engine if ner_model else None)
         if not ner_model:  # the blank tokenizer has no NER: no NER recognizer either
             registry.recognizers = [r for r in registry.recognizers if r.name != "SpacyRecognizer"]
-        # aimsguard's own phone and e-mail recognizers replace Presidio's (see _phone, _ids).
-        registry.recognizers = [r for r in registry.recognizers if not isinstance(r, (PhoneRecognizer, EmailRecognizer))]
+        # aimsguard's own phone, e-mail and card recognizers replace Presidio's (see _phone, _ids, _cards).
+        registry.recognizers = [
+            r for r in registry.recognizers if not isinstance(r, (PhoneRecognizer, EmailRecognizer, CreditCardRecognizer))
+        ]
         registry.recognizers.extend([
+            PaymentCardRecognizer(supported_language=language),
             RegionalPhoneRecognizer(supported_language=language, regions=phone_regions),
             MailAddressRecognizer(supported_language=language),
             PassportRecognizer(supported_language=language),

@@ -213,3 +213,32 @@ def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, addres
 @pytest.mark.parametrize("text", ["Version 3 Release 2 is out", "upgrade 5 Windows 10 machines", "We have 3 Pro licences and 2 Starter seats"])
 def test_numbers_around_a_capitalised_word_are_not_an_address(pii_in, text: str) -> None:
     assert _kinds(pii_in, text) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "card"),
+    [
+        ("My card 4131034282458809939 is expiring", "4131034282458809939"),  # 19-digit Visa
+        ("Need to change billing date of my card 2623322164608847", "2623322164608847"),  # Mastercard 2-series
+        ("Can I withdraw cash using 213176828496175 abroad?", "213176828496175"),  # JCB 15 digits, no card word needed
+        ("What is the limit for card 501864667909?", "501864667909"),  # 12-digit Maestro next to "card"
+        ("my credit card number is 4012-8888-8888-1882", "4012-8888-8888-1882"),  # mistyped: checksum fails
+        ("Kreditkarte: 4111 1111 1111 1112 bitte sperren", "4111 1111 1111 1112"),
+        ("4012 8888 8888 1881", "4012 8888 8888 1881"),
+    ],
+)
+def test_cards_of_every_network_and_mistyped_cards_next_to_a_card_word(pii_in, text: str, card: str) -> None:
+    assert _kinds(pii_in, text) == [("CREDIT_CARD", card)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Order 4012888888881882 shipped",  # checksum fails, no card word: an order number
+        "invoice 501864667909 paid",  # 12 digits with a valid checksum but no card word
+        "tracking 9400 1000 0000 0000 0000 00 is out for delivery",
+        "ORD-4111111111111111 is in the queue",  # part of an identifier
+    ],
+)
+def test_card_shaped_numbers_without_checksum_or_card_word_are_left_alone(pii_in, text: str) -> None:
+    assert [k for k, _ in _kinds(pii_in, text)] == []
