@@ -75,7 +75,7 @@ def predefined_recognizers_for(language: str, entities: Iterable[str]) -> list[E
 
 
 # Recognizers that read the text alone (no tokens, no NER): could_find may ask them directly.
-_WITHOUT_NLP = (PatternRecognizer, RegionalPhoneRecognizer, LayoutRecognizer, PassportRecognizer)
+_WITHOUT_NLP = (PatternRecognizer, RegionalPhoneRecognizer, LayoutRecognizer, PassportRecognizer, PaymentCardRecognizer)
 
 Trigger = Callable[[str], bool]
 """Whether a recognizer could find anything in a text, decided cheaply."""

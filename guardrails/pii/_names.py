@@ -9,9 +9,8 @@ here, registered in Presidio's analyzer like any other:
 - ``LabelledFieldRecognizer``: a field whose label says what it holds, in a form, a log or
   JSON ("Name: Jane Doe", ``"city": "Leeds"``), an e-mail header's display name, and the
   cells under such a column in CSV, TSV or Markdown tables;
-- ``StreetAddressRecognizer``: a house number, a capitalised street name and a street word
-  or a second number ("12 High Street", "692 Kuuse 53 Apt. 641"), with the town, region,
-  country and postcode lines that follow it.
+- ``StreetAddressRecognizer`` (in ``_addresses``): a street line and the unit, town, region,
+  country and postcode parts that follow it.
 
 Labels and phrases cover English, German, French, Spanish, Italian and Dutch.
 """
@@ -25,8 +24,7 @@ import regex
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 
 __all__ = [
-    "LabelledFieldRecognizer", "LayoutRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer", "StreetAddressRecognizer",
-    "layout_recognizers",
+    "LabelledFieldRecognizer", "LayoutRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer", "layout_recognizers",
 ]
 
 # A capitalised word of two or more letters ("Jane", "O'Brien", "Müller-Lüdenscheidt"), or
@@ -246,44 +244,7 @@ def _split(line: str, offset: int, delimiter: str) -> list[tuple[int, int, str]]
     return cells
 
 
-_STREET_WORDS = (
-    r"street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|square|sq|terrace|close|crescent|"
-    r"parkway|highway|hwy|circle|trail|row|strasse|straße|str|weg|gasse|platz|allee|ring|rue|avenue|chemin|boulevard|"
-    r"calle|avenida|plaza|paseo|via|viale|piazza|corso|straat|laan|plein|gracht|kade"
-)
-_UNIT = r"(?:[ \t]*,?[ \t]*(?i:apt\.?|apartment|suite|ste\.?|unit|flat|floor|fl\.?|#)[ \t]*\d+[a-z]?)"
-_POSTCODE = r"(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|\d{4,6}(?:-\d{4})?(?:[ \t]+\p{Lu}[\p{L}'.\-]*)?)"
-# A following line or comma part: a town, "CO", "Uruguay 64677", "YO1 7HH", "10115 Berlin".
-_PLACE_PART = rf"(?:{_POSTCODE}|\p{{Lu}}[\p{{L}}'.\-]*(?:[ \t]+\p{{Lu}}[\p{{L}}'.\-]*){{0,3}}(?:[ \t]+(?:{_POSTCODE}|[A-Z]{{2,3}}))?)"
-_PARTS = rf"(?:[ \t]*(?:,|\r?\n)[ \t]*,?[ \t]*{_PLACE_PART})"
-_CAP = r"\p{Lu}[\p{L}'.\-]*"
-_DIGIT = regex.compile(r"\d")
-
-
-class StreetAddressRecognizer(LayoutRecognizer):
-    """A street line ("12 High Street", "Rue de Rivoli 99", "Hauptstraße 5", "692 Kuuse 53
-    Apt. 641") and the town, region, country and postcode parts after it, separated by
-    commas or line breaks. A bare "number Word number" is an address only with a unit or
-    a place part after it ("5 Windows 10" is not)."""
-
-    ENTITIES = ("LOCATION",)
-    SCORE = 0.7
-    _NAMED_STREET = (
-        rf"(?:\b\d{{1,6}}[a-z]?[ \t]+(?:{_CAP}[ \t]+){{0,3}}(?i:{_STREET_WORDS})\b\.?"
-        rf"|\b(?i:{_STREET_WORDS})[ \t]+(?:\p{{L}}[\p{{L}}'.\-]*[ \t]+){{0,3}}\d{{1,5}}[a-z]?\b"
-        rf"|\b\p{{Lu}}\p{{L}}*(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|laan|straat|weg)[ \t]+\d{{1,5}}[a-z]?\b)"
-    )
-    _NUMBERED_STREET = rf"\b\d{{1,6}}[ \t]+{_CAP}(?:[ \t]+{_CAP}){{0,2}}[ \t]+\d{{1,5}}[a-z]?\b"
-    _PATTERN = regex.compile(
-        rf"{_NAMED_STREET}{_UNIT}?{_PARTS}{{0,4}}|{_NUMBERED_STREET}(?:{_UNIT}{_PARTS}{{0,4}}|{_PARTS}{{1,4}})"
-    )
-
-    def find(self, text: str) -> Iterator[RecognizerResult]:
-        if _DIGIT.search(text) is None:  # every street line has a number
-            return
-        for match in self._PATTERN.finditer(text):
-            yield _result(self, "LOCATION", match.start(), match.end(), self.SCORE, "street address")
-
-
 def layout_recognizers(language: str) -> list[LocalRecognizer]:
+    from ._addresses import StreetAddressRecognizer
+
     return [SignatureRecognizer(language), SelfIntroductionRecognizer(language), LabelledFieldRecognizer(language), StreetAddressRecognizer(language)]

@@ -204,15 +204,35 @@ def test_french_names_through_the_french_pipeline() -> None:
         ("a taxi to 692 Kuuse 53 Apt. 641, Grubbenvorst, Netherlands 04020. Thanks", "692 Kuuse 53 Apt. 641, Grubbenvorst, Netherlands 04020"),
         ("Lieferung an Hauptstraße 5, 10115 Berlin bitte", "Hauptstraße 5, 10115 Berlin"),
         ("send it to 12 High Street\nYork\nYO1 7HH", "12 High Street\nYork\nYO1 7HH"),
+        ("Jane Roe\n> 935 69 Gordon Terrace\n> Suite 828\n> BASHALL TOWN\n> United Kingdom 89800", "935 69 Gordon Terrace\n> Suite 828\n> BASHALL TOWN\n> United Kingdom 89800"),
+        ("Lieferadresse: Villacher Strasse 89, 9020 Klagenfurt", "Villacher Strasse 89, 9020 Klagenfurt"),
+        ("livrer au 31 rue de la Hulotais Apt. 087 SAINT-PRIEST France", "31 rue de la Hulotais Apt. 087 SAINT-PRIEST France"),
+        ("to 3037 ul. Północna 73\n Apt. 946\n Suwałki\n\n Poland 11248, thanks", "3037 ul. Północna 73\n Apt. 946\n Suwałki\n\n Poland 11248"),
+        ("deliver at 41086 Kiannonkatu 98\n Suite 464\n OULU\n Finland 80896", "41086 Kiannonkatu 98\n Suite 464\n OULU\n Finland 80896"),
+        ("my new address is PSC 6293, Box 8158\nAPO AP 04336", "PSC 6293, Box 8158\nAPO AP 04336"),
+        ("eva lives at 255 hersnapvej 18, københavn", "255 hersnapvej 18, københavn"),  # all lower case
+        ("P.O. Box 287, Tallinn, Estonia for this one", "P.O. Box 287, Tallinn, Estonia"),
     ],
 )
 def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, address: str) -> None:
     assert _kinds(pii_in, text) == [("LOCATION", address)]
 
 
-@pytest.mark.parametrize("text", ["Version 3 Release 2 is out", "upgrade 5 Windows 10 machines", "We have 3 Pro licences and 2 Starter seats"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Version 3 Release 2 is out", "upgrade 5 Windows 10 machines", "We have 3 Pro licences and 2 Starter seats",
+        "During 1971, Acme Systems invested heavily", "Spring 2025 release notes", "llámame al 91 123 45 67",
+        "i walked 5 blocks down the road, then left", "Top 10 Hill walks",
+    ],
+)
 def test_numbers_around_a_capitalised_word_are_not_an_address(pii_in, text: str) -> None:
-    assert _kinds(pii_in, text) == []
+    assert "LOCATION" not in [kind for kind, _ in _kinds(pii_in, text)]
+
+
+def test_an_address_line_does_not_swallow_the_phone_line_after_it(pii_in) -> None:
+    text = "3247 Rua Igreja 25\n Apt. 236\n Ribeirão\n Portugal 30971\nMobile: 21 253 109 8211"
+    assert ("LOCATION", "3247 Rua Igreja 25\n Apt. 236\n Ribeirão\n Portugal 30971") in _kinds(pii_in, text)
 
 
 @pytest.mark.parametrize(

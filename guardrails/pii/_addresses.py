@@ -1,0 +1,149 @@
+"""Postal addresses: a street line, then the unit, town, region, country and postcode after it.
+
+A street line is one of:
+
+- a house number, capitalised words and a street word: "4821 Oak Ridge Drive", "12 High St.";
+- a street word first, then its name and number: "Rue de Rivoli 99", "Via delle Coste 41",
+  "ul. Chrzanowska 61", "Avda. Rio Nalon 58";
+- one word ending in a street word, then its number: "Hauptstraße 5", "Søndergade 52",
+  "Kiannonkatu 98", "Hlíðarvegur 97", "Parijsstraat 8";
+- "number Word(s) number" ("692 Kuuse 53"): only with a unit or a place part after it
+  ("5 Windows 10" is not an address);
+- a post box or a US military address: "P.O. Box 287", "PSC 6293, Box 8158 / APO AP 04336",
+  "Unit 7349 Box 6067 / DPO AE 99081", "USNS Møller / FPO AA 85844".
+
+A number just before the street line belongs to it ("370 3911 Fourth Avenue"). After it, the
+parts of the address follow, separated by commas, line breaks (quoted with ">" in a reply,
+or with a blank line between) or, after a unit, spaces: units ("Suite 501", "Apt. 4B"),
+towns and regions of capitalised or upper-case words ("Port Whangarei", "BASHALL TOWN",
+"Cyprus (Greek)"), region codes ("TX", "ON"), postcodes ("YO1 7HH", "10115 Berlin",
+"Estonia 62488"). A line with a colon ("Mobile: ...") or a closing ("Thanks") is not a part.
+A text written all in lower case is read as if each word were capitalised ("255 hersnapvej 18,
+københavn"); there, "number words street-word" needs a unit or a postcode after it.
+
+Street words cover English, German, French, Spanish, Portuguese, Italian, Dutch, the Nordic
+languages, Finnish, Estonian, Polish, Czech and Hungarian.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import regex
+from presidio_analyzer import RecognizerResult
+
+from ._names import LayoutRecognizer
+from ._names import _result as layout_result
+
+__all__ = ["StreetAddressRecognizer"]
+
+_UNIT_WORDS = r"apt|apartment|appt|suite|ste|unit|flat|floor|fl|room|rm|bldg|building|bâtiment|bât|étage|wohnung|piso|puerta|scala|interno|int"
+# A capitalised word that is not a unit's ("Suite 5" is a unit, not a town).
+_CAP = rf"(?!(?i:{_UNIT_WORDS})\b)\p{{Lu}}[\p{{L}}'’\-]*\p{{L}}(?![\p{{L}}\d])"
+_PARTICLES = r"(?:de|del|della|delle|dei|di|da|do|dos|das|du|des|la|le|les|l'|d'|van|von|der|den|het|al|el|y|e|of|the|on|upon|sur|am|an|im|nad|pod)"
+_NAME_WORD = rf"(?:{_CAP}|{_PARTICLES}(?=(?:[ \t]+{_PARTICLES})*[ \t]+\p{{Lu}}))"
+# Street words written as their own word (after the name, or before it).
+_AFTER_WORDS = (
+    r"street|st|road|rd|avenue|ave|av|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|square|sq|terrace|close|"
+    r"crescent|cres|parkway|pkwy|highway|hwy|circle|cir|trail|row|mews|grove|gardens|walk|hill|park|green|alley|loop|"
+    r"route|plaza|path|pike|expressway|freeway|bypass|strasse|straße|str|weg|gasse|platz|allee|ring|chaussee|damm|ufer|"
+    r"straat|laan|plein|gracht|kade|steeg|dreef|singel|gade|vej|veien|vegen|vei|gata|gatan|vägen|tie|katu|kuja|tee|"
+    r"út|utca|ulica|třída|náměstí"
+)
+# Abbreviations count only with their dot ("ul. Miła 53"; the Spanish "al 91" is no street).
+_ABBREVIATIONS = r"(?:ul|al|av|avda|bd|bld|pl|os|λ|leof|u|str)\."
+_BEFORE_WORDS = (
+    r"rue|avenue|avenida|boulevard|chemin|allée|allee|impasse|place|quai|route|calle|c/|carrer|paseo|"
+    r"plaza|camino|carretera|ronda|travesía|rua|praça|travessa|estrada|largo|via|viale|piazza|piazzale|piazzetta|corso|"
+    r"vicolo|strada|contrada|lungomare|rúa|ulica|aleja|plac|osiedle|náměstí|třída|odos|οδός|λεωφόρος"
+)
+_SUFFIXES = (
+    r"straße|strasse|str\.|weg|gasse|platz|allee|damm|ufer|steig|pfad|laan|straat|plein|gracht|kade|steeg|dreef|"
+    r"singel|gade|vej|veien|vegen|vei|vegur|gata|gatan|vägen|väg|stræti|straeti|stigur|tie|katu|kuja|polku|tori|"
+    r"utca|ulica"
+)
+_HOUSE = r"\d{1,5}[a-zA-Z]?(?:[/\-]\d{1,4}[a-zA-Z]?)?\.?"
+_LEAD = r"(?:\d{1,6}[ \t]+)?"
+_UNIT = rf"(?:(?i:{_UNIT_WORDS})\.?[ \t]*#?[ \t]*\d{{1,5}}[a-zA-Z]?|#[ \t]*\d{{1,5}}[a-zA-Z]?)"
+_POSTCODE = (
+    r"(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}"  # UK
+    r"|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d"  # Canada
+    r"|\d{4}[ \t]?[A-Z]{2}(?![\p{L}])"  # Netherlands
+    r"|(?:[A-Z]{1,2}-)?\d{2,3}[ \t\-]?\d{2,3}(?:-\d{4})?(?![ \t\-]*\d))"  # 10115, 75008, 123 45, 00-950, 78701-1234
+)
+_STATE = r"[A-Z]{2,3}(?![\p{L}])"
+_PLACE = (
+    rf"(?:{_POSTCODE}(?:[ \t]+{_CAP}(?:[ \t]+{_CAP}){{0,2}})?"
+    rf"|{_CAP}(?:[ \t]+{_NAME_WORD}){{0,4}}(?:[ \t]*\([\p{{L}} ]+\))?(?:[ \t]+(?:{_POSTCODE}))?)"
+)
+_NOT_A_PART = r"(?!\p{L}+(?:[ \t]\p{L}+)?[ \t]*:|(?i:thanks|thank|regards|best|cheers|sincerely|kind|many|tel|phone|mobile|fax|email|e-mail|web|website|cell)\b)"
+# A comma, a line break (a reply's ">" quoting, a blank line) or both, between two parts.
+_BREAK = r"(?:[ \t]*,[ \t]*(?:\r?\n[ \t>]*)?|[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*,?[ \t]*)"
+
+_STREETS = (
+    # 4821 Oak Ridge Drive, 12 High St., 3911 Fourth Avenue
+    ("after", rf"\b{_LEAD}\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
+    # Rue de Rivoli 99, Via delle Coste 41, ul. Chrzanowska 61, Λεωφόρος Συγγρού 119
+    ("before", rf"(?:\b{_LEAD})?(?<![\p{{L}}])(?:(?i:{_BEFORE_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_HOUSE}(?!\d)"),
+    # 31 rue de la Hulotais, 12, avenue des Champs-Élysées
+    ("before", rf"\b{_LEAD}\d{{1,5}}[a-zA-Z]?,?[ \t]+(?i:{_BEFORE_WORDS})\b[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_CAP}"),
+    # Hauptstraße 5, Søndergade 52, Kiannonkatu 98
+    ("suffix", rf"(?:\b{_LEAD})?\b(?:{_CAP}[ \t]+){{1,3}}(?:(?i:{_SUFFIXES}|str)|(?i:{_ABBREVIATIONS}))[ \t]+{_HOUSE}(?!\d)"),
+    ("suffix", rf"(?:\b{_LEAD})?\b\p{{Lu}}\p{{L}}{{2,}}(?i:{_SUFFIXES})[ \t]+{_HOUSE}(?!\d)"),
+    # 692 Kuuse 53 (needs a part after it)
+    ("numbered", rf"\b{_LEAD}\d{{1,6}}[ \t]+{_CAP}(?:[ \t]+{_NAME_WORD}){{0,3}}[ \t]+{_HOUSE}(?!\d)"),
+    # post boxes and US military addresses
+    ("box", r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]?box|Postfach|Boîte postale|BP|Apartado|Casella postale)[ \t]+\d{1,6}\b"),
+    ("box", r"\b(?:PSC[ \t]+\d{1,5},?[ \t]+Box|Unit[ \t]+\d{1,5},?[ \t]+Box|(?:USNS|USNV|USS|USCGC)[ \t]+\p{Lu}[\p{L}'’\-]*(?:[ \t]+\p{Lu}[\p{L}'’\-]*)?)"
+            r"(?:[ \t]+\d{1,5})?[ \t]*(?:,[ \t]*)?\r?\n?[ \t>]*(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}(?:-\d{4})?\b"),
+)
+_STREET = tuple((kind, regex.compile(pattern)) for kind, pattern in _STREETS)
+_TAIL_PART = regex.compile(rf"{_BREAK}{_NOT_A_PART}(?:{_UNIT}|{_PLACE}|{_STATE})|[ \t]+{_UNIT}")
+_AFTER_UNIT = regex.compile(rf"[ \t]+{_NOT_A_PART}(?:{_PLACE}|{_STATE})")
+_WORD_START = regex.compile(r"\b\p{Ll}")
+_DIGIT = regex.compile(r"\d")
+
+
+def _capitalised(text: str) -> str:
+    """A lower-case text with each word's first letter upper-cased, the same length."""
+    return _WORD_START.sub(lambda m: upper if len(upper := m.group(0).upper()) == 1 else m.group(0), text)
+
+
+class StreetAddressRecognizer(LayoutRecognizer):
+    """LOCATION: a street line and the address parts after it."""
+
+    ENTITIES = ("LOCATION",)
+    SCORE = 0.7
+    MAX_PARTS = 8
+
+    def find(self, text: str) -> Iterator[RecognizerResult]:
+        if _DIGIT.search(text) is None:  # every street line has a number
+            return
+        lower_case = not any(ch.isupper() for ch in text)
+        seen = _capitalised(text) if lower_case else text
+        # Every street line any pattern finds; where they overlap, the earliest, then the longest.
+        candidates = sorted(((m.start(), -m.end(), kind) for kind, pattern in _STREET for m in pattern.finditer(seen)))
+        end_of_last = -1
+        for start, negative_end, kind in candidates:
+            if start < end_of_last:
+                continue
+            street_end = -negative_end
+            end, parts = self._tail(seen, street_end)
+            if kind == "numbered" and not parts:
+                continue
+            if lower_case and kind == "after" and not any(ch.isdigit() for ch in seen[street_end:end]):
+                continue  # "i walked 5 blocks down the road, then left": in lower case, a unit or postcode too
+            end_of_last = end
+            yield layout_result(self, "LOCATION", start, end, self.SCORE, "street address")
+
+    def _tail(self, text: str, end: int) -> tuple[int, int]:
+        parts = 0
+        after_unit = False
+        while parts < self.MAX_PARTS:
+            match = _TAIL_PART.match(text, end) or (_AFTER_UNIT.match(text, end) if after_unit else None)
+            if match is None or match.end() == end:
+                break
+            after_unit = regex.search(rf"{_UNIT}$", match.group(0)) is not None
+            end = match.end()
+            parts += 1
+        return end, parts
