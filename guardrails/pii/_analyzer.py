@@ -13,8 +13,8 @@ changes which recognizers it holds and how much of it runs:
   is asked itself (it needs no tokens). A text no recognizer could match in never reaches
   the engine: spaCy's tokenizer, the context words and the engine's bookkeeping cost about
   0.2 ms per short text (issue 11);
-- ``find`` analyses the NFKC form of a text and maps the spans back, and never lets a URL
-  stand inside an e-mail address.
+- ``find`` analyses the NFKC form of a text and maps the spans back, never lets a URL
+  stand inside an e-mail address, and ends a name at a line break.
 """
 
 from __future__ import annotations
@@ -266,6 +266,12 @@ class PiiAnalyzer:
         for result in results:
             if result.entity_type == "URL" and any(r.start < result.end and result.start < r.end for r in mails):
                 continue  # "bob.sm" in bob.smith@corp.example is part of the address, never a URL
+            if result.entity_type == "PERSON":
+                # NER runs a name on into the next line of a signature block ("Jane Doe\nAcme",
+                # "Jane Doe\nCable line installer"): a name ends at the line break.
+                line_break = normalized.text.find("\n", result.start, result.end)
+                if line_break > result.start:
+                    result.end = len(normalized.text[:line_break].rstrip())
             result.start, result.end = normalized.span_in_original(result.start, result.end)
             kept.append(result)
         return kept

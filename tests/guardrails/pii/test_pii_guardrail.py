@@ -184,3 +184,10 @@ async def test_a_failing_analyzer_fails_closed(make_guard, monkeypatch) -> None:
     verdict = next(v for v in result.verdicts if v.guardrail == "pii-in")
     assert verdict.outcome is Outcome.ERROR and result.action is Action.BLOCK and result.failed_closed == ["pii-in"]
     assert "jane" not in " ".join(verdict.reasons)
+
+
+def test_a_name_found_by_ner_ends_at_the_line_break() -> None:
+    pii_in, _ = _pair(ner_model=NER_MODEL)
+    text = "Zizi Kónya\nEnigmaio\n5850 Jana Nerudy 894"  # the pipeline reads "Zizi Kónya\nEnigmaio" as one name
+    verdict = pii_in.check_inline(_request(Stage.INPUT, text, conversation="lines"))
+    assert [text[f.start : f.end] for f in verdict.findings if f.kind == "PERSON"] == ["Zizi Kónya"]
