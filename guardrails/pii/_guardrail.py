@@ -85,7 +85,7 @@ def _vault_key(request: CheckRequest) -> str:
 
 class PiiGuardrail(Guardrail):
     name = "pii"
-    version = "2"  # 2: default entity set, phones by region, layout names, NFKC (issue 12)
+    version = "3"  # 2: default entity set, phones by region, layout names, NFKC; 3: cards of every network, street addresses (issue 12)
     masks_content = True
     Settings = PiiSettings
     stream_start = staticmethod(window_start)  # a streamed answer: the new text and one window before it
