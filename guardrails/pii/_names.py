@@ -9,6 +9,8 @@ here, registered in Presidio's analyzer like any other:
 - ``LabelledFieldRecognizer``: a field whose label says what it holds, in a form, a log or
   JSON ("Name: Jane Doe", ``"city": "Leeds"``), an e-mail header's display name, and the
   cells under such a column in CSV, TSV or Markdown tables;
+- ``LocationPhraseRecognizer``: the place after "I live in", "originally from", "flew to",
+  "je vis à", "komme aus" ...;
 - ``StreetAddressRecognizer`` (in ``_addresses``): a street line and the unit, town, region,
   country and postcode parts that follow it.
 
@@ -24,7 +26,8 @@ import regex
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 
 __all__ = [
-    "LabelledFieldRecognizer", "LayoutRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer", "layout_recognizers",
+    "LabelledFieldRecognizer", "LayoutRecognizer", "LocationPhraseRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer",
+    "layout_recognizers",
 ]
 
 # A capitalised word of two or more letters ("Jane", "O'Brien", "Müller-Lüdenscheidt"), or
@@ -126,6 +129,40 @@ class SelfIntroductionRecognizer(LayoutRecognizer):
                 if _names_no_one(match.group(1)):
                     continue
                 yield _result(self, "PERSON", match.start(1), match.end(1), self.WEAK, "introduced as a name")
+
+
+# Words that say where the writer (or the person written about) lives, comes from or goes:
+# the place after them is theirs. Not "moved to", "returned to" or "I'm in": a new employer,
+# a shop and a department follow those as often as a town.
+_PLACE_PHRASES = (
+    r"originally from|grew up in|born in|born and raised in|i live in|we live in|(?:he|she|they) lives? in|living in|"
+    r"moved here from|moved from|flew to|flying to|flew in from|fly to|based in|travel(?:l)?ing to|home ?town(?: is| of)?|"
+    r"home city(?: is)?|wohne in|lebe in|komme aus|geboren in|aufgewachsen in|j'habite à|j’habite à|habite à|je vis à|"
+    r"originaire de|je viens de|né à|née à|vivo en|soy de|nací en|crecí en|abito a|vivo a|sono nato a|sono nata a|"
+    r"woon in|kom uit|geboren in"
+)
+# A place: capitalised or upper-case words, with the particles inside place names.
+_PLACE_WORD = r"\p{Lu}[\p{L}'’\-]*\p{L}"
+_PLACE = rf"{_PLACE_WORD}(?:[ \t]+(?:(?:de|del|de la|da|do|dos|das|du|des|di|la|le|les|sur|am|an|im|upon|nad|pod|van|von|aan|den|der)[ \t]+)?{_PLACE_WORD}){{0,3}}"
+
+
+class LocationPhraseRecognizer(LayoutRecognizer):
+    """The place after words that tie a person to it: "I live in Leeds", "originally from
+    Reguengos de Monsaraz", "flew to HORTEN", "je vis à Lyon"."""
+
+    ENTITIES = ("LOCATION",)
+    SCORE = 0.6
+    _PATTERN = regex.compile(rf"(?i)\b(?:{_PLACE_PHRASES})[ \t]+(?-i:({_PLACE}))(?![\p{{L}}\d])")
+
+    def find(self, text: str) -> Iterator[RecognizerResult]:
+        for match in self._PATTERN.finditer(text):
+            start, end = match.span(1)
+            for word in regex.finditer(r"\S+", match.group(1)):
+                if word.group(0).lower() in _NOT_NAMES:  # "born in January", "based in Support"
+                    end = start + len(match.group(1)[: word.start()].rstrip())
+                    break
+            if end > start:
+                yield _result(self, "LOCATION", start, end, self.SCORE, "place tied to a person")
 
 
 # What a label or a column header says a field holds.
@@ -247,4 +284,7 @@ def _split(line: str, offset: int, delimiter: str) -> list[tuple[int, int, str]]
 def layout_recognizers(language: str) -> list[LocalRecognizer]:
     from ._addresses import StreetAddressRecognizer
 
-    return [SignatureRecognizer(language), SelfIntroductionRecognizer(language), LabelledFieldRecognizer(language), StreetAddressRecognizer(language)]
+    return [
+        SignatureRecognizer(language), SelfIntroductionRecognizer(language), LabelledFieldRecognizer(language),
+        LocationPhraseRecognizer(language), StreetAddressRecognizer(language),
+    ]

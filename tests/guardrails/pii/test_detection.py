@@ -285,3 +285,23 @@ def test_cards_of_every_network_and_mistyped_cards_next_to_a_card_word(pii_in, t
 )
 def test_card_shaped_numbers_without_checksum_or_card_word_are_left_alone(pii_in, text: str) -> None:
     assert [k for k, _ in _kinds(pii_in, text)] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("I live in Leeds and my order is late", "Leeds"),
+        ("Mr. Pavlović flew to STAXROITH on Monday morning.", "STAXROITH"),
+        ("I'm originally from Reguengos de Monsaraz, so", "Reguengos de Monsaraz"),
+        ("We moved here from Tjæreborg", "Tjæreborg"),
+        ("je vis à Lyon depuis deux ans", "Lyon"),
+        ("Ich komme aus Castrop-Rauxel.", "Castrop-Rauxel"),
+    ],
+)
+def test_a_place_tied_to_a_person_by_the_words_before_it(pii_in, text: str, place: str) -> None:
+    assert ("LOCATION", place) in _kinds(pii_in, text)
+
+
+@pytest.mark.parametrize("text", ["I was born in January", "We are based in the US office", "I moved to Google last year", "I'm in Sales"])
+def test_months_departments_and_employers_after_such_words_are_not_places(pii_in, text: str) -> None:
+    assert _kinds(pii_in, text) == []
