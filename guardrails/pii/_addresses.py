@@ -1,4 +1,5 @@
-"""Postal addresses: a street line, then the unit, town, region, country and postcode after it.
+"""Postal addresses: a street line, then the unit, town, region, country and postcode after it,
+and the addressee's name on the line above.
 
 A street line is one of:
 
@@ -32,7 +33,7 @@ from collections.abc import Iterator
 import regex
 from presidio_analyzer import RecognizerResult
 
-from ._names import LayoutRecognizer
+from ._names import NAME, LayoutRecognizer, _names_no_one
 from ._names import _result as layout_result
 
 __all__ = ["StreetAddressRecognizer"]
@@ -102,6 +103,10 @@ _TAIL_PART = regex.compile(rf"{_BREAK}{_NOT_A_PART}(?:{_UNIT}|{_PLACE}|{_STATE})
 _AFTER_UNIT = regex.compile(rf"[ \t]+{_NOT_A_PART}(?:{_PLACE}|{_STATE})")
 _WORD_START = regex.compile(r"\b\p{Ll}")
 _DIGIT = regex.compile(r"\d")
+# The line just above an address that starts a line (a blank line or a reply's ">" between):
+# the addressee's name, when it reads as one ("Maureen Thibault", "Mijail C Adomo").
+_NAME_ABOVE = regex.compile(rf"(?m)^[ \t>]*({NAME})[ \t]*,?[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*\Z")
+_LINE_START = regex.compile(r"(?:^|\n)[ \t>]*\Z")
 
 
 def _capitalised(text: str) -> str:
@@ -112,8 +117,9 @@ def _capitalised(text: str) -> str:
 class StreetAddressRecognizer(LayoutRecognizer):
     """LOCATION: a street line and the address parts after it."""
 
-    ENTITIES = ("LOCATION",)
+    ENTITIES = ("LOCATION", "PERSON")
     SCORE = 0.7
+    NAME_SCORE = 0.6
     MAX_PARTS = 8
 
     def find(self, text: str) -> Iterator[RecognizerResult]:
@@ -135,6 +141,11 @@ class StreetAddressRecognizer(LayoutRecognizer):
                 continue  # "i walked 5 blocks down the road, then left": in lower case, a unit or postcode too
             end_of_last = end
             yield layout_result(self, "LOCATION", start, end, self.SCORE, "street address")
+            before = text[max(0, start - 200) : start]
+            if _LINE_START.search(before) and (name := _NAME_ABOVE.search(before)) and len(name.group(1).split()) >= 2:
+                if not _names_no_one(name.group(1)):
+                    offset = start - len(before)
+                    yield layout_result(self, "PERSON", offset + name.start(1), offset + name.end(1), self.NAME_SCORE, "name above an address")
 
     def _tail(self, text: str, end: int) -> tuple[int, int]:
         parts = 0

@@ -14,7 +14,8 @@ changes which recognizers it holds and how much of it runs:
   the engine: spaCy's tokenizer, the context words and the engine's bookkeeping cost about
   0.2 ms per short text (issue 11);
 - ``find`` analyses the NFKC form of a text and maps the spans back, never lets a URL
-  stand inside an e-mail address, and ends a name at a line break.
+  stand inside an e-mail address, ends a name at a line break, and finds a name again where
+  it repeats or stands in a list of names (``_people``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ._cards import PaymentCardRecognizer
 from ._ids import MailAddressRecognizer, PassportRecognizer
 from ._names import LayoutRecognizer, layout_recognizers
 from ._normalize import nfkc
+from ._people import more_of_the_same_people
 from ._offline import blank_nlp_engine, make_tldextract_offline, spacy_nlp_engine
 from ._phone import DEFAULT_PHONE_REGIONS, RegionalPhoneRecognizer, has_phone_digits
 
@@ -261,6 +263,8 @@ class PiiAnalyzer:
         findings remain (thresholds decide first; see ``without_overlaps``)."""
         normalized = nfkc(text)
         results = self.analyze(normalized.text, allow_list=allow_list)
+        if "PERSON" in self.entities:
+            results = more_of_the_same_people(normalized.text, results, self.score_threshold)
         mails = [r for r in results if r.entity_type == "EMAIL_ADDRESS"]
         kept = []
         for result in results:

@@ -43,7 +43,8 @@ _NOT_NAMES = frozenset(
     sure back done ok okay fine new unable able writing calling contacting monday tuesday wednesday thursday friday
     saturday sunday january february march april may june july august september october november december admin
     administrator user customer premium pro enterprise team support service services desk care staff department office
-    group your our inc ltd llc gmbh""".split()
+    group your our inc ltd llc gmbh corporation corp company holdings partners associates technologies systems solutions
+    consulting bank capital labs""".split()
 )
 
 
@@ -115,6 +116,7 @@ class SelfIntroductionRecognizer(LayoutRecognizer):
     STRONG, WEAK = 0.85, 0.6
     _STRONG = regex.compile(
         rf"(?i)\b(?:my name is|my name's|my full name is|name's|call me|i go by|"
+        rf"(?:his|her|their|maiden|last|first|family|middle|given|full|sur)[ \t]?name is|name on the (?:account|card) is|"
         rf"je m'appelle|je m’appelle|mon nom est|ich hei(?:ß|ss)e|mein name ist|me llamo|mi nombre es|"
         rf"mi chiamo|il mio nome è|ik heet|mijn naam is)[ \t]+(?-i:({NAME}))"
     )

@@ -238,7 +238,21 @@ def test_french_names_through_the_french_pipeline() -> None:
     ],
 )
 def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, address: str) -> None:
-    assert _kinds(pii_in, text) == [("LOCATION", address)]
+    assert [found for found in _kinds(pii_in, text) if found[0] == "LOCATION"] == [("LOCATION", address)]
+
+
+def test_the_name_on_the_line_above_an_address_is_the_addressee(pii_in) -> None:
+    assert ("PERSON", "Maureen Thibault") in _kinds(pii_in, "Maureen Thibault\n\n41086 Kiannonkatu 98\n Suite 464\n OULU")
+    assert [k for k, _ in _kinds(pii_in, "Rand Corporation\n12 High Street\nYork")] == ["LOCATION"]
+    assert [k for k, _ in _kinds(pii_in, "Deliver to: 12 High Street\nYork")] == ["LOCATION"]
+
+
+def test_a_name_found_once_is_found_where_it_repeats_and_in_a_list_of_names() -> None:
+    check = PiiGuardrail(PiiSettings(), instance_id="pii-repeat")
+    check.load()
+    text = "My name is Christine Hertzog, but everyone calls me Christine. Ask them: Marrero and Christine."
+    assert [v for k, v in _kinds(check, text) if k == "PERSON"] == ["Christine Hertzog", "Christine", "Marrero", "Christine"]
+    assert _kinds(check, "We use Microsoft, Google and Slack.") == []
 
 
 @pytest.mark.parametrize(
