@@ -45,6 +45,8 @@ __all__ = ["DEFAULT_ENTITIES", "NER_ENTITIES", "PRESIDIO_REGEX_FLAGS", "PiiAnaly
 PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 _DOT_LETTER = re.compile(r"\.[a-z]", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
+_DIGIT_DOT_DIGIT = re.compile(r"\d\.\d")
+_LICENCE_HINT = re.compile(r"[^\W\d_]\d|\d[^\W\d_]|\d{6}|\]\d")
 
 # What a check looks for unless the policy lists its entities: data that identifies a person
 # or reaches them. Not DATE_TIME, ORGANIZATION or NRP: dates, product and company names and
@@ -103,11 +105,14 @@ _NECESSARY: dict[str, Callable[[str], bool]] = {
     "US_ITIN": _has_digit,
     "US_BANK_NUMBER": _has_digit,
     "UK_NHS": _has_digit,
-    "IP_ADDRESS": lambda text: ":" in text or _has_digit(text),
+    # IPv6 forms hold a ":", every IPv4 form a digit, a dot and a digit.
+    "IP_ADDRESS": lambda text: ":" in text or _DIGIT_DOT_DIGIT.search(text) is not None,
+    # Every licence form is one token holding a letter beside a digit, or six digits in a row
+    # (and "A-Z]]" then digits: a typo in Presidio's list, matched literally).
+    "US_DRIVER_LICENSE": lambda text: _LICENCE_HINT.search(text) is not None,
     "MAC_ADDRESS": lambda text: ":" in text or "-" in text or "." in text,
     "UUID": lambda text: "-" in text,
     "DATE_TIME": _has_digit,
-    "US_DRIVER_LICENSE": _has_digit,
     "US_PASSPORT": _has_digit,
     "MEDICAL_LICENSE": _has_digit,
     # Every URL pattern needs a dot followed by a top-level domain; a sentence's full stop is
@@ -199,19 +204,15 @@ class PiiAnalyzer:
         self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=[language])
         self.entities = sorted(wanted)
         self._warm_up()
-        self._triggers: dict[str, list[Trigger]] = {}
-        for recognizer in registry.recognizers:
-            trigger = _trigger(recognizer)  # one per recognizer: asked once per text, whatever entities it finds
-            for entity in recognizer.supported_entities:
-                if entity in self.entities:
-                    self._triggers.setdefault(entity, []).append(trigger)
-        # For could_find: each recognizer of the analyzer's entities with its trigger, and
-        # whether it can be asked directly (it needs no NLP artefacts: not NER).
+        # Each recognizer of the analyzer's entities: its trigger (asked once per text, whatever
+        # entities it finds), whether could_find may ask it directly (it needs no NLP
+        # artefacts: not NER), and the entities it finds.
+        self._entity_set = frozenset(self.entities)
         self._screens = [
-            (trigger, recognizer, isinstance(recognizer, _WITHOUT_NLP))
+            (_trigger(recognizer), recognizer, isinstance(recognizer, _WITHOUT_NLP), entities)
             for recognizer in registry.recognizers
-            if set(recognizer.supported_entities) & set(self.entities)
-            for trigger in [_trigger(recognizer)]
+            for entities in [frozenset(recognizer.supported_entities) & frozenset(self.entities)]
+            if entities
         ]
 
     def _warm_up(self) -> None:
@@ -225,19 +226,14 @@ class PiiAnalyzer:
         """What Presidio's engine finds in ``text``, asked only about the entities some
         recognizer could find there. The engine always sees the whole text: the context
         words that raise a score can lie far from the entity."""
-        asked: dict[Trigger, bool] = {}
-
-        def could_match(trigger: Trigger) -> bool:
-            answer = asked.get(trigger)
-            if answer is None:
-                answer = asked[trigger] = trigger(text)
-            return answer
-
-        candidates = [
-            entity
-            for entity in (self.entities if entities is None else entities)
-            if any(could_match(trigger) for trigger in self._triggers.get(entity, ()))
-        ]
+        wanted = self.entities if entities is None else entities
+        asked = self._entity_set if entities is None else frozenset(entities)
+        fired: set[str] = set()
+        for trigger, _, _, found in self._screens:
+            # Not asked when nothing it finds is wanted, or all of that is a candidate already.
+            if not (found & asked) <= fired and trigger(text):
+                fired |= found
+        candidates = [entity for entity in wanted if entity in fired]
         if not candidates:
             return []
         return self.engine.analyze(
@@ -252,7 +248,7 @@ class PiiAnalyzer:
         or drops what its recognizers return. A text with a number in it (most answers) then
         needs no worker process to be cleared."""
         normalized = nfkc(text).text
-        for trigger, recognizer, direct in self._screens:
+        for trigger, recognizer, direct, _ in self._screens:
             if trigger(normalized) and (not direct or recognizer.analyze(normalized, self.entities, None)):
                 return True
         return False
