@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import random
 import re
 import time
@@ -21,7 +22,12 @@ UNKNOWN_SYSTEM = "_unknown"
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """A random id: the hex of a version 4 UUID, as ``uuid.uuid4().hex`` (built from the
+    bytes directly: a third of its cost, and the gateway makes three or four per request)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    return raw.hex()
 
 
 def client_id(value: str | None) -> str | None:
