@@ -107,7 +107,8 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
 
     async def forward(request: Request) -> Response:
         exchange: Exchange = request.scope[SCOPE_KEY]
-        dialect = ROUTES[request.url.path]
+        path: str = request.scope["path"]  # a route's exact path: what request.url.path would parse back out, unbuilt
+        dialect = ROUTES[path]
         system = guard.system(exchange.system_id)
         if system.upstream is None:
             return _upstream_error(exchange, dialect, UpstreamUnavailable(f"system {exchange.system_id!r} has no upstream configured"))
@@ -115,7 +116,7 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
         if system.upstream.model is not None:
             body = _with_model(body, system.upstream.model)
         headers = _upstream_headers(request, system.upstream, dialect, exchange.key_id)
-        url = upstreams.url(exchange.system_id, request.url.path.removeprefix("/v1"))
+        url = upstreams.url(exchange.system_id, path.removeprefix("/v1"))
         exchange.upstream_started = time.perf_counter()
         try:
             response = await upstreams.session(exchange.system_id).post(url, data=body, headers=headers)
@@ -128,7 +129,7 @@ def create_gateway(guard: Guard, *, owns_guard: bool = False) -> Starlette:
         if response.status >= 400:
             return await _relay_error(exchange, dialect, response)
         media_type = response.headers.get("content-type", "application/json")
-        if media_type.startswith("text/event-stream") or not ROUTES[request.url.path].has_output:  # a vector: relayed unbuffered
+        if media_type.startswith("text/event-stream") or not dialect.has_output:  # a vector: relayed unbuffered
             # The background task closes the upstream response even if the stream never starts.
             return StreamingResponse(
                 _relay_stream(exchange, dialect, response), media_type=media_type, background=BackgroundTask(response.close)
