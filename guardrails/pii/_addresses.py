@@ -8,8 +8,8 @@ A street line is one of:
   "ul. Chrzanowska 61", "Avda. Rio Nalon 58";
 - one word ending in a street word, then its number: "Hauptstraße 5", "Søndergade 52",
   "Kiannonkatu 98", "Hlíðarvegur 97", "Parijsstraat 8";
-- "number Word(s) number" ("692 Kuuse 53"): only with a unit or a place part after it
-  ("5 Windows 10" is not an address);
+- "number Word(s) number" ("692 Kuuse 53"): only with a unit, a postcode or a comma-separated
+  town after it ("5 Windows 10", "3 Release 12\nWindows" are no addresses);
 - a post box or a US military address: "P.O. Box 287", "PSC 6293, Box 8158 / APO AP 04336",
   "Unit 7349 Box 6067 / DPO AE 99081", "USNS Møller / FPO AA 85844".
 
@@ -64,7 +64,7 @@ _SUFFIXES = (
     r"utca|ulica"
 )
 _HOUSE = r"\d{1,5}[a-zA-Z]?(?:[/\-]\d{1,4}[a-zA-Z]?)?\.?"
-_LEAD = r"(?:\d{1,6}[ \t]+)?"
+_LEAD = r"(?:(?<![\-/.:#])\d{1,6}[ \t]+)?"  # not the end of an identifier ("2024-118 Route 66")
 _UNIT = rf"(?:(?i:{_UNIT_WORDS})\.?[ \t]*#?[ \t]*\d{{1,5}}[a-zA-Z]?|#[ \t]*\d{{1,5}}[a-zA-Z]?)"
 _POSTCODE = (
     r"(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}"  # UK
@@ -135,8 +135,8 @@ class StreetAddressRecognizer(LayoutRecognizer):
                 continue
             street_end = -negative_end
             end, parts = self._tail(seen, street_end)
-            if kind == "numbered" and not parts:
-                continue
+            if kind == "numbered" and not any(ch.isdigit() or ch == "," for ch in seen[street_end:end]):
+                continue  # "3 Release 12\nWindows": only with a unit, a postcode or a comma after it
             if lower_case and kind == "after" and not any(ch.isdigit() for ch in seen[street_end:end]):
                 continue  # "i walked 5 blocks down the road, then left": in lower case, a unit or postcode too
             end_of_last = end

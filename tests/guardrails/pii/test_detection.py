@@ -261,6 +261,8 @@ def test_a_name_found_once_is_found_where_it_repeats_and_in_a_list_of_names() ->
         "Version 3 Release 2 is out", "upgrade 5 Windows 10 machines", "We have 3 Pro licences and 2 Starter seats",
         "During 1971, Acme Systems invested heavily", "Spring 2025 release notes", "llámame al 91 123 45 67",
         "i walked 5 blocks down the road, then left", "Top 10 Hill walks",
+        "Step 1 Install 2\nRun make\nVersion 3 Build 7\nRelease Notes",  # a log or a how-to, line by line
+        "Windows 10 Pro 22\nEnterprise Edition",
     ],
 )
 def test_numbers_around_a_capitalised_word_are_not_an_address(pii_in, text: str) -> None:
