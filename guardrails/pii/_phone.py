@@ -12,6 +12,7 @@ whole text once per region is by far the slowest step otherwise.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import regex
@@ -45,6 +46,29 @@ _MIN_DIGITS = 3  # phonenumbers calls some 4-digit German numbers valid; 3 leave
 # "ORD-2024-118842", "#415-555-0134": the digits continue an identifier, not a number.
 _ID_PREFIX = re.compile(r"[A-Za-z0-9][-_/#.:]$|#$")
 _ID_SUFFIX = re.compile(r"^[-_/.][0-9]")
+
+
+# Letters end a phone number (an extension's digits, after "x"/"ext", count on their own).
+_LETTERS = regex.compile(r"\p{L}+")
+_INTERNATIONAL = re.compile(r"(?:\+|\b00)\s*\d")
+
+
+@functools.lru_cache(maxsize=None)
+def _shortest_number(region: str, *, local: bool) -> int:
+    """The fewest digits a number of ``region`` can have (its national significant number):
+    valid ones, or with ``local`` the lengths only dialled locally too (phonenumbers' metadata)."""
+    general = phonenumbers.PhoneMetadata.metadata_for_region(region).general_desc
+    lengths = [n for n in (*general.possible_length, *(general.possible_length_local_only if local else ())) if n > 0]
+    return min(lengths, default=1)
+
+
+def _longest_number_digits(window: str) -> int:
+    """The most digits any number in ``window`` can hold: digits between two letters, whatever
+    punctuation (dashes of every kind, dots, brackets) stands among them. An international
+    prefix counts as no limit: such a number is found through any region."""
+    if _INTERNATIONAL.search(window):
+        return 99
+    return max((sum(ch.isdigit() for ch in part) for part in _LETTERS.split(window)), default=0)
 
 
 def digit_windows(text: str) -> list[tuple[int, int]]:
@@ -91,8 +115,11 @@ class RegionalPhoneRecognizer(PhoneRecognizer):
         found: dict[tuple[int, int], RecognizerResult] = {}
         near_phone_word = _PHONE_WORDS.search(text, max(0, start - _BEFORE), min(len(text), end + _AFTER)) is not None
         tiers = [(self.leniency, None)] + ([(phonenumbers.Leniency.POSSIBLE, POSSIBLE_SCORE)] if near_phone_word else [])
+        digits = _longest_number_digits(window)
         for leniency, fixed_score in tiers:
             for region in self.supported_regions:
+                if digits < _shortest_number(region, local=leniency is phonenumbers.Leniency.POSSIBLE):
+                    continue  # no run of digits here is as long as any number of the region: "100 GB", "in 2024"
                 for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=leniency):
                     span = (start + match.start, start + match.end)
                     if span in found or _ID_PREFIX.search(text[max(0, span[0] - 2) : span[0]]) or _ID_SUFFIX.search(text[span[1] : span[1] + 2]):

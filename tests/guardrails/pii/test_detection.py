@@ -321,3 +321,28 @@ def test_a_place_tied_to_a_person_by_the_words_before_it(pii_in, text: str, plac
 @pytest.mark.parametrize("text", ["I was born in January", "We are based in the US office", "I moved to Google last year", "I'm in Sales"])
 def test_months_departments_and_employers_after_such_words_are_not_places(pii_in, text: str) -> None:
     assert _kinds(pii_in, text) == []
+
+
+def test_regions_whose_numbers_are_longer_than_any_run_of_digits_are_skipped_without_changing_what_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    from pathlib import Path
+
+    from aimsguard.guardrails.pii import _phone
+    from aimsguard.guardrails.pii._phone import RegionalPhoneRecognizer
+
+    texts = [
+        "call 415–555–0134 or (415) 555-0134 today", "UK office 020 7946 0958, Berlin +49 30 901820", "Tel 3456 in Hamburg",
+        "ring 0171 2345678 after 2024", "100 GB of storage for 20 EUR", "fax: 01 23 45 67 89", "mobile 06-12345678",
+        "ext 12: 555 0134", "Tel. 089 1234 5678", "ORD-2024-118842 shipped", "call me on 0044 20 7946 0958",
+    ]
+    cases = Path(__file__).resolve().parents[2] / "data" / "presidio_cases.jsonl"
+    texts += [json.loads(line)["text"] for line in cases.read_text().splitlines() if '"PHONE_NUMBER"' in line]
+    recognizer = RegionalPhoneRecognizer()
+
+    def found() -> list[list[tuple[int, int, float]]]:
+        return [sorted((r.start, r.end, r.score) for r in recognizer.analyze(text, ["PHONE_NUMBER"])) for text in texts]
+
+    skipping = found()
+    assert any(skipping)
+    monkeypatch.setattr(_phone, "_longest_number_digits", lambda window: 99)  # every region, every window
+    assert found() == skipping
