@@ -56,12 +56,21 @@ def _processors(policy: Policy) -> list[Processor]:
     return processors
 
 
+def _through(processors: list[Processor], kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The chain called as structlog calls it, but by no bound logger: the application's own
+    structlog settings (a WARNING level filter, say) can never filter the audit trail, and an
+    event costs a third of what a bound logger's call did (~4 us, not 13). ``fields`` is
+    taken over (a call's own keyword arguments)."""
+    event: Any = fields
+    event["event"] = kind
+    for processor in processors:
+        event = processor(None, "info", event)
+    return event  # a dict: _as_dict ends every chain
+
+
 def event_record(policy: Policy, kind: str, **fields: Any) -> dict[str, Any]:
     """One event as the emitter would put it on the bus, for writers without a bus (CLI commands)."""
-    event: Any = {**fields, "event": kind}
-    for processor in _processors(policy):
-        event = processor(None, "info", event)
-    return dict(event)
+    return _through(_processors(policy), kind, fields)
 
 
 class EventEmitter:
@@ -71,11 +80,4 @@ class EventEmitter:
         self.content_logged = policy.event_log.content is not ContentLogging.NONE
 
     def emit(self, kind: str, **fields: Any) -> None:
-        # The chain is called as structlog calls it, but by no bound logger: the application's
-        # own structlog settings (a WARNING level filter, say) can never filter the audit
-        # trail, and an event costs a third of what a bound logger's call did (~4 us, not 13).
-        event: Any = fields
-        event["event"] = kind
-        for processor in self._processors:
-            event = processor(None, "info", event)
-        self._bus.emit(event)
+        self._bus.emit(_through(self._processors, kind, fields))
