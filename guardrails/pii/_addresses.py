@@ -81,24 +81,74 @@ _NOT_A_PART = r"(?!\p{L}+(?:[ \t]\p{L}+)?[ \t]*:|(?i:thanks|thank|regards|best|c
 # A comma, a line break (a reply's ">" quoting, a blank line) or both, between two parts.
 _BREAK = r"(?:[ \t]*,[ \t]*(?:\r?\n[ \t>]*)?|[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*,?[ \t]*)"
 
+# Street patterns that can start anywhere ("before", "suffix") cost tens of microseconds each to
+# fail, and most texts hold no street word at all. So each pattern but the cheap ones names a
+# gate, a test of what it cannot match without, read off the text's words (see _Gates).
 _STREETS = (
     # 4821 Oak Ridge Drive, 12 High St., 3911 Fourth Avenue
-    ("after", rf"\b{_LEAD}\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
+    ("after", "after", rf"\b{_LEAD}\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
     # Rue de Rivoli 99, Via delle Coste 41, ul. Chrzanowska 61, Λεωφόρος Συγγρού 119
-    ("before", rf"(?:\b{_LEAD})?(?<![\p{{L}}])(?:(?i:{_BEFORE_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_HOUSE}(?!\d)"),
+    ("before", "before", rf"(?:\b{_LEAD})?(?<![\p{{L}}])(?:(?i:{_BEFORE_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_HOUSE}(?!\d)"),
     # 31 rue de la Hulotais, 12, avenue des Champs-Élysées
-    ("before", rf"\b{_LEAD}\d{{1,5}}[a-zA-Z]?,?[ \t]+(?i:{_BEFORE_WORDS})\b[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_CAP}"),
+    ("before", "before", rf"\b{_LEAD}\d{{1,5}}[a-zA-Z]?,?[ \t]+(?i:{_BEFORE_WORDS})\b[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_CAP}"),
     # Hauptstraße 5, Søndergade 52, Kiannonkatu 98
-    ("suffix", rf"(?:\b{_LEAD})?\b(?:{_CAP}[ \t]+){{1,3}}(?:(?i:{_SUFFIXES}|str)|(?i:{_ABBREVIATIONS}))[ \t]+{_HOUSE}(?!\d)"),
-    ("suffix", rf"(?:\b{_LEAD})?\b\p{{Lu}}\p{{L}}{{2,}}(?i:{_SUFFIXES})[ \t]+{_HOUSE}(?!\d)"),
-    # 692 Kuuse 53 (needs a part after it)
-    ("numbered", rf"\b{_LEAD}\d{{1,6}}[ \t]+{_CAP}(?:[ \t]+{_NAME_WORD}){{0,3}}[ \t]+{_HOUSE}(?!\d)"),
-    # post boxes and US military addresses
-    ("box", r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]?box|Postfach|Boîte postale|BP|Apartado|Casella postale)[ \t]+\d{1,6}\b"),
-    ("box", r"\b(?:PSC[ \t]+\d{1,5},?[ \t]+Box|Unit[ \t]+\d{1,5},?[ \t]+Box|(?:USNS|USNV|USS|USCGC)[ \t]+\p{Lu}[\p{L}'’\-]*(?:[ \t]+\p{Lu}[\p{L}'’\-]*)?)"
+    ("suffix", "suffix", rf"(?:\b{_LEAD})?\b(?:{_CAP}[ \t]+){{1,3}}(?:(?i:{_SUFFIXES}|str)|(?i:{_ABBREVIATIONS}))[ \t]+{_HOUSE}(?!\d)"),
+    ("suffix", "suffix", rf"(?:\b{_LEAD})?\b\p{{Lu}}\p{{L}}{{2,}}(?i:{_SUFFIXES})[ \t]+{_HOUSE}(?!\d)"),
+    # 692 Kuuse 53 (needs a part after it; starts at a number: cheap to fail)
+    ("numbered", None, rf"\b{_LEAD}\d{{1,6}}[ \t]+{_CAP}(?:[ \t]+{_NAME_WORD}){{0,3}}[ \t]+{_HOUSE}(?!\d)"),
+    # post boxes and US military addresses (each starts with its own words: no gate)
+    ("box", None, r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]?box|Postfach|Boîte postale|BP|Apartado|Casella postale)[ \t]+\d{1,6}\b"),
+    ("box", None, r"\b(?:PSC[ \t]+\d{1,5},?[ \t]+Box|Unit[ \t]+\d{1,5},?[ \t]+Box|(?:USNS|USNV|USS|USCGC)[ \t]+\p{Lu}[\p{L}'’\-]*(?:[ \t]+\p{Lu}[\p{L}'’\-]*)?)"
             r"(?:[ \t]+\d{1,5})?[ \t]*(?:,[ \t]*)?\r?\n?[ \t>]*(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}(?:-\d{4})?\b"),
 )
-_STREET = tuple((kind, regex.compile(pattern)) for kind, pattern in _STREETS)
+_STREET = tuple((kind, gate, regex.compile(pattern)) for kind, gate, pattern in _STREETS)
+
+
+def _folded_words(alternatives: str) -> frozenset[str]:
+    """The words of a ``|``-separated list, case-folded, without a trailing dot or slash."""
+    return frozenset(word.replace("\\.", "").rstrip("/").casefold() for word in alternatives.split("|"))
+
+
+_AFTER_SET = _folded_words(_AFTER_WORDS)
+_BEFORE_SET = _folded_words(_BEFORE_WORDS)
+_ABBREVIATION_SET = _folded_words(_ABBREVIATIONS[3:-3])  # "(?:ul|al|...)\\." -> ul, al, ...
+_SUFFIX_TUPLE = tuple(sorted(_folded_words(_SUFFIXES) | {"str"}))
+_LETTERS = regex.compile(r"\p{L}+")
+_WORD_BEFORE_NUMBER = regex.compile(r"\b(\p{L}+)\.?[ \t]+\d")
+
+
+class _Gates:
+    """Which gated patterns can match a text. A street word is a whole run of letters in every
+    pattern (a space or a non-letter before it, a word boundary after it), so comparing the
+    text's letter runs, case-folded, with the lists is a necessary condition; a suffix pattern
+    needs a word ending in a suffix right before a house number (looked for only when some word
+    ends in one: the search costs more than all the rest)."""
+
+    def __init__(self, text: str) -> None:
+        words = {word.casefold() for word in _LETTERS.findall(text)}
+        abbreviation = "." in text and not words.isdisjoint(_ABBREVIATION_SET)
+        self.passed = {
+            "after": abbreviation or not words.isdisjoint(_AFTER_SET),
+            "before": abbreviation or not words.isdisjoint(_BEFORE_SET),
+            "suffix": abbreviation or (
+                any(word.endswith(_SUFFIX_TUPLE) for word in words)
+                and any(word.casefold().endswith(_SUFFIX_TUPLE) for word in _WORD_BEFORE_NUMBER.findall(text))
+            ),
+        }
+
+
+def _street_lines(text: str, gated: bool = True) -> list[tuple[int, int, str]]:
+    """Every street line any pattern finds, as (start, -end, kind): where they overlap, the
+    earliest, then the longest sorts first. ``gated`` False runs every pattern (for tests)."""
+    passed = _Gates(text).passed if gated else None
+    return sorted(
+        (m.start(), -m.end(), kind)
+        for kind, gate, pattern in _STREET
+        if passed is None or gate is None or passed[gate]
+        for m in pattern.finditer(text)
+    )
+
+
 _TAIL_PART = regex.compile(rf"{_BREAK}{_NOT_A_PART}(?:{_UNIT}|{_PLACE}|{_STATE})|[ \t]+{_UNIT}")
 _AFTER_UNIT = regex.compile(rf"[ \t]+{_NOT_A_PART}(?:{_PLACE}|{_STATE})")
 _WORD_START = regex.compile(r"\b\p{Ll}")
@@ -127,8 +177,7 @@ class StreetAddressRecognizer(LayoutRecognizer):
             return
         lower_case = not any(ch.isupper() for ch in text)
         seen = _capitalised(text) if lower_case else text
-        # Every street line any pattern finds; where they overlap, the earliest, then the longest.
-        candidates = sorted(((m.start(), -m.end(), kind) for kind, pattern in _STREET for m in pattern.finditer(seen)))
+        candidates = _street_lines(seen)
         end_of_last = -1
         for start, negative_end, kind in candidates:
             if start < end_of_last:

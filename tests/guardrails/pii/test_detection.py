@@ -346,3 +346,23 @@ def test_regions_whose_numbers_are_longer_than_any_run_of_digits_are_skipped_wit
     assert any(skipping)
     monkeypatch.setattr(_phone, "_longest_number_digits", lambda window: 99)  # every region, every window
     assert found() == skipping
+
+
+def test_street_patterns_skipped_by_their_gates_would_have_found_nothing() -> None:
+    import json
+    from pathlib import Path
+
+    from aimsguard.guardrails.pii._addresses import _capitalised, _street_lines
+
+    texts = [
+        "Lieferung an Hauptstraße 5, 10115 Berlin", "Villacher Strasse 89", "Hauptstr. 5", "ul. Północna 73", "Avda. Rio Nalon 58",
+        "31 rue de la Hulotais", "12, avenue des Champs-Élysées", "Via delle Coste 41", "C/ Mayor 3", "Λεωφόρος Συγγρού 119",
+        "HAUPTSTRASSE 5", "Søndergade 52", "Hlíðarvegur 97", "12 High St. York", "4821 OAK RIDGE DRIVE", "5 Ave. Foch",
+        "The Pro plan costs 20 EUR per user per month", "a guarantee of 3 Years", "brigade 7", "255 hersnapvej 18, københavn",
+    ]
+    cases = Path(__file__).resolve().parents[2] / "data" / "presidio_cases.jsonl"
+    texts += [json.loads(line)["text"] for line in cases.read_text().splitlines()]
+    texts += [_capitalised(text) for text in texts]  # as an all-lower-case text is read
+    gated = [_street_lines(text) for text in texts]
+    assert sum(map(bool, gated)) >= 30  # the texts do hold street lines
+    assert gated == [_street_lines(text, gated=False) for text in texts]
