@@ -32,6 +32,7 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognize
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, PhoneRecognizer
 
 from ._cards import PaymentCardRecognizer
+from ._digits import digit_count, min_digits
 from ._ids import MailAddressRecognizer, PassportRecognizer
 from ._names import LayoutRecognizer, layout_recognizers
 from ._normalize import nfkc
@@ -151,6 +152,10 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
         patterns = tuple(regex.compile(p.regex, flags=PRESIDIO_REGEX_FLAGS) for p in recognizer.patterns)
         necessary = [_NECESSARY[e] for e in recognizer.supported_entities if e in _NECESSARY]
         first = necessary[0] if len(necessary) == len(recognizer.supported_entities) == 1 else _always
+        # An SSN needs nine digits, a bank account eight: most texts have fewer.
+        digits = min(min_digits(p.regex) for p in recognizer.patterns)
+        if digits > 1:
+            return lambda text: digit_count(text) >= digits and first(text) and any(p.search(text) for p in patterns)
         return lambda text: first(text) and any(p.search(text) for p in patterns)
     return _always
 
