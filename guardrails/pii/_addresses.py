@@ -28,6 +28,7 @@ languages, Finnish, Estonian, Polish, Czech and Hungarian.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import regex
@@ -105,8 +106,9 @@ _STREET = tuple((kind, gate, regex.compile(pattern)) for kind, gate, pattern in 
 
 
 def _folded_words(alternatives: str) -> frozenset[str]:
-    """The words of a ``|``-separated list, case-folded, without a trailing dot or slash."""
-    return frozenset(word.replace("\\.", "").rstrip("/").casefold() for word in alternatives.split("|"))
+    """The letter words of a ``|``-separated list, case-folded, without a trailing dot. ("c/"
+    is left out: a word boundary must follow it, then a space, so no pattern matches it.)"""
+    return frozenset(word.replace("\\.", "").casefold() for word in alternatives.split("|") if "/" not in word)
 
 
 _AFTER_SET = _folded_words(_AFTER_WORDS)
@@ -114,26 +116,65 @@ _BEFORE_SET = _folded_words(_BEFORE_WORDS)
 _ABBREVIATION_SET = _folded_words(_ABBREVIATIONS[3:-3])  # "(?:ul|al|...)\\." -> ul, al, ...
 _SUFFIX_TUPLE = tuple(sorted(_folded_words(_SUFFIXES) | {"str"}))
 _LETTERS = regex.compile(r"\p{L}+")
-_WORD_BEFORE_NUMBER = regex.compile(r"\b(\p{L}+)\.?[ \t]+\d")
+_SPACE_DIGIT = re.compile(r"[ \t]\d")  # the standard library's re: finds these rare spots fastest
+# After a street word that comes first, only name words until the house number ("Rue de Rivoli 99").
+_HOUSE_AFTER = regex.compile(r"\.?[ \t]+[\p{L}'’\- \t]*\d")
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _number_before(text: str, start: int) -> bool:
+    """Whether ``text`` has a house number, then spaces, right before ``start`` ("31 rue", "12, avenue")."""
+    i = start
+    while i > 0 and text[i - 1] in " \t":
+        i -= 1
+    if i == start:
+        return False
+    if i > 0 and text[i - 1] == ",":
+        i -= 1
+    if i > 1 and text[i - 1] in _ASCII_LETTERS:
+        i -= 1
+    return i > 0 and text[i - 1].isdecimal()
+
+
+def _suffix_before_number(text: str) -> bool:
+    """Whether a word ending in a street suffix stands right before a number ("Hauptstraße 5",
+    "Hauptstr. 5"): looked for from the few places where a digit follows a space."""
+    for match in _SPACE_DIGIT.finditer(text):
+        end = match.start()
+        while end > 0 and text[end - 1] in " \t":
+            end -= 1
+        if end > 0 and text[end - 1] == ".":
+            end -= 1
+        start = end
+        while start > 0 and text[start - 1].isalpha():  # isalpha: the letters \p{L} matches
+            start -= 1
+        if start < end and text[start:end].casefold().endswith(_SUFFIX_TUPLE):
+            return True
+    return False
+
+
+def _street_word_first(text: str) -> bool:
+    """Whether a street word that comes before its name ("via", "rue", "place": common words
+    too) stands where a "before" pattern needs it: a house number after its name, or before it."""
+    for match in _LETTERS.finditer(text):
+        if match.group().casefold() in _BEFORE_SET and (_HOUSE_AFTER.match(text, match.end()) or _number_before(text, match.start())):
+            return True
+    return False
 
 
 class _Gates:
     """Which gated patterns can match a text. A street word is a whole run of letters in every
     pattern (a space or a non-letter before it, a word boundary after it), so comparing the
-    text's letter runs, case-folded, with the lists is a necessary condition; a suffix pattern
-    needs a word ending in a suffix right before a house number (looked for only when some word
-    ends in one: the search costs more than all the rest)."""
+    text's letter runs, case-folded, with the lists is a necessary condition. A street word
+    that comes first needs a house number near it, and a suffix word one right after it."""
 
     def __init__(self, text: str) -> None:
         words = {word.casefold() for word in _LETTERS.findall(text)}
         abbreviation = "." in text and not words.isdisjoint(_ABBREVIATION_SET)
         self.passed = {
             "after": abbreviation or not words.isdisjoint(_AFTER_SET),
-            "before": abbreviation or not words.isdisjoint(_BEFORE_SET),
-            "suffix": abbreviation or (
-                any(word.endswith(_SUFFIX_TUPLE) for word in words)
-                and any(word.casefold().endswith(_SUFFIX_TUPLE) for word in _WORD_BEFORE_NUMBER.findall(text))
-            ),
+            "before": abbreviation or (not words.isdisjoint(_BEFORE_SET) and _street_word_first(text)),
+            "suffix": abbreviation or _suffix_before_number(text),
         }
 
 

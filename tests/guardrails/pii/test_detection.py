@@ -359,6 +359,7 @@ def test_street_patterns_skipped_by_their_gates_would_have_found_nothing() -> No
         "31 rue de la Hulotais", "12, avenue des Champs-Élysées", "Via delle Coste 41", "C/ Mayor 3", "Λεωφόρος Συγγρού 119",
         "HAUPTSTRASSE 5", "Søndergade 52", "Hlíðarvegur 97", "12 High St. York", "4821 OAK RIDGE DRIVE", "5 Ave. Foch",
         "The Pro plan costs 20 EUR per user per month", "a guarantee of 3 Years", "brigade 7", "255 hersnapvej 18, københavn",
+        "go via the billing page, or route it via support in 2 days", "Rue de l'Église 4", "4b, Rua Augusta", "12\tVia Roma",
     ]
     cases = Path(__file__).resolve().parents[2] / "data" / "presidio_cases.jsonl"
     texts += [json.loads(line)["text"] for line in cases.read_text().splitlines()]
