@@ -47,7 +47,23 @@ PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 _DOT_LETTER = re.compile(r"\.[a-z]", re.IGNORECASE)
 _DIGIT = re.compile(r"\d")
 _DIGIT_DOT_DIGIT = re.compile(r"\d\.\d")
-_LICENCE_HINT = re.compile(r"[^\W\d_]\d|\d[^\W\d_]|\d{6}|\]\d")
+_DIGIT_RUN = re.compile(r"\d+")
+
+
+def _licence_hint(text: str) -> bool:
+    """Whether a licence form could be here: a run of digits with a letter (what [^\\W\\d_]
+    matches) or "]" right before it, a letter right after it, or six digits. Read from the
+    digit runs (few) rather than by a search that tests every character for a letter."""
+    for run in _DIGIT_RUN.finditer(text):
+        start, end = run.span()
+        if end - start >= 6:
+            return True
+        if start > 0 and ((before := text[start - 1]) == "]" or (before.isalnum() and not before.isdecimal())):
+            return True
+        if end < len(text) and (after := text[end]).isalnum() and not after.isdecimal():
+            return True
+    return False
+
 
 # What a check looks for unless the policy lists its entities: data that identifies a person
 # or reaches them. Not DATE_TIME, ORGANIZATION or NRP: dates, product and company names and
@@ -110,7 +126,7 @@ _NECESSARY: dict[str, Callable[[str], bool]] = {
     "IP_ADDRESS": lambda text: ":" in text or _DIGIT_DOT_DIGIT.search(text) is not None,
     # Every licence form is one token holding a letter beside a digit, or six digits in a row
     # (and "A-Z]]" then digits: a typo in Presidio's list, matched literally).
-    "US_DRIVER_LICENSE": lambda text: _LICENCE_HINT.search(text) is not None,
+    "US_DRIVER_LICENSE": _licence_hint,
     "MAC_ADDRESS": lambda text: ":" in text or "-" in text or "." in text,
     "UUID": lambda text: "-" in text,
     "DATE_TIME": _has_digit,
@@ -146,7 +162,7 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
     if isinstance(recognizer, LayoutRecognizer):
         # Its own search, which needs no NLP artefacts: a text nobody lays a name or place
         # out in (most) then skips the engine, and spaCy's tokenizer, altogether.
-        return lambda text: next(iter(recognizer.find(text)), None) is not None
+        return recognizer.finds_any
     if isinstance(recognizer, PatternRecognizer) and recognizer.patterns and not recognizer.deny_list:
         # The `regex` module, as Presidio's PatternRecognizer uses: same syntax, same matches.
         patterns = tuple(regex.compile(p.regex, flags=PRESIDIO_REGEX_FLAGS) for p in recognizer.patterns)
@@ -219,6 +235,7 @@ class PiiAnalyzer:
             for entities in [frozenset(recognizer.supported_entities) & frozenset(self.entities)]
             if entities
         ]
+        self._needs_nlp = any(trigger is _always and not direct for trigger, _, direct, _ in self._screens)
 
     def _warm_up(self) -> None:
         """Run every recognizer once: Presidio compiles patterns and spaCy sets up on first
@@ -252,6 +269,8 @@ class PiiAnalyzer:
         phones, passports, layout) is asked itself, and the engine only ever keeps, rescores
         or drops what its recognizers return. A text with a number in it (most answers) then
         needs no worker process to be cleared."""
+        if self._needs_nlp:
+            return True  # an NER recognizer (or another that needs tokens) could find something anywhere
         normalized = nfkc(text).text
         for trigger, recognizer, direct, _ in self._screens:
             if trigger(normalized) and (not direct or recognizer.analyze(normalized, self.entities, None)):

@@ -19,6 +19,7 @@ Labels and phrases cover English, German, French, Spanish, Italian and Dutch.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -68,12 +69,29 @@ class LayoutRecognizer(LocalRecognizer):
 
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_entities=list(self.ENTITIES), supported_language=supported_language, name=type(self).__name__)
+        self._memo = threading.local()  # the last text's results, per thread (see finds_any)
 
     def load(self) -> None:
         pass
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
-        return [r for r in self.find(text) if r.entity_type in entities]
+        return [r for r in self._take(text) if r.entity_type in entities]
+
+    def finds_any(self, text: str) -> bool:
+        """Whether ``find`` finds anything in ``text``. The analyzer asks this first (to skip the
+        engine when nothing could be found); when the engine then asks ``analyze`` about the
+        same text in the same thread, the results are handed over, not searched for again."""
+        results = list(self.find(text))
+        self._memo.last = (text, results)
+        return bool(results)
+
+    def _take(self, text: str) -> list[RecognizerResult]:
+        # Taken once: the engine changes results' scores in place (context words).
+        last = getattr(self._memo, "last", None)
+        self._memo.last = None
+        if last is not None and last[0] == text:
+            return last[1]
+        return list(self.find(text))
 
     def find(self, text: str) -> Iterable[RecognizerResult]:
         raise NotImplementedError

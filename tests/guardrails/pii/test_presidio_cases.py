@@ -139,3 +139,18 @@ def test_could_find_is_false_only_where_find_finds_nothing(engines, default_engi
     assert [text for text in cleared if ours.find(text)] == []
     assert len(cleared) >= 50  # it does clear texts: ordinary ones, and numbers that are no phone or card
     assert "The Pro plan costs 20 EUR; 100 GB of storage, 3 seats." in cleared
+
+
+def test_a_layout_recognizer_searches_a_text_once_when_it_finds_something(default_engines, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its pre-check is its own search: the engine, asked next, is handed those results."""
+    from aimsguard.guardrails.pii._names import SelfIntroductionRecognizer
+
+    ours, _ = default_engines
+    searched: list[str] = []
+    real = SelfIntroductionRecognizer.find
+    monkeypatch.setattr(SelfIntroductionRecognizer, "find", lambda self, text: searched.append(text) or real(self, text))
+    text = "Hi, my name is Jane Doe and I need help."
+    first = _spans(ours.analyze(text))
+    assert ("PERSON", 15, 23) in [(e, s, t) for e, s, t, *_ in first] and searched == [text]
+    assert _spans(ours.analyze(text)) == first  # asked again: the same findings (the handed-over ones are not reused)
+    assert searched == [text, text]
