@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from aimsguard.guardrails import Action, CheckRequest, Stage
-from aimsguard.guardrails import grounding_align
+from aimsguard.guardrails import grounding_align, grounding_claims
 from aimsguard.guardrails.grounding import GroundingGuardrail, GroundingSettings, claims_of, judge_claim
 from aimsguard.guardrails.knowledge import Chunk, KnowledgeBase, Passage
 
@@ -97,7 +97,7 @@ def _forget_claims() -> None:
     """Forget the analyses of claims' texts: an answer seen for the first time; the passages'
     analyses and the words' endings stay, as in a knowledge base in use."""
     for cached in (grounding_align.anchor_words, grounding_align.content_words, grounding_align.facts_of, grounding_align._words,
-                   grounding_align._claim_clauses, grounding_align._claim_parts):
+                   grounding_align._claim_clauses, grounding_align._claim_parts, grounding_claims._read):
         cached.cache_clear()
 
 

@@ -1,9 +1,10 @@
 """The grounding check (``grounding``, output stage): is the answer backed by the knowledge base?
 
-The answer is split into claims (sentences; small talk such as "Happy to help!" and
-questions back to the user are not claims; a bare "Yes"/"No" stands for the question it
-answers, and a short answer such as "Delhi." is one claim, with its question's polarity:
-"Water damage." to "What does the warranty exclude?"). For each claim the best
+The answer is split into claims (``grounding_claims``: sentences, without the small talk,
+hedges and frames around what they state; questions back to the user are not claims, questions
+that tell are; a bare "Yes"/"No" stands for the question it answers, a short answer such as
+"Delhi." is one claim with its question's polarity, and the speaker's own experience or taste,
+"I love this movie", is a claim no passage backs). For each claim the best
 passages are retrieved (BM25 over stemmed words, with the user's question as context) and
 the claim is aligned with them (``grounding_align``):
 
@@ -25,10 +26,8 @@ failure is the check's failure, which the policy's fail mode resolves.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,62 +35,21 @@ from pydantic import Field, model_validator
 
 from ._base import GuardrailSettings, InlineGuardrail
 from ._verdict import Action, CheckRequest, Finding, Stage, Verdict
-from .grounding_align import Assessment, assess_claim, content_words, says_not, sentence_spans
+from .grounding_align import Assessment, assess_claim
+from .grounding_claims import Claim, claims_of
 from .grounding_judge import ClaimJudge, JudgeSettings
 from .knowledge import KnowledgeBase, Passage
 
 __all__ = ["Claim", "GroundingGuardrail", "GroundingSettings", "claims_of", "judge_claim"]
 
 _MAX_CLAIM_CHARS = 1000  # a streamed run-on sentence is re-read from at most this far back
-_SMALL_TALK = re.compile(
-    r"^(?:hi|hello|hey|thanks?|thank you|you're welcome|happy to help|glad to help|sure|of course|certainly|great|"
-    r"no problem|good question|i hope (?:this|that) helps|let me know|is there anything else|have a (?:nice|great) day|"
-    r"best regards|kind regards|cheers|i don't know|i'm not sure|i am not sure)\b",
-    re.IGNORECASE,
-)
-_YES_NO = re.compile(r"^(?P<word>yes|no|yep|nope|correct|right|indeed)\b[,.!:;]?\s*", re.IGNORECASE)
-_QUESTION_LEAD = re.compile(
-    r"^(?:is|are|was|were|do|does|did|can|could|will|would|should|has|have|had)\s+", re.IGNORECASE)
-
-
-@dataclass(frozen=True, slots=True)
-class Claim:
-    """A statement of the answer to check: where it is, what it says, and whether it is a "No"."""
-
-    start: int
-    end: int
-    text: str
-    negated: bool = False  # a "No" to a yes/no question: the question's statement, denied
-    from_question: bool = False  # a bare yes/no: the question's words stand for the claim
-    short_answer: bool = False  # "Delhi.": no verb of its own, it answers its question
-    question_says_not: bool = False  # ... and that question asks what is not ("What does it exclude?")
-
-
-def claims_of(answer: str, question: str | None = None) -> list[Claim]:
-    """The claims of ``answer``; ``question`` lets a bare yes/no or a short answer be checked."""
-    claims = []
-    for start, end in sentence_spans(answer):
-        part = answer[start:end]
-        sentence = part.strip()
-        if not sentence or _SMALL_TALK.match(sentence) or sentence.endswith("?"):
-            continue
-        yes_no = _YES_NO.match(sentence)
-        rest = sentence[yes_no.end():] if yes_no else sentence
-        if len(content_words(rest)) >= 3:
-            claims.append(Claim(start, start + len(part), rest))
-        elif yes_no and question and _QUESTION_LEAD.match(question.strip()):
-            statement = _QUESTION_LEAD.sub("", question.strip()).rstrip("?")
-            claims.append(Claim(start, start + len(part), statement, negated=yes_no.group("word").lower() in ("no", "nope"),
-                                from_question=True))
-    stripped = answer.strip()
-    if not claims and question and stripped and not _SMALL_TALK.match(stripped) and not stripped.endswith("?") and content_words(stripped):
-        claims.append(Claim(answer.find(stripped), answer.find(stripped) + len(stripped), stripped,  # a short answer: "Delhi."
-                            short_answer=True, question_says_not=says_not(question)))
-    return claims
 
 
 def judge_claim(claim: Claim, passages: list[Passage]) -> tuple[Assessment, Passage] | None:
-    """The passage that backs ``claim`` best, with how well; None when nothing was retrieved."""
+    """The passage that backs ``claim`` best, with how well; None when nothing was retrieved.
+    A personal claim ("I love this movie") is backed by none: an assistant has no experiences."""
+    if claim.personal:
+        return (Assessment(0.0, 0, 0, False, personal=True), passages[0]) if passages else None
     # A short answer takes its polarity from its question: "Water damage." to "What does the
     # warranty exclude?" is said by "It excludes water damage".
     judged = [(assess_claim(claim.text, p.chunk.title, p.chunk.text, negated=claim.negated != claim.question_says_not,
@@ -108,6 +66,9 @@ class GroundingSettings(GuardrailSettings):
     action: Action = Action.FLAG
     reload_every_s: Annotated[float, Field(ge=0)] = 10.0
     retrieval_cache: Annotated[int, Field(ge=0)] = 4096  # queries remembered (0: none)
+    # "I love this movie", "I've been there": an assistant's own experience or taste is made up
+    # (public data counts it as a hallucination); "ignore" reads such sentences as no claim.
+    personal_statements: Literal["unsupported", "ignore"] = "unsupported"
     mode: Literal["lexical", "llm_judge"] = "lexical"
     judge: JudgeSettings | None = Field(default=None, description="the OpenAI-compatible endpoint of mode llm_judge")
 
@@ -120,7 +81,7 @@ class GroundingSettings(GuardrailSettings):
 
 class GroundingGuardrail(InlineGuardrail):
     name = "grounding"
-    version = "2"
+    version = "3"
     stages = frozenset({Stage.OUTPUT})
     Settings = GroundingSettings
 
@@ -198,7 +159,9 @@ class GroundingGuardrail(InlineGuardrail):
         thread or in a worker process; with a judge it waits on the network."""
         self._reload_if_changed()
         assert self.kb is not None
-        found = [(segment, claim) for segment, text in enumerate(request.texts) for claim in claims_of(text, request.question)]
+        keep_personal = self.settings.personal_statements == "unsupported"
+        found = [(segment, claim) for segment, text in enumerate(request.texts) for claim in claims_of(text, request.question)
+                 if keep_personal or not claim.personal]
         retrieved = self._retrieve([f"{claim.text} {request.question or ''}" for _, claim in found])
         if self.judge is not None:
             verdicts = self._judged(request.question, found, retrieved)
@@ -225,11 +188,15 @@ class GroundingGuardrail(InlineGuardrail):
         assert self.judge is not None
         evidence = list(dict.fromkeys(p.chunk for passages in retrieved for p in passages))
         texts = [f"{c.title}\n{c.text}" if c.title else c.text for c in evidence]
+        # A personal claim is unsupported whatever a judge would say: it needs no round trip.
         # A "No" stands for the question denied: the judge reads the answer's own words.
-        verdicts = self.judge.judge(question, [f"It is not true that {c.text}" if c.negated else c.text for _, c in found], texts)
+        asked = [i for i, (_, c) in enumerate(found) if not c.personal]
+        statements = [f"It is not true that {found[i][1].text}" if found[i][1].negated else found[i][1].text for i in asked]
+        said = dict(zip(asked, self.judge.judge(question, statements, texts) if asked else [], strict=True))
         return [
-            (Assessment(1.0 if ok else 0.0, 0, 0, False), passages[0]) if passages else None
-            for ok, passages in zip(verdicts, retrieved, strict=True)
+            judge_claim(claim, passages) if claim.personal
+            else (Assessment(1.0 if said[i] else 0.0, 0, 0, False), passages[0]) if passages else None
+            for i, ((_, claim), passages) in enumerate(zip(found, retrieved, strict=True))
         ]
 
 
@@ -239,7 +206,9 @@ def _unsupported(segment: int, claim: Claim, best: tuple[Assessment, Passage] | 
     assessment, passage = best
     where = f"{passage.chunk.source}" + (f" › {passage.chunk.title}" if passage.chunk.title else "")
     # Counted, not quoted: a claim's names and numbers may be personal data.
-    if assessment.misattached:
+    if assessment.personal:
+        why = "a personal experience or taste of the speaker, which no knowledge base backs"
+    elif assessment.misattached:
         why = f"{assessment.misattached} fact(s) found in the evidence but said there of something else"
     elif assessment.missing:
         why = f"{assessment.missing} fact(s) (numbers, names) not in the evidence"

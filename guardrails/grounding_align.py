@@ -43,7 +43,9 @@ _NEW_SUBJECT = frozenset(["a", "an", "the", "our", "your", "their", "its", "his"
 _OWN_SUBJECT = frozenset(["we", "you", "i", "it", "they", "he", "she", "there", "this", "these", "that", "those", "a", "an", "the", "our", "your", "their"])
 _PRONOUN_START = frozenset(["it", "its", "they", "their", "them", "this", "these", "that", "those", "both", "each", "either", "he", "she", "his", "her", "there"])
 _STOP = frozenset(
-    ["a", "an", "the", "and", "or", "but", "if", "of", "to", "in", "on", "at", "for", "with", "by", "from", "as", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "you", "your", "yours", "we", "our", "us", "i", "me", "my", "he", "she", "they", "them", "their", "his", "her", "do", "does", "did", "so", "than", "then", "there", "here", "can", "will", "would", "should", "could", "may", "might", "must", "shall", "about", "into", "over", "under", "up", "down", "out", "very", "just", "also", "only", "all", "any", "each", "per", "has", "have", "had", "get", "gets", "got", "which", "what", "when", "where", "who", "whom", "whose", "how", "yes", "also", "well", "really", "please", "oh", "yeah", "ok", "okay", "sure", "like", "i'm", "it's", "that's", "there's", "you're", "we're", "they're", "one's"]
+    ["a", "an", "the", "and", "or", "but", "if", "of", "to", "in", "on", "at", "for", "with", "by", "from", "as", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "you", "your", "yours", "we", "our", "us", "i", "me", "my", "he", "she", "they", "them", "their", "his", "her", "do", "does", "did", "so", "than", "then", "there", "here", "can", "will", "would", "should", "could", "may", "might", "must", "shall", "about", "into", "over", "under", "up", "down", "out", "very", "just", "also", "only", "all", "any", "each", "per", "has", "have", "had", "get", "gets", "got", "which", "what", "when", "where", "who", "whom", "whose", "how", "yes", "also", "well", "really", "please", "oh", "yeah", "ok", "okay", "sure", "like", "i'm", "it's", "that's", "there's", "you're", "we're", "they're", "one's",
+     # filler and function words that say nothing a passage must hold in one place ("some", "during", "in fact")
+     "some", "such", "even", "still", "too", "though", "actually", "indeed", "quite", "pretty", "rather", "during", "through", "upon", "via"]
 )
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9, "ten": 10,
@@ -96,9 +98,11 @@ class Assessment:
     missing: int  # facts the passage does not have, nor can be computed from its figures
     misattached: int  # facts the passage has, but with other things than the claim says
     negation_mismatch: bool  # the claim says "not" where its evidence does not, or the reverse
+    personal: bool = False  # the speaker's own experience or taste, which no passage backs
 
     def supported(self, min_support: float) -> bool:
-        return self.support >= min_support and not self.missing and not self.misattached and not self.negation_mismatch
+        return (self.support >= min_support and not self.missing and not self.misattached and not self.negation_mismatch
+                and not self.personal)
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:

@@ -81,3 +81,35 @@ def test_balanced_accuracy_on_the_labelled_set_is_at_least_90_percent(grounding)
         right[row["supported"]] += allowed == row["supported"]
     balanced = (right[True] / total[True] + right[False] / total[False]) / 2
     assert balanced >= 0.9, (right, total)
+
+
+@pytest.mark.parametrize(
+    ("answer", "supported"),
+    [
+        # What is said around a claim no longer hides it (each of these was allowed unchecked) ...
+        ("Sure, annual subscriptions can be refunded within 45 days.", False),
+        ("I'm not sure, but annual subscriptions can be refunded within 45 days.", False),
+        ("Did you know that annual subscriptions can be refunded within 45 days?", False),
+        ("The Starter plan includes unlimited projects, would you like to upgrade?", False),
+        # ... nor spoils it: a hedge's "not" is not the claim's negation, a frame's words are not the claim's.
+        ("I'm not sure, but annual subscriptions can be refunded in full within 30 days.", True),
+        ("I've heard that annual subscriptions can be refunded in full within 30 days.", True),
+        ("The Pro plan costs 20 EUR per user per month, would you like to upgrade?", True),
+    ],
+)
+def test_what_is_said_around_a_claim_neither_hides_nor_spoils_it(grounding, answer: str, supported: bool) -> None:
+    assert (_check(grounding, answer).action is Action.ALLOW) == supported
+
+
+def test_the_speakers_own_experience_is_unsupported_unless_the_policy_ignores_it() -> None:
+    answer = "I love the Pro plan! It includes unlimited projects, 100 GB of storage and email support."
+    strict = GroundingGuardrail(GroundingSettings(knowledge_base=ROOT / "configs" / "knowledge"), instance_id="g")
+    strict.load()
+    verdict = _check(strict, answer, "What does Pro include?")
+    (finding,) = verdict.findings
+    assert finding.end <= answer.index("It includes") and "personal experience" in finding.explanation
+    lenient = GroundingGuardrail(GroundingSettings(knowledge_base=ROOT / "configs" / "knowledge", personal_statements="ignore"),
+                                 instance_id="g")
+    lenient.load()
+    assert _check(lenient, answer, "What does Pro include?").action is Action.ALLOW
+    assert _check(strict, "I'd love to help! The Pro plan costs 20 EUR per user per month.").action is Action.ALLOW  # an offer

@@ -147,3 +147,11 @@ def test_a_short_answer_named_in_a_clause_of_each_polarity_is_not_a_negation_mis
     passage = "Barton Mine is an abandoned mine in Ontario. Barton was the site of a fire, after which the mine never had active mining again."
     assert not assess_claim("Barton Mine", "", passage, bare=True).negation_mismatch
     assert assess_claim("Barton Mine", "", passage).negation_mismatch  # a tie counts against a claim with a verb of its own
+
+
+def test_filler_words_need_not_be_said_where_the_fact_is() -> None:
+    """"some" or "during" met elsewhere in the passage is no sign of a swap; a plan's name still is."""
+    evidence = "Annual subscriptions can be refunded within 30 days. Some monthly plans are cheaper during a sale."
+    assert assess_claim("Some annual subscriptions can be refunded within 30 days.", "", evidence).supported(0.7)
+    assert assess_claim("During the first 30 days, annual subscriptions can be refunded.", "", evidence).supported(0.7)
+    assert assess_claim("Monthly plans can be refunded within 30 days.", "", evidence).misattached

@@ -61,6 +61,18 @@ async def test_the_judge_decides_each_claim_with_the_retrieved_evidence(judged) 
     assert seen[-1]["model"] == "judge-1"
 
 
+@pytest.mark.anyio
+async def test_a_personal_claim_is_not_sent_to_the_judge(judged) -> None:
+    guardrail, seen = judged
+    verdict = await guardrail.check(_request("I love the Pro plan! The Pro plan costs 20 EUR per user per month."))
+    (finding,) = verdict.findings
+    assert finding.start == 0 and "personal experience" in finding.explanation
+    claims = seen[-1]["messages"][-1]["content"].split("Claims:\n")[1]
+    assert "love" not in claims and "20 EUR" in claims
+    only_personal = await guardrail.check(_request("I love the Pro plan!"))
+    assert only_personal.action is Action.FLAG and len(seen) == 1  # nothing to ask: no round trip
+
+
 def test_a_judge_answer_that_is_not_one_verdict_per_claim_is_an_error() -> None:
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"choices": [{"message": {"content": "Looks fine to me."}}]}))
     judge = ClaimJudge(JudgeSettings(base_url="http://judge.test/v1", model="m"), transport=transport)
