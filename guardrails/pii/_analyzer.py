@@ -33,6 +33,7 @@ from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, Email
 
 from ._cards import PaymentCardRecognizer
 from ._digits import digit_count, min_digits
+from ._gazetteers import without_companies
 from ._ids import MailAddressRecognizer, PassportRecognizer
 from ._names import LayoutRecognizer, layout_recognizers
 from ._normalize import nfkc
@@ -285,6 +286,7 @@ class PiiAnalyzer:
         results = self.analyze(normalized.text, allow_list=allow_list)
         if "PERSON" in self.entities:
             results = more_of_the_same_people(normalized.text, results, self.score_threshold)
+        results = without_companies(normalized.text, results)
         mails = [r for r in results if r.entity_type == "EMAIL_ADDRESS"]
         kept = []
         for result in results:

@@ -12,7 +12,10 @@ here, registered in Presidio's analyzer like any other:
 - ``LocationPhraseRecognizer``: the place after "I live in", "originally from", "flew to",
   "je vis à", "komme aus" ...;
 - ``StreetAddressRecognizer`` (in ``_addresses``): a street line and the unit, town, region,
-  country and postcode parts that follow it.
+  country and postcode parts that follow it;
+- ``IntersectionRecognizer``: "the corner of Main Street and 5th Avenue";
+- ``GivenNameRecognizer`` and ``PlaceRecognizer`` (in ``_gazetteers``): names with a known
+  given name, a title or a middle initial, and countries' names.
 
 Labels and phrases cover English, German, French, Spanish, Italian and Dutch.
 """
@@ -27,7 +30,7 @@ import regex
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 
 __all__ = [
-    "LabelledFieldRecognizer", "LayoutRecognizer", "LocationPhraseRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer",
+    "IntersectionRecognizer", "LabelledFieldRecognizer", "LayoutRecognizer", "LocationPhraseRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer",
     "layout_recognizers",
 ]
 
@@ -128,6 +131,11 @@ class SignatureRecognizer(LayoutRecognizer):
                 yield _result(self, "PERSON", match.start(1), match.end(1), self.SCORE, "name under a closing or signature line")
 
 
+_UPPER = regex.compile(r"\p{Lu}")
+# Words that end a name written in lower case.
+_LOWER_STOPS = frozenset("but and or is was are if so because who which that when while since please too tomorrow today tonight later now anytime asap again".split())
+
+
 class SelfIntroductionRecognizer(LayoutRecognizer):
     """"My name is Jane Doe", "I'm Jane", "this is Jane from ...", in six languages."""
 
@@ -141,9 +149,21 @@ class SelfIntroductionRecognizer(LayoutRecognizer):
     _WEAK = regex.compile(rf"(?i)\b(?:i'm|i’m|i am|ich bin|je suis|soy|sono|ik ben)[ \t]+(?-i:({NAME}))")
     _THIS_IS = regex.compile(rf"(?i)\b(?:this is|it's|it’s|c'est|hier ist|aquí|qui è)[ \t]+(?-i:({NAME}))(?=[ \t]*,|[ \t]+(?:from|here|speaking|at|with|von|de|di)\b)")
 
+    # The same cues in a text written all in lower case ("my name is borna jerković"): the
+    # one or two words after them, short of a word that names no one.
+    _STRONG_LOWER = regex.compile(_STRONG.pattern.replace(rf"(?-i:({NAME}))", r"(\p{Ll}[\p{Ll}'’\-]*\p{Ll}(?:[ \t]+\p{Ll}[\p{Ll}'’\-]*\p{Ll})?)"))
+
     def find(self, text: str) -> Iterator[RecognizerResult]:
         for match in self._STRONG.finditer(text):
             yield _result(self, "PERSON", match.start(1), match.end(1), self.STRONG, "introduced as a name")
+        if not _UPPER.search(text):
+            for match in self._STRONG_LOWER.finditer(text):
+                words = match.group(1).split()
+                while words and words[-1] in _NOT_NAMES | _LOWER_STOPS:
+                    words.pop()
+                if words and words[0] not in _NOT_NAMES | _LOWER_STOPS:
+                    end = match.start(1) + len(" ".join(words)) if len(words) == 1 else match.end(1)
+                    yield _result(self, "PERSON", match.start(1), end, self.STRONG, "introduced as a name, in lower case")
         for pattern in (self._WEAK, self._THIS_IS):
             for match in pattern.finditer(text):
                 if _names_no_one(match.group(1)):
@@ -183,6 +203,38 @@ class LocationPhraseRecognizer(LayoutRecognizer):
                     break
             if end > start:
                 yield _result(self, "LOCATION", start, end, self.SCORE, "place tied to a person")
+
+
+_STREET_WORD = r"[\p{L}\d][\p{L}\d.'’/\-]*"
+_NAMED = regex.compile(r"(?<![\p{L}])[\p{Lu}\d]")
+_CORNER_STOPS = frozenset("in on at for after before to with is was and or by near please".split())
+
+
+class IntersectionRecognizer(LayoutRecognizer):
+    """A crossing of two streets: "at the corner of Nieuwe Baan 473 and Inna Loop", "the
+    corner of 5th and Main". As precise as a street address, with no house number to find."""
+
+    ENTITIES = ("LOCATION",)
+    SCORE = 0.7
+    _PATTERN = regex.compile(
+        rf"(?i)\b(?:the[ \t]+)?corner[ \t]+of[ \t]+((?:{_STREET_WORD}[ \t]+){{1,6}}?)and[ \t]+({_STREET_WORD}(?:[ \t]+{_STREET_WORD}){{0,4}})"
+    )
+
+    def find(self, text: str) -> Iterator[RecognizerResult]:
+        for match in self._PATTERN.finditer(text):
+            end = match.start(2)
+            for word in regex.finditer(_STREET_WORD, match.group(2)):
+                token = word.group(0)
+                if token.lower() in _CORNER_STOPS:
+                    break
+                end = match.start(2) + word.end()
+                if token.endswith(".") and len(token) > 4:
+                    end -= 1  # a full stop ends the sentence ("... and Sieda Radial.")
+                    break
+            sides = (match.group(1), text[match.start(2) : end])
+            # Streets are named ("Main", "5th"); "the corner of the room and the door" is not a place.
+            if end > match.start(2) and (all(_NAMED.search(side) for side in sides) or not _UPPER.search(text)):
+                yield _result(self, "LOCATION", match.start(), end, self.SCORE, "the corner of two streets")
 
 
 # What a label or a column header says a field holds.
@@ -303,8 +355,10 @@ def _split(line: str, offset: int, delimiter: str) -> list[tuple[int, int, str]]
 
 def layout_recognizers(language: str) -> list[LocalRecognizer]:
     from ._addresses import StreetAddressRecognizer
+    from ._gazetteers import PlaceRecognizer, GivenNameRecognizer
 
     return [
         SignatureRecognizer(language), SelfIntroductionRecognizer(language), LabelledFieldRecognizer(language),
-        LocationPhraseRecognizer(language), StreetAddressRecognizer(language),
+        LocationPhraseRecognizer(language), StreetAddressRecognizer(language), IntersectionRecognizer(language), GivenNameRecognizer(language),
+        PlaceRecognizer(language),
     ]

@@ -28,6 +28,8 @@ _LIST = regex.compile(
     rf"(?<![\p{{L}}\d])({_ITEM})((?:[ \t]*,[ \t]*{_ITEM})*),?[ \t]+(?:and|&|und|et|y|e|en|och|og)[ \t]+({_ITEM})(?![\p{{L}}\d])"
 )
 _ITEM_IN_LIST = regex.compile(_ITEM)
+_WORD_START = regex.compile(r"(?<![\p{L}\d])\p{Lu}")
+_LETTER_OR_DIGIT = regex.compile(r"[\p{L}\d]")
 _NOT_NAMES = _PHRASE_WORDS | frozenset(
     """the this that these those and but for with from into about after before monday tuesday wednesday thursday friday
     saturday sunday january february march april june july august september october november december mr mrs ms
@@ -65,10 +67,21 @@ def more_of_the_same_people(text: str, results: list[Any], threshold: float) -> 
         if len(w.group(0)) >= 3 and w.group(0).lower() not in _NOT_NAMES
     }
     if words:
-        pattern = regex.compile(r"(?<![\p{L}\d])(?:" + "|".join(regex.escape(w) for w in sorted(words, key=len, reverse=True)) + r")(?![\p{L}\d])")
-        for match in pattern.finditer(text):
-            if not _covered(match.start(), match.end(), people + added) and not _overlaps(match.start(), match.end(), others):
-                added.append(_result(match.start(), match.end(), "a name found elsewhere in the text"))
+        # Each word starts with a capital: try them, longest first, where a capitalised word
+        # starts (compiling an alternation of this text's names cost more than the search).
+        ordered = sorted(words, key=len, reverse=True)
+        last_end = 0
+        for candidate in _WORD_START.finditer(text):
+            start = candidate.start()
+            if start < last_end:
+                continue
+            for word in ordered:
+                end = start + len(word)
+                if text.startswith(word, start) and not _LETTER_OR_DIGIT.match(text, end):
+                    last_end = end
+                    if not _covered(start, end, people + added) and not _overlaps(start, end, others):
+                        added.append(_result(start, end, "a name found elsewhere in the text"))
+                    break
     # The other items of a list of names.
     found = people + added
     for match in _LIST.finditer(text):
