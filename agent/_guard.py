@@ -233,7 +233,16 @@ class Guard:
     def begin(self, system_id: str, front_door: str, **fields: Any) -> Exchange:
         return Exchange(system_id=system_id, front_door=front_door, **fields)
 
-    def _request(self, exchange: Exchange, stage: Stage, texts: Sequence[str], question: str | None = None) -> CheckRequest:
+    def _request(
+        self,
+        exchange: Exchange,
+        stage: Stage,
+        texts: Sequence[str],
+        question: str | None = None,
+        roles: Sequence[str] | None = None,
+    ) -> CheckRequest:
+        if roles is None and stage is Stage.INPUT and len(exchange.input_roles) == len(texts):
+            roles = exchange.input_roles  # the messages' roles, when the texts are still one per message
         return CheckRequest(
             stage=stage,
             texts=texts,
@@ -241,6 +250,7 @@ class Guard:
             conversation_id=exchange.conversation_id,
             question=question,
             metadata=exchange.metadata,
+            roles=roles,
         )
 
     async def check_input(self, exchange: Exchange, texts: Sequence[str]) -> StageResult:
@@ -267,7 +277,7 @@ class Guard:
         pipeline = self.pipelines[exchange.system_id]
         results = []
         for index, document in enumerate(documents):
-            result = await pipeline.screen_document(self._request(exchange, Stage.INPUT, [document]))
+            result = await pipeline.screen_document(self._request(exchange, Stage.INPUT, [document], roles=["document"]))
             exchange.input_checks_s += result.duration_s
             exchange.documents_checked += 1
             exchange.documents_dropped += result.action.stops_exchange

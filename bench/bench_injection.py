@@ -30,16 +30,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from injection_corpus import Example, MissingData, load  # noqa: E402
 
 from aimsguard.guardrails.injection import injection_score, normalize, views  # noqa: E402
-from aimsguard.guardrails.injection._learned import learned_scorer  # noqa: E402
+from aimsguard.guardrails.injection._learned import document_scorer, learned_scorer  # noqa: E402
+from aimsguard.guardrails.injection._normalize import normalize_lines  # noqa: E402
 from aimsguard.guardrails.injection._patterns import CATEGORIES  # noqa: E402
 
 EVAL = Path(__file__).resolve().parent.parent / "tests" / "data" / "injection_eval.jsonl"
 THRESHOLD = 0.8
 
-SCORERS: dict[str, Callable[[str], float]] = {
-    "patterns": lambda text: injection_score(text, learned=False)[0],
-    "learned": lambda text: learned_scorer().score(normalize(text)),
-    "both (shipped)": lambda text: injection_score(text)[0],
+# Each scorer takes (text, whether it is a document): documents are scored as ``check_documents``
+# and tool results are, by the document model.
+SCORERS: dict[str, Callable[[str, bool], float]] = {
+    "patterns": lambda text, document: injection_score(text, learned=False)[0],
+    "learned": lambda text, document: (
+        document_scorer().score(normalize_lines(text)) if document else learned_scorer().score(normalize(text))
+    ),
+    "both (shipped)": lambda text, document: injection_score(text, document=document)[0],
 }
 
 
@@ -55,12 +60,13 @@ def gated_patterns(text: str) -> list[str]:
     return [kind for kind, _ in injection_score(text, learned=False)[1]]
 
 
-def quality(label: str, rows: Sequence[tuple[str, bool]], scorer: Callable[[str], float]) -> list[bool]:
-    predicted = [scorer(text) >= THRESHOLD for text, _ in rows]
-    tp = sum(p and t for p, (_, t) in zip(predicted, rows))
-    fp = sum(p and not t for p, (_, t) in zip(predicted, rows))
-    fn = sum(t and not p for p, (_, t) in zip(predicted, rows))
-    benign = sum(not t for _, t in rows)
+def quality(label: str, rows: Sequence[tuple[str, bool, bool]], scorer: Callable[[str, bool], float]) -> list[bool]:
+    """Prints precision, recall, F1 and FPR over (text, is an attack, is a document) rows."""
+    predicted = [scorer(text, document) >= THRESHOLD for text, _, document in rows]
+    tp = sum(p and t for p, (_, t, _) in zip(predicted, rows))
+    fp = sum(p and not t for p, (_, t, _) in zip(predicted, rows))
+    fn = sum(t and not p for p, (_, t, _) in zip(predicted, rows))
+    benign = sum(not t for _, t, _ in rows)
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
@@ -78,7 +84,7 @@ def by_source(examples: list[Example], predicted: list[bool]) -> None:
         print(f"    {source:36} {kind:8} {hits:4}/{total:<4} ({hits / total:.0%})")
 
 
-def speed(label: str, pool: Sequence[str]) -> None:
+def speed(label: str, pool: Sequence[str], document: bool = False) -> None:
     """Median and p99 per 1,000 characters: patterns the old way, patterns as shipped, the whole check; measured in turns."""
     texts = []
     for i in range(60):
@@ -89,7 +95,7 @@ def speed(label: str, pool: Sequence[str]) -> None:
     runs: dict[str, Callable[[str], object]] = {
         "patterns, ungated": ungated_patterns,
         "patterns": lambda text: injection_score(text, learned=False),
-        "shipped": injection_score,
+        "shipped": lambda text: injection_score(text, document=document),
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, list[float]] = {name: [] for name in runs}
@@ -112,8 +118,9 @@ def speed(label: str, pool: Sequence[str]) -> None:
 
 def main() -> None:
     learned_scorer()
-    own = [(row["text"], row["injection"]) for row in map(json.loads, EVAL.read_text().splitlines())]
-    print(f"own set (regression; written here): {sum(t for _, t in own)} attacks, {sum(not t for _, t in own)} benign, threshold {THRESHOLD}")
+    own = [(row["text"], row["injection"], False) for row in map(json.loads, EVAL.read_text().splitlines())]
+    attacks = sum(t for _, t, _ in own)
+    print(f"own set (regression; written here): {attacks} attacks, {len(own) - attacks} benign, threshold {THRESHOLD}")
     for name, scorer in SCORERS.items():
         quality(name, own, scorer)
     try:
@@ -123,9 +130,11 @@ def main() -> None:
         splits = None
     if splits is not None:
         test = splits["test"]
-        rows = [(e.text, bool(e.label)) for e in test]
-        print(f"\npublic test split: {sum(t for _, t in rows)} attacks, {sum(not t for _, t in rows)} benign "
-              f"({learned_scorer().about})")
+        rows = [(e.text, bool(e.label), e.kind == "document") for e in test]
+        print(f"\npublic test split: {sum(t for _, t, _ in rows)} attacks, {sum(not t for _, t, _ in rows)} benign; "
+              "documents scored by the document model")
+        print(f"  prompt model: {learned_scorer().about}")
+        print(f"  document model: {document_scorer().about}")
         predicted = {name: quality(name, rows, scorer) for name, scorer in SCORERS.items()}
         for kind in ("prompt", "document"):
             part = [i for i, e in enumerate(test) if e.kind == kind]
@@ -137,12 +146,12 @@ def main() -> None:
         print(f"  gated and ungated patterns differ on {differ} of {len(test)} texts")
     print(f"\nspeed per 1,000 characters, ms wall-clock median / p99 (this thread's CPU time, median), load average {os.getloadavg()[0]:.1f}:")
     print("  patterns alone ungated and gated, and the whole check as shipped")
-    speed("own set, benign", [t for t, injection in own if not injection])
-    speed("own set, attack", [t for t, injection in own if injection])
+    speed("own set, benign", [t for t, injection, _ in own if not injection])
+    speed("own set, attack", [t for t, injection, _ in own if injection])
     if splits is not None:
         speed("public test, benign prompts", [e.text for e in splits["test"] if not e.label and e.kind == "prompt"])
         speed("public test, attack prompts", [e.text for e in splits["test"] if e.label and e.kind == "prompt"])
-        speed("public test, documents", [e.text for e in splits["test"] if e.kind == "document"])
+        speed("public test, documents", [e.text for e in splits["test"] if e.kind == "document"], document=True)
 
 
 if __name__ == "__main__":

@@ -383,6 +383,119 @@ def build() -> tuple[dict[str, list[Example]], Counter[str]]:
     return splits, dropped
 
 
+# ---- the document model's extra training texts (train side only) ----------------------------
+
+@dataclass(frozen=True)
+class Poisoned:
+    """A document for the document model: ``attack`` is the first line of the instruction slipped in, if any."""
+
+    text: str
+    label: int
+    source: str
+    attack: str | None = None
+
+
+HELD_OUT_EVERY = 3  # every third of BIPIA's training attack categories is kept for validation only
+VALIDATION_EVERY = 4  # every fourth BIPIA training e-mail and code context goes to the document model's validation
+VALIDATION_TABLES = 60  # training tables past the split's cap kept for validation (more would drown e-mail and code)
+ANSWERS = 800  # GPTeacher answers the split does not hold, per kind: clean documents that address their reader
+ANSWERS_VALIDATION = 150
+
+
+def _near_test(splits: dict[str, list[Example]]) -> Callable[[str], bool]:
+    """Whether a text overlaps a test text as much as the split allows between train and test."""
+    test_sets = [_shingles(e.text) for e in splits["test"]]
+    index: dict[int, list[int]] = {}
+    for number, shingles in enumerate(test_sets):
+        for shingle in shingles:
+            index.setdefault(shingle, []).append(number)
+
+    def near(text: str) -> bool:
+        shingles = _shingles(text)
+        overlaps: Counter[int] = Counter(n for shingle in shingles for n in index.get(shingle, ())[:200])
+        return any(count / len(shingles | test_sets[n]) >= NEAR_COPY for n, count in overlaps.items())
+
+    return near
+
+
+def document_sets(splits: dict[str, list[Example]]) -> tuple[list[Poisoned], list[Poisoned]]:
+    """(train, validation) for the document model, from training files and texts the split does not hold.
+
+    The split's documents are too few to teach where a line does not belong (BIPIA's test
+    split holds other contexts and other kinds of attack). So BIPIA's *training* contexts are
+    used clean and poisoned, with attacks from two thirds of BIPIA's training categories at
+    the start, middle or end; and so are texts of the split's sources that the split does not
+    hold: EWT posts, and GPTeacher's code answers and role-play answers (text written to its
+    reader: "your code", "can you describe..."), dropped if near a test text as the split
+    drops near copies. Validation holds the validation split's BIPIA contexts, every
+    ``VALIDATION_EVERY``-th e-mail and code context, ``VALIDATION_TABLES`` tables past the
+    split's cap and ``ANSWERS_VALIDATION`` answers of each kind, clean and poisoned with
+    attacks of the held-out categories, so the threshold is chosen on kinds of attack the
+    model never saw, as on the test split. Nothing from BIPIA's test files or the test split
+    is read.
+    """
+    categories = sorted(
+        (category, texts)
+        for file in ("text_attack", "code_attack")
+        for category, texts in json.loads(BIPIA.show(f"benchmark/{file}_train.json")).items()
+    )
+    held_out = [t for i, (_, texts) in enumerate(categories) if i % HELD_OUT_EVERY == 0 for t in texts]
+    seen = [t for i, (_, texts) in enumerate(categories) if i % HELD_OUT_EVERY for t in texts]
+    keys = {split: {e.key for e in examples} for split, examples in splits.items()}
+    used = keys["train"] | keys["validation"] | keys["test"]
+    near_test = _near_test(splits)
+    train_contexts, validation_contexts = [], []
+    for task in ("email", "code", "table"):
+        rows = [json.loads(line) for line in BIPIA.show(f"benchmark/{task}/train.jsonl").splitlines() if line.strip()]
+        for number, row in enumerate(rows):
+            context = _bipia_context(task, row)
+            key = Example(context, 0, "", "document").key
+            if key in keys["test"]:
+                raise MissingData(f"a BIPIA training context is in the test split ({key})")
+            to_validation = key in keys["validation"] or (
+                number % VALIDATION_EVERY == 0 if task != "table" else 650 <= number < 650 + VALIDATION_TABLES
+            )
+            (validation_contexts if to_validation else train_contexts).append((f"bipia/{task}", context))
+    posts = []
+    for path in ("en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"):
+        documents: list[list[str]] = []
+        for line in UD_EN.show(path).splitlines():
+            if line.startswith("# newdoc"):
+                documents.append([])
+            elif line.startswith("# text = ") and documents:
+                documents[-1].append(line[9:])
+        posts.extend(" ".join(d) for d in documents if len(" ".join(d)) > 150)
+    train_contexts.extend(("ud/en posts", p) for p in posts if Example(p, 0, "", "document").key not in used and not near_test(p))
+    for path, source in (
+        ("Codegen/codegen-instruct.json", "gpteacher/code answers"),
+        ("Roleplay/roleplay-simple-deduped-roleplay-instruct.json", "gpteacher/roleplay answers"),
+    ):
+        answers = [r["response"] for r in json.loads(GPTEACHER.show(path)) if len(r["response"]) > 200]
+        answers = _sample(answers, len(answers), f"document answers/{path}")
+        answers = [a for a in answers if Example(a, 0, "", "document").key not in used]
+        answers = [a for a in answers[: 2 * (ANSWERS + ANSWERS_VALIDATION)] if not near_test(a)]
+        train_contexts.extend((source, a) for a in answers[:ANSWERS])
+        validation_contexts.extend((source, a) for a in answers[ANSWERS : ANSWERS + ANSWERS_VALIDATION])
+
+    def poisoned(context: str, attack: str, rng: random.Random, source: str) -> Poisoned:
+        lines = context.split("\n")
+        where = rng.choice((0, len(lines) // 2, len(lines)))
+        return Poisoned("\n".join([*lines[:where], attack, *lines[where:]]), 1, f"{source}+attack", attack.split("\n")[0])
+
+    train: list[Poisoned] = []
+    rng = random.Random("document-train")
+    for number, (source, context) in enumerate(train_contexts):
+        if number % 2 == 0 or not source.startswith("bipia/"):
+            train.append(Poisoned(context, 0, source))
+        train.extend(poisoned(context, rng.choice(seen), rng, source) for _ in range(2))
+    validation: list[Poisoned] = []
+    rng = random.Random("document-validation")
+    for source, context in validation_contexts:
+        validation.append(Poisoned(context, 0, source))
+        validation.append(poisoned(context, rng.choice(held_out), rng, source))
+    return train, validation
+
+
 def load() -> dict[str, list[Example]]:
     """The splits, rebuilt from the mirror and checked against the committed manifest."""
     splits, _ = build()

@@ -81,6 +81,10 @@ class CheckRequest:
     conversation_id: str
     question: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Who wrote each text, where known: a message's role ("user", "system", "tool", ...), or
+    # "document" for a document a caller screens. Checks of third-party text read tool results
+    # and documents apart (injection's document model).
+    roles: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ fragments) against the patterns of seven kinds of attack. The pattern score is t
 of the surest kind found, a little more for each further kind. The learned scorer
 (``_learned``) reads the normalised text too (a short text against an operating point of its own:
 one word can tip a linear model there); the check's score is the larger of the two,
-so either alone can flag or block, and a finding says which one spoke. The policy maps the
+so either alone can flag or block, and a finding says which one spoke. Texts a third party
+wrote (a tool's result, a document screened with ``check_documents``: the request's roles say
+so) are read by the document model instead, which looks at each line too. The policy maps the
 score to flag and block (or escalate). Findings name the kind and the form it was found in.
 """
 
@@ -17,13 +19,15 @@ from pydantic import Field, model_validator
 
 from .._base import GuardrailSettings, InlineGuardrail
 from .._verdict import Action, CheckRequest, Finding, Verdict
-from ._learned import learned_scorer
-from ._normalize import views
+from ._learned import document_scorer, learned_scorer
+from ._normalize import normalize_lines, views
 from ._patterns import CATEGORIES, WORDS
 
 __all__ = ["InjectionGuardrail", "InjectionSettings", "injection_score"]
 
 _VIEW_NAMES = ("text", "de-leeted", "decoded")
+# Message roles whose text a third party wrote: read by the document model.
+DOCUMENT_ROLES = frozenset({"tool", "function", "document"})
 
 
 class InjectionSettings(GuardrailSettings):
@@ -47,11 +51,13 @@ class InjectionSettings(GuardrailSettings):
 
 
 def injection_score(
-    text: str, categories: frozenset[str] | None = None, *, learned: bool = True
+    text: str, categories: frozenset[str] | None = None, *, learned: bool = True, document: bool = False
 ) -> tuple[float, list[tuple[str, str]]]:
     """(score, [(kind, form it was found in)]) for one text: the larger of the pattern and model scores.
 
-    The model's kind is ``learned``, listed when its score reaches 0.5.
+    ``document``: the text is third-party (a retrieved document, a tool's result), read by
+    the document model line by line; otherwise by the prompt model. The model's kind is
+    ``learned``, listed when its score reaches 0.5.
     """
     found: dict[str, str] = {}
     forms = views(text)
@@ -66,21 +72,26 @@ def injection_score(
     if found:
         weights = sorted((c.weight for c in CATEGORIES if c.name in found), reverse=True)
         pattern = min(1.0, weights[0] + 0.05 * (len(weights) - 1))
-    model = learned_scorer().score(forms[0]) if learned and forms[0] else 0.0
+    if not learned or not forms[0]:
+        model = 0.0
+    elif document:
+        model = document_scorer().score(normalize_lines(text))
+    else:
+        model = learned_scorer().score(forms[0])
     if model >= 0.5:
-        found["learned"] = "text"
+        found["learned"] = "document" if document else "text"
     return max(pattern, model), list(found.items())
 
 
 def _explain(kind: str, form: str) -> str:
     if kind == "learned":
-        return "learned scorer (over the whole text)"
+        return "learned scorer (over the whole text)" if form == "text" else "learned scorer (document model)"
     return f"{kind.replace('_', ' ')} (in the {form})"
 
 
 class InjectionGuardrail(InlineGuardrail):
     name = "injection"
-    version = "2"
+    version = "3"
     Settings = InjectionSettings
     screens_documents = True
 
@@ -92,12 +103,15 @@ class InjectionGuardrail(InlineGuardrail):
     def load(self) -> None:
         if self.settings.learned:
             learned_scorer()  # read the weights at start-up, not on the first request
+            document_scorer()
 
     def check_inline(self, request: CheckRequest) -> Verdict:
         findings: list[Finding] = []
         top = 0.0
+        roles = request.roles or ()
         for segment, text in enumerate(request.texts):
-            score, found = injection_score(text, self._categories, learned=self.settings.learned)
+            document = segment < len(roles) and roles[segment] in DOCUMENT_ROLES
+            score, found = injection_score(text, self._categories, learned=self.settings.learned, document=document)
             top = max(top, score)
             findings.extend(
                 Finding(f"injection:{category}", segment, 0, len(text), score, _explain(category, form), sensitive=False)

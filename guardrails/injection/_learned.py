@@ -20,6 +20,10 @@ The vector holds 1 for each bucket present, L2-normalised; the score is ``sigmoi
 shifted so that the operating point chosen on validation data lands on ``BLOCK_AT`` (see
 ``score``), with an operating point of its own for texts under ``SHORT`` characters, where
 one word weighs more.
+
+Third-party text (a document a caller screens, a tool's result) is read by a second model in
+the same file, ``DocumentScorer``: same n-grams, its own weights, and each line scored alone
+as well as the whole (see its docstring).
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from importlib import resources
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["BLOCK_AT", "SHORT", "LearnedScorer", "features", "learned_scorer"]
+__all__ = [
+    "BLOCK_AT", "SHORT", "DocumentScorer", "LearnedScorer", "document_pieces", "document_scorer", "features", "learned_scorer",
+]
 
 # The score at which the model alone says "block": the threshold chosen on validation maps here,
 # so the policy's default block_threshold (0.8) means the validated operating point.
@@ -105,9 +111,8 @@ def _word_mask(text: str, codes: _U64) -> npt.NDArray[np.bool_]:
     return _codes(_NON_WORD_CHAR.sub("\0", text)) != 0
 
 
-def _located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
-    """(bucket, and for a long text where it starts and its bucket in the long texts' namespace) for every n-gram."""
-    shift = np.uint64(64 - bits)
+def _hashed(normal: str) -> tuple[_U64, list[int], npt.NDArray[np.int64]]:
+    """(the hash of every n-gram, how many of each kind: + characters, - words, where each word starts)."""
     with np.errstate(over="ignore"):
         framed = f" {normal} "
         codes = _codes(framed)
@@ -134,13 +139,24 @@ def _located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray
                 if size in WORD_SIZES:
                     parts.append(joined)
                     counts.append(-len(joined))
-        hashes = np.concatenate(parts)
+    return np.concatenate(parts), counts, starts
+
+
+def _places(counts: list[int], starts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Where each n-gram starts in the framed text (a word n-gram: just before its first word)."""
+    return np.concatenate([np.arange(n) if n >= 0 else starts[:-n] for n in counts])
+
+
+def _located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64] | None]:
+    """(bucket, and for a long text where it starts and its bucket in the long texts' namespace) for every n-gram."""
+    shift = np.uint64(64 - bits)
+    hashes, counts, starts = _hashed(normal)
+    with np.errstate(over="ignore"):
         buckets = ((hashes * _MIX) >> shift).astype(np.int64)
         if len(normal) < LONG_AT:  # read whole: where each n-gram lies does not matter
             return buckets, np.empty(0, dtype=np.int64), None
-        places = np.concatenate([np.arange(n) if n >= 0 else starts[:-n] for n in counts])
         long_buckets = (((hashes ^ _LONG_SALT) * _MIX) >> shift).astype(np.int64)
-    return buckets, places, long_buckets
+    return buckets, _places(counts, starts), long_buckets
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,74 @@ class LearnedScorer:
         return 1 / (1 + math.exp(-max(-50.0, min(50.0, shifted))))
 
 
+MIN_LINE = 12  # characters; a document's shorter lines (table cells, braces) are read only as part of the whole
+DOCUMENT_FEATURES = f"chars{CHAR_SIZES} words{WORD_SIZES}: the whole distinct, each line of {MIN_LINE}+ characters as counts"
+
+
+def document_pieces(normal: str, bits: int) -> list[tuple[npt.NDArray[np.int64], float]]:
+    """The feature vectors ``DocumentScorer.margin`` reads, as (buckets, factor): the whole
+    document (distinct n-grams), then each line of ``MIN_LINE`` characters or more (every
+    n-gram starting in it, repeats counted). The trainer fits on exactly these."""
+    buckets, line, usable = _document_located(normal, bits)
+    first = _first_occurrences(buckets, bits)
+    pieces = [(buckets[first], 1 / math.sqrt(int(first.sum())) if len(buckets) else 0.0)]
+    for number in np.flatnonzero(usable):
+        inside = buckets[line == number]
+        pieces.append((inside, 1 / math.sqrt(len(inside))))
+    return pieces
+
+
+def _document_located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+    """(bucket of every n-gram, the line it starts in, which lines are long enough to be read alone)."""
+    hashes, counts, starts = _hashed(normal)
+    with np.errstate(over="ignore"):
+        buckets = ((hashes * _MIX) >> np.uint64(64 - bits)).astype(np.int64)
+    newlines = np.flatnonzero(_codes(normal) == 10) + 1 if "\n" in normal else np.empty(0, dtype=np.int64)
+    if not len(newlines):
+        return buckets, np.zeros(len(buckets), dtype=np.int64), np.array([len(normal) >= MIN_LINE])
+    # In the framed text " normal ", line k runs from newline k-1 (exclusive) to newline k.
+    line = np.searchsorted(newlines, _places(counts, starts), side="right")
+    bounds = np.concatenate(([0], newlines, [len(normal) + 1]))
+    return buckets, line, np.diff(bounds) - 1 >= MIN_LINE
+
+
+@dataclass(frozen=True)
+class DocumentScorer:
+    """The model for third-party text (retrieved documents, tool results), trained apart.
+
+    In a document, an ordinary request ("summarise the 2020 climate report") is the attack:
+    nobody writing an e-mail or a table addresses the model reading it. The prompt model cannot
+    learn that, since users type such requests all day. This one reads the whole document and
+    each of its lines alone (an instruction slipped into an e-mail, a table or code is mostly a
+    line of its own, diluted in the whole): the margin is the largest of them.
+    """
+
+    weights: npt.NDArray[np.float32]
+    bias: float
+    threshold: float
+    bits: int
+    about: str = ""
+
+    def margin(self, normal: str) -> float:
+        """max(w·x + b) over the whole document and its lines (``document_pieces``), vectorised."""
+        buckets, line, usable = _document_located(normal, self.bits)
+        if not len(buckets):
+            return self.bias
+        contributions = self.weights[buckets].astype(np.float64)
+        first = _first_occurrences(buckets, self.bits)
+        whole = contributions[first].sum() / math.sqrt(int(first.sum())) + self.bias
+        if not usable.any():
+            return float(whole)
+        sums = np.bincount(line, contributions, minlength=len(usable))[usable]
+        counted = np.bincount(line, minlength=len(usable))[usable]
+        return float(max(whole, (sums / np.sqrt(np.maximum(counted, 1))).max() + self.bias))
+
+    def score(self, normal: str) -> float:
+        """0..1; ``BLOCK_AT`` exactly at the validated threshold. ``normal`` keeps its lines (``normalize_lines``)."""
+        shifted = self.margin(normal) - self.threshold + math.log(BLOCK_AT / (1 - BLOCK_AT))
+        return 1 / (1 + math.exp(-max(-50.0, min(50.0, shifted))))
+
+
 @cache
 def learned_scorer() -> LearnedScorer:
     """The scorer shipped with the package (loaded once)."""
@@ -200,4 +284,19 @@ def learned_scorer() -> LearnedScorer:
             threshold_short=float(data["threshold_short"]),
             bits=int(data["bits"]),
             about=str(data["about"]),
+        )
+
+
+@cache
+def document_scorer() -> DocumentScorer:
+    """The document model shipped beside the prompt model (loaded once)."""
+    with resources.files(__package__).joinpath("injection_model.npz").open("rb") as file, np.load(file) as data:
+        if str(data["document_features"]) != DOCUMENT_FEATURES:
+            raise RuntimeError(f"injection_model.npz's document model was trained on {data['document_features']}: retrain it")
+        return DocumentScorer(
+            weights=data["document_weights"].astype(np.float32),
+            bias=float(data["document_bias"]),
+            threshold=float(data["document_threshold"]),
+            bits=int(data["document_bits"]),
+            about=str(data["document_about"]),
         )
