@@ -4,8 +4,9 @@ A small spaCy pipeline misses most names it has not seen ("Einojuhani Pyysalo", 
 shouted at Scott"), and without one there is no NER at all. A person's name has a shape
 that needs no model:
 
-- a title before it: "Mrs. Kathrine Filemonsen DDS", "Dr. Jennifer Holst", "ms. Quinzia";
-- a known given name with a surname after it: "Sigrid Nyström", "Willemine ten Pas",
+- a title before it (the title stays in the text): "Mrs. Kathrine Filemonsen DDS", "Dr.
+  Jennifer Holst", "ms. Quinzia";
+- a known given name with a surname after it: "Sigrid Nyström", "Nikolaj N Møller",
   "Shane M Culp". The given names are Faker's per-locale lists (MIT; dozens of countries),
   read once at start-up; nothing is downloaded;
 - a middle initial between two capitalised words: "Ravil G Yefimov", "Faina D. Yefremova";
@@ -15,9 +16,11 @@ that needs no model:
 - in a text written all in lower case, a known given name and the word after it
   ("follow up with patricia desrosiers");
 - ``companies``: where a text names a company rather than people, so that what NER took for
-  a person or a place there is left alone: a firm named by surnames with no given name
-  among them ("Hawkins, Richardson and Santana", "Thomas and Sons"), and the employer
-  after "I work for" ("I work for Flightstats");
+  a person or a place there is left alone: a firm named by three surnames (at most one of
+  them also a given name, or any names with a singular verb after them: "Lopez, Santos and
+  Coleman is a design agency"), "Thomas and Sons", the employer after "I work for" ("I
+  work for Flightstats"), and a person's company ("Margaret S. Stouffer of Guidestar",
+  "Panjiva's Riku Andou"; only NER's people there: "Jane Doe of Leeds" keeps its town);
 - ``PlaceRecognizer``: a country's English name ("Tunisia", "Czech Republic"), from
   Faker's address lists, except as an adjective after "a"/"an" ("an Brazil bank"); with
   NER on, a town in Faker's per-country town lists (Finnish, Danish, Dutch, Belgian,
@@ -185,6 +188,8 @@ class GivenNameRecognizer(LayoutRecognizer):
         doc = getattr(nlp_artifacts, "tokens", None)
         if doc is not None and doc.has_annotation("TAG"):
             for token in doc:
+                if token.ent_type_ == "PERSON":
+                    continue  # NER found it already: one finding is enough
                 if token.pos_ == "PROPN" and token.text[:1].isupper() and token.text.casefold() in self._given and not _joined(token):
                     start, end = token.idx, token.idx + len(token.text)
                     if not any(r.start <= start and end <= r.end for r in found):
@@ -256,8 +261,8 @@ class PlaceRecognizer(LayoutRecognizer):
         if doc is None or not doc.has_annotation("TAG"):
             return found
         for token in doc:
-            if token.pos_ != "PROPN" or not token.text[:1].isupper():
-                continue
+            if token.pos_ != "PROPN" or not token.text[:1].isupper() or token.ent_type_ in ("GPE", "LOC"):
+                continue  # not a proper noun, or NER found the place already
             start = token.idx
             for name in self._towns.get(token.text.casefold(), ()):
                 end = start + len(name)
@@ -285,16 +290,27 @@ _EMPLOYER = regex.compile(
     rf"(?i:\b(?:work(?:s|ed|ing)?[ \t]+(?:for|at)|employed[ \t]+(?:by|at)|employer[ \t]+is))[ \t]+"
     rf"({_WORD}(?:[ \t]+{_WORD}){{0,3}})"
 )
+# A person's company: "Margaret S. Stouffer of Guidestar", "Panjiva's Riku Andou" (the name
+# begins with a known given name). What NER calls a person there is the company; a place
+# stays one ("Jane Doe of Leeds").
+_FULL_NAME = rf"{_WORD}(?:[ \t]+(?:{_INITIAL}|{_WORD})){{1,3}}"
+_COMPANY_WORD = rf"{_WORD}(?:-{_WORD})*"
+_OF_COMPANY = regex.compile(rf"(?<![\p{{L}}\d])({_FULL_NAME})[ \t]+of[ \t]+({_COMPANY_WORD}(?:[ \t]+{_COMPANY_WORD}){{0,2}})")
+_COMPANYS = regex.compile(rf"(?<![\p{{L}}\d])({_WORD}(?:[ \t]+{_WORD}){{0,2}})['’]s?[ \t]+({_FULL_NAME})")
 # Findings from language that a company's name overrides (not a layout rule's: "I work at
 # Acme. Regards, Jane Doe" keeps Jane).
 _OVERRIDDEN = frozenset({"SpacyRecognizer", "NameRepeats"})
+# What goes inside each kind of span: everything that overlaps it, NER's people and places
+# inside it, NER's people inside it.
+ALL, NER, NER_PEOPLE = "all", "ner", "ner-people"
 
 
-def companies(text: str) -> list[tuple[int, int, bool]]:
-    """Spans naming a company, each with whether every finding inside it goes (a firm of
-    surnames) or only NER's (an employer, who may still be a person: "I work for Jane Doe")."""
+def companies(text: str) -> list[tuple[int, int, str]]:
+    """Spans naming a company, each with what goes inside it: everything (a firm of
+    surnames), NER's people and places (an employer, who may still be a person: "I work for
+    Jane Doe" is kept), or NER's people (a person's company)."""
     given = given_names()
-    spans: list[tuple[int, int, bool]] = []
+    spans: list[tuple[int, int, str]] = []
     lowered = text.lower()
     firms = _FIRM.finditer(text) if "and" in lowered or "&" in text else ()
     employers = _EMPLOYER.finditer(text) if "work" in lowered or "employ" in lowered else ()
@@ -306,11 +322,19 @@ def companies(text: str) -> list[tuple[int, int, bool]]:
         # "Lopez, Santos and Coleman is a design agency": one thing, whatever the names.
         one_thing = _SINGULAR_VERB.match(text, match.end()) is not None
         if match.group(4) is not None or one_thing or sum(w.casefold() in given for w in words) < 2:
-            spans.append((match.start(), match.end(), True))
+            spans.append((match.start(), match.end(), ALL))
     for match in employers:
         first = match.group(1).split()[0]
         if first.casefold() not in given:
-            spans.append((match.start(1), match.end(1), False))
+            spans.append((match.start(1), match.end(1), NER))
+    if " of " in text:
+        for match in _OF_COMPANY.finditer(text, overlapped=True):
+            if match.group(1).split()[0].casefold() in given and match.group(2).split()[0].casefold() not in given:
+                spans.append((match.start(2), match.end(2), NER_PEOPLE))
+    if "'" in text or "’" in text:
+        for match in _COMPANYS.finditer(text, overlapped=True):
+            if match.group(2).split()[0].casefold() in given and match.group(1).split()[-1].casefold() not in given:
+                spans.append((match.start(1), match.end(1), NER_PEOPLE))
     return spans
 
 
@@ -320,14 +344,11 @@ def without_companies(text: str, results: list[Any]) -> list[Any]:
     if not spans:
         return results
 
-    def inside(result: Any) -> bool:
-        if result.entity_type not in ("PERSON", "LOCATION"):
-            return False
+    def goes(result: Any, start: int, end: int, kind: str) -> bool:
+        if kind == ALL:  # a firm's name overrides what overlaps it ("Williamson Orchestra")
+            return result.start < end and start < result.end
         source = (result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY, "")
-        return any(
-            # A firm's name overrides what overlaps it ("Williamson Orchestra"); an employer's, what lies inside it.
-            (result.start < end and start < result.end) if everything else (start <= result.start and result.end <= end and source in _OVERRIDDEN)
-            for start, end, everything in spans
-        )
+        inside = start <= result.start and result.end <= end and source in _OVERRIDDEN
+        return inside and (kind == NER or result.entity_type == "PERSON")
 
-    return [r for r in results if not inside(r)]
+    return [r for r in results if r.entity_type not in ("PERSON", "LOCATION") or not any(goes(r, *span) for span in spans)]

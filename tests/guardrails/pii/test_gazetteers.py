@@ -136,3 +136,11 @@ def test_people_listed_by_given_name_or_after_a_colon_stay_people(ner) -> None:
     text = "Anna, Sofia and Marco will join the call"
     assert {"Anna", "Sofia", "Marco"} <= set(_found(ner, text, "PERSON")) | set(_found(ner, text, "LOCATION"))  # NER: two towns
     assert "Graves" in _found(ner, "It is the brainchild of our 3 founders: Monjeau, Graves and Reed.", "PERSON")
+
+
+def test_a_persons_company_is_kept_and_their_town_is_not(ner) -> None:
+    text = "Margaret S. Stouffer of Guidestar is the CEO of the year, ahead of Panjiva's Riku Andou."
+    people = _found(ner, text, "PERSON")
+    assert "Margaret S. Stouffer" in people and "Riku Andou" in people
+    assert not {"Guidestar", "Panjiva"} & set(people)
+    assert "Leeds" in _found(ner, "I met Jane Doe of Leeds last week", "LOCATION")
