@@ -43,7 +43,7 @@ _I = rf"(?:i|i{_APOSTROPHE}(?:ve|m|d)|i (?:have|am|had|also|really|actually|just
 _LEAD = re.compile(
     rf"^(?:[\s,.!:;-]+|(?:(?:hi|hello|hey)(?: there)?|sure|sure thing|of course|certainly|great|cool|nice|wow|oh|ah|well|yes|yeah|yea|yep|ok|okay|"
     r"right|true|indeed|good|exactly|absolutely|interesting|awesome|amazing|also|and|so|actually|me too|same here|"
-    r"good question|i agree|i see|hmm+|haha|lol|but|"
+    r"good question|i agree|i see|hmm+|haha|lol|but|unfortunately|sadly|(?:i'm|i am|we're|we are) (?:sorry|afraid)(?: that)?|sorry|"
     rf"i(?:{_APOSTROPHE}d| would) (?:love|like|be (?:happy|glad)) to (?:help|assist)(?: you)?(?: with (?:that|this))?)\b[\s,.!:;-]*)+",
     re.IGNORECASE)
 # A hedge before "but": what follows "but" is the statement ("I'm not sure, but it opened in 1901").

@@ -95,6 +95,8 @@ def test_balanced_accuracy_on_the_labelled_set_is_at_least_90_percent(grounding)
         ("I'm not sure, but annual subscriptions can be refunded in full within 30 days.", True),
         ("I've heard that annual subscriptions can be refunded in full within 30 days.", True),
         ("The Pro plan costs 20 EUR per user per month, would you like to upgrade?", True),
+        ("Unfortunately, monthly subscriptions cannot be refunded.", True),  # an apology's words are not the claim's
+        ("I'm sorry, but the reset link is valid for 60 minutes.", False),
     ],
 )
 def test_what_is_said_around_a_claim_neither_hides_nor_spoils_it(grounding, answer: str, supported: bool) -> None:

@@ -11,6 +11,8 @@ from aimsguard.guardrails.grounding_claims import claims_of, statement_of
         # a lead of small talk or assent no longer hides the statement after it
         ("Sure, the Pro plan costs 25 EUR per user per month.", "the Pro plan costs 25 EUR per user per month."),
         ("Hello there , the movie is called Inception", "the movie is called Inception"),
+        ("I'm sorry, but monthly subscriptions are not refunded.", "monthly subscriptions are not refunded."),
+        ("Unfortunately, monthly subscriptions cannot be refunded.", "monthly subscriptions cannot be refunded."),
         # a hedge before "but" (or before "I ...") is not the statement's negation
         ("I'm not sure, but annual plans are refunded within 45 days.", "annual plans are refunded within 45 days."),
         ("Not sure but it aims to provide speed and scalability.", "it aims to provide speed and scalability."),
