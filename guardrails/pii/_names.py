@@ -246,6 +246,15 @@ for _label in (
     "familienname|nombre|apellido|apellidos|nombre completo|nome|cognome|nome completo|naam|voornaam|achternaam"
 ).split("|"):
     _LABELS[_label] = "PERSON"
+# Who did what, in tickets, logs and credits ("Assigned to: Jane Doe", "Directed by: ..."):
+# a team or a bot may stand there too ("Assigned to: Support Team"), so the value must read
+# as a person's name.
+_ROLE_LABELS = frozenset(
+    "author|reporter|assignee|assigned to|reported by|requested by|created by|written by|directed by|produced by|"
+    "signed by|attn|attention".split("|")
+)
+for _label in _ROLE_LABELS:
+    _LABELS[_label] = "PERSON"
 for _label in (
     "city|town|address|street|street address|address line 1|address line 2|address1|address2|address_line_1|home address|"
     "billing address|shipping address|delivery address|place of birth|birthplace|ville|adresse|adresse postale|ort|stadt|"
@@ -287,6 +296,8 @@ class LabelledFieldRecognizer(LayoutRecognizer):
             value = match.group(2).rstrip()
             if entity is None or not value or (entity == "PERSON" and not _plausible_name(value)):
                 continue
+            if _role_label(match.group(1)) and _names_no_one(value):
+                continue
             start = match.start(2)
             yield _result(self, entity, start, start + len(value), self.SCORE, f"field labelled as {entity.lower()}")
         for match in self._MAIL_HEADER.finditer(text):
@@ -317,6 +328,10 @@ class LabelledFieldRecognizer(LayoutRecognizer):
                     if value and (entity != "PERSON" or _plausible_name(value)):
                         yield _result(self, entity, cell_start, cell_end, self.SCORE, f"table column headed as {entity.lower()}")
                 index += 1
+
+
+def _role_label(header: str) -> bool:
+    return regex.sub(r"[\s_\-]+", " ", header.strip().strip("\"'`*").strip().lower()) in _ROLE_LABELS
 
 
 def _plausible_name(value: str) -> bool:

@@ -144,3 +144,9 @@ def test_a_persons_company_is_kept_and_their_town_is_not(ner) -> None:
     assert "Margaret S. Stouffer" in people and "Riku Andou" in people
     assert not {"Guidestar", "Panjiva"} & set(people)
     assert "Leeds" in _found(ner, "I met Jane Doe of Leeds last week", "LOCATION")
+
+
+def test_fields_that_say_who_did_what_hold_names(plain) -> None:
+    assert "Arquímedes Ballesteros" in _found(plain, "Comedy, Kids & Family\nDirected By:    Arquímedes Ballesteros", "PERSON")
+    assert "Jana Vítková" in _found(plain, "Status: open\nAssigned to: Jana Vítková\nPriority: high", "PERSON")
+    assert _found(plain, "Assigned to: Support Team", "PERSON") == []
