@@ -6,7 +6,7 @@ One small interface, ``State``, with two implementations and one way to do each 
   flags and markers (a revoked session, the time of a last failure);
 - ``count(key, window_s, amount)``: an atomic counter that expires ``window_s`` after its
   first increment, answering the new value and how long the window has left;
-- ``map_get`` / ``map_add`` / ``map_count``: fields under one key sharing one time to live
+- ``map_get`` / ``map_add`` / ``map_count`` (several counters in one call): fields under one key sharing one time to live
   (refreshed by each use), for state that must expire as a whole (a conversation's vault);
 - ``publish`` / ``subscribe``: a nudge to every replica (the stop switch's fast path);
   nothing is kept, a replica that misses one falls back to what it polls anyway.
@@ -39,7 +39,7 @@ import math
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,7 +88,8 @@ class State:
         """Set each field only if it is absent (in order); which were set."""
         raise NotImplementedError
 
-    async def map_count(self, key: str, field: str, ttl_s: float, amount: int = 1) -> int:
+    async def map_count(self, key: str, amounts: Mapping[str, int], ttl_s: float) -> dict[str, int]:
+        """Add each amount to its counter field, all at once; the new values."""
         raise NotImplementedError
 
     async def publish(self, channel: str, message: bytes) -> None:
@@ -204,12 +205,13 @@ class MemoryState(State):
                 found.setdefault(field, value)
             return added
 
-    async def map_count(self, key: str, field: str, ttl_s: float, amount: int = 1) -> int:
+    async def map_count(self, key: str, amounts: Mapping[str, int], ttl_s: float) -> dict[str, int]:
         with self._lock:
             found = self._map(key, ttl_s, create=True)
             assert found is not None
-            found[field] = int(found.get(field, 0)) + amount
-            return int(found[field])
+            for field, amount in amounts.items():
+                found[field] = int(found.get(field, 0)) + amount
+            return {field: int(found[field]) for field in amounts}
 
     async def publish(self, channel: str, message: bytes) -> None:
         for callback in list(self._channels.get(channel, ())):
@@ -337,15 +339,17 @@ class RedisState(State):
 
         return [bool(added) for added in (await self._run(call))[:-1]]
 
-    async def map_count(self, key: str, field: str, ttl_s: float, amount: int = 1) -> int:
+    async def map_count(self, key: str, amounts: Mapping[str, int], ttl_s: float) -> dict[str, int]:
         name = self._key(key)
 
         async def call(r: Any) -> list[Any]:
             async with r.pipeline(transaction=True) as pipe:
-                pipe.hincrby(name, field, amount).pexpire(name, _ms(ttl_s))
+                for field, amount in amounts.items():
+                    pipe.hincrby(name, field, amount)
+                pipe.pexpire(name, _ms(ttl_s))
                 return list(await pipe.execute())
 
-        return int((await self._run(call))[0])
+        return {field: int(value) for field, value in zip(amounts, await self._run(call))}
 
     async def publish(self, channel: str, message: bytes) -> None:
         await self._run(lambda r: r.publish(self._key(channel), message))

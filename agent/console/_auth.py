@@ -133,7 +133,7 @@ class Authenticator:
         configured = self._users.get(name)
         ok = await anyio.to_thread.run_sync(_verify, configured.password_hash if configured else _DUMMY_HASH, password, limiter=self._verify_slots)
         if not ok or configured is None:
-            await state.map_count(user_key, "n", self.window_s)  # forgotten window_s after the last failure
+            await state.map_count(user_key, {"n": 1}, self.window_s)  # forgotten window_s after the last failure
             await state.put(user_key + ":last", repr(self._clock()).encode(), self.window_s)
             await state.count(address_key, self.window_s)
             return LoginResult(None, "wrong_credentials")

@@ -16,7 +16,7 @@ import os
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,19 +164,29 @@ class SharedVault:
         fields = [f"v:{self._index('value', kind, value)}" for kind, value in wanted]
         found = await self._state.map_get(name, fields, self._ttl_s)
         result = {item: got.decode() for item, got in zip(wanted, found) if got is not None}
-        for (kind, value), index_field in zip(wanted, fields):
-            if (kind, value) in result:
-                continue
-            if await self._state.map_count(name, "n", self._ttl_s) > self._max_values:
-                raise VaultFull(f"conversation holds {self._max_values} values")
-            placeholder = f"<{kind}_{await self._state.map_count(name, f'n:{kind}', self._ttl_s)}>"
+        new = [(item, index_field) for item, index_field in zip(wanted, fields) if item not in result]
+        if not new:
+            return result
+        # Numbers for every new value in one round trip: each type's counter moves by its
+        # count of new values, and the numbers below the new top are this request's.
+        per_kind = Counter(kind for (kind, _), _ in new)
+        counts = await self._state.map_count(name, {"n": len(new), **{f"n:{kind}": n for kind, n in per_kind.items()}}, self._ttl_s)
+        if counts["n"] > self._max_values:
+            raise VaultFull(f"conversation holds {self._max_values} values")
+        next_number = {kind: counts[f"n:{kind}"] - n + 1 for kind, n in per_kind.items()}
+        entries: dict[str, bytes] = {}
+        for (kind, value), index_field in new:
+            placeholder = f"<{kind}_{next_number[kind]}>"
+            next_number[kind] += 1
             nonce = os.urandom(12)
             sealed = nonce + self._cipher.encrypt(nonce, value.encode(), f"{name}|{placeholder}".encode())
-            entries = {f"p:{placeholder}": sealed, f"k:{self._index('known', value)}": b"1", index_field: placeholder.encode()}
-            if not (await self._state.map_add(name, entries, self._ttl_s))[-1]:  # another replica numbered it first
-                (placeholder_bytes,) = await self._state.map_get(name, [index_field], self._ttl_s)
-                placeholder = placeholder_bytes.decode()
+            entries.update({f"p:{placeholder}": sealed, f"k:{self._index('known', value)}": b"1", index_field: placeholder.encode()})
             result[(kind, value)] = placeholder
+        added = dict(zip(entries, await self._state.map_add(name, entries, self._ttl_s)))
+        lost = [(item, index_field) for item, index_field in new if not added[index_field]]
+        if lost:  # another replica numbered these values first: theirs stand
+            taken = await self._state.map_get(name, [index_field for _, index_field in lost], self._ttl_s)
+            result.update({item: placeholder.decode() for (item, _), placeholder in zip(lost, taken)})
         return result
 
     async def lookup(self, conversation_id: str, placeholders: list[str], values: list[str]) -> tuple[dict[str, str], set[str]]:

@@ -61,7 +61,8 @@ def test_maps_add_once_and_count(state: State) -> None:
         assert await state.map_add("m", {"x": b"1", "y": b"2"}, ttl_s=60) == [True, True]
         assert await state.map_add("m", {"x": b"9", "z": b"3"}, ttl_s=60) == [False, True]
         assert await state.map_get("m", ["x", "y", "z", "w"], ttl_s=60) == [b"1", b"2", b"3", None]
-        assert [await state.map_count("m", "n:EMAIL", ttl_s=60) for _ in range(3)] == [1, 2, 3]
+        assert [await state.map_count("m", {"n:EMAIL": 1}, ttl_s=60) for _ in range(3)] == [{"n:EMAIL": 1}, {"n:EMAIL": 2}, {"n:EMAIL": 3}]
+        assert await state.map_count("m", {"n": 3, "n:EMAIL": 2}, ttl_s=60) == {"n": 3, "n:EMAIL": 5}
 
     run(scenario())
 
