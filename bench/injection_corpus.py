@@ -105,6 +105,18 @@ UD_ES = Repo("UniversalDependencies/UD_Spanish-GSD", "57c045644664e5c1e169263cc4
 REPOS = (GARAK, JBB, GPTFUZZ, GISKARD, TAKSEC, BIPIA, CLINC, BANKING, FASTCHAT, GPTEACHER, ALPACA, XSTEST, UD_EN, UD_DE, UD_FR, UD_ES)
 
 
+
+def _ewt_documents() -> Iterator[tuple[str, list[list[str]]]]:
+    """Per EWT file (dev, test): its path and its documents, each a list of its sentences' text."""
+    for path in ("en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"):
+        documents: list[list[str]] = []
+        for line in UD_EN.show(path).splitlines():
+            if line.startswith("# newdoc"):
+                documents.append([])
+            elif line.startswith("# text = ") and documents:
+                documents[-1].append(line[9:])
+        yield path, documents
+
 def _sample(items: list[str], n: int, seed: str) -> list[str]:
     """A fixed sample: the same ``n`` items on every machine."""
     items = sorted(set(items))
@@ -298,13 +310,7 @@ def _benign() -> Iterator[Example]:
         if row["label"] == "safe":
             yield Example(row["prompt"], 0, "xstest/safe", "prompt")
     # English web text (blogs, e-mails, reviews, answers): sentences as prompts, whole posts as documents.
-    for path in ("en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"):
-        documents: list[list[str]] = []
-        for line in UD_EN.show(path).splitlines():
-            if line.startswith("# newdoc"):
-                documents.append([])
-            elif line.startswith("# text = ") and documents:
-                documents[-1].append(line[9:])
+    for path, documents in _ewt_documents():
         sentences = [s for d in documents for s in d if len(s) > 25]
         for text in _sample(sentences, 750, f"ud/en/{path}"):
             yield Example(text, 0, "ud/en sentences", "prompt")
@@ -457,13 +463,7 @@ def document_sets(splits: dict[str, list[Example]]) -> tuple[list[Poisoned], lis
             )
             (validation_contexts if to_validation else train_contexts).append((f"bipia/{task}", context))
     posts = []
-    for path in ("en_ewt-ud-dev.conllu", "en_ewt-ud-test.conllu"):
-        documents: list[list[str]] = []
-        for line in UD_EN.show(path).splitlines():
-            if line.startswith("# newdoc"):
-                documents.append([])
-            elif line.startswith("# text = ") and documents:
-                documents[-1].append(line[9:])
+    for _, documents in _ewt_documents():
         posts.extend(" ".join(d) for d in documents if len(" ".join(d)) > 150)
     train_contexts.extend(("ud/en posts", p) for p in posts if Example(p, 0, "", "document").key not in used and not near_test(p))
     for path, source in (
