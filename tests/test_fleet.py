@@ -276,5 +276,11 @@ def test_redis_stopped_mid_run_fail_modes_hold_and_recovery_is_automatic(fleet: 
         assert "dave@example.com" in _answer(fleet.chat(fleet.next_url(), "repeat after me: <EMAIL_ADDRESS_1>", conversation="c-after"))
     _sign_in(fleet.next_url())  # signing in works again
     assert fleet.alive()
-    events = "".join(p.read_text() for p in fleet.directory.glob("replica-*/events/*.jsonl"))
+    # The event log writes in batches off the request path: wait for the batch, not for luck.
+    deadline = time.monotonic() + 15
+    while True:
+        events = "".join(p.read_text() for p in fleet.directory.glob("replica-*/events/*.jsonl"))
+        if ('"state.failed"' in events and '"state.recovered"' in events) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert '"state.failed"' in events and '"state.recovered"' in events
