@@ -34,6 +34,7 @@ from collections.abc import Iterator
 import regex
 from presidio_analyzer import RecognizerResult
 
+from ._digits import digit_count
 from ._names import NAME, LayoutRecognizer, _names_no_one
 from ._names import _result as layout_result
 
@@ -84,7 +85,7 @@ _BREAK = r"(?:[ \t]*,[ \t]*(?:\r?\n[ \t>]*)?|[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*
 
 # Street patterns that can start anywhere ("before", "suffix") cost tens of microseconds each to
 # fail, and most texts hold no street word at all. So each pattern but the cheap ones names a
-# gate, a test of what it cannot match without, read off the text's words (see _Gates).
+# gate, a test of what it cannot match without, read off the text's words (see _open_gates).
 _STREETS = (
     # 4821 Oak Ridge Drive, 12 High St., 3911 Fourth Avenue
     ("after", "after", rf"\b{_LEAD}\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
@@ -162,26 +163,24 @@ def _street_word_first(text: str) -> bool:
     return False
 
 
-class _Gates:
-    """Which gated patterns can match a text. A street word is a whole run of letters in every
+def _open_gates(text: str) -> dict[str, bool]:
+    """Which gated patterns can match ``text``. A street word is a whole run of letters in every
     pattern (a space or a non-letter before it, a word boundary after it), so comparing the
     text's letter runs, case-folded, with the lists is a necessary condition. A street word
     that comes first needs a house number near it, and a suffix word one right after it."""
-
-    def __init__(self, text: str) -> None:
-        words = {word.casefold() for word in _LETTERS.findall(text)}
-        abbreviation = "." in text and not words.isdisjoint(_ABBREVIATION_SET)
-        self.passed = {
-            "after": abbreviation or not words.isdisjoint(_AFTER_SET),
-            "before": abbreviation or (not words.isdisjoint(_BEFORE_SET) and _street_word_first(text)),
-            "suffix": abbreviation or _suffix_before_number(text),
-        }
+    words = {word.casefold() for word in _LETTERS.findall(text)}
+    abbreviation = "." in text and not words.isdisjoint(_ABBREVIATION_SET)
+    return {
+        "after": abbreviation or not words.isdisjoint(_AFTER_SET),
+        "before": abbreviation or (not words.isdisjoint(_BEFORE_SET) and _street_word_first(text)),
+        "suffix": abbreviation or _suffix_before_number(text),
+    }
 
 
 def _street_lines(text: str, gated: bool = True) -> list[tuple[int, int, str]]:
     """Every street line any pattern finds, as (start, -end, kind): where they overlap, the
     earliest, then the longest sorts first. ``gated`` False runs every pattern (for tests)."""
-    passed = _Gates(text).passed if gated else None
+    passed = _open_gates(text) if gated else None
     return sorted(
         (m.start(), -m.end(), kind)
         for kind, gate, pattern in _STREET
@@ -193,7 +192,6 @@ def _street_lines(text: str, gated: bool = True) -> list[tuple[int, int, str]]:
 _TAIL_PART = regex.compile(rf"{_BREAK}{_NOT_A_PART}(?:{_UNIT}|{_PLACE}|{_STATE})|[ \t]+{_UNIT}")
 _AFTER_UNIT = regex.compile(rf"[ \t]+{_NOT_A_PART}(?:{_PLACE}|{_STATE})")
 _WORD_START = regex.compile(r"\b\p{Ll}")
-_DIGIT = regex.compile(r"\d")
 # The line just above an address that starts a line (a blank line or a reply's ">" between):
 # the addressee's name, when it reads as one ("Maureen Thibault", "Mijail C Adomo").
 _NAME_ABOVE = regex.compile(rf"(?m)^[ \t>]*({NAME})[ \t]*,?[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*\Z")
@@ -214,7 +212,7 @@ class StreetAddressRecognizer(LayoutRecognizer):
     MAX_PARTS = 8
 
     def find(self, text: str) -> Iterator[RecognizerResult]:
-        if _DIGIT.search(text) is None:  # every street line has a number
+        if digit_count(text) == 0:  # every street line has a number (counted once per text: _digits)
             return
         lower_case = not any(ch.isupper() for ch in text)
         seen = _capitalised(text) if lower_case else text
