@@ -40,11 +40,19 @@ from ._names import _result as layout_result
 
 __all__ = ["StreetAddressRecognizer"]
 
-_UNIT_WORDS = r"apt|apartment|appt|suite|ste|unit|flat|floor|fl|room|rm|bldg|building|bâtiment|bât|étage|wohnung|piso|puerta|scala|interno|int"
+_UNIT_WORDS = (
+    r"apt|apartment|appt|suite|ste|unit|flat|floor|fl|level|lvl|room|rm|bldg|building|bâtiment|bât|étage|wohnung|piso|puerta|"
+    r"planta|depto|dpto|departamento|interior|edif|edificio|andar|sala|lote|scala|interno|int"
+)
 # A capitalised word that is not a unit's ("Suite 5" is a unit, not a town).
 _CAP = rf"(?!(?i:{_UNIT_WORDS})\b)\p{{Lu}}[\p{{L}}'’\-]*\p{{L}}(?![\p{{L}}\d])"
 _PARTICLES = r"(?:de|del|della|delle|dei|di|da|do|dos|das|du|des|la|le|les|l'|d'|van|von|der|den|het|al|el|y|e|of|the|on|upon|sur|am|an|im|nad|pod)"
-_NAME_WORD = rf"(?:{_CAP}|{_PARTICLES}(?=(?:[ \t]+{_PARTICLES})*[ \t]+\p{{Lu}}))"
+# A word of a street's or a town's name: a capitalised word, "St." (Saint) before one, a particle
+# before one, or one with its article joined ("d'Ouchy", "l'Église").
+_NAME_WORD = (
+    rf"(?:{_CAP}|(?:St|Ste|Sta|Mt)\.(?=[ \t]+\p{{Lu}})|[dlDL]['’]\p{{Lu}}[\p{{L}}'’\-]*\p{{L}}(?![\p{{L}}\d])"
+    rf"|{_PARTICLES}(?=(?:[ \t]+{_PARTICLES})*[ \t]+\p{{Lu}}))"
+)
 # Street words written as their own word (after the name, or before it).
 _AFTER_WORDS = (
     r"street|st|road|rd|avenue|ave|av|lane|ln|drive|dr|boulevard|blvd|court|ct|way|place|pl|square|sq|terrace|close|"
@@ -53,18 +61,48 @@ _AFTER_WORDS = (
     r"straat|laan|plein|gracht|kade|steeg|dreef|singel|gade|vej|veien|vegen|vei|gata|gatan|vägen|tie|katu|kuja|tee|"
     r"út|utca|ulica|třída|náměstí"
 )
+# The long tail of street words (the US Postal Service's list, British, Australian and New
+# Zealand ones): ordinary words too ("500 Bonus Points"), so a street line ending in one needs
+# more: a unit, a postcode or a line break after it, or a word before it that says where.
+_WEAK_AFTER_WORDS = "|".join(
+    """roads streets avenues drives lanes courts ways squares terraces trails parkways plazas routes alleys loops annex
+    arcade bayou beach bend bluff bluffs bottom branch bridge brook brooks burg burgs camp canyon cape causeway center
+    centers centre centres circles cliff cliffs club common commons corner corners course cove coves creek crest crossing
+    crossroad crossroads curve dale dam divide estate estates extension extensions falls ferry field fields flats ford
+    fords forest forge forges fork forks fort garden gateway glen glens greens groves harbor harbors harbour harbours
+    haven heights hills hollow inlet island islands isle junction junctions key keys knoll knolls lake lakes land
+    landing light lights lock locks lodge manor manors meadow meadows mill mills mission motorway mount mountain
+    mountains neck orchard oval overpass parks pass passage pine pines plain plains point points port ports prairie
+    radial ramp ranch rapid rapids ridge ridges river run shoal shoals shore shores skyway spring springs spur spurs
+    station stravenue stream summit throughway trace track trafficway tunnel turnpike underpass union unions valley
+    valleys viaduct view views village villages ville vista walks well wells approach anchorage quad rise ride reserve
+    range parade esplanade promenade quay quays wharf wynd drove chase croft fold garth grange paddock ridgeway yard
+    vale glade concourse gate gates heath end side""".split()
+)
 # Abbreviations count only with their dot ("ul. Miła 53"; the Spanish "al 91" is no street).
 _ABBREVIATIONS = r"(?:ul|al|av|avda|bd|bld|pl|os|λ|leof|u|str)\."
 _BEFORE_WORDS = (
-    r"rue|avenue|avenida|boulevard|chemin|allée|allee|impasse|place|quai|route|calle|c/|carrer|paseo|"
+    r"rue|avenue|avenida|boulevard|chemin|allée|allee|impasse|place|quai|route|calle|carrer|paseo|avinguda|passeig|"
+    r"urbanización|urbanizacion|cuesta|cañada|pasaje|glorieta|callejón|callejon|diagonal|privada|circunvalación|calzada|"
+    r"prolongación|alameda|passarela|colônia|chácara|rodovia|viela|beco|ladeira|borgo|incrocio|salita|"
+    r"bulevardul|aleea|soseaua|șoseaua|calea|drumul|piața|piata|splaiul|intrarea|cesta|"
     r"plaza|camino|carretera|ronda|travesía|rua|praça|travessa|estrada|largo|via|viale|piazza|piazzale|piazzetta|corso|"
     r"vicolo|strada|contrada|lungomare|rúa|ulica|aleja|plac|osiedle|náměstí|třída|odos|οδός|λεωφόρος"
 )
 _SUFFIXES = (
     r"straße|strasse|str\.|weg|gasse|platz|allee|damm|ufer|steig|pfad|laan|straat|plein|gracht|kade|steeg|dreef|"
     r"singel|gade|vej|veien|vegen|vei|vegur|gata|gatan|vägen|väg|stræti|straeti|stigur|tie|katu|kuja|polku|tori|"
-    r"utca|ulica"
+    r"utca|ulica|allé|stræde|plads|torv|vænge|gränd|stigen|stig|torg|torget|backe|backen|stien|bakken|berget|toppen|engen|"
+    r"haugen|åsen|svingen|tunet|stranda|faret|grenda|feltet|kroken|baan|boulevard|bulevardi|puistotie|raitti|kaari|"
+    r"rinne|dijk|markt|hof|körút|sétány"
 )
+# Street words that follow the name as their own word only ("Luite tee 87", "Somogyi út 21.",
+# "Dvorni trg 6b"): as the end of a longer word they would be "Committee 3".
+_SEPARATE_SUFFIXES = r"tee|út|tér|köz|trg|cesta|obala|šetalište|perivoj|prilaz|podhod|vrh|iela|gatve|cadde|caddesi|sokak|sokağı|prospekt"
+# Spanish "C/ Mayor 3" (calle): the slash ends the word, so it is its own alternative.
+_C_SLASH = r"(?<![\p{L}\d])[cC]/"
+# "Nr. 91", "No 5", "n° 12" before a house number.
+_NUMBER_WORD = r"(?:(?i:nr|no|n°|nº)\.?[ \t]*)?"
 _HOUSE = r"\d{1,5}[a-zA-Z]?(?:[/\-]\d{1,4}[a-zA-Z]?)?\.?"
 _LEAD = r"(?:(?<![\-/.:#])\d{1,6}[ \t]+)?"  # not the end of an identifier ("2024-118 Route 66")
 _UNIT = rf"(?:(?i:{_UNIT_WORDS})\.?[ \t]*#?[ \t]*\d{{1,5}}[a-zA-Z]?|#[ \t]*\d{{1,5}}[a-zA-Z]?)"
@@ -81,45 +119,53 @@ _PLACE = (
 )
 _NOT_A_PART = r"(?!\p{L}+(?:[ \t]\p{L}+)?[ \t]*:|(?i:thanks|thank|regards|best|cheers|sincerely|kind|many|tel|phone|mobile|fax|email|e-mail|web|website|cell)\b)"
 # A comma, a line break (a reply's ">" quoting, a blank line) or both, between two parts.
-_BREAK = r"(?:[ \t]*,[ \t]*(?:\r?\n[ \t>]*)?|[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*,?[ \t]*)"
+# A line may start with quoting or a bullet ("> ", "• ", "* "; "???" where a bullet was lost to
+# a wrong encoding).
+_QUOTED = r"[ \t>•·▪◦‣*?]"
+_BREAK = rf"(?:[ \t]*,[ \t]*(?:\r?\n{_QUOTED}*)?|[ \t]*\r?\n(?:{_QUOTED}*\r?\n)?{_QUOTED}*,?[ \t]*)"
 
 # Street patterns that can start anywhere ("before", "suffix") cost tens of microseconds each to
 # fail, and most texts hold no street word at all. So each pattern but the cheap ones names a
 # gate, a test of what it cannot match without, read off the text's words (see _open_gates).
 _STREETS = (
     # 4821 Oak Ridge Drive, 12 High St., 3911 Fourth Avenue
-    ("after", "after", rf"\b{_LEAD}\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
-    # Rue de Rivoli 99, Via delle Coste 41, ul. Chrzanowska 61, Λεωφόρος Συγγρού 119
-    ("before", "before", rf"(?:\b{_LEAD})?(?<![\p{{L}}])(?:(?i:{_BEFORE_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_HOUSE}(?!\d)"),
+    # (a weak street word at the end needs more: see StreetAddressRecognizer.find)
+    ("after", "after", rf"\b{_LEAD}\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS}|{_WEAK_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
+    # Rue de Rivoli 99, Via delle Coste 41, ul. Chrzanowska 61, Λεωφόρος Συγγρού 119, C/ Mayor 3,
+    # Strada Giunti, 18, Aleea Cristea Nr. 209
+    ("before", "before", rf"(?:\b{_LEAD})?(?<![\p{{L}}])(?:(?i:{_BEFORE_WORDS})\b\.?|(?i:{_ABBREVIATIONS})|{_C_SLASH})[ \t]+(?:{_NAME_WORD},?[ \t]+){{0,4}}{_NUMBER_WORD}{_HOUSE}(?!\d)"),
     # 31 rue de la Hulotais, 12, avenue des Champs-Élysées
-    ("before", "before", rf"\b{_LEAD}\d{{1,5}}[a-zA-Z]?,?[ \t]+(?i:{_BEFORE_WORDS})\b[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_CAP}"),
+    ("before", "before", rf"\b{_LEAD}\d{{1,5}}[a-zA-Z]?,?[ \t]+(?:(?i:{_BEFORE_WORDS})\b|{_C_SLASH})[ \t]+(?:{_NAME_WORD}[ \t]+){{0,4}}{_CAP}"),
     # Hauptstraße 5, Søndergade 52, Kiannonkatu 98
-    ("suffix", "suffix", rf"(?:\b{_LEAD})?\b(?:{_CAP}[ \t]+){{1,3}}(?:(?i:{_SUFFIXES}|str)|(?i:{_ABBREVIATIONS}))[ \t]+{_HOUSE}(?!\d)"),
-    ("suffix", "suffix", rf"(?:\b{_LEAD})?\b\p{{Lu}}\p{{L}}{{2,}}(?i:{_SUFFIXES})[ \t]+{_HOUSE}(?!\d)"),
+    ("suffix", "suffix", rf"(?:\b{_LEAD})?\b(?:{_CAP}[ \t]+){{1,3}}(?:(?i:{_SUFFIXES}|{_SEPARATE_SUFFIXES}|str)\b|(?i:{_ABBREVIATIONS}))[ \t]+{_HOUSE}(?!\d)"),
+    # Lilia-Rossmann-Gasse 815, C. Beerninckstraat 88
+    ("suffix", "suffix", rf"(?:\b{_LEAD})?\b(?:\p{{Lu}}\.[ \t]*)?\p{{Lu}}[\p{{L}}\-]{{2,}}(?i:{_SUFFIXES})[ \t]+{_HOUSE}(?!\d)"),
     # 692 Kuuse 53 (needs a part after it; starts at a number: cheap to fail)
     ("numbered", None, rf"\b{_LEAD}\d{{1,6}}[ \t]+{_CAP}(?:[ \t]+{_NAME_WORD}){{0,3}}[ \t]+{_HOUSE}(?!\d)"),
     # post boxes and US military addresses (each starts with its own words: no gate)
     ("box", None, r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]?box|Postfach|Boîte postale|BP|Apartado|Casella postale)[ \t]+\d{1,6}\b"),
-    ("box", None, r"\b(?:PSC[ \t]+\d{1,5},?[ \t]+Box|Unit[ \t]+\d{1,5},?[ \t]+Box|(?:USNS|USNV|USS|USCGC)[ \t]+\p{Lu}[\p{L}'’\-]*(?:[ \t]+\p{Lu}[\p{L}'’\-]*)?)"
-            r"(?:[ \t]+\d{1,5})?[ \t]*(?:,[ \t]*)?\r?\n?[ \t>]*(?:APO|FPO|DPO)[ \t]+A[AEP][ \t]+\d{5}(?:-\d{4})?\b"),
+    ("box", None, r"\b(?:(?i:PSC|Unit)[ \t]+\d{1,5},?[ \t]+(?i:Box)|(?i:USNS|USNV|USS|USCGC)[ \t]+\p{Lu}[\p{L}'’\-]*(?:[ \t]+\p{Lu}[\p{L}'’\-]*)?)"
+            r"(?:[ \t]+\d{1,5})?[ \t]*(?:,[ \t]*)?\r?\n?[ \t>]*(?i:APO|FPO|DPO)[ \t]+(?i:A[AEP])[ \t]+\d{5}(?:-\d{4})?\b"),
 )
 _STREET = tuple((kind, gate, regex.compile(pattern)) for kind, gate, pattern in _STREETS)
 
 
 def _folded_words(alternatives: str) -> frozenset[str]:
-    """The letter words of a ``|``-separated list, case-folded, without a trailing dot. ("c/"
-    is left out: a word boundary must follow it, then a space, so no pattern matches it.)"""
-    return frozenset(word.replace("\\.", "").casefold() for word in alternatives.split("|") if "/" not in word)
+    """The letter words of a ``|``-separated list, case-folded, without a trailing dot."""
+    return frozenset(word.replace("\\.", "").casefold() for word in alternatives.split("|"))
 
 
 _AFTER_SET = _folded_words(_AFTER_WORDS)
+_WEAK_AFTER_SET = _folded_words(_WEAK_AFTER_WORDS) - _AFTER_SET
+_SEPARATE_SUFFIX_SET = _folded_words(_SEPARATE_SUFFIXES)
+_C_SLASH_RE = regex.compile(rf"{_C_SLASH}[ \t]")
 _BEFORE_SET = _folded_words(_BEFORE_WORDS)
 _ABBREVIATION_SET = _folded_words(_ABBREVIATIONS[3:-3])  # "(?:ul|al|...)\\." -> ul, al, ...
 _SUFFIX_TUPLE = tuple(sorted(_folded_words(_SUFFIXES) | {"str"}))
 _LETTERS = regex.compile(r"\p{L}+")
 _SPACE_DIGIT = re.compile(r"[ \t]\d")  # the standard library's re: finds these rare spots fastest
 # After a street word that comes first, only name words until the house number ("Rue de Rivoli 99").
-_HOUSE_AFTER = regex.compile(r"\.?[ \t]+[\p{L}'’\- \t]*\d")
+_HOUSE_AFTER = regex.compile(r"\.?[ \t]+[\p{L}'’\-,. \t]*\d")
 _ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -149,7 +195,8 @@ def _suffix_before_number(text: str) -> bool:
         start = end
         while start > 0 and text[start - 1].isalpha():  # isalpha: the letters \p{L} matches
             start -= 1
-        if start < end and text[start:end].casefold().endswith(_SUFFIX_TUPLE):
+        word = text[start:end].casefold()
+        if start < end and (word.endswith(_SUFFIX_TUPLE) or word in _SEPARATE_SUFFIX_SET):
             return True
     return False
 
@@ -171,8 +218,9 @@ def _open_gates(text: str) -> dict[str, bool]:
     words = {word.casefold() for word in _LETTERS.findall(text)}
     abbreviation = "." in text and not words.isdisjoint(_ABBREVIATION_SET)
     return {
-        "after": abbreviation or not words.isdisjoint(_AFTER_SET),
-        "before": abbreviation or (not words.isdisjoint(_BEFORE_SET) and _street_word_first(text)),
+        "after": abbreviation or not words.isdisjoint(_AFTER_SET) or not words.isdisjoint(_WEAK_AFTER_SET),
+        "before": abbreviation or (not words.isdisjoint(_BEFORE_SET) and _street_word_first(text))
+        or ("/" in text and _C_SLASH_RE.search(text) is not None),
         "suffix": abbreviation or _suffix_before_number(text),
     }
 
@@ -196,6 +244,12 @@ _WORD_START = regex.compile(r"\b\p{Ll}")
 # the addressee's name, when it reads as one ("Maureen Thibault", "Mijail C Adomo").
 _NAME_ABOVE = regex.compile(rf"(?m)^[ \t>]*({NAME})[ \t]*,?[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*\Z")
 _LINE_START = regex.compile(r"(?:^|\n)[ \t>]*\Z")
+# (or its word alone, when the street line took the unit's number for its own: "Suite 601 1 Aguilar Quad")
+_UNIT_BEFORE = regex.compile(rf"(?:^|(?<=[\s,;:]))({_UNIT}[ \t]*,?[ \t]*(?:\r?\n{_QUOTED}*)?|(?i:{_UNIT_WORDS})\.?[ \t]*#?[ \t]*)\Z")
+# Words right before a street line that say it is a place: "at", "to", "address:", "lives on".
+_WHERE_BEFORE = regex.compile(
+    r"(?i)(?:\b(?:at|to|on|from|near|in|into|address|addresses|is|located|live|lives|living|ship|send|deliver|visit|via)|[:>\n])[ \t]*\Z"
+)
 
 
 def _capitalised(text: str) -> str:
@@ -227,6 +281,12 @@ class StreetAddressRecognizer(LayoutRecognizer):
                 continue  # "3 Release 12\nWindows": only with a unit, a postcode or a comma after it
             if lower_case and kind == "after" and not any(ch.isdigit() for ch in seen[street_end:end]):
                 continue  # "i walked 5 blocks down the road, then left": in lower case, a unit or postcode too
+            if kind == "after" and not self._sure_street(seen, start, street_end, end):
+                continue  # "500 Bonus Points", "2 Swiss Francs Bridge": a weak street word and nothing else
+            # A unit written before the street line is part of the address ("Suite 601 1 Aguilar Quad", "Flat 20\n26 Scott Street").
+            unit = _UNIT_BEFORE.search(seen, max(0, start - 40), start)
+            if unit is not None:
+                start = unit.start(1)
             end_of_last = end
             yield layout_result(self, "LOCATION", start, end, self.SCORE, "street address")
             before = text[max(0, start - 200) : start]
@@ -234,6 +294,17 @@ class StreetAddressRecognizer(LayoutRecognizer):
                 if not _names_no_one(name.group(1)):
                     offset = start - len(before)
                     yield layout_result(self, "PERSON", offset + name.start(1), offset + name.end(1), self.NAME_SCORE, "name above an address")
+
+    @staticmethod
+    def _sure_street(text: str, start: int, street_end: int, end: int) -> bool:
+        """Whether a street line ending in a word of the long tail ("Crest", "Points") is one: a
+        unit, postcode or line break after it, or a word before it that says where."""
+        last = _LETTERS.findall(text, max(start, street_end - 16), street_end)
+        if not last or last[-1].casefold() not in _WEAK_AFTER_SET:
+            return True
+        if any(ch.isdigit() or ch == "\n" for ch in text[street_end:end]):
+            return True
+        return _WHERE_BEFORE.search(text, max(0, start - 40), start) is not None
 
     def _tail(self, text: str, end: int) -> tuple[int, int]:
         parts = 0

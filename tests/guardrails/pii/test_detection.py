@@ -241,6 +241,45 @@ def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, addres
     assert [found for found in _kinds(pii_in, text) if found[0] == "LOCATION"] == [("LOCATION", address)]
 
 
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("Envíelo a C/ Mayor 3, 28013 Madrid por favor", "C/ Mayor 3, 28013 Madrid"),  # "C/" (calle) ends with its slash
+        ("spediscilo a Strada Giunti, 18, Milano", "Strada Giunti, 18, Milano"),  # a comma before the house number
+        ("livrare la Aleea Cristea Nr. 209, Cluj", "Aleea Cristea Nr. 209, Cluj"),  # Romanian, "Nr." before the number
+        ("Minu aadress on Luite tee 87, Tallinn", "Luite tee 87, Tallinn"),  # street words as their own word
+        ("a címem Somogyi út 21., Budapest", "Somogyi út 21., Budapest"),
+        ("adressen er Haraldsted Allé 531, 4100 Ringsted", "Haraldsted Allé 531, 4100 Ringsted"),
+        ("Lieferung an Lilia-Rossmann-Gasse 815, Wien", "Lilia-Rossmann-Gasse 815, Wien"),  # a hyphenated street name
+        ("The bus station is on C. Beerninckstraat 88", "C. Beerninckstraat 88"),  # an initial before it
+        ("hun adres: Eriksenberget 5, 0195 Oslo", "Eriksenberget 5, 0195 Oslo"),
+        ("ship it to 8657 Ward Gateway, Portland", "8657 Ward Gateway, Portland"),  # the long tail of street words
+        ("Suite 601 1 Aguilar Quad\nSydney", "Suite 601 1 Aguilar Quad\nSydney"),  # a unit before the street line
+        ("Flat 20\n26 Scott Street\nAuckland", "Flat 20\n26 Scott Street\nAuckland"),
+        ("Our offices are located at 1819 St. John Street, Tubize", "1819 St. John Street, Tubize"),
+        ("The office is at Avenue d'Ouchy 109, Lausanne", "Avenue d'Ouchy 109, Lausanne"),
+        ("may i have it sent to psc 5420, box 2708\napo aa 33879?", "psc 5420, box 2708\napo aa 33879"),  # military, lower case
+        ("Contact:\n• 2274 Via delle Coste 41\n• Apt. 322\n• Colle Di Tora", "2274 Via delle Coste 41\n• Apt. 322\n• Colle Di Tora"),
+    ],
+)
+def test_street_address_forms_of_many_countries(pii_in, text: str, address: str) -> None:
+    assert [found for found in _kinds(pii_in, text) if found[0] == "LOCATION"] == [("LOCATION", address)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I earned 500 Bonus Points today",  # a weak street word with nothing that says "where"
+        "Upgrade to 3 Premium Seats, Gold Tier",
+        "Please put 2 boxes on the shelf",
+        "The Standing Committee 3 meets on Friday",  # "tee" counts as its own word only
+        "I live in room 5 at the back",
+    ],
+)
+def test_ordinary_words_that_are_also_street_words_are_not_addresses(pii_in, text: str) -> None:
+    assert "LOCATION" not in [kind for kind, _ in _kinds(pii_in, text)]
+
+
 def test_the_name_on_the_line_above_an_address_is_the_addressee(pii_in) -> None:
     assert ("PERSON", "Maureen Thibault") in _kinds(pii_in, "Maureen Thibault\n\n41086 Kiannonkatu 98\n Suite 464\n OULU")
     assert [k for k, _ in _kinds(pii_in, "Rand Corporation\n12 High Street\nYork")] == ["LOCATION"]
@@ -360,6 +399,8 @@ def test_street_patterns_skipped_by_their_gates_would_have_found_nothing() -> No
         "HAUPTSTRASSE 5", "Søndergade 52", "Hlíðarvegur 97", "12 High St. York", "4821 OAK RIDGE DRIVE", "5 Ave. Foch",
         "The Pro plan costs 20 EUR per user per month", "a guarantee of 3 Years", "brigade 7", "255 hersnapvej 18, københavn",
         "go via the billing page, or route it via support in 2 days", "Rue de l'Église 4", "4b, Rua Augusta", "12\tVia Roma",
+        "C/ Señores Curas 88", "12 c/ Mayor", "Strada Giunti, 18", "Aleea Cristea Nr. 209", "Luite tee 87", "Somogyi út 21.",
+        "Lilia-Rossmann-Gasse 815", "C. Beerninckstraat 88", "8657 Ward Gateway", "abc/ 5", "Committee 3",
     ]
     cases = Path(__file__).resolve().parents[2] / "data" / "presidio_cases.jsonl"
     texts += [json.loads(line)["text"] for line in cases.read_text().splitlines()]
