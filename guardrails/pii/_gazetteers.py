@@ -284,17 +284,34 @@ _FIRM = regex.compile(
     rf"(?<!,[ \t]*)(?<![\p{{L}}\d])({_ANY_WORD}),[ \t]*({_ANY_WORD}),?[ \t]+(?:and|&)[ \t]+({_ANY_WORD})(?![ \t]*,[ \t]*{_ANY_WORD})(?![\p{{L}}\d])"
     rf"|(?<![\p{{L}}\d])({_WORD})[ \t]+(?:and|&)[ \t]+(?:Sons|Daughters|Brothers|Partners|Associates|Co)\b\.?"
 )
+_EMPLOYER_CUES = ("work", "employ", "year", "month", "intern", "job", "position", "role")
 _SINGULAR_VERB = regex.compile(r"[ \t]+(?:is|was|has)\b")
 # The employer after "I work for", "she works at", "employed by".
+_COMPANY_WORD = rf"{_WORD}(?:-{_WORD})*"
+# Also where someone spent time in a job: "spent a year at Sigfig", "the following year at
+# Numedii", "interned at", "a job at".
 _EMPLOYER = regex.compile(
-    rf"(?i:\b(?:work(?:s|ed|ing)?[ \t]+(?:for|at)|employed[ \t]+(?:by|at)|employer[ \t]+is))[ \t]+"
+    rf"(?i:\b(?:work(?:s|ed|ing)?[ \t]+(?:for|at)|employed[ \t]+(?:by|at)|employer[ \t]+is|years?[ \t]+at|months?[ \t]+at|"
+    rf"intern(?:s|ed|ing)?[ \t]+at|(?:job|position|role|internship)[ \t]+at))[ \t]+"
     rf"({_WORD}(?:[ \t]+{_WORD}){{0,3}})"
+)
+# A name that a sentence says is a company: "Standard And Poors is a design agency",
+# "Ramsey-Johnson is an Swedish multinational investment bank". The kind of business ends its
+# phrase ("a bank teller" is a person's job, not a company).
+_ORG_NOUNS = (
+    r"company|agency|firm|bank|startup|start-up|corporation|conglomerate|multinational|manufacturer|retailer|consultancy|"
+    r"organi[sz]ation|nonprofit|non-profit|charity|business|brand|label|publisher|airline|insurer|enterprise|subsidiary|"
+    r"cooperative|co-op|franchise|marketplace|chain|outlet|supplier|vendor|carrier|utility"
+)
+_IS_A_COMPANY = regex.compile(
+    rf"(?<![\p{{L}}\d])({_COMPANY_WORD}(?:[ \t]+(?:(?i:and|&|of)[ \t]+)?{_COMPANY_WORD}){{0,3}})[ \t]+(?:is|was|has been)[ \t]+"
+    rf"(?:an?|the|one of the)[ \t]+(?:[\p{{L}}\-]+[ \t]+){{0,4}}?(?i:{_ORG_NOUNS})(?:s|es)?"
+    rf"(?=[ \t]*(?:[,.;:!?)]|$)|[ \t]+(?:based|that|which|with|in|from|headquartered|founded|and|for|offering|specializing|specialising|providing|serving|owned|operating|on)\b)"
 )
 # A person's company: "Margaret S. Stouffer of Guidestar", "Panjiva's Riku Andou" (the name
 # begins with a known given name). What NER calls a person there is the company; a place
 # stays one ("Jane Doe of Leeds").
 _FULL_NAME = rf"{_WORD}(?:[ \t]+(?:{_INITIAL}|{_WORD})){{1,3}}"
-_COMPANY_WORD = rf"{_WORD}(?:-{_WORD})*"
 _OF_COMPANY = regex.compile(rf"(?<![\p{{L}}\d])({_FULL_NAME})[ \t]+of[ \t]+({_COMPANY_WORD}(?:[ \t]+{_COMPANY_WORD}){{0,2}})")
 _COMPANYS = regex.compile(rf"(?<![\p{{L}}\d])({_WORD}(?:[ \t]+{_WORD}){{0,2}})['’]s?[ \t]+({_FULL_NAME})")
 # Findings from language that a company's name overrides (not a layout rule's: "I work at
@@ -313,7 +330,7 @@ def companies(text: str) -> list[tuple[int, int, str]]:
     spans: list[tuple[int, int, str]] = []
     lowered = text.lower()
     firms = _FIRM.finditer(text) if "and" in lowered or "&" in text else ()
-    employers = _EMPLOYER.finditer(text) if "work" in lowered or "employ" in lowered else ()
+    employers = _EMPLOYER.finditer(text) if any(cue in lowered for cue in _EMPLOYER_CUES) else ()
     for match in firms:
         words = [w for w in match.groups() if w]
         # "Anna, Bob and Carl" are people; a firm's surnames may hold one given name ("Coleman").
@@ -323,6 +340,9 @@ def companies(text: str) -> list[tuple[int, int, str]]:
         one_thing = _SINGULAR_VERB.match(text, match.end()) is not None
         if match.group(4) is not None or one_thing or sum(w.casefold() in given for w in words) < 2:
             spans.append((match.start(), match.end(), ALL))
+    if " is " in text or " was " in text or " has been " in text:
+        for match in _IS_A_COMPANY.finditer(text):
+            spans.append((match.start(1), match.end(1), NER))
     for match in employers:
         first = match.group(1).split()[0]
         if first.casefold() not in given:
