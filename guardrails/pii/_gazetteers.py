@@ -251,7 +251,19 @@ class PlaceRecognizer(LayoutRecognizer):
                 if (found == name or found.isupper() and found == name.upper()) and not _LETTER_OR_DIGIT.match(text, start + len(name)):
                     if not _ADJECTIVE_ARTICLE.search(text, 0, start):  # "an Brazil bank": an adjective
                         yield _result(self, "LOCATION", start, start + len(name), self.SCORE, "a country's name")
+                        yield from self._town_above(text, start, start + len(name))
                     break
+
+    def _town_above(self, text: str, start: int, end: int) -> Iterator[RecognizerResult]:
+        """The town on the line above a country that ends an address block ("Salumäe\n Estonia
+        62031", "ALFRICK\nUnited Kingdom"): the country alone on its line (a postcode may follow)."""
+        if not _COUNTRY_LINE_END.match(text, end):
+            return
+        window = max(0, start - 120)
+        town = _TOWN_ABOVE.search(text, window, start)
+        if town is None or any(w.casefold().strip(".") in _NOT_SURNAMES for w in town.group(1).split()):
+            return  # not a town's line ("Acme Holdings\nGermany", "Thanks\nSpain")
+        yield _result(self, "LOCATION", town.start(1), town.end(1), self.SCORE, "the town above a country in an address")
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
         if "LOCATION" not in entities:
@@ -276,6 +288,14 @@ class PlaceRecognizer(LayoutRecognizer):
 _CAPITALISED_ANY = regex.compile(r"(?<![\p{L}\d])\p{Lu}[\p{L}'’\-]*")
 _LETTER_OR_DIGIT = regex.compile(r"[\p{L}\d]")
 _ADJECTIVE_ARTICLE = regex.compile(r"(?i)(?<![\p{L}])an?[ \t]+$")
+# A line of an address block: quoting or a bullet, then the line.
+_LINE_LEAD = r"[ \t>•·▪◦‣*?]*"
+_COUNTRY_LINE_END = regex.compile(r"[ \t]*(?:\([\p{L} ]+\))?[ \t]*,?[ \t]*(?:[A-Z\d][A-Z\d \-]{2,9})?[ \t]*(?:\r?\n|\Z)")
+_TOWN_WORD = r"\p{Lu}[\p{L}'’\-.]*\p{L}"
+_TOWN_ABOVE = regex.compile(
+    rf"(?:^|\n){_LINE_LEAD}({_TOWN_WORD}(?:[ \t]+(?:(?:de|del|de la|da|do|dos|das|du|des|di|la|le|les|sur|am|an|im|upon|u|v|nad|pod|van|von|aan|den|der)[ \t]+)?{_TOWN_WORD}){{0,3}})"
+    rf"[ \t]*,?[ \t]*(?:[A-Z\d][A-Z\d \-]{{2,9}})?[ \t]*\r?\n(?:[ \t>]*\r?\n)?{_LINE_LEAD}\Z"
+)
 
 
 _ANY_WORD = r"\p{L}[\p{L}'’\-]*\p{L}"

@@ -48,7 +48,7 @@ _NOT_NAMES = frozenset(
     saturday sunday january february march april may june july august september october november december admin
     administrator user customer premium pro enterprise team support service services desk care staff department office
     group your our inc ltd llc gmbh corporation corp company holdings partners associates technologies systems solutions
-    consulting bank capital labs""".split()
+    consulting bank capital labs terminal gate platform""".split()
 )
 
 
@@ -146,7 +146,8 @@ class SelfIntroductionRecognizer(LayoutRecognizer):
         rf"je m'appelle|je m’appelle|mon nom est|ich hei(?:ß|ss)e|mein name ist|me llamo|mi nombre es|"
         rf"mi chiamo|il mio nome è|ik heet|mijn naam is)[ \t]+(?-i:({NAME}))"
     )
-    _WEAK = regex.compile(rf"(?i)\b(?:i'm|i’m|i am|ich bin|je suis|soy|sono|ik ben)[ \t]+(?-i:({NAME}))")
+    # (and who speaks in reported speech: '"...," said Erle to Maurice', "says Izumi")
+    _WEAK = regex.compile(rf"(?i)\b(?:i'm|i’m|i am|ich bin|je suis|soy|sono|ik ben|said|says|asked|replied|shouted|whispered)[ \t]+(?-i:({NAME}))")
     _THIS_IS = regex.compile(rf"(?i)\b(?:this is|it's|it’s|c'est|hier ist|aquí|qui è)[ \t]+(?-i:({NAME}))(?=[ \t]*,|[ \t]+(?:from|here|speaking|at|with|von|de|di)\b)")
 
     # The same cues in a text written all in lower case ("my name is borna jerković"): the
@@ -176,7 +177,7 @@ class SelfIntroductionRecognizer(LayoutRecognizer):
 # a shop and a department follow those as often as a town.
 _PLACE_PHRASES = (
     r"originally from|grew up in|born in|born and raised in|i live in|we live in|(?:he|she|they) lives? in|living in|"
-    r"moved here from|moved from|flew to|flying to|flew in from|fly to|based in|travel(?:l)?ing to|home ?town(?: is| of)?|"
+    r"moved here from|moved from|flew to|flying to|flew in from|fly to|arrived at|arrived in|arriving at|arriving in|based in|travel(?:l)?ing to|home ?town(?: is| of)?|"
     r"home city(?: is)?|wohne in|lebe in|komme aus|geboren in|aufgewachsen in|j'habite à|j’habite à|habite à|je vis à|"
     r"originaire de|je viens de|né à|née à|vivo en|soy de|nací en|crecí en|abito a|vivo a|sono nato a|sono nata a|"
     r"woon in|kom uit|geboren in"
@@ -258,7 +259,9 @@ for _label in _ROLE_LABELS:
 for _label in (
     "city|town|address|street|street address|address line 1|address line 2|address1|address2|address_line_1|home address|"
     "billing address|shipping address|delivery address|place of birth|birthplace|ville|adresse|adresse postale|ort|stadt|"
-    "wohnort|anschrift|straße|strasse|ciudad|dirección|direccion|domicilio|città|citta|indirizzo|plaats|woonplaats|adres"
+    "wohnort|anschrift|straße|strasse|ciudad|dirección|direccion|domicilio|città|citta|indirizzo|plaats|woonplaats|adres|"
+    # a calendar invitation's "When: ... / Where: ..." (Outlook's, and its translations)
+    "where|wo|où|dónde|donde|dove|waar"
 ).split("|"):
     _LABELS[_label] = "LOCATION"
 del _label
@@ -298,6 +301,8 @@ class LabelledFieldRecognizer(LayoutRecognizer):
                 continue
             if _role_label(match.group(1)) and _names_no_one(value):
                 continue
+            if _label_key(match.group(1)) in _WHERE_LABELS and _ONLINE.search(value):
+                continue  # "Where: Microsoft Teams Meeting": no place
             start = match.start(2)
             yield _result(self, entity, start, start + len(value), self.SCORE, f"field labelled as {entity.lower()}")
         for match in self._MAIL_HEADER.finditer(text):
@@ -328,6 +333,14 @@ class LabelledFieldRecognizer(LayoutRecognizer):
                     if value and (entity != "PERSON" or _plausible_name(value)):
                         yield _result(self, entity, cell_start, cell_end, self.SCORE, f"table column headed as {entity.lower()}")
                 index += 1
+
+
+_WHERE_LABELS = frozenset("where|wo|où|dónde|donde|dove|waar".split("|"))
+_ONLINE = regex.compile(r"(?i)\b(?:teams|zoom|webex|skype|meet|meeting|hangouts?|online|virtual|call|remote|tbd|tba|n/a|https?)\b")
+
+
+def _label_key(header: str) -> str:
+    return regex.sub(r"[\s_\-]+", " ", header.strip().strip("\"'`*").strip().lower())
 
 
 def _role_label(header: str) -> bool:

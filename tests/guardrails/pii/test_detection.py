@@ -357,6 +357,38 @@ def test_a_place_tied_to_a_person_by_the_words_before_it(pii_in, text: str, plac
     assert ("LOCATION", place) in _kinds(pii_in, text)
 
 
+@pytest.mark.parametrize(
+    ("text", "place"),
+    [
+        ("Przemek Kucharski\n\nALFRICK\nUnited Kingdom", "ALFRICK"),  # the town above the country of an address block
+        ("Maha Cazares\n\nChiclana de la Frontera\nSpain", "Chiclana de la Frontera"),
+        ("Ship to:\n• Salumäe\n• Estonia 62031", "Salumäe"),
+        ("When: 2000-04-16 11:34\nWhere: Upton Scudamore Country Club", "Upton Scudamore Country Club"),  # a calendar invitation
+        ("The Princess Royal arrived at Khandallah this morning", "Khandallah"),
+    ],
+)
+def test_a_town_placed_by_its_address_block_an_invitation_or_an_arrival(pii_in, text: str, place: str) -> None:
+    assert ("LOCATION", place) in _kinds(pii_in, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Acme Holdings\nGermany",  # a company above a country
+        "Where: Microsoft Teams Meeting",  # an online meeting is no place
+        "Where: Zoom",
+        "We arrived at Terminal 5 late",
+    ],
+)
+def test_companies_online_meetings_and_terminals_are_not_towns(pii_in, text: str) -> None:
+    assert [value for kind, value in _kinds(pii_in, text) if kind == "LOCATION"] in ([], ["Germany"])
+
+
+def test_who_speaks_in_reported_speech_is_a_person(pii_in) -> None:
+    assert ("PERSON", "Erle") in _kinds(pii_in, "I'm so jealous! said Erle to Maurice")
+    assert _kinds(pii_in, "As I said Monday, the release is late. He asked Support about it.") == []
+
+
 @pytest.mark.parametrize("text", ["I was born in January", "We are based in the US office", "I moved to Google last year", "I'm in Sales"])
 def test_months_departments_and_employers_after_such_words_are_not_places(pii_in, text: str) -> None:
     assert _kinds(pii_in, text) == []
