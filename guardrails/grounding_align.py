@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import itertools
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import Stemmer
@@ -128,10 +129,28 @@ def stem(word: str) -> str:
     return _STEMMER.stemWord(word.lower())
 
 
+def _fold(text: str) -> str:
+    """``text`` without accents: "Kīlauea" is "Kilauea", "Pokémon" is "Pokemon", "Zürich" is
+    "Zurich" (an answer often drops them). ASCII text, nearly all of it, is returned as it is."""
+    if text.isascii():
+        return text
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
 @functools.lru_cache(maxsize=65_536)
 def _words(text: str) -> tuple[str, ...]:
-    """Lower-case words (a clause is read for its stems, anchors, raw words and facts: cut once)."""
-    return tuple(_WORD.findall(text.lower().replace("’", "'")))
+    """Lower-case words without accents (a clause is read for its stems, anchors, raw words and facts: cut once)."""
+    return tuple(_WORD.findall(_fold(text).lower().replace("’", "'")))
+
+
+def _root(stem: str) -> str:
+    """A stem without the endings that make a noun of a verb, which the Snowball stemmer keeps
+    on short words: "dancer" and "danced", "creation" and "creates", "player" and "plays" meet."""
+    if len(stem) >= 6 and stem.endswith(("tion", "sion")):
+        return stem[:-3]
+    if len(stem) >= 6 and stem.endswith("er"):
+        return stem[:-2]
+    return stem
 
 
 def _raw(text: str) -> frozenset[str]:
@@ -155,7 +174,7 @@ def _light(word: str) -> str:
     for suffix, shortest in (("able", 7), ("ible", 7), ("ing", 6), ("ed", 5)):
         if word.endswith(suffix) and len(word) >= shortest:
             return word[: -len(suffix)]
-    return word
+    return _root(word)
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -167,7 +186,7 @@ def anchor_words(text: str) -> frozenset[str]:
 @functools.lru_cache(maxsize=65_536)
 def content_words(text: str) -> frozenset[str]:
     """Stems of the words that carry meaning (not stop words, not bare numbers)."""
-    return frozenset(_STEMMER.stemWords([w for w in _words(text) if w not in _STOP and not w.isdigit()]))
+    return frozenset(map(_root, _STEMMER.stemWords([w for w in _words(text) if w not in _STOP and not w.isdigit()])))
 
 
 def _number(text: str) -> float | None:
@@ -184,6 +203,7 @@ _HAS_AMOUNT = re.compile(rf"[\d$€£]|\b(?:{'|'.join(_NUMBER_WORDS)})\b", re.IG
 
 @functools.lru_cache(maxsize=65_536)
 def facts_of(text: str) -> frozenset[Fact]:
+    text = _fold(text)
     facts: set[Fact] = set()
     for match in _NUMBER.finditer(text) if _HAS_AMOUNT.search(text) else ():
         number = match.group("num")

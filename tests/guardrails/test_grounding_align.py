@@ -155,3 +155,20 @@ def test_filler_words_need_not_be_said_where_the_fact_is() -> None:
     assert assess_claim("Some annual subscriptions can be refunded within 30 days.", "", evidence).supported(0.7)
     assert assess_claim("During the first 30 days, annual subscriptions can be refunded.", "", evidence).supported(0.7)
     assert assess_claim("Monthly plans can be refunded within 30 days.", "", evidence).misattached
+
+
+@pytest.mark.parametrize(
+    ("claim", "passage"),
+    [
+        ("Kilauea is the most active of the five volcanoes.", "Kīlauea is the most active of the five volcanoes that form the island."),  # accents
+        ("The Zürich office opens at 9:00.", "The Zurich office opens at 9:00 on weekdays."),
+        ("Tupac was a ballet dancer in high school.", "Tupac danced ballet in high school."),  # a noun made of a verb
+        ("The creation of an invoice is free.", "Creating an invoice is free."),
+    ],
+)
+def test_accents_and_nouns_made_of_verbs_meet_their_evidence(claim: str, passage: str) -> None:
+    assert assess_claim(claim, "", passage).supported(0.7)
+
+
+def test_a_noun_made_of_a_verb_does_not_hide_a_swap(grounding) -> None:
+    assert not _allowed(grounding, "The Starter plan includes 12 GB of storage.")

@@ -76,3 +76,16 @@ def test_a_bare_yes_and_a_short_answer_still_stand_for_their_question() -> None:
     assert yes.from_question and yes.text == "the Starter plan free"
     (short,) = claims_of("Water damage.", "What does the warranty exclude?")
     assert short.short_answer and short.question_says_not
+
+
+def test_a_sentence_of_two_content_words_is_a_claim_and_one_of_one_is_not() -> None:
+    answer = "The Pro plan costs 20 EUR. Elsa leaves. Yes it was!"
+    assert [c.text for c in claims_of(answer)] == ["The Pro plan costs 20 EUR.", "Elsa leaves."]
+
+
+def test_a_one_sentence_answer_of_two_content_words_keeps_its_questions_polarity() -> None:
+    (claim,) = claims_of("Water damage.", "What does the warranty exclude?")
+    assert claim.short_answer and claim.question_says_not
+    (claim,) = claims_of("Elsa leaves.", "What happens next?")
+    assert claim.short_answer and not claim.question_says_not
+    assert not any(c.short_answer for c in claims_of("Elsa leaves. Anna stays.", "What happens next?"))
