@@ -146,11 +146,11 @@ def _words(text: str) -> tuple[str, ...]:
 def _root(stem: str) -> str:
     """A stem without the endings that make a noun of a verb, which the Snowball stemmer keeps
     on short words: "dancer" and "danced", "creation" and "creates", "player" and "plays" meet."""
-    if len(stem) >= 6 and stem.endswith(("tion", "sion")):
-        return stem[:-3]
-    if len(stem) >= 6 and stem.endswith("er"):
+    if len(stem) < 6:
+        return stem
+    if stem.endswith("er"):
         return stem[:-2]
-    return stem
+    return stem[:-3] if stem.endswith(("tion", "sion")) else stem
 
 
 def _raw(text: str) -> frozenset[str]:
