@@ -42,7 +42,7 @@ __all__ = ["StreetAddressRecognizer"]
 
 _UNIT_WORDS = (
     r"apt|apartment|appt|suite|ste|unit|flat|floor|fl|level|lvl|room|rm|bldg|building|bâtiment|bât|étage|wohnung|piso|puerta|"
-    r"planta|depto|dpto|departamento|interior|edif|edificio|andar|sala|lote|scala|interno|int"
+    r"planta|depto|dpto|departamento|interior|edif|edificio|andar|sala|lote|appartamento|piano|scala|interno|int"
 )
 # A capitalised word that is not a unit's ("Suite 5" is a unit, not a town).
 _CAP = rf"(?!(?i:{_UNIT_WORDS})\b)\p{{Lu}}[\p{{L}}'’\-]*\p{{L}}(?![\p{{L}}\d])"
@@ -85,7 +85,8 @@ _BEFORE_WORDS = (
     r"rue|avenue|avenida|boulevard|chemin|allée|allee|impasse|place|quai|route|calle|carrer|paseo|avinguda|passeig|"
     r"urbanización|urbanizacion|cuesta|cañada|pasaje|glorieta|callejón|callejon|diagonal|privada|circunvalación|calzada|"
     r"prolongación|alameda|passarela|colônia|chácara|rodovia|viela|beco|ladeira|borgo|incrocio|salita|"
-    r"bulevardul|aleea|soseaua|șoseaua|calea|drumul|piața|piata|splaiul|intrarea|cesta|"
+    r"bulevardul|aleea|soseaua|șoseaua|calea|drumul|piața|piata|splaiul|intrarea|cesta|stretto|rotonda|acceso|pasadizo|"
+    r"sítio|corredor|viaducto|"
     r"plaza|camino|carretera|ronda|travesía|rua|praça|travessa|estrada|largo|via|viale|piazza|piazzale|piazzetta|corso|"
     r"vicolo|strada|contrada|lungomare|rúa|ulica|aleja|plac|osiedle|náměstí|třída|odos|οδός|λεωφόρος"
 )
@@ -94,7 +95,7 @@ _SUFFIXES = (
     r"singel|gade|vej|veien|vegen|vei|vegur|gata|gatan|vägen|väg|stræti|straeti|stigur|tie|katu|kuja|polku|tori|"
     r"utca|ulica|allé|stræde|plads|torv|vænge|gränd|stigen|stig|torg|torget|backe|backen|stien|bakken|berget|toppen|engen|"
     r"haugen|åsen|svingen|tunet|stranda|faret|grenda|feltet|kroken|baan|boulevard|bulevardi|puistotie|raitti|kaari|"
-    r"rinne|dijk|markt|hof|körút|sétány"
+    r"rinne|dijk|markt|hof|körút|sétány|moen|eggen|løkka|marka|myra|vollen|bråten|holtet|lunden|kleiva|jordet"
 )
 # Street words that follow the name as their own word only ("Luite tee 87", "Somogyi út 21.",
 # "Dvorni trg 6b"): as the end of a longer word they would be "Committee 3".
@@ -130,7 +131,9 @@ _BREAK = rf"(?:[ \t]*,[ \t]*(?:\r?\n{_QUOTED}*)?|[ \t]*\r?\n(?:{_QUOTED}*\r?\n)?
 _STREETS = (
     # 4821 Oak Ridge Drive, 12 High St., 3911 Fourth Avenue
     # (a weak street word at the end needs more: see StreetAddressRecognizer.find)
-    ("after", "after", rf"\b{_LEAD}\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS}|{_WEAK_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
+    ("after", "after", rf"\b{_LEAD}(?:\d{{1,4}}/)?\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS}|{_WEAK_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
+    # Flat 60\nPaula Court: a unit on the line above a street named without a number
+    ("after", "after", rf"(?<![\p{{L}}\d])(?i:{_UNIT_WORDS})\.?[ \t]*\d{{1,5}}[a-zA-Z]?[ \t]*,?[ \t]*\r?\n{_QUOTED}*(?:{_NAME_WORD}[ \t]+){{1,3}}(?i:{_AFTER_WORDS}|{_WEAK_AFTER_WORDS})\b\.?"),
     # Rue de Rivoli 99, Via delle Coste 41, ul. Chrzanowska 61, Λεωφόρος Συγγρού 119, C/ Mayor 3,
     # Strada Giunti, 18, Aleea Cristea Nr. 209
     ("before", "before", rf"(?:\b{_LEAD})?(?<![\p{{L}}])(?:(?i:{_BEFORE_WORDS})\b\.?|(?i:{_ABBREVIATIONS})|{_C_SLASH})[ \t]+(?:{_NAME_WORD},?[ \t]+){{0,4}}{_NUMBER_WORD}{_HOUSE}(?!\d)"),
@@ -281,10 +284,10 @@ class StreetAddressRecognizer(LayoutRecognizer):
                 continue  # "3 Release 12\nWindows": only with a unit, a postcode or a comma after it
             if lower_case and kind == "after" and not any(ch.isdigit() for ch in seen[street_end:end]):
                 continue  # "i walked 5 blocks down the road, then left": in lower case, a unit or postcode too
-            if kind == "after" and not self._sure_street(seen, start, street_end, end):
-                continue  # "500 Bonus Points", "2 Swiss Francs Bridge": a weak street word and nothing else
             # A unit written before the street line is part of the address ("Suite 601 1 Aguilar Quad", "Flat 20\n26 Scott Street").
             unit = _UNIT_BEFORE.search(seen, max(0, start - 40), start)
+            if kind == "after" and unit is None and not self._sure_street(seen, start, street_end, end):
+                continue  # "500 Bonus Points", "2 Swiss Francs Bridge": a weak street word and nothing else
             if unit is not None:
                 start = unit.start(1)
             end_of_last = end
@@ -302,6 +305,8 @@ class StreetAddressRecognizer(LayoutRecognizer):
         last = _LETTERS.findall(text, max(start, street_end - 16), street_end)
         if not last or last[-1].casefold() not in _WEAK_AFTER_SET:
             return True
+        if "\n" in text[start:street_end]:
+            return True  # a unit on the line above it
         if any(ch.isdigit() or ch == "\n" for ch in text[street_end:end]):
             return True
         return _WHERE_BEFORE.search(text, max(0, start - 40), start) is not None

@@ -260,6 +260,11 @@ def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, addres
         ("The office is at Avenue d'Ouchy 109, Lausanne", "Avenue d'Ouchy 109, Lausanne"),
         ("may i have it sent to psc 5420, box 2708\napo aa 33879?", "psc 5420, box 2708\napo aa 33879"),  # military, lower case
         ("Contact:\n• 2274 Via delle Coste 41\n• Apt. 322\n• Colle Di Tora", "2274 Via delle Coste 41\n• Apt. 322\n• Colle Di Tora"),
+        ("Flat 60\nPaula Court\nLeeds", "Flat 60\nPaula Court\nLeeds"),  # a unit above a street named without a number
+        ("post it to 1/471 Jessica Gates, Perth", "1/471 Jessica Gates, Perth"),  # Australian unit/number
+        ("Level 3 319 Fox Heights\nSydney", "Level 3 319 Fox Heights\nSydney"),
+        ("spedire a Stretto Piero, 75 Appartamento 2", "Stretto Piero, 75 Appartamento 2"),
+        ("adresse: Madsenmoen 27, 0195 Oslo", "Madsenmoen 27, 0195 Oslo"),
     ],
 )
 def test_street_address_forms_of_many_countries(pii_in, text: str, address: str) -> None:
@@ -274,6 +279,8 @@ def test_street_address_forms_of_many_countries(pii_in, text: str, address: str)
         "Please put 2 boxes on the shelf",
         "The Standing Committee 3 meets on Friday",  # "tee" counts as its own word only
         "I live in room 5 at the back",
+        "Buy 2 Premium Heights tickets",  # a weak street word, no unit
+        "Piano 5\nGrand Finale",  # a unit word above words with no street word
     ],
 )
 def test_ordinary_words_that_are_also_street_words_are_not_addresses(pii_in, text: str) -> None:
