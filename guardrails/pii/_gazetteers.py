@@ -62,7 +62,8 @@ _ORG_WORDS = frozenset(
     consulting capital group street st road rd avenue ave lane drive way place square court park bridge boulevard blvd route trail mall city
     town county state university college school hospital church club hotel airport station center centre bank fund
     foundation institute museum library orchestra band records studio studios media news press software labs games
-    motors airlines insurance energy investments investment trust ventures brands foods pharma health""".split()
+    motors airlines insurance energy investments investment trust ventures brands foods pharma health
+    apt apartment suite unit flat floor room bldg building""".split()
 )
 _NOT_SURNAMES = _NOT_NAMES | _ORG_WORDS | frozenset({"and", "or", "of", "for"})
 _FAKER_PERSON = "faker.providers.person"

@@ -45,6 +45,7 @@ def test_the_given_names_come_from_many_countries_and_leave_common_words_out() -
         ("Please ask Dr. Jennifer Holst to call back", "Jennifer Holst"),  # the title stays
         ("I'd like to join accounts with ms. Quinzia", "Quinzia"),
         ("follow up with patricia desrosiers in a couple of months.", "patricia desrosiers"),  # all lower case
+        ("Dr. Cindy Holinka Apt. 117 5720 Skoanveien 226", "Cindy Holinka"),  # a unit word ends a name
     ],
 )
 def test_names_with_a_known_given_name_a_title_or_an_initial_are_found_without_ner(plain, text: str, name: str) -> None:
