@@ -160,6 +160,14 @@ def _folded_words(alternatives: str) -> frozenset[str]:
 
 _AFTER_SET = _folded_words(_AFTER_WORDS)
 _WEAK_AFTER_SET = _folded_words(_WEAK_AFTER_WORDS) - _AFTER_SET
+# Of those, the words that count things in everyday text ("500 Reward Points", "2 Season Pass").
+_EVERYDAY_STREET_WORDS = frozenset(
+    """points point ports port centers center centres centre pass passage keys key locks lock lights light course run end side
+    track station club land union unions wells well range reserve ride rise yard gate gates views view mission springs
+    spring summit chase fold forks fork extensions extension branch bottom divide trace oval quad vista estates estate
+    fields field lakes lake river mountains mountain islands island plains plain pines pine meadows mills mill hills
+    greens parks walks trails routes ways courts squares lanes drives roads streets avenues plazas loops alleys""".split()
+)
 _SEPARATE_SUFFIX_SET = _folded_words(_SEPARATE_SUFFIXES)
 _C_SLASH_RE = regex.compile(rf"{_C_SLASH}[ \t]")
 _BEFORE_SET = _folded_words(_BEFORE_WORDS)
@@ -248,6 +256,7 @@ _WORD_START = regex.compile(r"\b\p{Ll}")
 _NAME_ABOVE = regex.compile(rf"(?m)^[ \t>]*({NAME})[ \t]*,?[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*\Z")
 _LINE_START = regex.compile(r"(?:^|\n)[ \t>]*\Z")
 # (or its word alone, when the street line took the unit's number for its own: "Suite 601 1 Aguilar Quad")
+_NUMBER = regex.compile(r"\d+")
 _UNIT_BEFORE = regex.compile(rf"(?:^|(?<=[\s,;:]))({_UNIT}[ \t]*,?[ \t]*(?:\r?\n{_QUOTED}*)?|(?i:{_UNIT_WORDS})\.?[ \t]*#?[ \t]*)\Z")
 # Words right before a street line that say it is a place: "at", "to", "address:", "lives on".
 _WHERE_BEFORE = regex.compile(
@@ -309,6 +318,12 @@ class StreetAddressRecognizer(LayoutRecognizer):
             return True  # a unit on the line above it
         if any(ch.isdigit() or ch == "\n" for ch in text[street_end:end]):
             return True
+        if last[-1].casefold() in _EVERYDAY_STREET_WORDS:
+            # "upgrade to 2 Season Pass", "in 4 Data Centers", "to 500 Reward Points": a unit or postcode must
+            # follow, unless the number reads as a house's (three digits or more, not a round count: "at 08246 Amber Ports").
+            numbers = _NUMBER.findall(text, start, street_end)
+            if not numbers or len(numbers[-1]) < 3 or numbers[-1].endswith("0"):
+                return False
         return _WHERE_BEFORE.search(text, max(0, start - 40), start) is not None
 
     def _tail(self, text: str, end: int) -> tuple[int, int]:

@@ -254,6 +254,7 @@ def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, addres
         ("The bus station is on C. Beerninckstraat 88", "C. Beerninckstraat 88"),  # an initial before it
         ("hun adres: Eriksenberget 5, 0195 Oslo", "Eriksenberget 5, 0195 Oslo"),
         ("ship it to 8657 Ward Gateway, Portland", "8657 Ward Gateway, Portland"),  # the long tail of street words
+        ("I will meet you at 08246 Amber Ports", "08246 Amber Ports"),  # a house's number, not a round count
         ("Suite 601 1 Aguilar Quad\nSydney", "Suite 601 1 Aguilar Quad\nSydney"),  # a unit before the street line
         ("Flat 20\n26 Scott Street\nAuckland", "Flat 20\n26 Scott Street\nAuckland"),
         ("Our offices are located at 1819 St. John Street, Tubize", "1819 St. John Street, Tubize"),
@@ -280,6 +281,9 @@ def test_street_address_forms_of_many_countries(pii_in, text: str, address: str)
         "The Standing Committee 3 meets on Friday",  # "tee" counts as its own word only
         "I live in room 5 at the back",
         "Buy 2 Premium Heights tickets",  # a weak street word, no unit
+        "Upgrade to 2 Season Pass today",  # an everyday street word counts things: a unit or postcode must follow
+        "Upgrade to 500 Bonus Points today",
+        "We host it in 4 Data Centers",
         "Piano 5\nGrand Finale",  # a unit word above words with no street word
     ],
 )
