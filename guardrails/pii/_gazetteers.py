@@ -54,7 +54,8 @@ _COMMON_WORDS = frozenset(
     lane dale chase hunter mason major sterling christian sunny sky max angel unique precious royal prince star can us
     an so in on do go be me my we it is as at no or to up the and but for not all any are was has had him her his its
     one see new old long young green brown white black gray grey park north south east west general river mercy
-    constance justice liberty happy honey cash son sun baby ever else sage""".split()
+    constance justice liberty happy honey cash son sun baby ever else sage made per joke love job jet owe el loan till bent
+    peace wage toy said olive soon""".split()
 )
 # Words that end a name: what follows them is a company, place or thing, not a surname.
 _ORG_WORDS = frozenset(
@@ -86,6 +87,23 @@ def given_names() -> frozenset[str]:
             if isinstance(value, (list, tuple, dict, set, frozenset)):
                 names.update(name.casefold() for name in value if len(name) >= 2)
     return frozenset(names - _COMMON_WORDS)
+
+
+@functools.lru_cache(maxsize=1)
+def surnames() -> frozenset[str]:
+    """Case-folded surnames from Faker's person providers (the same locales as the given
+    names), less common words and words that end a name."""
+    providers = importlib.import_module(_FAKER_PERSON)
+    names: set[str] = set()
+    for module in pkgutil.iter_modules(providers.__path__):
+        if module.name in _SKIPPED_LOCALES:
+            continue
+        provider = importlib.import_module(f"{_FAKER_PERSON}.{module.name}").Provider
+        for attribute in ("last_names", "last_names_male", "last_names_female"):
+            value = provider.__dict__.get(attribute)
+            if isinstance(value, (list, tuple, dict, set, frozenset)):
+                names.update(name.casefold() for name in value if len(name) >= 2 and " " not in name)
+    return frozenset(names - _COMMON_WORDS - _NOT_SURNAMES)
 
 
 _WORD = r"\p{Lu}[\p{Ll}'’\-]*\p{Ll}"  # "Jane", "O'Brien", "Nyström"; not "USA"
@@ -137,6 +155,7 @@ class GivenNameRecognizer(LayoutRecognizer):
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_language)
         self._given = given_names()
+        self._surnames = surnames()
 
     def find(self, text: str) -> Iterator[RecognizerResult]:
         for match in _TITLED.finditer(text):
@@ -152,7 +171,9 @@ class GivenNameRecognizer(LayoutRecognizer):
         if not _HAS_UPPER.search(text):
             for match in _LOWER_FULL.finditer(text, overlapped=True):
                 first, last = match.group(1), match.group(3)
-                if first in self._given and last not in _NOT_SURNAMES and last not in _COMMON_WORDS:
+                # In lower case nothing sets a name apart from words ("olive garden", "made you"): the
+                # second word must be a known surname too ("patricia desrosiers").
+                if first in self._given and last in self._surnames:
                     yield _result(self, "PERSON", match.start(), match.end(), self.FULL, "a known given name and a surname, in lower case")
         for match in _SPEAKER.finditer(text):
             if match.group(1).casefold() in self._given:

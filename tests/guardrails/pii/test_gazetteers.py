@@ -66,6 +66,9 @@ def test_a_name_introduced_in_a_text_written_in_lower_case(plain) -> None:
         "The bus station is on Peter Zuidhove 188",  # a name followed by a house number is a street
         "Morgan Bank and Grace Street both opened in June",
         "i will send it to mark tomorrow",
+        # in lower case, a given name of some country and an ordinary word after it
+        "can i make a reservation at olive garden tonight", "what is the price per gallon", "tell me a joke about cats",
+        "i made you a cake", "i will be in paris soon",
     ],
 )
 def test_words_that_look_like_names_are_left_alone(plain, text: str) -> None:
