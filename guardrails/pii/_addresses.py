@@ -257,6 +257,11 @@ _NAME_ABOVE = regex.compile(rf"(?m)^[ \t>]*({NAME})[ \t]*,?[ \t]*\r?\n(?:[ \t>]*
 _LINE_START = regex.compile(r"(?:^|\n)[ \t>]*\Z")
 # (or its word alone, when the street line took the unit's number for its own: "Suite 601 1 Aguilar Quad")
 _NUMBER = regex.compile(r"\d+")
+# Words no street line holds, which read as name words once a lower-case text is capitalised.
+_LOWER_NOT_STREET = frozenset(
+    """to that from please until till through and or is are was were for by with returns stay january february march april
+    may june july august september october november december monday tuesday wednesday thursday friday saturday sunday""".split()
+)
 _UNIT_BEFORE = regex.compile(rf"(?:^|(?<=[\s,;:]))({_UNIT}[ \t]*,?[ \t]*(?:\r?\n{_QUOTED}*)?|(?i:{_UNIT_WORDS})\.?[ \t]*#?[ \t]*)\Z")
 # Words right before a street line that say it is a place: "at", "to", "address:", "lives on".
 _WHERE_BEFORE = regex.compile(
@@ -293,6 +298,8 @@ class StreetAddressRecognizer(LayoutRecognizer):
                 continue  # "3 Release 12\nWindows": only with a unit, a postcode or a comma after it
             if lower_case and kind == "after" and not any(ch.isdigit() for ch in seen[street_end:end]):
                 continue  # "i walked 5 blocks down the road, then left": in lower case, a unit or postcode too
+            if lower_case and not _LOWER_NOT_STREET.isdisjoint(w.casefold() for w in _LETTERS.findall(seen, start, end)):
+                continue  # "from 2019 to may 05, 2019", "3 to 9, please": a range, a date, a sentence
             # A unit written before the street line is part of the address ("Suite 601 1 Aguilar Quad", "Flat 20\n26 Scott Street").
             unit = _UNIT_BEFORE.search(seen, max(0, start - 40), start)
             if kind == "after" and unit is None and not self._sure_street(seen, start, street_end, end):

@@ -133,7 +133,10 @@ class SignatureRecognizer(LayoutRecognizer):
 
 _UPPER = regex.compile(r"\p{Lu}")
 # Words that end a name written in lower case.
-_LOWER_STOPS = frozenset("but and or is was are if so because who which that when while since please too tomorrow today tonight later now anytime asap again".split())
+_LOWER_STOPS = frozenset(
+    """but and or is was are if so because who which that when while since please too tomorrow today tonight later now anytime
+    asap again something someone anything what this that by my your saved as back""".split()
+)
 
 
 class SelfIntroductionRecognizer(LayoutRecognizer):

@@ -395,6 +395,20 @@ def test_companies_online_meetings_and_terminals_are_not_towns(pii_in, text: str
     assert [value for kind, value in _kinds(pii_in, text) if kind == "LOCATION"] in ([], ["Germany"])
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "can you move my meeting from 2019 to may 05, 2019",  # lower case: a range of dates, not "2019 To May 05"
+        "set the thermostat from 3 to 9, please",
+        "can you call me something else",  # lower case: no name after "call me"
+        "call me by my name",
+        "my name is what",
+    ],
+)
+def test_lower_case_ranges_dates_and_phrases_are_not_addresses_or_names(pii_in, text: str) -> None:
+    assert _kinds(pii_in, text) == []
+
+
 def test_who_speaks_in_reported_speech_is_a_person(pii_in) -> None:
     assert ("PERSON", "Erle") in _kinds(pii_in, "I'm so jealous! said Erle to Maurice")
     assert _kinds(pii_in, "As I said Monday, the release is late. He asked Support about it.") == []
