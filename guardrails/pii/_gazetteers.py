@@ -326,10 +326,15 @@ _FIRM = regex.compile(
     rf"(?<!,[ \t]*)(?<![\p{{L}}\d])({_ANY_WORD}),[ \t]*({_ANY_WORD}),?[ \t]+(?:and|&)[ \t]+({_ANY_WORD})(?![ \t]*,[ \t]*{_ANY_WORD})(?![\p{{L}}\d])"
     rf"|(?<![\p{{L}}\d])({_WORD})[ \t]+(?:and|&)[ \t]+(?:Sons|Daughters|Brothers|Partners|Associates|Co)\b\.?"
 )
+_COMPANY_WORD = rf"{_WORD}(?:-{_WORD})*"
+# "The address of Evidera is ...", "the headquarters of Acme": what has an address of its own is a company.
+_ADDRESS_OF = regex.compile(
+    rf"(?i:\bthe[ \t]+(?:(?:postal|street|office|mailing)[ \t]+)?(?:address|headquarters|head office|website|web site)[ \t]+of)[ \t]+"
+    rf"({_COMPANY_WORD}(?:[ \t]+{_COMPANY_WORD}){{0,3}})"
+)
 _EMPLOYER_CUES = ("work", "employ", "year", "month", "intern", "job", "position", "role")
 _SINGULAR_VERB = regex.compile(r"[ \t]+(?:is|was|has)\b")
 # The employer after "I work for", "she works at", "employed by".
-_COMPANY_WORD = rf"{_WORD}(?:-{_WORD})*"
 # Also where someone spent time in a job: "spent a year at Sigfig", "the following year at
 # Numedii", "interned at", "a job at".
 _EMPLOYER = regex.compile(
@@ -382,6 +387,9 @@ def companies(text: str) -> list[tuple[int, int, str]]:
         one_thing = _SINGULAR_VERB.match(text, match.end()) is not None
         if match.group(4) is not None or one_thing or sum(w.casefold() in given for w in words) < 2:
             spans.append((match.start(), match.end(), ALL))
+    if "address" in lowered or "headquarters" in lowered or "website" in lowered:
+        for match in _ADDRESS_OF.finditer(text):
+            spans.append((match.start(1), match.end(1), NER))
     if " is " in text or " was " in text or " has been " in text:
         for match in _IS_A_COMPANY.finditer(text):
             spans.append((match.start(1), match.end(1), NER))
@@ -400,9 +408,27 @@ def companies(text: str) -> list[tuple[int, int, str]]:
     return spans
 
 
+def _addressees(text: str, results: list[Any]) -> list[tuple[int, int, str]]:
+    """The line above a street address, when it is one word that is no given name: a company
+    ("Kyruus\n\n9791 Markt 84"); a person is addressed by a given name and a surname."""
+    spans = []
+    for result in results:
+        if (result.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_NAME_KEY) != "StreetAddressRecognizer":
+            continue
+        above = _ONE_WORD_ABOVE.search(text, max(0, result.start - 80), result.start)
+        if above is not None and above.group(1).casefold() not in given_names():
+            spans.append((above.start(1), above.end(1), NER))
+    return spans
+
+
+_ONE_WORD_ABOVE = regex.compile(r"(?:^|\n)[ \t>]*(\p{Lu}[\p{L}\-]*\p{L})[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*\Z")
+
+
 def without_companies(text: str, results: list[Any]) -> list[Any]:
     """``results`` less the people and places found inside a company's name (see ``companies``)."""
     spans = companies(text)
+    if "\n" in text and any(r.entity_type == "LOCATION" for r in results):
+        spans += _addressees(text, results)
     if not spans:
         return results
 
