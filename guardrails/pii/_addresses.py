@@ -80,13 +80,13 @@ _WEAK_AFTER_WORDS = "|".join(
     vale glade concourse gate gates heath end side""".split()
 )
 # Abbreviations count only with their dot ("ul. Miła 53"; the Spanish "al 91" is no street).
-_ABBREVIATIONS = r"(?:ul|al|av|avda|bd|bld|pl|os|λ|leof|u|str)\."
+_ABBREVIATIONS = r"(?:ul|al|av|avda|bd|bld|pl|os|λ|leof|u|str|ул|пер|пр|просп|ш|бул|наб|пл|вул|пров)\."
 _BEFORE_WORDS = (
     r"rue|avenue|avenida|boulevard|chemin|allée|allee|impasse|place|quai|route|calle|carrer|paseo|avinguda|passeig|"
     r"urbanización|urbanizacion|cuesta|cañada|pasaje|glorieta|callejón|callejon|diagonal|privada|circunvalación|calzada|"
     r"prolongación|alameda|passarela|colônia|chácara|rodovia|viela|beco|ladeira|borgo|incrocio|salita|"
     r"bulevardul|aleea|soseaua|șoseaua|calea|drumul|piața|piata|splaiul|intrarea|cesta|stretto|rotonda|acceso|pasadizo|"
-    r"sítio|corredor|viaducto|"
+    r"sítio|corredor|viaducto|улица|переулок|проспект|шоссе|бульвар|набережная|площадь|вулиця|провулок|площа|шосе|"
     r"plaza|camino|carretera|ronda|travesía|rua|praça|travessa|estrada|largo|via|viale|piazza|piazzale|piazzetta|corso|"
     r"vicolo|strada|contrada|lungomare|rúa|ulica|aleja|plac|osiedle|náměstí|třída|odos|οδός|λεωφόρος"
 )
@@ -103,7 +103,10 @@ _SEPARATE_SUFFIXES = r"tee|út|tér|köz|trg|cesta|obala|šetalište|perivoj|pri
 # Spanish "C/ Mayor 3" (calle): the slash ends the word, so it is its own alternative.
 _C_SLASH = r"(?<![\p{L}\d])[cC]/"
 # "Nr. 91", "No 5", "n° 12" before a house number.
-_NUMBER_WORD = r"(?:(?i:nr|no|n°|nº)\.?[ \t]*)?"
+_NUMBER_WORD = r"(?:(?i:nr|no|n°|nº|д|дом|буд)\.?[ \t]*)?"
+# Czech, Slovak and South Slavic streets named by an adjective or a possessive ("Dejvická 376",
+# "Palackého 376", "Prokopova 9", "Adélčina 2"): surnames end so too, so one needs more (see find).
+_ADJECTIVAL = r"á|ého|ova|ovo|evo|ina|ska|ská|cka|ička"
 _HOUSE = r"\d{1,5}[a-zA-Z]?(?:[/\-]\d{1,4}[a-zA-Z]?)?\.?"
 _LEAD = r"(?:(?<![\-/.:#])\d{1,6}[ \t]+)?"  # not the end of an identifier ("2024-118 Route 66")
 _UNIT = rf"(?:(?i:{_UNIT_WORDS})\.?[ \t]*#?[ \t]*\d{{1,5}}[a-zA-Z]?|#[ \t]*\d{{1,5}}[a-zA-Z]?)"
@@ -143,6 +146,7 @@ _STREETS = (
     ("suffix", "suffix", rf"(?:\b{_LEAD})?\b(?:{_CAP}[ \t]+){{1,3}}(?:(?i:{_SUFFIXES}|{_SEPARATE_SUFFIXES}|str)\b|(?i:{_ABBREVIATIONS}))[ \t]+{_HOUSE}(?!\d)"),
     # Lilia-Rossmann-Gasse 815, C. Beerninckstraat 88
     ("suffix", "suffix", rf"(?:\b{_LEAD})?\b(?:\p{{Lu}}\.[ \t]*)?\p{{Lu}}[\p{{L}}\-]{{2,}}(?i:{_SUFFIXES})[ \t]+{_HOUSE}(?!\d)"),
+    ("adjectival", "adjectival", rf"(?:\b{_LEAD})?\b\p{{Lu}}\p{{L}}+(?:{_ADJECTIVAL})[ \t]+{_HOUSE}(?!\d)"),
     # 692 Kuuse 53 (needs a part after it; starts at a number: cheap to fail)
     ("numbered", None, rf"\b{_LEAD}\d{{1,6}}[ \t]+{_CAP}(?:[ \t]+{_NAME_WORD}){{0,3}}[ \t]+{_HOUSE}(?!\d)"),
     # post boxes and US military addresses (each starts with its own words: no gate)
@@ -173,6 +177,7 @@ _C_SLASH_RE = regex.compile(rf"{_C_SLASH}[ \t]")
 _BEFORE_SET = _folded_words(_BEFORE_WORDS)
 _ABBREVIATION_SET = _folded_words(_ABBREVIATIONS[3:-3])  # "(?:ul|al|...)\\." -> ul, al, ...
 _SUFFIX_TUPLE = tuple(sorted(_folded_words(_SUFFIXES) | {"str"}))
+_ADJECTIVAL_TUPLE = tuple(_folded_words(_ADJECTIVAL))
 _LETTERS = regex.compile(r"\p{L}+")
 _SPACE_DIGIT = re.compile(r"[ \t]\d")  # the standard library's re: finds these rare spots fastest
 # After a street word that comes first, only name words until the house number ("Rue de Rivoli 99").
@@ -194,7 +199,7 @@ def _number_before(text: str, start: int) -> bool:
     return i > 0 and text[i - 1].isdecimal()
 
 
-def _suffix_before_number(text: str) -> bool:
+def _suffix_before_number(text: str, endings: tuple[str, ...] = _SUFFIX_TUPLE, separate: frozenset[str] = frozenset()) -> bool:
     """Whether a word ending in a street suffix stands right before a number ("Hauptstraße 5",
     "Hauptstr. 5"): looked for from the few places where a digit follows a space."""
     for match in _SPACE_DIGIT.finditer(text):
@@ -207,7 +212,7 @@ def _suffix_before_number(text: str) -> bool:
         while start > 0 and text[start - 1].isalpha():  # isalpha: the letters \p{L} matches
             start -= 1
         word = text[start:end].casefold()
-        if start < end and (word.endswith(_SUFFIX_TUPLE) or word in _SEPARATE_SUFFIX_SET):
+        if start < end and (word.endswith(endings) or word in separate):
             return True
     return False
 
@@ -232,7 +237,8 @@ def _open_gates(text: str) -> dict[str, bool]:
         "after": abbreviation or not words.isdisjoint(_AFTER_SET) or not words.isdisjoint(_WEAK_AFTER_SET),
         "before": abbreviation or (not words.isdisjoint(_BEFORE_SET) and _street_word_first(text))
         or ("/" in text and _C_SLASH_RE.search(text) is not None),
-        "suffix": abbreviation or _suffix_before_number(text),
+        "suffix": abbreviation or _suffix_before_number(text, _SUFFIX_TUPLE, _SEPARATE_SUFFIX_SET),
+        "adjectival": _suffix_before_number(text, _ADJECTIVAL_TUPLE),
     }
 
 
@@ -265,7 +271,7 @@ _LOWER_NOT_STREET = frozenset(
 _UNIT_BEFORE = regex.compile(rf"(?:^|(?<=[\s,;:]))({_UNIT}[ \t]*,?[ \t]*(?:\r?\n{_QUOTED}*)?|(?i:{_UNIT_WORDS})\.?[ \t]*#?[ \t]*)\Z")
 # Words right before a street line that say it is a place: "at", "to", "address:", "lives on".
 _WHERE_BEFORE = regex.compile(
-    r"(?i)(?:\b(?:at|to|on|from|near|in|into|address|addresses|is|located|live|lives|living|ship|send|deliver|visit|via)|[:>\n])[ \t]*\Z"
+    r"(?i)(?:\b(?:at|to|on|from|near|in|into|address|addresses|is|located|live|lives|living|ship|send|deliver|visit|via|na|ve|v|w|u|adresa|adres|adresu)|[:>\n])[ \t]*\Z"
 )
 
 
@@ -296,6 +302,11 @@ class StreetAddressRecognizer(LayoutRecognizer):
             end, parts = self._tail(seen, street_end)
             if kind == "numbered" and not any(ch.isdigit() or ch == "," for ch in seen[street_end:end]):
                 continue  # "3 Release 12\nWindows": only with a unit, a postcode or a comma after it
+            if kind == "adjectival" and not (
+                seen[start].isdigit() or any(ch.isdigit() or ch == "," for ch in seen[street_end:end])
+                or _WHERE_BEFORE.search(seen, max(0, start - 40), start)
+            ):
+                continue  # "Nováková 20": a surname and an age, unless a house number, a town or "at", "na" go with it
             if lower_case and kind == "after" and not any(ch.isdigit() for ch in seen[street_end:end]):
                 continue  # "i walked 5 blocks down the road, then left": in lower case, a unit or postcode too
             if lower_case and not _LOWER_NOT_STREET.isdisjoint(w.casefold() for w in _LETTERS.findall(seen, start, end)):

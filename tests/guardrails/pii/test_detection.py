@@ -266,6 +266,10 @@ def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, addres
         ("Level 3 319 Fox Heights\nSydney", "Level 3 319 Fox Heights\nSydney"),
         ("spedire a Stretto Piero, 75 Appartamento 2", "Stretto Piero, 75 Appartamento 2"),
         ("adresse: Madsenmoen 27, 0195 Oslo", "Madsenmoen 27, 0195 Oslo"),
+        ("bydlím na Dejvická 376", "Dejvická 376"),  # a street named by an adjective, after "na"
+        ("adresa: Palackého 376, 110 00 Praha", "Palackého 376, 110 00 Praha"),
+        ("ул. Вишневая, д. 19, Москва", "ул. Вишневая, д. 19, Москва"),  # Russian, "д." before the number
+        ("вулиця Саймона Літмана, буд. 83", "вулиця Саймона Літмана, буд. 83"),  # Ukrainian
     ],
 )
 def test_street_address_forms_of_many_countries(pii_in, text: str, address: str) -> None:
@@ -284,6 +288,7 @@ def test_street_address_forms_of_many_countries(pii_in, text: str, address: str)
         "Upgrade to 2 Season Pass today",  # an everyday street word counts things: a unit or postcode must follow
         "Upgrade to 500 Bonus Points today",
         "We host it in 4 Data Centers",
+        "Paní Nováková 20 let pracuje u nás",  # a surname that ends as street names do, and a number
         "Piano 5\nGrand Finale",  # a unit word above words with no street word
     ],
 )
@@ -458,6 +463,7 @@ def test_street_patterns_skipped_by_their_gates_would_have_found_nothing() -> No
         "go via the billing page, or route it via support in 2 days", "Rue de l'Église 4", "4b, Rua Augusta", "12\tVia Roma",
         "C/ Señores Curas 88", "12 c/ Mayor", "Strada Giunti, 18", "Aleea Cristea Nr. 209", "Luite tee 87", "Somogyi út 21.",
         "Lilia-Rossmann-Gasse 815", "C. Beerninckstraat 88", "8657 Ward Gateway", "abc/ 5", "Committee 3",
+        "bydlím na Dejvická 376", "Palackého 376, 110 00 Praha", "ул. Вишневая, д. 19", "Nováková 20",
     ]
     cases = Path(__file__).resolve().parents[2] / "data" / "presidio_cases.jsonl"
     texts += [json.loads(line)["text"] for line in cases.read_text().splitlines()]
