@@ -199,9 +199,11 @@ def _number_before(text: str, start: int) -> bool:
     return i > 0 and text[i - 1].isdecimal()
 
 
-def _suffix_before_number(text: str, endings: tuple[str, ...] = _SUFFIX_TUPLE, separate: frozenset[str] = frozenset()) -> bool:
-    """Whether a word ending in a street suffix stands right before a number ("Hauptstraße 5",
-    "Hauptstr. 5"): looked for from the few places where a digit follows a space."""
+def _words_before_numbers(text: str) -> tuple[bool, bool]:
+    """Whether a word ending in a street suffix ("Hauptstraße 5", "Hauptstr. 5", "Luite tee 87"),
+    and whether one ending as an adjectival street name ("Dejvická 376"), stands right before a
+    number: looked for, in one pass, from the few places where a digit follows a space."""
+    suffix = adjectival = False
     for match in _SPACE_DIGIT.finditer(text):
         end = match.start()
         while end > 0 and text[end - 1] in " \t":
@@ -211,10 +213,14 @@ def _suffix_before_number(text: str, endings: tuple[str, ...] = _SUFFIX_TUPLE, s
         start = end
         while start > 0 and text[start - 1].isalpha():  # isalpha: the letters \p{L} matches
             start -= 1
+        if start == end:
+            continue
         word = text[start:end].casefold()
-        if start < end and (word.endswith(endings) or word in separate):
-            return True
-    return False
+        suffix = suffix or word.endswith(_SUFFIX_TUPLE) or word in _SEPARATE_SUFFIX_SET
+        adjectival = adjectival or word.endswith(_ADJECTIVAL_TUPLE)
+        if suffix and adjectival:
+            break
+    return suffix, adjectival
 
 
 def _street_word_first(text: str) -> bool:
@@ -233,12 +239,13 @@ def _open_gates(text: str) -> dict[str, bool]:
     that comes first needs a house number near it, and a suffix word one right after it."""
     words = {word.casefold() for word in _LETTERS.findall(text)}
     abbreviation = "." in text and not words.isdisjoint(_ABBREVIATION_SET)
+    suffix, adjectival = _words_before_numbers(text)
     return {
         "after": abbreviation or not words.isdisjoint(_AFTER_SET) or not words.isdisjoint(_WEAK_AFTER_SET),
         "before": abbreviation or (not words.isdisjoint(_BEFORE_SET) and _street_word_first(text))
         or ("/" in text and _C_SLASH_RE.search(text) is not None),
-        "suffix": abbreviation or _suffix_before_number(text, _SUFFIX_TUPLE, _SEPARATE_SUFFIX_SET),
-        "adjectival": _suffix_before_number(text, _ADJECTIVAL_TUPLE),
+        "suffix": abbreviation or suffix,
+        "adjectival": adjectival,
     }
 
 
