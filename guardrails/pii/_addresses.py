@@ -47,10 +47,10 @@ _UNIT_WORDS = (
 # A capitalised word that is not a unit's ("Suite 5" is a unit, not a town).
 _CAP = rf"(?!(?i:{_UNIT_WORDS})\b)\p{{Lu}}[\p{{L}}'’\-]*\p{{L}}(?![\p{{L}}\d])"
 _PARTICLES = r"(?:de|del|della|delle|dei|di|da|do|dos|das|du|des|la|le|les|l'|d'|van|von|der|den|het|al|el|y|e|of|the|on|upon|sur|am|an|im|nad|pod)"
-# A word of a street's or a town's name: a capitalised word, "St." (Saint) before one, a particle
+# A word of a street's or a town's name: a capitalised word, an ordinal ("5th"), "St." (Saint) before one, a particle
 # before one, or one with its article joined ("d'Ouchy", "l'Église").
 _NAME_WORD = (
-    rf"(?:{_CAP}|(?:St|Ste|Sta|Mt)\.(?=[ \t]+\p{{Lu}})|[dlDL]['’]\p{{Lu}}[\p{{L}}'’\-]*\p{{L}}(?![\p{{L}}\d])"
+    rf"(?:{_CAP}|\d{{1,3}}(?:st|nd|rd|th)(?![\p{{L}}\d])|(?:St|Ste|Sta|Mt)\.(?=[ \t]+\p{{Lu}})|[dlDL]['’]\p{{Lu}}[\p{{L}}'’\-]*\p{{L}}(?![\p{{L}}\d])"
     rf"|{_PARTICLES}(?=(?:[ \t]+{_PARTICLES})*[ \t]+\p{{Lu}}))"
 )
 # Street words written as their own word (after the name, or before it).
@@ -100,6 +100,8 @@ _SUFFIXES = (
 # Street words that follow the name as their own word only ("Luite tee 87", "Somogyi út 21.",
 # "Dvorni trg 6b"): as the end of a longer word they would be "Committee 3".
 _SEPARATE_SUFFIXES = r"tee|út|tér|köz|trg|cesta|obala|šetalište|perivoj|prilaz|podhod|vrh|iela|gatve|cadde|caddesi|sokak|sokağı|prospekt"
+# A direction after the street word: "Devon Street West", "5th Avenue NW".
+_DIRECTION = r"(?:(?<!\.)[ \t]+(?:North|South|East|West|N|S|E|W|NE|NW|SE|SW)\.?(?![\p{L}\d]))?"
 # Spanish "C/ Mayor 3" (calle): the slash ends the word, so it is its own alternative.
 _C_SLASH = r"(?<![\p{L}\d])[cC]/"
 # "Nr. 91", "No 5", "n° 12" before a house number.
@@ -134,7 +136,7 @@ _BREAK = rf"(?:[ \t]*,[ \t]*(?:\r?\n{_QUOTED}*)?|[ \t]*\r?\n(?:{_QUOTED}*\r?\n)?
 _STREETS = (
     # 4821 Oak Ridge Drive, 12 High St., 3911 Fourth Avenue
     # (a weak street word at the end needs more: see StreetAddressRecognizer.find)
-    ("after", "after", rf"\b{_LEAD}(?:\d{{1,4}}/)?\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS}|{_WEAK_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS}))"),
+    ("after", "after", rf"\b{_LEAD}(?:\d{{1,4}}/)?\d{{1,6}}[a-zA-Z]?[ \t]+(?:{_NAME_WORD}[ \t]+){{1,3}}(?:(?i:{_AFTER_WORDS}|{_WEAK_AFTER_WORDS})\b\.?|(?i:{_ABBREVIATIONS})){_DIRECTION}"),
     # Flat 60\nPaula Court: a unit on the line above a street named without a number
     ("after", "after", rf"(?<![\p{{L}}\d])(?i:{_UNIT_WORDS})\.?[ \t]*\d{{1,5}}[a-zA-Z]?[ \t]*,?[ \t]*\r?\n{_QUOTED}*(?:{_NAME_WORD}[ \t]+){{1,3}}(?i:{_AFTER_WORDS}|{_WEAK_AFTER_WORDS})\b\.?"),
     # Rue de Rivoli 99, Via delle Coste 41, ul. Chrzanowska 61, Λεωφόρος Συγγρού 119, C/ Mayor 3,
@@ -271,6 +273,7 @@ _LINE_START = regex.compile(r"(?:^|\n)[ \t>]*\Z")
 # (or its word alone, when the street line took the unit's number for its own: "Suite 601 1 Aguilar Quad")
 _NUMBER = regex.compile(r"\d+")
 # Words no street line holds, which read as name words once a lower-case text is capitalised.
+_ONE_DIGIT_ORDINAL = regex.compile(r"\d[ \t]+\d{1,3}(?:st|nd|rd|th)(?![\p{L}\d])")
 _LOWER_NOT_STREET = frozenset(
     """to that from please until till through and or is are was were for by with returns stay january february march april
     may june july august september october november december monday tuesday wednesday thursday friday saturday sunday""".split()
@@ -307,6 +310,8 @@ class StreetAddressRecognizer(LayoutRecognizer):
                 continue
             street_end = -negative_end
             end, parts = self._tail(seen, street_end)
+            if kind == "after" and _ONE_DIGIT_ORDINAL.match(seen, start, street_end):
+                continue  # "finished 3 2nd Place runs": a one-digit count before an ordinal
             if kind == "numbered" and not any(ch.isdigit() or ch == "," for ch in seen[street_end:end]):
                 continue  # "3 Release 12\nWindows": only with a unit, a postcode or a comma after it
             if kind == "adjectival" and not (

@@ -268,6 +268,8 @@ def test_street_addresses_with_their_town_and_postcode(pii_in, text: str, addres
         ("adresse: Madsenmoen 27, 0195 Oslo", "Madsenmoen 27, 0195 Oslo"),
         ("bydlím na Dejvická 376", "Dejvická 376"),  # a street named by an adjective, after "na"
         ("adresa: Palackého 376, 110 00 Praha", "Palackého 376, 110 00 Praha"),
+        ("Ship to 1200 5th Avenue NW, Seattle", "1200 5th Avenue NW, Seattle"),  # an ordinal, a direction
+        ("a taxi to 124 Devon Street West\n Suite 240\n West Brook", "124 Devon Street West\n Suite 240\n West Brook"),
         ("ул. Вишневая, д. 19, Москва", "ул. Вишневая, д. 19, Москва"),  # Russian, "д." before the number
         ("вулиця Саймона Літмана, буд. 83", "вулиця Саймона Літмана, буд. 83"),  # Ukrainian
     ],
@@ -289,6 +291,7 @@ def test_street_address_forms_of_many_countries(pii_in, text: str, address: str)
         "Upgrade to 500 Bonus Points today",
         "We host it in 4 Data Centers",
         "Paní Nováková 20 let pracuje u nás",  # a surname that ends as street names do, and a number
+        "We finished 3 2nd Place runs",  # a count before an ordinal
         "Piano 5\nGrand Finale",  # a unit word above words with no street word
     ],
 )
