@@ -1,5 +1,6 @@
 """The learned injection scorer: the shipped weights load, attacks score high, look-alikes low."""
 
+import random
 import subprocess
 import sys
 from importlib import resources
@@ -8,10 +9,13 @@ import pytest
 
 from aimsguard.guardrails import Action, CheckRequest, Stage
 from aimsguard.guardrails.injection import InjectionGuardrail, InjectionSettings, injection_score, normalize
+from aimsguard.guardrails.injection import _learned
 from aimsguard.guardrails.injection._learned import (
     BLOCK_AT,
     CHAR_SIZES,
+    SMALL,
     _located,
+    _small_buckets,
     document_pieces,
     document_scorer,
     learned_scorer,
@@ -78,6 +82,23 @@ def test_word_features_do_not_depend_on_what_separates_the_words() -> None:
     # Words are runs of letters and digits, in ASCII and beyond; a pair is a pair whatever lies between.
     assert len(_word_buckets("bonjour déjà vu")) == 5  # three words, two pairs
     assert _word_buckets("bonjour, déjà -- vu!") == _word_buckets("bonjour déjà vu") != _word_buckets("bonjour deja vu")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_short_texts_hashed_in_python_get_the_numpy_features_and_margin(seed: int, monkeypatch) -> None:
+    # The plain-Python path for short texts must see exactly the n-grams the model was trained on.
+    scorer = learned_scorer()
+    rng = random.Random(seed)
+    alphabet = "abc XYZ 09_é€ß你\n\t.,'!?-"
+    texts = ["a", "How much is the Pro plan?", "bonjour, déjà -- vu!", "x" * (SMALL - 1), "_a_b_ c", "𝔘𝔫𝔦 Ω≈ç √"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, SMALL - 1))) for _ in range(300)]
+    normals = [normalize(text) for text in texts]
+    for normal in normals:
+        buckets, _, _ = _located(normal, scorer.bits)
+        assert _small_buckets(normal, scorer.bits) == set(buckets.tolist()), normal
+    by_python = [scorer.margin(normal) for normal in normals]
+    monkeypatch.setattr(_learned, "SMALL", 0)  # every text through numpy
+    assert by_python == pytest.approx([scorer.margin(normal) for normal in normals], abs=1e-9)
 
 
 def test_the_policy_can_turn_the_model_off() -> None:
