@@ -329,12 +329,14 @@ class DocumentScorer:
 
 
 @cache
-def learned_scorer() -> LearnedScorer:
-    """The scorer shipped with the package (loaded once)."""
+def _models() -> tuple[LearnedScorer, DocumentScorer]:
+    """Both models of ``injection_model.npz``, read once."""
     with resources.files(__package__).joinpath("injection_model.npz").open("rb") as file, np.load(file) as data:
         if str(data["features"]) != FEATURES:
             raise RuntimeError(f"injection_model.npz was trained on {data['features']}, not {FEATURES}: retrain it")
-        return LearnedScorer(
+        if str(data["document_features"]) != DOCUMENT_FEATURES:
+            raise RuntimeError(f"injection_model.npz's document model was trained on {data['document_features']}: retrain it")
+        prompts = LearnedScorer(
             weights=data["weights"].astype(np.float32),
             bias=float(data["bias"]),
             threshold=float(data["threshold"]),
@@ -342,18 +344,21 @@ def learned_scorer() -> LearnedScorer:
             bits=int(data["bits"]),
             about=str(data["about"]),
         )
-
-
-@cache
-def document_scorer() -> DocumentScorer:
-    """The document model shipped beside the prompt model (loaded once)."""
-    with resources.files(__package__).joinpath("injection_model.npz").open("rb") as file, np.load(file) as data:
-        if str(data["document_features"]) != DOCUMENT_FEATURES:
-            raise RuntimeError(f"injection_model.npz's document model was trained on {data['document_features']}: retrain it")
-        return DocumentScorer(
+        documents = DocumentScorer(
             weights=data["document_weights"].astype(np.float32),
             bias=float(data["document_bias"]),
             threshold=float(data["document_threshold"]),
             bits=int(data["document_bits"]),
             about=str(data["document_about"]),
         )
+    return prompts, documents
+
+
+def learned_scorer() -> LearnedScorer:
+    """The prompt model shipped with the package (loaded once)."""
+    return _models()[0]
+
+
+def document_scorer() -> DocumentScorer:
+    """The document model shipped beside the prompt model (loaded once)."""
+    return _models()[1]
