@@ -9,7 +9,7 @@ system requirements?" stay benign.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["CATEGORIES", "WORDS", "Alternative", "Category"]
 
@@ -74,10 +74,20 @@ class Category:
     weight: float
     alternatives: tuple[Alternative, ...]
     pattern: re.Pattern[str]  # all alternatives in one, ungated (what the gates must agree with)
+    # The gates read as an index (see ``_category``): a text asks only the alternatives one of
+    # whose needed words it holds, and those gated by phrases only when one of them is in it.
+    by_word: dict[str, tuple[Alternative, ...]] = field(default_factory=dict)
+    by_phrase: tuple[Alternative, ...] = ()
+    phrases: re.Pattern[str] | None = None  # any first phrase of ``by_phrase``'s gates
 
     def search(self, text: str, words: set[str]) -> bool:
         """Whether ``text`` (whose ``WORDS`` are ``words``) holds this kind of attack."""
-        return any(a.may_match(text, words) and a.pattern.search(text) for a in self.alternatives)
+        if self.phrases is not None and self.phrases.search(text) is not None:
+            if any(a.may_match(text, words) and a.pattern.search(text) for a in self.by_phrase):
+                return True
+        by_word = self.by_word
+        asked = {id(a): a for word in words if word in by_word for a in by_word[word]}
+        return any(a.may_match(text, words) and a.pattern.search(text) for a in asked.values())
 
 
 def _alt(pattern: str, *gate: str | tuple[str, ...]) -> Alternative:
@@ -86,7 +96,26 @@ def _alt(pattern: str, *gate: str | tuple[str, ...]) -> Alternative:
 
 
 def _category(name: str, weight: float, *alternatives: Alternative) -> Category:
-    return Category(name, weight, alternatives, re.compile("|".join(f"(?:{a.pattern.pattern})" for a in alternatives)))
+    """A kind of attack: its alternatives, indexed by a group of words each needs (any of
+    its word groups: all are needed), or else by its first group of phrases."""
+    by_word: dict[str, list[Alternative]] = {}
+    by_phrase = []
+    for alternative in alternatives:
+        needed = next((group for group in alternative.gate if isinstance(group, frozenset)), None)
+        if needed is None:
+            by_phrase.append(alternative)
+        else:
+            for word in needed:
+                by_word.setdefault(word, []).append(alternative)
+    phrases = sorted({phrase for a in by_phrase for phrase in a.gate[0]}) if by_phrase else []
+    if any(not a.gate for a in by_phrase):
+        phrases = [""]  # an ungated alternative: always asked
+    return Category(
+        name, weight, alternatives, re.compile("|".join(f"(?:{a.pattern.pattern})" for a in alternatives)),
+        by_word={word: tuple(found) for word, found in by_word.items()},
+        by_phrase=tuple(by_phrase),
+        phrases=re.compile("|".join(re.escape(p) for p in phrases)) if by_phrase else None,
+    )
 
 
 CATEGORIES: tuple[Category, ...] = (

@@ -104,3 +104,17 @@ def test_the_gates_never_skip_a_pattern_that_matches() -> None:
                         assert alternative.may_match(view, words), (category.name, alternative.pattern.pattern, view)
                 assert category.search(view, words) == bool(category.pattern.search(view))
     assert matched >= 70  # every attack of the set matches something
+
+
+def test_every_pattern_is_reachable_through_the_gate_index() -> None:
+    # A text holding any of the words an alternative needs (or one of its first phrases) asks it.
+    from aimsguard.guardrails.injection._patterns import CATEGORIES
+
+    for category in CATEGORIES:
+        for alternative in category.alternatives:
+            if alternative in category.by_phrase:
+                assert category.phrases is not None
+                assert all(category.phrases.search(phrase) for phrase in alternative.gate[0])
+            else:
+                needed = next(g for g in alternative.gate if isinstance(g, frozenset))
+                assert all(alternative in category.by_word[word] for word in needed)
