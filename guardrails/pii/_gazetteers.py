@@ -73,19 +73,26 @@ _FAKER_PERSON = "faker.providers.person"
 _SKIPPED_LOCALES = frozenset({"en"})
 
 
-@functools.lru_cache(maxsize=1)
-def given_names() -> frozenset[str]:
-    """Case-folded given names from Faker's person providers, less common words."""
+def _person_words(attributes: tuple[str, ...], *, one_word: bool) -> set[str]:
+    """Case-folded names from the ``attributes`` lists of Faker's person providers (each
+    provider's own class attributes, not inherited ones), over the locales kept here."""
     providers = importlib.import_module(_FAKER_PERSON)
     names: set[str] = set()
     for module in pkgutil.iter_modules(providers.__path__):
         if module.name in _SKIPPED_LOCALES:
             continue
         provider = importlib.import_module(f"{_FAKER_PERSON}.{module.name}").Provider
-        for attribute in ("first_names", "first_names_male", "first_names_female", "first_names_nonbinary"):
-            value = provider.__dict__.get(attribute)  # a class attribute, not an inherited one
+        for attribute in attributes:
+            value = provider.__dict__.get(attribute)
             if isinstance(value, (list, tuple, dict, set, frozenset)):
-                names.update(name.casefold() for name in value if len(name) >= 2)
+                names.update(name.casefold() for name in value if len(name) >= 2 and not (one_word and " " in name))
+    return names
+
+
+@functools.lru_cache(maxsize=1)
+def given_names() -> frozenset[str]:
+    """Case-folded given names from Faker's person providers, less common words."""
+    names = _person_words(("first_names", "first_names_male", "first_names_female", "first_names_nonbinary"), one_word=False)
     return frozenset(names - _COMMON_WORDS)
 
 
@@ -93,16 +100,7 @@ def given_names() -> frozenset[str]:
 def surnames() -> frozenset[str]:
     """Case-folded surnames from Faker's person providers (the same locales as the given
     names), less common words and words that end a name."""
-    providers = importlib.import_module(_FAKER_PERSON)
-    names: set[str] = set()
-    for module in pkgutil.iter_modules(providers.__path__):
-        if module.name in _SKIPPED_LOCALES:
-            continue
-        provider = importlib.import_module(f"{_FAKER_PERSON}.{module.name}").Provider
-        for attribute in ("last_names", "last_names_male", "last_names_female"):
-            value = provider.__dict__.get(attribute)
-            if isinstance(value, (list, tuple, dict, set, frozenset)):
-                names.update(name.casefold() for name in value if len(name) >= 2 and " " not in name)
+    names = _person_words(("last_names", "last_names_male", "last_names_female"), one_word=True)
     return frozenset(names - _COMMON_WORDS - _NOT_SURNAMES)
 
 
