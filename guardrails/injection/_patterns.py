@@ -107,9 +107,8 @@ def _category(name: str, weight: float, *alternatives: Alternative) -> Category:
         else:
             for word in needed:
                 by_word.setdefault(word, []).append(alternative)
-    phrases = sorted({phrase for a in by_phrase for phrase in a.gate[0]}) if by_phrase else []
-    if any(not a.gate for a in by_phrase):
-        phrases = [""]  # an ungated alternative: always asked
+    # An ungated alternative is always asked (the empty phrase is in every text).
+    phrases = [""] if any(not a.gate for a in by_phrase) else sorted({phrase for a in by_phrase for phrase in a.gate[0]})
     return Category(
         name, weight, alternatives, re.compile("|".join(f"(?:{a.pattern.pattern})" for a in alternatives)),
         by_word={word: tuple(found) for word, found in by_word.items()},
