@@ -167,13 +167,14 @@ def _located(normal: str, bits: int) -> tuple[npt.NDArray[np.int64], npt.NDArray
 SMALL = 64
 _M64 = (1 << 64) - 1
 _P_INT, _MIX_INT, _WORD_SALT_INT = int(_P), int(_MIX), int(_WORD_SALT)
+if CHAR_SIZES != (3, 4, 5) or WORD_SIZES != (1, 2):
+    raise RuntimeError("_small_buckets is written out for character 3-5-grams and word 1-2-grams: update it")
 
 
 def _small_buckets(normal: str, bits: int) -> set[int]:
     """The distinct buckets ``_located`` gives a text under ``LONG_AT`` characters, computed
     with Python's integers: the same hashes, n-gram by n-gram (reduced modulo 2**64 only
     before the bucket's high bits are taken, which gives the same bits)."""
-    assert CHAR_SIZES == (3, 4, 5) and WORD_SIZES == (1, 2), "written out for these sizes"
     shift, mask, p, mix = 64 - bits, _M64, _P_INT, _MIX_INT
     framed = f" {normal} "
     codes = [ord(c) for c in framed]
