@@ -43,6 +43,7 @@ from typing import Any
 import regex
 from presidio_analyzer import RecognizerResult
 
+from ._addresses import _QUOTED
 from ._names import _NOT_NAMES, _PARTICLE, LayoutRecognizer, _result
 
 __all__ = ["GivenNameRecognizer", "PlaceRecognizer", "companies", "country_names", "given_names", "town_names", "without_companies"]
@@ -309,7 +310,7 @@ _CAPITALISED_ANY = regex.compile(r"(?<![\p{L}\d])\p{Lu}[\p{L}'’\-]*")
 _LETTER_OR_DIGIT = regex.compile(r"[\p{L}\d]")
 _ADJECTIVE_ARTICLE = regex.compile(r"(?i)(?<![\p{L}])an?[ \t]+$")
 # A line of an address block: quoting or a bullet, then the line.
-_LINE_LEAD = r"[ \t>•·▪◦‣*?]*"
+_LINE_LEAD = rf"{_QUOTED}*"
 _COUNTRY_LINE_END = regex.compile(r"[ \t]*(?:\([\p{L} ]+\))?[ \t]*,?[ \t]*(?:[A-Z\d][A-Z\d \-]{2,9})?[ \t]*(?:\r?\n|\Z)")
 _TOWN_WORD = r"\p{Lu}[\p{L}'’\-.]*\p{L}"
 _TOWN_ABOVE = regex.compile(
