@@ -44,6 +44,7 @@ import regex
 from presidio_analyzer import RecognizerResult
 
 from ._addresses import _QUOTED
+from ._cues import has_cue
 from ._names import _NOT_NAMES, _PARTICLE, LayoutRecognizer, _result
 
 __all__ = ["GivenNameRecognizer", "PlaceRecognizer", "companies", "country_names", "given_names", "town_names", "without_companies"]
@@ -112,6 +113,8 @@ _TITLES = (
     r"mr|mrs|ms|miss|mx|dr|prof|sir|dame|madam|mme|mlle|herr|frau|sr|sra|srta|dhr|mevr|sig|sig\.ra"
 )
 _SUFFIX = r"(?:,?[ \t]+(?:jr|sr|ii|iii|iv|phd|md|dds|dvm|esq)\.?(?![\p{L}\d]))?"
+# A word of each title, case-folded: a text with none has no titled name (see _cues).
+_TITLE_CUES = ("mr", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "madam", "mme", "mlle", "herr", "frau", "sr", "dhr", "mevr", "sig")
 # A title and the capitalised words after it (an initial too).
 _TITLED = regex.compile(
     rf"(?<![\p{{L}}\d])(?i:{_TITLES})\.?{_GAP}({_WORD}(?:{_GAP}(?:{_PARTICLE}{_GAP})?(?:{_WORD}|{_INITIAL})){{0,3}})(?i:{_SUFFIX})"
@@ -157,7 +160,7 @@ class GivenNameRecognizer(LayoutRecognizer):
         self._surnames = surnames()
 
     def find(self, text: str) -> Iterator[RecognizerResult]:
-        for match in _TITLED.finditer(text):
+        for match in _TITLED.finditer(text) if has_cue(text, _TITLE_CUES) else ():
             if not any(w.casefold().strip(".") in _NOT_SURNAMES for w in match.group(1).split()):
                 # The title stays: "Dr. <PERSON_1>" still says who the text is about.
                 yield _result(self, "PERSON", match.start(1), match.end(), self.TITLED, "a name after a title")
@@ -174,7 +177,7 @@ class GivenNameRecognizer(LayoutRecognizer):
                 # second word must be a known surname too ("patricia desrosiers").
                 if first in self._given and last in self._surnames:
                     yield _result(self, "PERSON", match.start(), match.end(), self.FULL, "a known given name and a surname, in lower case")
-        for match in _SPEAKER.finditer(text):
+        for match in _SPEAKER.finditer(text) if ":" in text else ():
             if match.group(1).casefold() in self._given:
                 yield _result(self, "PERSON", match.start(1), match.end(1), self.ALONE, "a known given name opening a line of dialogue")
         for match in _INITIALLED.finditer(text):

@@ -29,6 +29,8 @@ from typing import Any
 import regex
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 
+from ._cues import has_cue
+
 __all__ = [
     "IntersectionRecognizer", "LabelledFieldRecognizer", "LayoutRecognizer", "LocationPhraseRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer",
     "layout_recognizers",
@@ -66,9 +68,13 @@ def _result(recognizer: LocalRecognizer, entity: str, start: int, end: int, scor
 
 
 class LayoutRecognizer(LocalRecognizer):
-    """A recognizer that needs no NLP artefacts: one entity, found by layout."""
+    """A recognizer that needs no NLP artefacts: one entity, found by layout.
+
+    ``CUES``, when a subclass gives them, are substrings (case-folded) of which every match
+    holds one: a text with none is not searched (see ``_cues``)."""
 
     ENTITIES: tuple[str, ...] = ("PERSON",)
+    CUES: tuple[str, ...] = ()
 
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_entities=list(self.ENTITIES), supported_language=supported_language, name=type(self).__name__)
@@ -84,9 +90,14 @@ class LayoutRecognizer(LocalRecognizer):
         """Whether ``find`` finds anything in ``text``. The analyzer asks this first (to skip the
         engine when nothing could be found); when the engine then asks ``analyze`` about the
         same text in the same thread, the results are handed over, not searched for again."""
-        results = list(self.find(text))
+        results = self._search(text)
         self._memo.last = (text, results)
         return bool(results)
+
+    def _search(self, text: str) -> list[RecognizerResult]:
+        if self.CUES and not has_cue(text, self.CUES):
+            return []
+        return list(self.find(text))
 
     def _take(self, text: str) -> list[RecognizerResult]:
         # Taken once: the engine changes results' scores in place (context words).
@@ -94,7 +105,7 @@ class LayoutRecognizer(LocalRecognizer):
         self._memo.last = None
         if last is not None and last[0] == text:
             return last[1]
-        return list(self.find(text))
+        return self._search(text)
 
     def find(self, text: str) -> Iterable[RecognizerResult]:
         raise NotImplementedError
@@ -114,6 +125,12 @@ class SignatureRecognizer(LayoutRecognizer):
     """The name under a closing line, or after a signature dash."""
 
     SCORE = 0.85
+    # A closing of _CLOSINGS (case-folded: "grüße" reads "grüsse"), or a signature dash.
+    CUES = (
+        "best", "regards", "many thanks", "thank", "cheers", "sincerely", "yours", "respectfully", "cordial", "take care",
+        "grüss", "gruess", "gruss", "mfg", "bien à vous", "salutations", "amicalement", "saludo", "atentamente", "saluti",
+        "groet", "--", "—", "–",
+    )
     _PATTERNS = (
         # "Best regards,\nJane Doe" (the name alone on its line, a title or company may follow)
         regex.compile(rf"(?im)^[ \t>]*(?:{_CLOSINGS})[ \t]*[,.!]?[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*(?-i:({NAME}))[ \t]*,?[ \t]*$"),
@@ -143,6 +160,12 @@ class SelfIntroductionRecognizer(LayoutRecognizer):
     """"My name is Jane Doe", "I'm Jane", "this is Jane from ...", in six languages."""
 
     STRONG, WEAK = 0.85, 0.6
+    # A word of each cue below (_STRONG, _WEAK, _THIS_IS), case-folded.
+    CUES = (
+        "name", "call me", "go by", "appelle", "nom est", "hei", "llamo", "nombre", "chiamo", "nome", "heet", "naam",
+        "i'm", "i’m", "i am", "bin", "suis", "soy", "sono", "ik ben", "said", "says", "asked", "replied", "shouted",
+        "whispered", "this is", "it's", "it’s", "c'est", "hier ist", "aquí", "qui è",
+    )
     _STRONG = regex.compile(
         rf"(?i)\b(?:my name is|my name's|my full name is|name's|call me|i go by|"
         rf"(?:his|her|their|maiden|last|first|family|middle|given|full|sur)[ \t]?name is|name on the (?:account|card) is|"
@@ -196,6 +219,12 @@ class LocationPhraseRecognizer(LayoutRecognizer):
 
     ENTITIES = ("LOCATION",)
     SCORE = 0.6
+    # A word of each phrase of _PLACE_PHRASES, case-folded.
+    CUES = (
+        "originally", "grew up", "born", "live", "living", "moved", "flew", "fly", "arriv", "based in", "travel", "home",
+        "wohne", "lebe", "komme aus", "geboren", "aufgewachsen", "habite", "je vis", "originaire", "viens", "né à", "née à",
+        "vivo", "soy de", "nací", "crecí", "abito", "sono nat", "woon", "kom uit",
+    )
     _PATTERN = regex.compile(rf"(?i)\b(?:{_PLACE_PHRASES})[ \t]+(?-i:({_PLACE}))(?![\p{{L}}\d])")
 
     def find(self, text: str) -> Iterator[RecognizerResult]:
@@ -220,6 +249,7 @@ class IntersectionRecognizer(LayoutRecognizer):
 
     ENTITIES = ("LOCATION",)
     SCORE = 0.7
+    CUES = ("corner",)
     _PATTERN = regex.compile(
         rf"(?i)\b(?:the[ \t]+)?corner[ \t]+of[ \t]+((?:{_STREET_WORD}[ \t]+){{1,6}}?)and[ \t]+({_STREET_WORD}(?:[ \t]+{_STREET_WORD}){{0,4}})"
     )
