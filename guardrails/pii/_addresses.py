@@ -34,7 +34,8 @@ from collections.abc import Iterator
 import regex
 from presidio_analyzer import RecognizerResult
 
-from ._digits import digit_count
+from ._cues import folded, has_cue
+from ._digits import digit_count, digit_runs
 from ._names import NAME, LayoutRecognizer, _names_no_one
 from ._names import _result as layout_result
 
@@ -149,11 +150,11 @@ _STREETS = (
     # Lilia-Rossmann-Gasse 815, C. Beerninckstraat 88
     ("suffix", "suffix", rf"(?:\b{_LEAD})?\b(?:\p{{Lu}}\.[ \t]*)?\p{{Lu}}[\p{{L}}\-]{{2,}}(?i:{_SUFFIXES})[ \t]+{_HOUSE}(?!\d)"),
     ("adjectival", "adjectival", rf"(?:\b{_LEAD})?\b\p{{Lu}}\p{{L}}+(?:{_ADJECTIVAL})[ \t]+{_HOUSE}(?!\d)"),
-    # 692 Kuuse 53 (needs a part after it; starts at a number: cheap to fail)
-    ("numbered", None, rf"\b{_LEAD}\d{{1,6}}[ \t]+{_CAP}(?:[ \t]+{_NAME_WORD}){{0,3}}[ \t]+{_HOUSE}(?!\d)"),
-    # post boxes and US military addresses (each starts with its own words: no gate)
-    ("box", None, r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]?box|Postfach|Boîte postale|BP|Apartado|Casella postale)[ \t]+\d{1,6}\b"),
-    ("box", None, r"\b(?:(?i:PSC|Unit)[ \t]+\d{1,5},?[ \t]+(?i:Box)|(?i:USNS|USNV|USS|USCGC)[ \t]+\p{Lu}[\p{L}'’\-]*(?:[ \t]+\p{Lu}[\p{L}'’\-]*)?)"
+    # 692 Kuuse 53 (needs a part after it)
+    ("numbered", "numbered", rf"\b{_LEAD}\d{{1,6}}[ \t]+{_CAP}(?:[ \t]+{_NAME_WORD}){{0,3}}[ \t]+{_HOUSE}(?!\d)"),
+    # post boxes and US military addresses
+    ("box", "box", r"\b(?:P\.?[ \t]?O\.?[ \t]?Box|Post[ \t]?box|Postfach|Boîte postale|BP|Apartado|Casella postale)[ \t]+\d{1,6}\b"),
+    ("box", "military", r"\b(?:(?i:PSC|Unit)[ \t]+\d{1,5},?[ \t]+(?i:Box)|(?i:USNS|USNV|USS|USCGC)[ \t]+\p{Lu}[\p{L}'’\-]*(?:[ \t]+\p{Lu}[\p{L}'’\-]*)?)"
             r"(?:[ \t]+\d{1,5})?[ \t]*(?:,[ \t]*)?\r?\n?[ \t>]*(?i:APO|FPO|DPO)[ \t]+(?i:A[AEP])[ \t]+\d{5}(?:-\d{4})?\b"),
 )
 _STREET = tuple((kind, gate, regex.compile(pattern)) for kind, gate, pattern in _STREETS)
@@ -234,12 +235,23 @@ def _street_word_first(text: str) -> bool:
     return False
 
 
+_ASCII_LETTER_RUN = re.compile(r"[a-z]+")
+
+
+def _folded_letter_runs(text: str) -> set[str]:
+    """The text's runs of letters (what \\p{L}+ matches), case-folded. An ASCII text's are
+    its runs of a-z once folded, found by the standard library's re at half the cost."""
+    if text.isascii():
+        return set(_ASCII_LETTER_RUN.findall(folded(text)))
+    return {word.casefold() for word in _LETTERS.findall(text)}
+
+
 def _open_gates(text: str) -> dict[str, bool]:
     """Which gated patterns can match ``text``. A street word is a whole run of letters in every
     pattern (a space or a non-letter before it, a word boundary after it), so comparing the
     text's letter runs, case-folded, with the lists is a necessary condition. A street word
     that comes first needs a house number near it, and a suffix word one right after it."""
-    words = {word.casefold() for word in _LETTERS.findall(text)}
+    words = _folded_letter_runs(text)
     abbreviation = "." in text and not words.isdisjoint(_ABBREVIATION_SET)
     suffix, adjectival = _words_before_numbers(text)
     return {
@@ -248,6 +260,9 @@ def _open_gates(text: str) -> dict[str, bool]:
         or ("/" in text and _C_SLASH_RE.search(text) is not None),
         "suffix": abbreviation or suffix,
         "adjectival": adjectival,
+        "numbered": len(digit_runs(text)) >= 2,  # a number, a name, a house number
+        "box": has_cue(text, ("box", "postfach", "boîte", "bp", "apartado", "casella")),
+        "military": has_cue(text, ("apo", "fpo", "dpo")),
     }
 
 

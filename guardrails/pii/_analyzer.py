@@ -32,7 +32,8 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognize
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, PhoneRecognizer
 
 from ._cards import PaymentCardRecognizer
-from ._digits import digit_count, min_digits
+from ._cues import has_cue
+from ._digits import digit_count, digit_runs, min_digits
 from ._gazetteers import without_companies
 from ._ids import MailAddressRecognizer, PassportRecognizer
 from ._names import LayoutRecognizer, layout_recognizers
@@ -46,16 +47,13 @@ __all__ = ["DEFAULT_ENTITIES", "NER_ENTITIES", "PRESIDIO_REGEX_FLAGS", "PiiAnaly
 # The flags AnalyzerEngine.analyze hands pattern recognizers by default.
 PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
 _DOT_LETTER = re.compile(r"\.[a-z]", re.IGNORECASE)
-_DIGIT_DOT_DIGIT = re.compile(r"\d\.\d")
-_DIGIT_RUN = re.compile(r"\d+")
 
 
 def _licence_hint(text: str) -> bool:
     """Whether a licence form could be here: a run of digits with a letter (what [^\\W\\d_]
     matches) or "]" right before it, a letter right after it, or six digits. Read from the
     digit runs (few) rather than by a search that tests every character for a letter."""
-    for run in _DIGIT_RUN.finditer(text):
-        start, end = run.span()
+    for start, end in digit_runs(text):
         if end - start >= 6:
             return True
         if start > 0 and ((before := text[start - 1]) == "]" or (before.isalnum() and not before.isdecimal())):
@@ -110,20 +108,39 @@ def _has_digit(text: str) -> bool:
     return digit_count(text) > 0  # counted once per text for every trigger that asks (see _digits)
 
 
+def _digit_dot_digit(text: str) -> bool:
+    """Whether a digit, a dot and a digit stand in a row (every IPv4 form has them)."""
+    runs = digit_runs(text)
+    return any(after_start == end + 1 and text[end] == "." for (_, end), (after_start, _) in zip(runs, runs[1:]))
+
+
+# What [A-Z] matches case-insensitively, in the regex module and in re (a superset of both).
+_IBAN_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ\u0130\u0131\u017f\u212a")
+
+
+def _iban_hint(text: str) -> bool:
+    """Whether two letters stand right before two digits, as every IBAN begins: read from the
+    digit runs (few), not by a search that tests every character."""
+    return any(
+        end - start >= 2 and start >= 2 and text[start - 1] in _IBAN_LETTERS and text[start - 2] in _IBAN_LETTERS
+        for start, end in digit_runs(text)
+    )
+
+
 # Characters every match of these entities' predefined patterns must contain: testing
 # for them first spares the (slow to fail) regular expressions most everyday text.
 # The shared Presidio test cases check that findings stay identical to the stock engine.
 _NECESSARY: dict[str, Callable[[str], bool]] = {
     "EMAIL_ADDRESS": lambda text: "@" in text,
     "CREDIT_CARD": _has_digit,
-    "CRYPTO": _has_digit,
-    "IBAN_CODE": _has_digit,
+    "CRYPTO": lambda text: "1" in text or "3" in text,  # every address starts "1", "3" or "bc1"
+    "IBAN_CODE": _iban_hint,
     "US_SSN": _has_digit,
     "US_ITIN": _has_digit,
     "US_BANK_NUMBER": _has_digit,
     "UK_NHS": _has_digit,
     # IPv6 forms hold a ":", every IPv4 form a digit, a dot and a digit.
-    "IP_ADDRESS": lambda text: ":" in text or _DIGIT_DOT_DIGIT.search(text) is not None,
+    "IP_ADDRESS": lambda text: ":" in text or _digit_dot_digit(text),
     # Every licence form is one token holding a letter beside a digit, or six digits in a row
     # (and "A-Z]]" then digits: a typo in Presidio's list, matched literally).
     "US_DRIVER_LICENSE": _licence_hint,
@@ -142,14 +159,11 @@ _TWELVE_DIGITS = re.compile(r"\d(?:[ \-]?\d){11}")
 
 
 def _has_twelve_digits(text: str) -> bool:
-    return _TWELVE_DIGITS.search(text) is not None
-
-
-_PASSPORT_WORDS = re.compile(r"pass|pasa|paspo|document", re.IGNORECASE)
+    return digit_count(text) >= 12 and _TWELVE_DIGITS.search(text) is not None
 
 
 def _mentions_passport(text: str) -> bool:
-    return _PASSPORT_WORDS.search(text) is not None
+    return has_cue(text, ("pas", "document"))  # passport, pasaporte, paspoort, travel document
 
 
 def _trigger(recognizer: EntityRecognizer) -> Trigger:

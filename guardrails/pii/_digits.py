@@ -12,9 +12,9 @@ import re
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 
-__all__ = ["digit_count", "min_digits"]
+__all__ = ["digit_count", "digit_runs", "min_digits"]
 
-_DIGIT = re.compile(r"\d")
+_DIGIT_RUN = re.compile(r"\d+")
 _REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 
 
@@ -63,7 +63,13 @@ def _only_digits(members: list) -> bool:  # type: ignore[type-arg]
 
 
 @functools.lru_cache(maxsize=8)
+def digit_runs(text: str) -> tuple[tuple[int, int], ...]:
+    """The spans of the runs of decimal digits in ``text`` (any script's: what ``\\d`` matches),
+    found once for all the recognizers that ask about the same text."""
+    return tuple(match.span() for match in _DIGIT_RUN.finditer(text))
+
+
+@functools.lru_cache(maxsize=8)
 def digit_count(text: str) -> int:
-    """The decimal digits in ``text`` (any script's: what ``\\d`` matches), counted once for all
-    the recognizers that ask about the same text."""
-    return len(_DIGIT.findall(text))
+    """The decimal digits in ``text``."""
+    return sum(end - start for start, end in digit_runs(text))

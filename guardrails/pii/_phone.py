@@ -23,6 +23,8 @@ import phonenumbers
 from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
+from ._digits import digit_count
+
 __all__ = ["DEFAULT_PHONE_REGIONS", "RegionalPhoneRecognizer", "digit_windows", "has_phone_digits"]
 
 # Regions whose national formats are matched; a number with its international prefix
@@ -83,6 +85,8 @@ def digit_windows(text: str) -> list[tuple[int, int]]:
 
 
 def has_phone_digits(text: str) -> bool:
+    if digit_count(text) < _MIN_DIGITS:
+        return False  # no window can hold more digits than the whole text (counted once: _digits)
     return any(len(_DIGIT.findall(text, start, end)) >= _MIN_DIGITS for start, end in digit_windows(text))
 
 

@@ -467,6 +467,9 @@ def test_street_patterns_skipped_by_their_gates_would_have_found_nothing() -> No
         "C/ Señores Curas 88", "12 c/ Mayor", "Strada Giunti, 18", "Aleea Cristea Nr. 209", "Luite tee 87", "Somogyi út 21.",
         "Lilia-Rossmann-Gasse 815", "C. Beerninckstraat 88", "8657 Ward Gateway", "abc/ 5", "Committee 3",
         "bydlím na Dejvická 376", "Palackého 376, 110 00 Praha", "ул. Вишневая, д. 19", "Nováková 20",
+        "P.O. Box 1234", "PO Box 77", "Postbox 12", "Postfach 1234", "Boîte postale 12", "BP 123", "Apartado 45",
+        "Casella postale 9", "PSC 1234, Box 5678\nAPO AE 09876", "Unit 2050 Box 4190\nAPO AP 96278", "USNS Comfort\nFPO AP 96601",
+        "USS Nimitz, DPO AA 34090", "692 Kuuse 53, Tallinn",
     ]
     cases = Path(__file__).resolve().parents[2] / "data" / "presidio_cases.jsonl"
     texts += [json.loads(line)["text"] for line in cases.read_text().splitlines()]
