@@ -1,11 +1,16 @@
 """The grounding check against the example knowledge base."""
 
 import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from aimsguard.guardrails import Action, CheckRequest, Stage
+from aimsguard.guardrails import Action, CheckRequest, Stage, grounding_align
+from aimsguard.guardrails import grounding as grounding_check
 from aimsguard.guardrails.grounding import GroundingGuardrail, GroundingSettings, claims_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,3 +120,80 @@ def test_the_speakers_own_experience_is_unsupported_unless_the_policy_ignores_it
     lenient.load()
     assert _check(lenient, answer, "What does Pro include?").action is Action.ALLOW
     assert _check(strict, "I'd love to help! The Pro plan costs 20 EUR per user per month.").action is Action.ALLOW  # an offer
+
+
+def _generated_kb(folder: Path, chunks: int) -> Path:
+    """The example knowledge base and ``chunks`` generated help sections (the bench's kind)."""
+    for path in (ROOT / "configs" / "knowledge").glob("*.md"):
+        (folder / path.name).write_text(path.read_text())
+    (folder / "generated.jsonl").write_text("\n".join(
+        json.dumps({"title": f"exports {i}", "text": f"To archive exports in workspace {i}, open Settings > Exports. It takes up to {i % 50 + 2} minutes."})
+        for i in range(chunks)))
+    return folder
+
+
+def test_a_loaded_knowledge_base_is_read_ahead_so_no_check_reads_a_passage(tmp_path: Path) -> None:
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=_generated_kb(tmp_path, 50)), instance_id="g")
+    guardrail.load()
+    assert guardrail.wait_analysed(timeout=30)
+    assert guardrail.kb is not None and set(guardrail._analysed) == set(guardrail.kb.chunks)
+    grounding_align._passage.cache_clear()
+    rows = [json.loads(line) for line in EVAL.read_text().splitlines()]
+    for row in rows:
+        _check(guardrail, row["answer"], row["question"])
+    assert grounding_align._passage.cache_info().misses == 0  # every passage met was read at load
+
+
+def test_passages_not_read_ahead_are_read_when_met_with_the_same_verdicts(tmp_path: Path) -> None:
+    folder = _generated_kb(tmp_path, 50)
+    rows = [json.loads(line) for line in EVAL.read_text().splitlines()]
+    verdicts = {}
+    for ahead in (0, 1, 16_384):  # none, the first passage only, all
+        guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=folder, analyse_ahead=ahead), instance_id="g")
+        guardrail.load()
+        assert guardrail.wait_analysed(timeout=30)
+        assert len(guardrail._analysed) == min(ahead, 59)
+        verdicts[ahead] = [_check(guardrail, row["answer"], row["question"]) for row in rows]
+    assert verdicts[0] == verdicts[1] == verdicts[16_384]
+    assert all((v.action is Action.ALLOW) == row["supported"] for v, row in zip(verdicts[16_384], rows, strict=True))
+
+
+def test_a_passage_added_later_is_read_ahead_after_the_reload(tmp_path: Path) -> None:
+    (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 3 working days.\n")
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=tmp_path, reload_every_s=0.01), instance_id="g")
+    guardrail.load()
+    assert guardrail.wait_analysed(timeout=30)
+    (tmp_path / "gifts.md").write_text("# Gift cards\nGift cards never expire.\n")
+    os.utime(tmp_path / "gifts.md", (time.time() + 5, time.time() + 5))
+    time.sleep(0.02)
+    assert _check(guardrail, "Gift cards never expire.").action is Action.ALLOW  # reloaded: read when met, or ahead
+    assert guardrail.wait_analysed(timeout=30)
+    assert {c.title for c in guardrail._analysed} == {"Shipping", "Gift cards"}
+    assert _check(guardrail, "Gift cards expire after a year.").action is Action.FLAG
+
+
+def test_checks_while_passages_are_read_ahead_give_the_same_verdicts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _generated_kb(tmp_path, 300)
+    rows = [json.loads(line) for line in EVAL.read_text().splitlines()]
+    lazy = GroundingGuardrail(GroundingSettings(knowledge_base=folder, analyse_ahead=0), instance_id="g")
+    lazy.load()
+    expected = [_check(lazy, row["answer"], row["question"]) for row in rows]
+    read = grounding_check.analyse_passage
+    halfway, checked = threading.Semaphore(150), threading.Event()
+
+    def slow(title: str, text: str) -> grounding_align.PassageAnalysis:
+        if not halfway.acquire(blocking=False):
+            checked.wait(30)  # the second half only once the checks are done
+        time.sleep(0.001)
+        return read(title, text)
+
+    monkeypatch.setattr(grounding_check, "analyse_passage", slow)
+    grounding_align._passage.cache_clear()
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=folder, retrieval_cache=0), instance_id="g")
+    guardrail.load()
+    with ThreadPoolExecutor(4) as pool:  # checks in threads too, as in mode llm_judge
+        results = list(pool.map(lambda _: [_check(guardrail, row["answer"], row["question"]) for row in rows], range(4)))
+    assert not guardrail.wait_analysed(timeout=0)  # the checks all ran while the passages were being read
+    checked.set()
+    assert all(result == expected for result in results)
+    assert guardrail.wait_analysed(timeout=30) and len(guardrail._analysed) == 309
