@@ -164,13 +164,14 @@ class GivenNameRecognizer(LayoutRecognizer):
             if not any(w.casefold().strip(".") in _NOT_SURNAMES for w in match.group(1).split()):
                 # The title stays: "Dr. <PERSON_1>" still says who the text is about.
                 yield _result(self, "PERSON", match.start(1), match.end(), self.TITLED, "a name after a title")
-        for match in _CAPITALISED.finditer(text):
+        capitalised = list(_CAPITALISED.finditer(text))
+        for match in capitalised:
             if match.group(1).casefold() not in self._given:
                 continue
             end = self._surname_end(text, match.end())
             if end > match.end():
                 yield _result(self, "PERSON", match.start(), end, self.FULL, "a known given name and a surname")
-        if not _HAS_UPPER.search(text):
+        if not capitalised and not _HAS_UPPER.search(text):  # (a capitalised word holds an upper-case letter)
             for match in _LOWER_FULL.finditer(text, overlapped=True):
                 first, last = match.group(1), match.group(3)
                 # In lower case nothing sets a name apart from words ("olive garden", "made you"): the
@@ -428,6 +429,8 @@ _ONE_WORD_ABOVE = regex.compile(r"(?:^|\n)[ \t>]*(\p{Lu}[\p{L}\-]*\p{L})[ \t]*\r
 
 def without_companies(text: str, results: list[Any]) -> list[Any]:
     """``results`` less the people and places found inside a company's name (see ``companies``)."""
+    if not any(r.entity_type in ("PERSON", "LOCATION") for r in results):
+        return results  # nothing a company's name could hold: its spans are not looked for
     spans = companies(text)
     if "\n" in text and any(r.entity_type == "LOCATION" for r in results):
         spans += _addressees(text, results)
