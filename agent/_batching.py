@@ -9,15 +9,25 @@ So the requests that are ready in one turn of the loop are checked together, che
 (each request's personal-data check, then each one's injection check, ...): the second and
 later runs of a check find its code and data cached. A request alone waits one turn of the
 loop, microseconds.
+
+When the check pool is up, a batch of two or more requests goes to its batch worker instead
+(``_lane``), in one message, while the serving process goes on with other requests; only the
+checks' decisions (the personal-data vault's numbering) are made here, on what the worker
+found. One batch is at the worker at a time: the next one runs here, so the two share the work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from aimsguard.guardrails import CheckRequest, Verdict
+
+from ._checkpool import CheckPool
+from ._lane import BatchLane
 
 if TYPE_CHECKING:
     from ._pipeline import BoundCheck
@@ -32,9 +42,11 @@ class CheckBatcher:
 
     MAX_BATCH = 32  # a batch holds the loop for at most ~32 requests' checks (~10 ms at 0.3 ms each)
 
-    def __init__(self) -> None:
+    def __init__(self, pool: CheckPool | None = None) -> None:
         self._pending: list[_Pending] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool = pool
+        self._offloading: set[asyncio.Task[None]] = set()  # (a running task must be referenced)
 
     async def run(self, checks: Sequence[BoundCheck], request: CheckRequest) -> list[Verdict]:
         """The verdicts of ``checks`` (all inline, the input short) on ``request``, in order."""
@@ -54,6 +66,45 @@ class CheckBatcher:
         batch, self._pending = self._pending, []
         if not batch:
             return  # drained early, when the batch filled up
+        lane = self._lane_for(batch)
+        if lane is None:
+            self._run_here(batch)
+            return
+        task = asyncio.get_running_loop().create_task(self._offload(lane, batch))
+        self._offloading.add(task)
+        task.add_done_callback(self._offloading.discard)
+
+    def _lane_for(self, batch: list[_Pending]) -> BatchLane | None:
+        """The batch lane, when it is idle and ``batch`` is worth the hop: two requests or more
+        (a lone one is answered sooner here), every check known to the pool's workers."""
+        if self._pool is None or len(batch) < 2:
+            return None
+        lane = self._pool.lane  # there once the pool is started (the gateway does before it serves)
+        if lane is None or not lane.idle or not all(check.key for checks, _, _ in batch for check in checks):
+            return None
+        return lane
+
+    async def _offload(self, lane: BatchLane, batch: list[_Pending]) -> None:
+        assert self._pool is not None
+        try:
+            started = time.perf_counter()
+            jobs = [(_picklable(request), [check.key for check in checks]) for checks, request, _ in batch]
+            answer = await lane.analyse(jobs, min(check.budget_s for checks, _, _ in batch for check in checks))
+            if answer is None:
+                self._pool.record("batches_reclaimed")
+                self._run_here(batch, counted=False)
+                return
+            self._pool.record("batches_offloaded")
+            for (checks, request, future), analyses in zip(batch, answer, strict=True):
+                if not future.done():
+                    future.set_result([check.decided(request, analysis, started) for check, analysis in zip(checks, analyses, strict=True)])
+        except BaseException as exc:  # decided turns a check's failure into a verdict: this is a bug
+            _fail(batch, exc)
+            raise
+
+    def _run_here(self, batch: list[_Pending], counted: bool = True) -> None:
+        if counted and self._pool is not None and self._pool.lane is not None:
+            self._pool.record("batches_in_place")
         results: list[list[Verdict | None]] = [[None] * len(checks) for checks, _, _ in batch]
         places: dict[int, tuple[BoundCheck, list[tuple[int, int]]]] = {}
         for number, (checks, _, _) in enumerate(batch):
@@ -64,10 +115,20 @@ class CheckBatcher:
                 for number, position in where:
                     results[number][position] = check.run_inline(batch[number][1])
         except BaseException as exc:  # run_inline turns a check's failure into a verdict: this is a bug
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(batch, exc)
             return
         for (_, _, future), verdicts in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(verdicts)  # type: ignore[arg-type]
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for _, _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
+
+
+def _picklable(request: CheckRequest) -> CheckRequest:
+    if type(request.metadata) is dict:
+        return request
+    return dataclasses.replace(request, metadata=dict(request.metadata))  # a plain dict pickles

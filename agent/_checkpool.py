@@ -40,6 +40,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 from aimsguard.guardrails import CheckRequest, Guardrail
 
+from ._lane import BatchLane
+
 __all__ = ["CheckPool", "CheckPoolError", "default_pool_size", "pool_counter"]
 
 log = structlog.get_logger("aimsguard.agent")
@@ -62,30 +64,49 @@ def default_pool_size() -> int:
     return max(2, min(8, 2 * (os.cpu_count() or 1)))
 
 
+def _analysed(check: Guardrail, request: CheckRequest) -> tuple[bool, Any]:
+    """(True, the check's analysis of ``request``) or (False, the exception's type name: its
+    message may quote the text, so it stays in the worker)."""
+    try:
+        return True, check.analyse(request)
+    except Exception as exc:
+        return False, type(exc).__name__
+
+
 def _serve(conn: Connection, checks: dict[str, Guardrail]) -> None:
     """A worker's loop: analyse each request it is sent, until its pipe closes."""
     while True:
         try:
             key, request = conn.recv()
+            conn.send(_analysed(checks[key], request))
         except (EOFError, OSError):
             return
+
+
+def _serve_batches(conn: Connection, checks: dict[str, Guardrail]) -> None:
+    """The batch lane's worker (``_lane``): each message is a batch of (request, check keys);
+    the answer holds every check's analysis of every request, in order."""
+    while True:
         try:
-            reply: tuple[bool, Any] = (True, checks[key].analyse(request))
-            conn.send(reply)
+            batch = conn.recv()
+            conn.send([[_analysed(checks[key], request) for key in keys] for request, keys in batch])
         except (EOFError, OSError):
             return
-        except Exception as exc:  # the message may quote the text: only the type goes back
-            conn.send((False, type(exc).__name__))
+
+
+_WORKER, _BATCH_WORKER = b"F", b"B"  # what the zygote is asked to fork
 
 
 def _zygote(control: socket.socket, checks: dict[str, Guardrail]) -> None:
-    """Fork a worker for each byte received on ``control``; send back its pipe and pid."""
+    """Fork a worker for each byte received on ``control`` (``_WORKER`` or ``_BATCH_WORKER``);
+    send back its pipe and pid."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
     while True:
         try:
-            if not control.recv(1):
-                return
+            kind = control.recv(1)
         except OSError:
+            return
+        if not kind:
             return
         mine, theirs = socket.socketpair()
         pid = os.fork()
@@ -94,7 +115,7 @@ def _zygote(control: socket.socket, checks: dict[str, Guardrail]) -> None:
                 control.close()
                 mine.close()
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _serve(Connection(theirs.detach()), checks)
+                (_serve_batches if kind == _BATCH_WORKER else _serve)(Connection(theirs.detach()), checks)
             finally:
                 os._exit(0)
         theirs.close()
@@ -132,10 +153,19 @@ def pool_counter(registry: CollectorRegistry) -> Callable[[str], None]:
         ["outcome"], registry=registry,
     )
     forked = Counter("aimsguard_check_pool_workers_forked", "Check worker processes forked (first use, and each replacement).", registry=registry)
+    batches = Counter(
+        "aimsguard_check_batches",
+        "Batches of short checks (the requests that reached a stage in one turn of the event loop) by where they ran: "
+        "worker (the batch worker), in_place (the serving process: a lone request, or the worker busy), "
+        "reclaimed (the worker missed the checks' budget or died: run in place).",
+        ["where"], registry=registry,
+    )
 
     def count(what: str) -> None:
         if what == "forked":
             forked.inc()
+        elif what in _BATCH_PLACES:
+            batches.labels(_BATCH_PLACES[what]).inc()
         else:
             jobs.labels(what).inc()
 
@@ -166,12 +196,19 @@ class _Job:
 @dataclasses.dataclass(slots=True)
 class PoolCounts:
     """What the pool did, for metrics: jobs answered, cancelled at their deadline while
-    running (the worker killed), dropped before they started, workers forked."""
+    running (the worker killed), dropped before they started, workers forked; batches of
+    short checks run by the batch worker, in place, or taken back from it."""
 
     done: int = 0
     cancelled: int = 0
     dropped: int = 0
     forked: int = 0
+    batches_offloaded: int = 0
+    batches_in_place: int = 0
+    batches_reclaimed: int = 0
+
+
+_BATCH_PLACES = {"batches_offloaded": "worker", "batches_in_place": "in_place", "batches_reclaimed": "reclaimed"}
 
 
 class CheckPool:
@@ -195,6 +232,8 @@ class CheckPool:
         self._workers: set[_Worker] = set()
         self._lock = threading.Lock()
         self._closed = False
+        # The batch lane: one more worker, for whole batches of short checks (see _lane).
+        self.lane: BatchLane | None = None
         # Threads that wait on the workers' pipes (blocked in recv, so without the GIL). A
         # job waiting for a free worker waits here, never on the event loop.
         self._waiters = ThreadPoolExecutor(max_workers=self.size * 8, thread_name_prefix="aimsguard-check-pool")
@@ -206,8 +245,31 @@ class CheckPool:
             return
         with self._lock:
             self._starting = True
+        self._start_lane()
         while (worker := self._fork()) is not None:
             self._idle.put(worker)
+
+    def _start_lane(self) -> None:
+        with self._lock:
+            if self._closed or self.lane is not None:
+                return
+        fd, pid = self._spawn(_BATCH_WORKER)
+        lane = BatchLane(socket.socket(fileno=fd), pid, self._replace_lane)
+        with self._lock:
+            if self._closed:
+                lane.close()
+                return
+            self.lane = lane
+        self.record("forked")
+
+    def _replace_lane(self) -> None:
+        """The lane's worker died or got stuck (it is killed): a new one, in the background;
+        until it is up, batches run in place."""
+        with self._lock:
+            self.lane = None
+            if self._closed:
+                return
+        self._waiters.submit(self._start_lane)
 
     def warm(self) -> bool:
         """Whether workers are up. The first call starts them in the background: until they
@@ -242,7 +304,7 @@ class CheckPool:
             worker = job.worker
             if worker is not None:
                 worker.kill()  # replaced by the thread waiting on it
-        self._count("cancelled" if worker is not None else "dropped")
+        self.record("cancelled" if worker is not None else "dropped")
 
     def _round_trip(self, job: _Job) -> Any:
         worker = self._worker(job)
@@ -262,7 +324,7 @@ class CheckPool:
             self._retire(worker)
             raise TimeoutError
         self._idle.put(worker)
-        self._count("done")
+        self.record("done")
         if not ok:
             raise CheckPoolError(value)
         return value
@@ -296,19 +358,25 @@ class CheckPool:
                 return None
             self._forking += 1
         try:
-            with self._zygote_lock:
-                if self._control is None:
-                    self._control, self._zygote_pid = _start_zygote(self.checks)
-                self._control.sendall(b"F")
-                data, fds, _, _ = socket.recv_fds(self._control, 4, 1)
-            worker = _Worker(Connection(fds[0]), int.from_bytes(data, "little"))
+            fd, pid = self._spawn(_WORKER)
+            worker = _Worker(Connection(fd), pid)
         finally:
             with self._lock:
                 self._forking -= 1
         with self._lock:
             self._workers.add(worker)
-        self._count("forked")
+        self.record("forked")
         return worker
+
+    def _spawn(self, kind: bytes) -> tuple[int, int]:
+        """A new worker of ``kind`` from the zygote (started on first use): its socket's file
+        descriptor and its pid."""
+        with self._zygote_lock:
+            if self._control is None:
+                self._control, self._zygote_pid = _start_zygote(self.checks)
+            self._control.sendall(kind)
+            data, fds, _, _ = socket.recv_fds(self._control, 4, 1)
+        return fds[0], int.from_bytes(data, "little")
 
     def _retire(self, worker: _Worker) -> None:
         """Drop a killed (or crashed) worker and fork its replacement."""
@@ -324,7 +392,8 @@ class CheckPool:
         if replacement is not None:
             self._idle.put(replacement)
 
-    def _count(self, what: str) -> None:
+    def record(self, what: str) -> None:
+        """Counts ``what`` the pool (or a batch of checks) did, in ``counts`` and with ``on_count``."""
         with self._lock:
             setattr(self.counts, what, getattr(self.counts, what) + 1)
         if self.on_count is not None:
@@ -339,6 +408,9 @@ class CheckPool:
         with self._lock:
             self._closed = True
             workers, self._workers = list(self._workers), set()
+            lane, self.lane = self.lane, None
+        if lane is not None:
+            lane.close()
         for worker in workers:
             worker.kill()
             worker.conn.close()

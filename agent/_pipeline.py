@@ -21,6 +21,7 @@ import gc
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -111,6 +112,18 @@ class BoundCheck:
             return self._over_limit(request.stage, size)
         return self._run_here(request)
 
+    def decided(self, request: CheckRequest, analysis: tuple[bool, Any], started: float) -> Verdict:
+        """The verdict on ``request`` from a worker's answer (``_checkpool._analysed``): what
+        its ``analyse`` returned, or the name of the exception it raised."""
+        ok, value = analysis
+        if not ok:
+            return self._worker_raised(request.stage, value, started)
+        try:
+            verdict = self.guardrail.decide(request, value)
+        except Exception as exc:
+            return self._raised(request.stage, exc, started)
+        return self._stamped(verdict, started)
+
     def offloads(self, size: int) -> bool:
         limit = self.guardrail.offload_above_chars
         return self.pool is not None and limit is not None and size > limit and self.pool.warm()
@@ -164,8 +177,7 @@ class BoundCheck:
         except TimeoutError:
             return self._overran(request.stage, started)
         except CheckPoolError as exc:
-            log.warning("guardrail_error", guardrail=self.guardrail.instance_id, error_type=exc.error_type, where="check worker")
-            return self._failed(request.stage, Outcome.ERROR, f"raised {exc.error_type} in a check worker", started)
+            return self._worker_raised(request.stage, exc.error_type, started)
         except Exception as exc:
             return self._raised(request.stage, exc, started)
         return self._stamped(verdict, started)
@@ -199,6 +211,10 @@ class BoundCheck:
         # The exception's message may quote the text, so only its type and place are recorded.
         log.warning("guardrail_error", guardrail=self.guardrail.instance_id, **error_site(exc))
         return self._failed(stage, Outcome.ERROR, f"raised {type(exc).__name__}", started)
+
+    def _worker_raised(self, stage: Stage, error_type: str, started: float) -> Verdict:
+        log.warning("guardrail_error", guardrail=self.guardrail.instance_id, error_type=error_type, where="check worker")
+        return self._failed(stage, Outcome.ERROR, f"raised {error_type} in a check worker", started)
 
     def _failed(self, stage: Stage, outcome: Outcome, why: str, started: float) -> Verdict:
         fail_mode = self.config.fail_mode
@@ -242,7 +258,7 @@ class Pipeline:
         }
         self.all_inline = {stage: all(c.guardrail.inline for c in checks) for stage, checks in self.checks.items()}
         self.document_checks = [c for c in self.checks[Stage.INPUT] if c.guardrail.screens_documents]
-        self.batcher = CheckBatcher()
+        self.batcher = CheckBatcher(self.pool)
 
     @staticmethod
     def _build(

@@ -1,0 +1,170 @@
+"""Batches of short checks go to the check pool's batch worker in one message: the verdicts are
+those the checks would give in place, decisions (the vault) stay in this process, and a worker
+that is slow, dies or raises costs a batch its hop, never its verdicts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from aimsguard.agent import Pipeline, parse_policy
+from aimsguard.agent._checkpool import CheckPool
+from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, GuardrailSettings, InlineGuardrail, Outcome, Stage, Verdict
+from aimsguard.guardrails.pii import PiiGuardrail
+
+from ..support import policy_dict
+
+SERVING_PID = os.getpid()
+
+
+class WhereSettings(GuardrailSettings):
+    worker_delay_s: float = 0.0  # how long it takes in a worker process (none here)
+
+
+class WhereGuardrail(InlineGuardrail):
+    """Says which process ran it; blocks "bad"; raises on "explode"; slow in workers when told."""
+
+    name = "where"
+    Settings = WhereSettings
+
+    def check_inline(self, request: CheckRequest) -> Verdict:
+        text = request.texts[0]
+        if text == "explode":
+            raise RuntimeError(f"cannot handle {text}")
+        if os.getpid() != SERVING_PID:
+            time.sleep(self.settings.worker_delay_s)  # type: ignore[attr-defined]
+        action = Action.BLOCK if text == "bad" else Action.ALLOW
+        return Verdict(guardrail=self.name, stage=request.stage, action=action, reasons=(f"pid {os.getpid()}",))
+
+
+REGISTRY = GuardrailRegistry(WhereGuardrail, PiiGuardrail)
+
+
+def _pipeline(tmp_path: Path, input_checks: list[dict], output_checks: list[dict] | None = None) -> Pipeline:
+    data = policy_dict(tmp_path)
+    data["systems"] = {"support-bot": {**data["systems"]["support-bot"], "checks": {"input": input_checks, "output": output_checks or []}}}
+    data["gateway"].pop("default_system", None)
+    pool = CheckPool({}, size=1)
+    pipeline = Pipeline("support-bot", parse_policy(data, registry=REGISTRY).systems["support-bot"], REGISTRY, pool)
+    pool.start()  # as the gateway does before it serves: the lane's worker first
+    return pipeline
+
+
+@pytest.fixture
+def make_pipeline(tmp_path):
+    made: list[Pipeline] = []
+
+    def make(input_checks: list[dict], output_checks: list[dict] | None = None) -> Pipeline:
+        made.append(_pipeline(tmp_path, input_checks, output_checks))
+        return made[-1]
+
+    yield make
+    for pipeline in made:
+        pipeline.pool.close()
+
+
+def _request(text: str, stage: Stage = Stage.INPUT) -> CheckRequest:
+    return CheckRequest(stage=stage, texts=[text], system_id="support-bot", conversation_id="c1")
+
+
+async def _together(pipeline: Pipeline, *texts: str, stage: Stage = Stage.INPUT) -> list:
+    """Requests that reach the stage in the same turn of the loop: one batch."""
+    return list(await asyncio.gather(*(pipeline.run(_request(text, stage)) for text in texts)))
+
+
+def _ran_at(result) -> set[str]:
+    return {v.reasons[0] for v in result.verdicts}
+
+
+@pytest.mark.anyio
+async def test_a_batch_is_checked_in_the_lane_worker_with_the_verdicts_it_would_get_here(make_pipeline) -> None:
+    pipeline = make_pipeline([{"guardrail": "where", "id": "first"}, {"guardrail": "where", "id": "second"}])
+    results = await _together(pipeline, "a", "bad", "c")
+    assert [r.action for r in results] == [Action.ALLOW, Action.BLOCK, Action.ALLOW]
+    assert all([v.guardrail for v in r.verdicts] == ["first", "second"] for r in results)  # stamped here, in order
+    assert all(v.outcome is Outcome.OK and v.duration_s > 0 for r in results for v in r.verdicts)
+    assert {pid for r in results for pid in _ran_at(r)} != {f"pid {SERVING_PID}"}  # another process ran them
+    assert pipeline.pool.counts.batches_offloaded == 1
+    # A request alone is answered sooner here than over a hop.
+    (alone,) = await _together(pipeline, "d")
+    assert _ran_at(alone) == {f"pid {SERVING_PID}"}
+
+
+@pytest.mark.anyio
+async def test_personal_data_found_in_the_lane_is_numbered_in_this_process_vault(make_pipeline) -> None:
+    pii = {"guardrail": "pii", "settings": {"default_action": "redact"}}
+    pipeline = make_pipeline([{**pii, "id": "pii-in"}], [{**pii, "id": "pii-out"}])
+    inbound = await _together(pipeline, "Write to jane.doe@example.com please", "My mail is max@example.org")
+    assert pipeline.pool.counts.batches_offloaded == 1
+    assert [r.texts[0] for r in inbound] == ["Write to <EMAIL_ADDRESS_1> please", "My mail is <EMAIL_ADDRESS_2>"]
+    outbound = await _together(pipeline, "I wrote to <EMAIL_ADDRESS_1>.", "And to <EMAIL_ADDRESS_2>.", stage=Stage.OUTPUT)
+    assert pipeline.pool.counts.batches_offloaded == 2
+    assert [r.texts[0] for r in outbound] == ["I wrote to jane.doe@example.com.", "And to max@example.org."]
+
+
+@pytest.mark.anyio
+async def test_a_check_that_raises_in_the_lane_is_an_error_verdict_without_the_text(make_pipeline) -> None:
+    pipeline = make_pipeline([{"guardrail": "where", "fail_mode": "closed"}])
+    exploded, calm = await _together(pipeline, "explode", "calm")
+    assert pipeline.pool.counts.batches_offloaded == 1
+    (verdict,) = exploded.verdicts
+    assert verdict.outcome is Outcome.ERROR and exploded.action is Action.BLOCK
+    assert "RuntimeError" in verdict.reasons[0] and "explode" not in verdict.reasons[0]
+    assert calm.action is Action.ALLOW
+
+
+@pytest.mark.anyio
+async def test_a_batch_the_worker_is_late_with_is_run_here_and_the_worker_kept(make_pipeline) -> None:
+    pipeline = make_pipeline([{"guardrail": "where", "timeout_ms": 200, "settings": {"worker_delay_s": 1.0}}])
+    lane = pipeline.pool.lane
+    started = time.perf_counter()
+    results = await _together(pipeline, "a", "bad")
+    assert time.perf_counter() - started < 0.9  # taken back at the budget, not waited for
+    assert [r.action for r in results] == [Action.ALLOW, Action.BLOCK]
+    assert all(_ran_at(r) == {f"pid {SERVING_PID}"} for r in results)
+    assert pipeline.pool.counts.batches_reclaimed == 1
+    # The late answer is read and dropped; the same worker takes the next batch.
+    await asyncio.sleep(1.5)
+    assert pipeline.pool.lane is lane and lane.idle
+    assert pipeline.pool.counts.forked == 2  # the lane's worker and one pool worker: nothing replaced
+
+
+@pytest.mark.anyio
+async def test_a_dead_lane_worker_costs_its_batch_the_hop_and_is_replaced(make_pipeline) -> None:
+    pipeline = make_pipeline([{"guardrail": "where"}])
+    lane = pipeline.pool.lane
+    assert lane is not None
+    os.kill(lane.pid, 9)
+    results = await _together(pipeline, "a", "bad")
+    assert [r.action for r in results] == [Action.ALLOW, Action.BLOCK]
+    assert pipeline.pool.counts.batches_reclaimed == 1
+    deadline = time.monotonic() + 30
+    while (pipeline.pool.lane is None or pipeline.pool.lane is lane) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert pipeline.pool.lane is not lane and pipeline.pool.lane is not None
+    await _together(pipeline, "a", "b")
+    assert pipeline.pool.counts.batches_offloaded == 1
+
+
+@pytest.mark.anyio
+async def test_batches_past_the_lane_depth_run_here(make_pipeline) -> None:
+    pipeline = make_pipeline([{"guardrail": "where", "timeout_ms": 5000, "settings": {"worker_delay_s": 0.2}}])
+    lane = pipeline.pool.lane
+    assert lane is not None
+    # Each gather is one batch (sent before the next is made); DEPTH of them keep the worker
+    # busy, the next one runs here.
+    batches = []
+    for n in range(lane.DEPTH):
+        batches.append(asyncio.ensure_future(_together(pipeline, f"x{n}", f"y{n}")))
+        for _ in range(4):
+            await asyncio.sleep(0)
+    assert not lane.idle
+    extra = await _together(pipeline, "here", "too")
+    assert all(_ran_at(r) == {f"pid {SERVING_PID}"} for r in extra)
+    done = await asyncio.gather(*batches)
+    assert all(_ran_at(r) != {f"pid {SERVING_PID}"} for results in done for r in results)
+    assert pipeline.pool.counts.batches_offloaded == lane.DEPTH and pipeline.pool.counts.batches_in_place == 1
