@@ -42,7 +42,7 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(host: str, port: int, drain_timeout_s: float | None) -> None:
+def _worker(host: str, port: int, drain_timeout_s: float | None, access_log: bool = False) -> None:
     import uvicorn
 
     from ._serve import settle_heap
@@ -51,7 +51,8 @@ def _worker(host: str, port: int, drain_timeout_s: float | None) -> None:
     # before it listens: the kernel hands a listening socket connections at once, and they
     # would wait in its backlog while the policy loads.
     config = uvicorn.Config(
-        "aimsguard.agent._gateway:app_from_environment", factory=True, log_level="info", timeout_graceful_shutdown=drain_timeout_s,
+        "aimsguard.agent._gateway:app_from_environment", factory=True, log_level="info", access_log=access_log,
+        timeout_graceful_shutdown=drain_timeout_s,
         proxy_headers=False,  # the console decides whose X-Forwarded-For to believe (console.trusted_proxies)
     )
     config.load()
@@ -59,16 +60,19 @@ def _worker(host: str, port: int, drain_timeout_s: float | None) -> None:
     uvicorn.Server(config).run(sockets=[reuse_port_socket(host, port)])
 
 
-def serve_workers(config: Path, host: str, port: int, workers: int, *, drain_timeout_s: float | None = None) -> None:
+def serve_workers(
+    config: Path, host: str, port: int, workers: int, *, drain_timeout_s: float | None = None, access_log: bool = False
+) -> None:
     """Run ``workers`` gateway processes on ``host:port`` until SIGTERM or SIGINT; each
-    drains its requests (at most ``drain_timeout_s``) and closes its guard before it ends."""
+    drains its requests (at most ``drain_timeout_s``) and closes its guard before it ends
+    (uvicorn's access log, which names each client's address, only with ``access_log``)."""
     os.environ["AIMSGUARD_CONFIG"] = str(config.resolve())
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: nothing shared by accident
     reuse_port_socket(host, port).close()  # fail here, once, when the address is taken or invalid
     stopping: list[int] = []
 
     def start(index: int) -> multiprocessing.process.BaseProcess:
-        process = context.Process(target=_worker, args=(host, port, drain_timeout_s), name=f"aimsguard-worker-{index}")
+        process = context.Process(target=_worker, args=(host, port, drain_timeout_s, access_log), name=f"aimsguard-worker-{index}")
         process.start()
         return process
 

@@ -75,6 +75,9 @@ def gateway(
     host: Annotated[str | None, typer.Option(help="address to listen on (default: the policy's)")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on (default: the policy's)")] = None,
     workers: Annotated[int, typer.Option(min=1, help="worker processes (metrics are then aggregated across them)")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="uvicorn's access log on stderr: a line per request with the client's address (personal data), so off unless asked")
+    ] = False,
 ) -> None:
     """Serve the guarded gateway in front of each system's upstream."""
     # proxy_headers=False below: uvicorn would otherwise take the client address from any
@@ -98,13 +101,13 @@ def gateway(
         if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="aimsguard-metrics-")
         # On SIGTERM each worker drains, then closes its guard in the app's shutdown (see create_gateway).
-        serve_workers(config, host, port, workers, drain_timeout_s=policy.gateway.drain_timeout_s)
+        serve_workers(config, host, port, workers, drain_timeout_s=policy.gateway.drain_timeout_s, access_log=access_log)
         return
     guard = _start_guard(config, policy)
     try:
         serve(
             uvicorn.Config(
-                create_gateway(guard), host=host, port=port, log_level="info", proxy_headers=False,
+                create_gateway(guard), host=host, port=port, log_level="info", access_log=access_log, proxy_headers=False,
                 timeout_graceful_shutdown=policy.gateway.drain_timeout_s,
             )
         )
@@ -166,7 +169,8 @@ Press Ctrl+C to stop.
     try:
         serve(  # the gateway stops (and drains) first, then the bot it calls
             uvicorn.Config(
-                create_gateway(guard), host="127.0.0.1", port=port, log_level="info", proxy_headers=False, timeout_graceful_shutdown=drain
+                create_gateway(guard), host="127.0.0.1", port=port, log_level="info", access_log=False, proxy_headers=False,
+                timeout_graceful_shutdown=drain,
             ),
             uvicorn.Config(bot, host="127.0.0.1", port=upstream_port, log_level="warning", timeout_graceful_shutdown=drain),
         )

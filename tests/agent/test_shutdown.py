@@ -24,9 +24,9 @@ SLOW = "slow: " + " ".join(f"word{n}" for n in range(12))  # about 1.2 s of stre
 
 
 
-def _start(policy: Path, port: int, workers: int) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "aimsguard.agent.cli", "gateway", "--config", str(policy), "--port", str(port), "--workers", str(workers)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _start(policy: Path, port: int, workers: int, *options: str, stdout: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "aimsguard.agent.cli", "gateway", "--config", str(policy), "--port", str(port), "--workers", str(workers), *options]
+    process = subprocess.Popen(command, stdout=stdout, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     try:
         while True:
@@ -111,3 +111,16 @@ def test_a_worker_app_closes_its_own_guard_with_the_segments_digest_when_it_shut
     segments = list_segments(guard.policy.event_log.directory)
     assert segments and all(segment.digest_path.exists() for segment in segments)
     assert _exchanges(guard.policy.event_log.directory) == 1
+
+
+def test_the_access_log_naming_client_addresses_is_off_unless_asked(tmp_path: Path) -> None:
+    policy = write_policy(tmp_path, policy_dict(tmp_path))
+    for workers, options, logged in ((1, (), False), (2, (), False), (1, ("--access-log",), True)):
+        port = free_port()
+        process = _start(policy, port, workers, *options, stdout=subprocess.PIPE)  # (uvicorn's access log goes to stdout)
+        for _ in range(3):
+            httpx.get(f"http://127.0.0.1:{port}/healthz")
+        process.send_signal(signal.SIGTERM)
+        output = "".join(process.communicate(timeout=60))
+        assert process.returncode == 0
+        assert ("127.0.0.1:" in output and '"GET /healthz HTTP/1.1" 200' in output) is logged, (workers, options, output[-2000:])
