@@ -13,7 +13,8 @@ loop, microseconds.
 When the check pool is up, a batch of two or more requests goes to its batch worker instead
 (``_lane``), in one message, while the serving process goes on with other requests; only the
 checks' decisions (the personal-data vault's numbering) are made here, on what the worker
-found. One batch is at the worker at a time: the next one runs here, so the two share the work.
+found. A few batches wait at the worker at once; past that the next one runs here, so the two
+share the work.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class CheckBatcher:
             return  # drained early, when the batch filled up
         lane = self._lane_for(batch)
         if lane is None:
+            if self._pool is not None and self._pool.lane is not None:
+                self._pool.record("batches_in_place")
             self._run_here(batch)
             return
         task = asyncio.get_running_loop().create_task(self._offload(lane, batch))
@@ -92,7 +95,7 @@ class CheckBatcher:
             answer = await lane.analyse(jobs, min(check.budget_s for checks, _, _ in batch for check in checks))
             if answer is None:
                 self._pool.record("batches_reclaimed")
-                self._run_here(batch, counted=False)
+                self._run_here(batch)
                 return
             self._pool.record("batches_offloaded")
             for (checks, request, future), analyses in zip(batch, answer, strict=True):
@@ -102,9 +105,7 @@ class CheckBatcher:
             _fail(batch, exc)
             raise
 
-    def _run_here(self, batch: list[_Pending], counted: bool = True) -> None:
-        if counted and self._pool is not None and self._pool.lane is not None:
-            self._pool.record("batches_in_place")
+    def _run_here(self, batch: list[_Pending]) -> None:
         results: list[list[Verdict | None]] = [[None] * len(checks) for checks, _, _ in batch]
         places: dict[int, tuple[BoundCheck, list[tuple[int, int]]]] = {}
         for number, (checks, _, _) in enumerate(batch):
@@ -129,6 +130,9 @@ def _fail(batch: list[_Pending], exc: BaseException) -> None:
 
 
 def _picklable(request: CheckRequest) -> CheckRequest:
+    """``request`` with plain-dict metadata (a mapping proxy does not pickle). A dict is not
+    copied, unlike in ``CheckPool.run``: the lane pickles on the loop, before anything else
+    runs, where the pool's waiter thread pickles while the loop goes on."""
     if type(request.metadata) is dict:
         return request
-    return dataclasses.replace(request, metadata=dict(request.metadata))  # a plain dict pickles
+    return dataclasses.replace(request, metadata=dict(request.metadata))

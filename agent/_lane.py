@@ -11,9 +11,10 @@ socket is read by the event loop itself (no thread to wake, no lock to hand over
 
 A few batches are at the worker at once (``DEPTH``: it never waits for the loop to send the
 next); past that the next batch runs in place, so the serving process and the worker share
-the work, and a slow worker (a core taken by something else) only means more is done here. A batch not answered by its checks'
-smallest budget is taken back and run in place (the inputs are short: bounded work); the
-late answer is read and dropped, and a worker that never answers is replaced.
+the work, and a slow worker (a core taken by something else) only means more is done here.
+A batch not answered by its checks' smallest budget is taken back and run in place (the
+inputs are short: bounded work); the late answer is read and dropped, and a worker that
+never answers is replaced.
 """
 
 from __future__ import annotations

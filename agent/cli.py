@@ -76,7 +76,7 @@ def gateway(
     port: Annotated[int | None, typer.Option(help="port to listen on (default: the policy's)")] = None,
     workers: Annotated[int, typer.Option(min=1, help="worker processes (metrics are then aggregated across them)")] = 1,
     access_log: Annotated[
-        bool, typer.Option(help="uvicorn's access log on stderr: a line per request with the client's address (personal data), so off unless asked")
+        bool, typer.Option(help="uvicorn's access log on stdout: a line per request with the client's address (personal data), so off unless asked")
     ] = False,
 ) -> None:
     """Serve the guarded gateway in front of each system's upstream."""
