@@ -34,7 +34,7 @@ import structlog
 
 from aimsguard.guardrails import CheckRequest
 
-__all__ = ["BatchLane", "LaneBatch"]
+__all__ = ["BatchLane", "LaneAnswer", "LaneBatch"]
 
 log = structlog.get_logger("aimsguard.agent")
 
@@ -44,10 +44,14 @@ LaneBatch = list[tuple[CheckRequest, list[str]]]
 LaneAnswer = list[list[tuple[bool, Any]]]
 
 _LATE_ANSWER_S = 5.0  # a worker this late with an answer is taken as stuck, and replaced
+_READ_SIZE = 1 << 16  # bytes read from the worker per readiness (answers are a few KB)
 
 
 class BatchLane:
-    """The serving process's end of one batch worker (see the module's docstring)."""
+    """The serving process's end of one batch worker (see the module's docstring).
+
+    Driven by loop callbacks alone (a reader on the socket, a timer per batch), not by tasks:
+    a batch costs the loop one turn from the worker's answer to its requests' verdicts."""
 
     DEPTH = 3  # batches at the worker at once: it works on one while the next ones wait in its socket
 
@@ -56,9 +60,11 @@ class BatchLane:
         self._sock = sock
         self.pid = pid  # the worker's
         self._replace = replace  # asks the pool for a new lane (in the background)
-        self._waiting: collections.deque[asyncio.Future[LaneAnswer]] = collections.deque()  # in the order sent
-        self._sending = asyncio.Lock()  # one message on the socket at a time
-        self._reader: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop whose callbacks drive the socket
+        self._waiting: collections.deque[_Sent] = collections.deque()  # at the worker, in the order sent
+        self._inbox = bytearray()  # read from the worker, not yet a whole answer
+        self._outbox = bytearray()  # not yet taken by the socket (its buffer was full)
+        self._silent: asyncio.TimerHandle | None = None  # fires when the worker owes an answer for too long
         self._closed = False
 
     @property
@@ -66,66 +72,117 @@ class BatchLane:
         """Whether it takes another batch now (else the caller runs it in place)."""
         return not self._closed and len(self._waiting) < self.DEPTH
 
-    async def analyse(self, batch: LaneBatch, budget_s: float) -> LaneAnswer | None:
-        """Every check's analysis of every request of ``batch``, or None when the worker did
-        not answer within ``budget_s`` or is gone (the caller runs the batch in place; a late
-        answer is read and dropped)."""
+    def submit(self, batch: LaneBatch, budget_s: float, on_answer: Callable[[LaneAnswer | None], None]) -> bool:
+        """Send ``batch`` to the worker; False when the lane cannot take it now (the caller runs
+        it in place). ``on_answer`` is then called once, from the loop: with every check's
+        analysis of every request, or with None when the worker did not answer within
+        ``budget_s`` or is gone (the caller runs the batch in place; a late answer is dropped)."""
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[LaneAnswer] = loop.create_future()
-        message = _message(batch)
-        deadline = loop.time() + budget_s
-        try:
-            # Not cut at the deadline: a message half sent would garble the ones after it (a
-            # worker that stops reading is found stuck by the reader, which closes the socket).
-            async with self._sending:
-                if self._closed:
-                    return None
-                self._waiting.append(answer)
-                if self._reader is None:
-                    self._reader = loop.create_task(self._read_answers(loop))
-                await loop.sock_sendall(self._sock, message)
-            async with asyncio.timeout_at(deadline):
-                return await asyncio.shield(answer)
-        except TimeoutError:
-            return None
-        except (EOFError, OSError):
-            self._retire()
-            return None
+        if not self.idle or not self._bind(loop):
+            return False
+        sent = _Sent(on_answer, loop)
+        sent.deadline = loop.call_later(budget_s, self._expire, sent)
+        self._waiting.append(sent)
+        if self._silent is None:
+            self._silent = loop.call_later(_LATE_ANSWER_S, self._stuck)
+        self._send(_message(batch))
+        return True
 
-    async def _read_answers(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Hands each answer to the batch it belongs to, while any batch waits for one."""
-        try:
-            while self._waiting:
-                async with asyncio.timeout(_LATE_ANSWER_S):
-                    data = await self._receive(loop)
-                answer = self._waiting.popleft()
-                if not answer.done():
-                    answer.set_result(pickle.loads(data))
-        except TimeoutError:
-            log.warning("batch_worker_stuck", after_s=_LATE_ANSWER_S)
-            self._retire()
-        except (EOFError, OSError, pickle.UnpicklingError):
-            self._retire()
-        finally:
-            self._reader = None
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Drive the socket from ``loop``: moved there when no batch waits on another loop."""
+        if self._loop is loop:
+            return True
+        if self._waiting or self._outbox:
+            return False
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._sock.fileno())
+        self._loop = loop
+        loop.add_reader(self._sock.fileno(), self._on_readable)
+        return True
 
-    async def _receive(self, loop: asyncio.AbstractEventLoop) -> bytearray:
-        """One message, as ``multiprocessing.connection.Connection.send`` frames it."""
-        (size,) = struct.unpack("!i", await self._read(loop, 4))
+    def _send(self, message: bytes) -> None:
+        if not self._outbox:  # else earlier bytes wait: these go after them
+            try:
+                message = message[self._sock.send(message):]
+            except BlockingIOError:
+                pass
+            except OSError:
+                self._retire()
+                return
+            if not message:
+                return
+            assert self._loop is not None
+            self._loop.add_writer(self._sock.fileno(), self._on_writable)
+        self._outbox += message
+
+    def _on_writable(self) -> None:
+        try:
+            del self._outbox[: self._sock.send(self._outbox)]
+        except BlockingIOError:
+            return
+        except OSError:
+            self._retire()
+            return
+        if not self._outbox and self._loop is not None:
+            self._loop.remove_writer(self._sock.fileno())
+
+    def _on_readable(self) -> None:
+        try:
+            data = self._sock.recv(_READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker is gone
+            self._retire()
+            return
+        self._inbox += data
+        while (answer := self._next_answer()) is not None:
+            if not self._waiting:  # an answer nothing was sent for: the stream is garbled
+                self._retire()
+                return
+            self._answered(self._waiting.popleft(), answer)
+
+    def _next_answer(self) -> bytes | None:
+        """The next whole message in the inbox, as ``multiprocessing.connection`` frames it."""
+        inbox = self._inbox
+        if len(inbox) < 4:
+            return None
+        (size,) = struct.unpack_from("!i", inbox)
+        header = 4
         if size == -1:  # the framing of a message of 2 GiB or more
-            (size,) = struct.unpack("!Q", await self._read(loop, 8))
-        return await self._read(loop, size)
+            if len(inbox) < 12:
+                return None
+            (size,) = struct.unpack_from("!Q", inbox, 4)
+            header = 12
+        if len(inbox) < header + size:
+            return None
+        data = bytes(inbox[header : header + size])
+        del inbox[: header + size]
+        return data
 
-    async def _read(self, loop: asyncio.AbstractEventLoop, size: int) -> bytearray:
-        buffer = bytearray(size)
-        view = memoryview(buffer)
-        done = 0
-        while done < size:
-            got = await loop.sock_recv_into(self._sock, view[done:])
-            if not got:
-                raise EOFError("the batch worker closed its socket")
-            done += got
-        return buffer
+    def _answered(self, sent: _Sent, data: bytes) -> None:
+        assert self._loop is not None
+        if self._silent is not None:  # the worker spoke: it owes the next answer from now
+            self._silent.cancel()
+            self._silent = self._loop.call_later(_LATE_ANSWER_S, self._stuck) if self._waiting else None
+        if sent.on_answer is None:  # given up at its deadline: dropped
+            return
+        try:
+            answer = pickle.loads(data)
+        except Exception:
+            self._retire()
+            sent.give(None)
+            return
+        sent.give(answer)
+
+    def _expire(self, sent: _Sent) -> None:
+        sent.give(None)  # stays in the queue until its answer comes, to keep answers in step
+
+    def _stuck(self) -> None:
+        self._silent = None
+        log.warning("batch_worker_stuck", after_s=_LATE_ANSWER_S)
+        self._retire()
 
     def _retire(self) -> None:
         if self._closed:
@@ -134,18 +191,62 @@ class BatchLane:
         self._replace()
 
     def close(self) -> None:
-        """Stop the worker; the batches still waiting are answered None (run in place). Idempotent."""
+        """Stop the worker; the batches still waiting are answered None (run in place). Idempotent;
+        from another thread, the socket is let go of in the loop's own (its selector is that thread's)."""
         if self._closed:
             return
         self._closed = True
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
+        loop = self._loop
+        if loop is not None and loop.is_running() and _running_loop() is not loop:
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing left to unhook
+                loop.call_soon_threadsafe(self._let_go)
+                return
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Unhook the socket from the loop, close it, and answer every waiting batch None."""
+        if self._silent is not None:
+            self._silent.cancel()
+            self._silent = None
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(self._sock.fileno())
+            loop.remove_writer(self._sock.fileno())
         with contextlib.suppress(OSError):
             self._sock.close()
         while self._waiting:
-            answer = self._waiting.popleft()
-            if not answer.done():
-                answer.set_exception(EOFError("the batch worker is gone"))
+            self._waiting.popleft().give(None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _Sent:
+    """A batch at the worker: whom to answer (once), and the timer that gives up on it."""
+
+    __slots__ = ("deadline", "loop", "on_answer")
+
+    def __init__(self, on_answer: Callable[[LaneAnswer | None], None], loop: asyncio.AbstractEventLoop) -> None:
+        self.on_answer: Callable[[LaneAnswer | None], None] | None = on_answer
+        self.loop = loop
+        self.deadline: asyncio.TimerHandle | None = None
+
+    def give(self, answer: LaneAnswer | None) -> None:
+        on_answer, self.on_answer = self.on_answer, None
+        if on_answer is None:
+            return
+        if self.deadline is not None:
+            self.deadline.cancel()
+        try:
+            on_answer(answer)
+        except Exception as exc:  # the caller's bug: reported like any failing loop callback, the lane goes on
+            self.loop.call_exception_handler({"message": "batch lane answer handler failed", "exception": exc})
 
 
 def _message(batch: LaneBatch) -> bytes:

@@ -17,14 +17,20 @@ chat request through, for ``--seconds`` per run, and the bench prints in one run
 
 The machine is shared and has 2 cores, with wrk on them too: compare figures within one run.
 
-    .venv/bin/python bench/bench_load.py [--seconds 10] [--no-litellm]
+The no-check and example-policy gateways run side by side and are measured in turn for
+``--rounds`` rounds; each ratio is the median of the rounds' ratios (the machine's speed
+drifts within minutes, so two runs far apart would measure the drift).
+
+    .venv/bin/python bench/bench_load.py [--seconds 10] [--rounds 3] [--no-litellm]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,57 +86,69 @@ def _litellm(upstream: str, directory: Path) -> Iterator[int]:
         process.wait(30)
 
 
-def main(seconds: float, with_litellm: bool) -> None:
+def main(seconds: float, rounds: int, with_litellm: bool) -> None:
     path = "/v1/chat/completions"
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, list[dict[str, float]]] = collections.defaultdict(list)
     print(f"{'wrk, POST a short chat request, ' + format(seconds, 'g') + ' s each':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     with nginx_upstream() as upstream, tempfile.TemporaryDirectory(prefix="aimsguard-load-") as tmp:
         directory = Path(tmp)
-        results["nginx"] = wrk(upstream + "/chat/completions", connections=64, seconds=seconds)
-        _row("nginx alone, 64 connections", results["nginx"])
-        with gateway(bench_policy(directory, checks=False), upstream) as (port, _):
-            url = f"http://127.0.0.1:{port}{path}"
-            wrk(url, connections=16, seconds=2)  # warm up
-            for connections in (16, 64, 128):
-                results[f"none-{connections}"] = wrk(url, connections=connections, seconds=seconds)
-                _row(f"gateway, no checks, {connections} connections", results[f"none-{connections}"])
-        with gateway(bench_policy(directory, checks=True), upstream) as (port, _):
-            url = f"http://127.0.0.1:{port}{path}"
-            wrk(url, connections=16, seconds=2)
-            for connections in (16, 64):
-                results[f"checks-{connections}"] = wrk(url, connections=connections, seconds=seconds)
-                _row(f"gateway, example policy, {connections} connections", results[f"checks-{connections}"])
+        results["nginx"].append(wrk(upstream + "/chat/completions", connections=64, seconds=seconds))
+        _row("nginx alone, 64 connections", results["nginx"][0])
+        # Both gateways are up at once and measured in turn, round after round: the machine's
+        # speed drifts by a third within minutes, and a ratio of two runs far apart measures the drift.
+        with gateway(bench_policy(directory, checks=False), upstream) as (plain, _), gateway(bench_policy(directory, checks=True), upstream) as (checked, _):
+            urls = {"none": f"http://127.0.0.1:{plain}{path}", "checks": f"http://127.0.0.1:{checked}{path}"}
+            for url in urls.values():
+                wrk(url, connections=16, seconds=2)  # warm up
+            for number in range(1, rounds + 1):
+                for connections in (16, 64, 128):
+                    for name in ("none", "checks") if connections < 128 else ("none",):
+                        result = wrk(urls[name], connections=connections, seconds=seconds)
+                        results[f"{name}-{connections}"].append(result)
+                        label = "no checks" if name == "none" else "example policy"
+                        _row(f"round {number}: gateway, {label}, {connections} conns", result)
         with gateway(bench_policy(directory, checks=False), upstream, workers=2) as (port, process):
             url = f"http://127.0.0.1:{port}{path}"
             wrk(url, connections=16, seconds=2)
             spread: dict[int, int] = {}
             sampler = threading.Thread(target=lambda: (time.sleep(seconds / 2), spread.update(connections_per_process(port, process.pid))))
             sampler.start()
-            results["workers-64"] = wrk(url, connections=64, seconds=seconds)
+            results["workers-64"].append(wrk(url, connections=64, seconds=seconds))
             sampler.join()
-            _row("gateway, no checks, --workers 2, 64 conns", results["workers-64"], f"connections per worker pid: {spread}")
+            _row("gateway, no checks, --workers 2, 64 conns", results["workers-64"][0], f"connections per worker pid: {spread}")
         if with_litellm:
             with _litellm(upstream, directory) as port:
                 url = f"http://127.0.0.1:{port}{path}"
                 wrk(url, connections=16, seconds=2)
-                results["litellm-64"] = wrk(url, connections=64, seconds=seconds)
-                _row("LiteLLM proxy, 64 connections", results["litellm-64"])
+                results["litellm-64"].append(wrk(url, connections=64, seconds=seconds))
+                _row("LiteLLM proxy, 64 connections", results["litellm-64"][0])
 
-    none16, none64, none128 = (results[f"none-{c}"]["rps"] for c in (16, 64, 128))
+    def rps(name: str) -> list[float]:
+        return [result["rps"] for result in results[name]]
+
+    def ratios(over: str, under: str) -> list[float]:
+        return [a / b for a, b in zip(rps(over), rps(under), strict=True)]
+
+    def shown(values: list[float]) -> str:
+        return f"{statistics.median(values):.2f}  (rounds: {', '.join(f'{value:.2f}' for value in values)})"
+
     print()
-    print(f"example policy / no checks at 16 connections: {results['checks-16']['rps'] / none16:.2f}  (target ≥ 0.7)")
-    print(f"example policy / no checks at 64 connections: {results['checks-64']['rps'] / none64:.2f}  (target ≥ 0.7)")
-    print(f"no checks, 64 / 16 and 128 / 16 connections: {none64 / none16:.2f}, {none128 / none16:.2f}  (target: flat, ~1.0)")
-    print(f"no checks, p99 at 64 connections: {results['none-64']['p99_ms']:.1f} ms  (target < 100 ms)")
-    print(f"--workers 2 / 1 worker at 64 connections: {results['workers-64']['rps'] / none64:.2f}")
+    print(f"medians of {rounds} interleaved rounds (each round's ratio from runs side by side):")
+    print(f"example policy / no checks at 16 connections: {shown(ratios('checks-16', 'none-16'))}  (target ≥ 0.7)")
+    print(f"example policy / no checks at 64 connections: {shown(ratios('checks-64', 'none-64'))}  (target ≥ 0.7)")
+    print(f"no checks, 64 / 16 connections: {shown(ratios('none-64', 'none-16'))}  (target: flat, ~1.0)")
+    print(f"no checks, 128 / 16 connections: {shown(ratios('none-128', 'none-16'))}  (target: flat, ~1.0)")
+    print(f"no checks, p99 at 64 connections: {statistics.median([result['p99_ms'] for result in results['none-64']]):.1f} ms  (target < 100 ms)")
+    print(f"--workers 2 / 1 worker at 64 connections: {rps('workers-64')[0] / statistics.median(rps('none-64')):.2f}  (1 worker: median of the rounds)")
     if "litellm-64" in results:
-        print(f"no-check gateway / LiteLLM proxy at 64 connections: {none64 / results['litellm-64']['rps']:.1f}x  (target ≥ 5x)")
-    print("(2 shared cores, wrk and the upstream on them too: figures move with the machine's load)")
+        print(f"no-check gateway / LiteLLM proxy at 64 connections: {statistics.median(rps('none-64')) / rps('litellm-64')[0]:.1f}x  (target ≥ 5x)")
+    print("(2 shared cores, wrk and the upstream on them too: compare within a round)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the one-worker gateways (ratios: their median)")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy (no venv made)")
     args = parser.parse_args()
-    main(args.seconds, not args.no_litellm)
+    main(args.seconds, args.rounds, not args.no_litellm)

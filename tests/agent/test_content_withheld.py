@@ -57,14 +57,15 @@ def test_a_timed_out_input_check_withholds_the_input_from_the_log(gateway: Any) 
 
 
 def test_a_raising_input_check_that_fails_open_withholds_the_input_but_logs_the_output(gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = PiiGuardrail.check_inline
+    original = PiiGuardrail.analyse
 
-    def explode_on_input(self: PiiGuardrail, request: CheckRequest) -> Verdict:
+    def explode_on_input(self: PiiGuardrail, request: CheckRequest) -> list[list[Any]]:
         if request.stage.value == "input":
             raise RuntimeError("analyzer down")
         return original(self, request)
 
-    monkeypatch.setattr(PiiGuardrail, "check_inline", explode_on_input)
+    # analyse: the part that runs in the check pool's workers too (forked after this patch)
+    monkeypatch.setattr(PiiGuardrail, "analyse", explode_on_input)
     url, guard = gateway(_logging_content("open"))
     response = _chat(url, f"How much is the Pro plan? I am {EMAIL}")
     assert response.status_code == 200
