@@ -5,14 +5,20 @@ that is slow, dies or raises costs a batch its hop, never its verdicts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
+import subprocess
+import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pytest
 
 from aimsguard.agent import Pipeline, parse_policy
 from aimsguard.agent._checkpool import CheckPool
+from aimsguard.agent._lane import BatchLane
 from aimsguard.guardrails import Action, CheckRequest, GuardrailRegistry, GuardrailSettings, InlineGuardrail, Outcome, Stage, Verdict
 from aimsguard.guardrails.pii import PiiGuardrail
 
@@ -169,3 +175,80 @@ async def test_batches_past_the_lane_depth_run_here(make_pipeline) -> None:
     done = await asyncio.gather(*batches)
     assert all(_ran_at(r) != {f"pid {SERVING_PID}"} for results in done for r in results)
     assert pipeline.pool.counts.batches_offloaded == lane.DEPTH and pipeline.pool.counts.batches_in_place == 1
+
+
+class _FakeWorker:
+    """The far end of a lane, in a thread: answers each batch with the length of each text
+    (after ``delay_s``); a dummy process stands in for the worker's pid (the lane kills it)."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        ours, theirs = socket.socketpair()
+        self.process = subprocess.Popen(["sleep", "60"])
+        self.lane = BatchLane(ours, self.process.pid, replace=lambda: None)
+        self._conn = Connection(theirs.detach())
+        self._delay_s = delay_s
+        self.received: list[int] = []  # the size of each text received
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(EOFError, OSError):
+            while True:
+                batch = self._conn.recv()
+                time.sleep(self._delay_s)
+                self.received += [len(request.texts[0]) for request, _ in batch]
+                self._conn.send([[(True, len(request.texts[0])) for _ in keys] for request, keys in batch])
+
+    def close(self) -> None:
+        self.lane.close()
+        self.process.wait(5)
+
+
+@pytest.fixture
+def fake_worker():
+    made: list[_FakeWorker] = []
+
+    def make(delay_s: float = 0.0) -> _FakeWorker:
+        made.append(_FakeWorker(delay_s))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
+def _answer_of(lane: BatchLane, *texts: str, budget_s: float = 5.0) -> asyncio.Future:
+    answer: asyncio.Future = asyncio.get_running_loop().create_future()
+    assert lane.submit([(_request(text), ["k"]) for text in texts], budget_s, answer.set_result)
+    return answer
+
+
+@pytest.mark.anyio
+async def test_a_batch_larger_than_the_socket_buffer_reaches_the_worker_whole(fake_worker) -> None:
+    worker = fake_worker()
+    big = "é" * 3_000_000  # far past a socketpair's buffer: the rest waits for the socket to drain
+    answers = [_answer_of(worker.lane, big), _answer_of(worker.lane, "after it")]
+    assert await asyncio.wait_for(asyncio.gather(*answers), 30) == [[[(True, 3_000_000)]], [[(True, 8)]]]
+    assert worker.received == [3_000_000, 8]  # in the order sent, neither garbled
+
+
+def test_a_lane_moves_to_the_next_event_loop_once_nothing_waits_on_the_last(fake_worker) -> None:
+    worker = fake_worker()
+
+    async def one(text: str) -> object:
+        return await asyncio.wait_for(_answer_of(worker.lane, text), 10)
+
+    assert asyncio.run(one("first")) == [[(True, 5)]]
+    assert asyncio.run(one("second")) == [[(True, 6)]]  # a new loop: the socket is read from there
+
+
+@pytest.mark.anyio
+async def test_closing_a_lane_from_another_thread_answers_its_batches_none_in_the_loop(fake_worker) -> None:
+    worker = fake_worker(delay_s=2.0)
+    answer = _answer_of(worker.lane, "slow")
+    loop_thread = threading.get_ident()
+    called_in: list[int] = []
+    answer.add_done_callback(lambda _: called_in.append(threading.get_ident()))
+    await asyncio.to_thread(worker.lane.close)
+    assert await asyncio.wait_for(answer, 5) is None
+    assert called_in == [loop_thread] and not worker.lane.idle
+    assert worker.process.wait(5) == -9  # the worker is killed
