@@ -104,6 +104,7 @@ class GroundingGuardrail(InlineGuardrail):
         self.kb: KnowledgeBase | None = None
         self._signature: tuple[float, int] | None = None
         self._checked_at = 0.0
+        self._refreshing: threading.Thread | None = None  # looks for edits, and rebuilds, off the checks' path
         self._retrieved: OrderedDict[tuple[str, str], list[Passage]] = OrderedDict()
         # The knowledge base's passages read ahead; filled by a background thread, read by checks.
         self._analysed: dict[Chunk, PassageAnalysis] = {}
@@ -119,13 +120,17 @@ class GroundingGuardrail(InlineGuardrail):
             self.judge = ClaimJudge(self.settings.judge)
 
     def _reload(self) -> None:
-        kb = KnowledgeBase.from_directory(self._directory)
+        self._install(KnowledgeBase.from_directory(self._directory), KnowledgeBase.signature(self._directory))
+
+    def _install(self, kb: KnowledgeBase, signature: tuple[float, int]) -> None:
         analysed: dict[Chunk, PassageAnalysis] = {}
+        # A check that reads the new kb with the old passages read ahead (or the reverse) still
+        # judges alike: a passage not read ahead is read when met (the same pure function).
         self.kb, self._analysed = kb, analysed
-        self._signature = KnowledgeBase.signature(self._directory)
+        self._signature = signature
         self._checked_at = time.monotonic()
         if self.settings.analyse_ahead:
-            # Not in load(): 2,000 passages take ~0.3 s of CPU, and a reload happens inside a check.
+            # Not in load(): 2,000 passages take ~0.3 s of CPU.
             self._analysing = threading.Thread(target=self._analyse_ahead, args=(kb, analysed), daemon=True,
                                                name=f"aimsguard-{self.instance_id}-passages")
             self._analysing.start()
@@ -153,21 +158,40 @@ class GroundingGuardrail(InlineGuardrail):
         return self._analysing is None or not self._analysing.is_alive()
 
     def _reload_if_changed(self) -> None:
-        """Edits to the knowledge base are picked up within ``reload_every_s``."""
+        """Edits to the knowledge base are picked up within ``reload_every_s``, plus the time to
+        rebuild its index. Both the look for edits (a walk of the folder) and the rebuild (some
+        50 ms for 2,000 passages) run in a background thread, never in a check: a check on the
+        event loop would hold every other request for that long. Checks meanwhile use the
+        knowledge base they have."""
         if not self.settings.reload_every_s or time.monotonic() - self._checked_at < self.settings.reload_every_s:
             return
+        if self._refreshing is not None and self._refreshing.is_alive():
+            return
         self._checked_at = time.monotonic()
-        if KnowledgeBase.signature(self._directory) != self._signature:
-            self._reload()
+        self._refreshing = threading.Thread(target=self._refresh, daemon=True, name=f"aimsguard-{self.instance_id}-reload")
+        self._refreshing.start()
 
-    def _retrieve(self, queries: list[str]) -> list[list[Passage]]:
+    def _refresh(self) -> None:
+        try:
+            signature = KnowledgeBase.signature(self._directory)
+            if signature != self._signature:
+                self._install(KnowledgeBase.from_directory(self._directory), signature)
+        except Exception as exc:  # an edit half written, a folder gone: the checks keep the knowledge base they have
+            log.warning("grounding: knowledge base not reloaded", guardrail=self.instance_id, error=repr(exc))
+
+    def wait_reloaded(self, timeout: float | None = None) -> bool:
+        """Wait for a look for edits (and a rebuild) under way; False if still running after ``timeout``."""
+        if self._refreshing is not None:
+            self._refreshing.join(timeout)
+        return self._refreshing is None or not self._refreshing.is_alive()
+
+    def _retrieve(self, kb: KnowledgeBase, queries: list[str]) -> list[list[Passage]]:
         """Passages per query: one retrieval for all new queries (per-call overhead dominates
         on a large index), and remembered ones reused — a streamed answer is checked again
         at each release, with the same claims."""
-        assert self.kb is not None
-        key = self.kb.snapshot
+        key = kb.snapshot
         new = [q for q in dict.fromkeys(queries) if (key, q) not in self._retrieved]
-        for query, passages in zip(new, self.kb.search_many(new, k=self.settings.passages), strict=True):
+        for query, passages in zip(new, kb.search_many(new, k=self.settings.passages), strict=True):
             self._retrieved[(key, query)] = passages
         answer = [self._retrieved[(key, q)] for q in queries]
         while len(self._retrieved) > self.settings.retrieval_cache:
@@ -200,11 +224,12 @@ class GroundingGuardrail(InlineGuardrail):
         Blocking and free of event-loop state, so it may run on the loop (lexical mode), in a
         thread or in a worker process; with a judge it waits on the network."""
         self._reload_if_changed()
-        assert self.kb is not None
+        kb = self.kb  # one knowledge base for the whole check, even if a reload lands meanwhile
+        assert kb is not None
         keep_personal = self.settings.personal_statements == "unsupported"
         found = [(segment, claim) for segment, text in enumerate(request.texts) for claim in claims_of(text, request.question)
                  if keep_personal or not claim.personal]
-        retrieved = self._retrieve([f"{claim.text} {request.question or ''}" for _, claim in found])
+        retrieved = self._retrieve(kb, [f"{claim.text} {request.question or ''}" for _, claim in found])
         if self.judge is not None:
             verdicts = self._judged(request.question, found, retrieved)
         else:

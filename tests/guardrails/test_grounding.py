@@ -12,6 +12,7 @@ import pytest
 from aimsguard.guardrails import Action, CheckRequest, Stage, grounding_align
 from aimsguard.guardrails import grounding as grounding_check
 from aimsguard.guardrails.grounding import GroundingGuardrail, GroundingSettings, claims_of
+from aimsguard.guardrails.knowledge import KnowledgeBase
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL = ROOT / "tests" / "data" / "grounding_eval.jsonl"
@@ -57,13 +58,36 @@ def test_edits_to_the_knowledge_base_are_picked_up(tmp_path: Path) -> None:
     guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=tmp_path, reload_every_s=0.01), instance_id="g")
     guardrail.load()
     assert _check(guardrail, "Parcels arrive within 5 working days.").action is Action.FLAG
-    import time
-
     time.sleep(0.05)
     (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 5 working days.\n")
-    import os
-
     os.utime(tmp_path / "faq.md", (time.time() + 5, time.time() + 5))
+    _check(guardrail, "Parcels arrive within 5 working days.")  # due: the look for edits starts, in the background
+    assert guardrail.wait_reloaded(timeout=30)
+    assert _check(guardrail, "Parcels arrive within 5 working days.").action is Action.ALLOW
+
+
+def test_a_reload_is_built_off_the_checks_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 3 working days.\n")
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=tmp_path, reload_every_s=0.01), instance_id="g")
+    guardrail.load()
+    building, release = threading.Event(), threading.Event()
+    build = KnowledgeBase.from_directory
+
+    def slow_build(directory: Path) -> KnowledgeBase:
+        building.set()
+        release.wait(30)  # a rebuild that takes its time (a large knowledge base)
+        return build(directory)
+
+    monkeypatch.setattr(KnowledgeBase, "from_directory", slow_build)
+    (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 5 working days.\n")
+    os.utime(tmp_path / "faq.md", (time.time() + 5, time.time() + 5))
+    time.sleep(0.02)
+    started = time.perf_counter()
+    verdict = _check(guardrail, "Parcels arrive within 5 working days.")
+    assert building.wait(10) and time.perf_counter() - started < 5  # not held by the rebuild
+    assert verdict.action is Action.FLAG  # judged on the knowledge base it had
+    release.set()
+    assert guardrail.wait_reloaded(timeout=30)
     assert _check(guardrail, "Parcels arrive within 5 working days.").action is Action.ALLOW
 
 
@@ -166,6 +190,8 @@ def test_a_passage_added_later_is_read_ahead_after_the_reload(tmp_path: Path) ->
     (tmp_path / "gifts.md").write_text("# Gift cards\nGift cards never expire.\n")
     os.utime(tmp_path / "gifts.md", (time.time() + 5, time.time() + 5))
     time.sleep(0.02)
+    _check(guardrail, "Gift cards never expire.")  # due: reloaded in the background
+    assert guardrail.wait_reloaded(timeout=30)
     assert _check(guardrail, "Gift cards never expire.").action is Action.ALLOW  # reloaded: read when met, or ahead
     assert guardrail.wait_analysed(timeout=30)
     assert {c.title for c in guardrail._analysed} == {"Shipping", "Gift cards"}
