@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import pickle
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -86,7 +87,10 @@ class CheckBatcher:
             return False
         jobs = [(_picklable(request), [check.key for check in checks]) for checks, request, _ in batch]
         budget_s = min(check.budget_s for checks, _, _ in batch for check in checks)
-        return lane.submit(jobs, budget_s, functools.partial(self._answered, batch, time.perf_counter()))
+        try:
+            return lane.submit(jobs, budget_s, functools.partial(self._answered, batch, time.perf_counter()))
+        except (pickle.PicklingError, TypeError, AttributeError):  # metadata that does not pickle: checked here
+            return False
 
     def _answered(self, batch: list[_Pending], started: float, answer: LaneAnswer | None) -> None:
         """The lane's answer for ``batch`` (None: late or lost, so it runs here after all)."""

@@ -80,22 +80,30 @@ class BatchLane:
         loop = asyncio.get_running_loop()
         if not self.idle or not self._bind(loop):
             return False
+        message = _message(batch)  # before anything changes: a batch that does not pickle leaves no trace
         sent = _Sent(on_answer, loop)
         sent.deadline = loop.call_later(budget_s, self._expire, sent)
         self._waiting.append(sent)
         if self._silent is None:
             self._silent = loop.call_later(_LATE_ANSWER_S, self._stuck)
-        self._send(_message(batch))
+        self._send(message)
         return True
 
     def _bind(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Drive the socket from ``loop``: moved there when no batch waits on another loop."""
-        if self._loop is loop:
+        """Drive the socket from ``loop``: moved there from a loop that has stopped, when no
+        batch waits on it. A loop closed with batches waiting (their answers would go nowhere)
+        costs the lane its worker: it is replaced."""
+        old = self._loop
+        if old is loop:
             return True
-        if self._waiting or self._outbox:
-            return False
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._sock.fileno())
+        if old is not None:
+            if old.is_closed() and (self._waiting or self._outbox):
+                self._retire()
+                return False
+            if old.is_running() or self._waiting or self._outbox:  # another thread's loop: its own to change
+                return False
+            if not old.is_closed():
+                old.remove_reader(self._sock.fileno())
         self._loop = loop
         loop.add_reader(self._sock.fileno(), self._on_readable)
         return True
@@ -206,7 +214,9 @@ class BatchLane:
         self._let_go()
 
     def _let_go(self) -> None:
-        """Unhook the socket from the loop, close it, and answer every waiting batch None."""
+        """Unhook the socket from the loop, close it, and answer every waiting batch None. Once."""
+        if self._sock.fileno() == -1:
+            return
         if self._silent is not None:
             self._silent.cancel()
             self._silent = None

@@ -114,7 +114,12 @@ class BoundCheck:
 
     def decided(self, request: CheckRequest, analysis: tuple[bool, Any], started: float) -> Verdict:
         """The verdict on ``request`` from a worker's answer (``_checkpool._analysed``): what
-        its ``analyse`` returned, or the name of the exception it raised."""
+        its ``analyse`` returned, or the name of the exception it raised. Input over the check's
+        ``max_chars`` gets its ``over_limit`` verdict, whatever the worker found (the batch lane
+        is sent short inputs whole: the limit is the policy's word, not the worker's)."""
+        size = _size(request)
+        if self.config.max_chars is not None and size > self.config.max_chars:
+            return self._over_limit(request.stage, size)
         ok, value = analysis
         if not ok:
             return self._worker_raised(request.stage, value, started)

@@ -26,6 +26,7 @@ failure is the check's failure, which the policy's fail mode resolves.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -104,7 +105,7 @@ class GroundingGuardrail(InlineGuardrail):
         self.kb: KnowledgeBase | None = None
         self._signature: tuple[float, int] | None = None
         self._checked_at = 0.0
-        self._refreshing: threading.Thread | None = None  # looks for edits, and rebuilds, off the checks' path
+        self._refreshing = _Once()  # one look for edits (and rebuild) at a time
         self._retrieved: OrderedDict[tuple[str, str], list[Passage]] = OrderedDict()
         # The knowledge base's passages read ahead; filled by a background thread, read by checks.
         self._analysed: dict[Chunk, PassageAnalysis] = {}
@@ -158,18 +159,21 @@ class GroundingGuardrail(InlineGuardrail):
         return self._analysing is None or not self._analysing.is_alive()
 
     def _reload_if_changed(self) -> None:
-        """Edits to the knowledge base are picked up within ``reload_every_s``, plus the time to
-        rebuild its index. Both the look for edits (a walk of the folder) and the rebuild (some
-        50 ms for 2,000 passages) run in a background thread, never in a check: a check on the
-        event loop would hold every other request for that long. Checks meanwhile use the
-        knowledge base they have."""
+        """Edits to the knowledge base are picked up within ``reload_every_s``. On the event
+        loop the look for edits (a walk of the folder) and the rebuild (some 50 ms for 2,000
+        passages) run in a background thread, and checks meanwhile use the knowledge base they
+        have: a check there would hold every other request for that long. Elsewhere (a check
+        worker process, a thread) the check that finds the knowledge base due does both, as a
+        worker forked long after an edit must not judge with the knowledge base it was forked with."""
         if not self.settings.reload_every_s or time.monotonic() - self._checked_at < self.settings.reload_every_s:
             return
-        if self._refreshing is not None and self._refreshing.is_alive():
-            return
+        if not self._refreshing.begin():
+            return  # another check is looking
         self._checked_at = time.monotonic()
-        self._refreshing = threading.Thread(target=self._refresh, daemon=True, name=f"aimsguard-{self.instance_id}-reload")
-        self._refreshing.start()
+        if _on_event_loop():
+            threading.Thread(target=self._refresh, daemon=True, name=f"aimsguard-{self.instance_id}-reload").start()
+        else:
+            self._refresh()
 
     def _refresh(self) -> None:
         try:
@@ -178,12 +182,12 @@ class GroundingGuardrail(InlineGuardrail):
                 self._install(KnowledgeBase.from_directory(self._directory), signature)
         except Exception as exc:  # an edit half written, a folder gone: the checks keep the knowledge base they have
             log.warning("grounding: knowledge base not reloaded", guardrail=self.instance_id, error=repr(exc))
+        finally:
+            self._refreshing.end()
 
-    def wait_reloaded(self, timeout: float | None = None) -> bool:
+    def wait_reloaded(self, timeout: float = 30.0) -> bool:
         """Wait for a look for edits (and a rebuild) under way; False if still running after ``timeout``."""
-        if self._refreshing is not None:
-            self._refreshing.join(timeout)
-        return self._refreshing is None or not self._refreshing.is_alive()
+        return self._refreshing.wait(timeout)
 
     def _retrieve(self, kb: KnowledgeBase, queries: list[str]) -> list[list[Passage]]:
         """Passages per query: one retrieval for all new queries (per-call overhead dominates
@@ -285,3 +289,39 @@ def _unsupported(segment: int, claim: Claim, best: tuple[Assessment, Passage] | 
     else:
         why = f"support {assessment.support:.2f}"
     return Finding("grounding:unsupported", segment, claim.start, claim.end, assessment.support, f"{why}; best evidence: {where}", sensitive=False)
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class _Once:
+    """A flag that one thread at a time may raise (``begin``) and any thread may lower (``end``:
+    the background thread lowers what the check raised). Made anew in a forked process, where a
+    flag raised by a thread that did not come along would stay raised."""
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _own(self) -> threading.Lock:
+        if self._pid != os.getpid():
+            self._pid, self._lock = os.getpid(), threading.Lock()
+        return self._lock
+
+    def begin(self) -> bool:
+        return self._own().acquire(blocking=False)
+
+    def end(self) -> None:
+        self._own().release()
+
+    def wait(self, timeout: float) -> bool:
+        lock = self._own()
+        if not lock.acquire(timeout=timeout):
+            return False
+        lock.release()
+        return True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pickle
 import socket
 import subprocess
 import threading
@@ -244,11 +245,63 @@ def test_a_lane_moves_to_the_next_event_loop_once_nothing_waits_on_the_last(fake
 @pytest.mark.anyio
 async def test_closing_a_lane_from_another_thread_answers_its_batches_none_in_the_loop(fake_worker) -> None:
     worker = fake_worker(delay_s=2.0)
-    answer = _answer_of(worker.lane, "slow")
-    loop_thread = threading.get_ident()
-    called_in: list[int] = []
-    answer.add_done_callback(lambda _: called_in.append(threading.get_ident()))
+    answered: list[tuple[object, int]] = []  # (answer, the thread that was told)
+    assert worker.lane.submit([(_request("slow"), ["k"])], 5.0, lambda answer: answered.append((answer, threading.get_ident())))
     await asyncio.to_thread(worker.lane.close)
-    assert await asyncio.wait_for(answer, 5) is None
-    assert called_in == [loop_thread] and not worker.lane.idle
+    deadline = time.monotonic() + 5
+    while not answered and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert answered == [(None, threading.get_ident())]  # told once, in the loop's thread
     assert worker.process.wait(5) == -9  # the worker is killed
+
+
+@pytest.mark.anyio
+async def test_a_batch_that_does_not_pickle_leaves_the_lane_as_it_was(fake_worker) -> None:
+    worker = fake_worker()
+    unpicklable = CheckRequest(stage=Stage.INPUT, texts=["x"], system_id="s", conversation_id="c", metadata={"f": lambda: None})
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        worker.lane.submit([(unpicklable, ["k"])], 5.0, lambda answer: None)
+    assert await asyncio.wait_for(_answer_of(worker.lane, "next"), 10) == [[(True, 4)]]  # its own answer, not another's
+
+
+@pytest.mark.anyio
+async def test_a_batch_after_one_given_up_gets_its_own_answer(fake_worker) -> None:
+    worker = fake_worker(delay_s=0.3)
+    late = _answer_of(worker.lane, "late", budget_s=0.05)
+    assert await asyncio.wait_for(late, 5) is None  # given up at its budget
+    assert await asyncio.wait_for(_answer_of(worker.lane, "second"), 10) == [[(True, 6)]]  # the late answer was dropped
+
+
+def test_a_loop_closed_with_a_batch_waiting_costs_the_lane_its_worker(fake_worker) -> None:
+    worker = fake_worker(delay_s=1.0)
+    replaced: list[bool] = []
+    worker.lane._replace = lambda: replaced.append(True)
+
+    async def leave_one_waiting() -> None:
+        _answer_of(worker.lane, "left", budget_s=0.01)
+        await asyncio.sleep(0.05)  # given up; its answer still owed
+
+    asyncio.run(leave_one_waiting())
+
+    async def next_batch() -> bool:
+        return worker.lane.submit([(_request("next"), ["k"])], 5.0, lambda answer: None)
+
+    assert asyncio.run(next_batch()) is False and replaced == [True]  # run in place; a new lane is asked for
+
+
+@pytest.mark.anyio
+async def test_input_over_a_checks_max_chars_is_over_limit_through_the_lane_too(make_pipeline) -> None:
+    pipeline = make_pipeline([{"guardrail": "where", "max_chars": 5}])
+    long, short = await _together(pipeline, "far too long for this check", "ok")
+    assert pipeline.pool.counts.batches_offloaded == 1
+    assert long.verdicts[0].outcome is Outcome.OVER_LIMIT and long.action is Action.BLOCK  # over_limit: closed by default
+    assert short.verdicts[0].outcome is Outcome.OK
+
+
+@pytest.mark.anyio
+async def test_a_request_whose_metadata_does_not_pickle_is_checked_in_place(make_pipeline) -> None:
+    pipeline = make_pipeline([{"guardrail": "where"}])
+    request = CheckRequest(stage=Stage.INPUT, texts=["bad"], system_id="support-bot", conversation_id="c1", metadata={"hook": lambda: None})
+    result = await pipeline.run(request)
+    assert result.action is Action.BLOCK and _ran_at(result) == {f"pid {SERVING_PID}"}
+    assert pipeline.pool.counts.batches_in_place == 1 and pipeline.pool.lane.idle  # the lane is untouched

@@ -1,5 +1,6 @@
 """The grounding check against the example knowledge base."""
 
+import asyncio
 import json
 import os
 import threading
@@ -61,19 +62,21 @@ def test_edits_to_the_knowledge_base_are_picked_up(tmp_path: Path) -> None:
     time.sleep(0.05)
     (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 5 working days.\n")
     os.utime(tmp_path / "faq.md", (time.time() + 5, time.time() + 5))
-    _check(guardrail, "Parcels arrive within 5 working days.")  # due: the look for edits starts, in the background
-    assert guardrail.wait_reloaded(timeout=30)
+    # Off the event loop (a check worker, a thread), the check that finds the edit reloads first.
     assert _check(guardrail, "Parcels arrive within 5 working days.").action is Action.ALLOW
 
 
-def test_a_reload_is_built_off_the_checks_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_on_the_event_loop_a_reload_is_built_off_the_checks_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 3 working days.\n")
     guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=tmp_path, reload_every_s=0.01), instance_id="g")
     guardrail.load()
     building, release = threading.Event(), threading.Event()
     build = KnowledgeBase.from_directory
 
+    builds: list[Path] = []
+
     def slow_build(directory: Path) -> KnowledgeBase:
+        builds.append(directory)
         building.set()
         release.wait(30)  # a rebuild that takes its time (a large knowledge base)
         return build(directory)
@@ -82,13 +85,20 @@ def test_a_reload_is_built_off_the_checks_path(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 5 working days.\n")
     os.utime(tmp_path / "faq.md", (time.time() + 5, time.time() + 5))
     time.sleep(0.02)
-    started = time.perf_counter()
-    verdict = _check(guardrail, "Parcels arrive within 5 working days.")
-    assert building.wait(10) and time.perf_counter() - started < 5  # not held by the rebuild
-    assert verdict.action is Action.FLAG  # judged on the knowledge base it had
+
+    async def on_the_loop() -> tuple[Action, float]:
+        started = time.perf_counter()
+        verdict = _check(guardrail, "Parcels arrive within 5 working days.")
+        return verdict.action, time.perf_counter() - started
+
+    action, took = asyncio.run(on_the_loop())
+    assert building.wait(10) and took < 5  # not held by the rebuild
+    assert action is Action.FLAG  # judged on the knowledge base it had
+    time.sleep(0.02)
+    assert asyncio.run(on_the_loop())[0] is Action.FLAG  # due again, but the rebuild under way is not started again
     release.set()
-    assert guardrail.wait_reloaded(timeout=30)
-    assert _check(guardrail, "Parcels arrive within 5 working days.").action is Action.ALLOW
+    assert guardrail.wait_reloaded(timeout=30) and len(builds) == 1
+    assert asyncio.run(on_the_loop())[0] is Action.ALLOW
 
 
 def test_html_and_jsonl_documents_are_read(tmp_path: Path) -> None:
@@ -190,8 +200,6 @@ def test_a_passage_added_later_is_read_ahead_after_the_reload(tmp_path: Path) ->
     (tmp_path / "gifts.md").write_text("# Gift cards\nGift cards never expire.\n")
     os.utime(tmp_path / "gifts.md", (time.time() + 5, time.time() + 5))
     time.sleep(0.02)
-    _check(guardrail, "Gift cards never expire.")  # due: reloaded in the background
-    assert guardrail.wait_reloaded(timeout=30)
     assert _check(guardrail, "Gift cards never expire.").action is Action.ALLOW  # reloaded: read when met, or ahead
     assert guardrail.wait_analysed(timeout=30)
     assert {c.title for c in guardrail._analysed} == {"Shipping", "Gift cards"}
