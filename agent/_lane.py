@@ -100,7 +100,7 @@ class BatchLane:
             if old.is_closed() and (self._waiting or self._outbox):
                 self._retire()
                 return False
-            if old.is_running() or self._waiting or self._outbox:  # another thread's loop: its own to change
+            if old.is_running() or self._waiting or self._outbox:  # running in another thread, or owed answers: stays
                 return False
             if not old.is_closed():
                 old.remove_reader(self._sock.fileno())
