@@ -156,7 +156,7 @@ def pool_counter(registry: CollectorRegistry) -> Callable[[str], None]:
     batches = Counter(
         "aimsguard_check_batches",
         "Batches of short checks (the requests that reached a stage in one turn of the event loop) by where they ran: "
-        "worker (the batch worker), in_place (the serving process: a lone request, or the worker busy), "
+        "worker (the batch worker), in_place (the serving process: the worker had batches enough), "
         "reclaimed (the worker missed the checks' budget or died: run in place).",
         ["where"], registry=registry,
     )

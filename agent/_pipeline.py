@@ -85,8 +85,8 @@ class BoundCheck:
 
     async def run(self, request: CheckRequest) -> Verdict:
         size = _size(request)
-        if self.config.max_chars is not None and size > self.config.max_chars:
-            return self._over_limit(request.stage, size)
+        if (refused := self._over_limit(request.stage, size)) is not None:
+            return refused
         if self.offloads(size):
             if size <= _QUICK_LOOK_CHARS:
                 verdict = await self._run_quick_look(request)
@@ -108,8 +108,8 @@ class BoundCheck:
     def run_inline(self, request: CheckRequest) -> Verdict:
         """Run an inline check in place (the caller knows the input is short: see ``offloads``)."""
         size = _size(request)
-        if self.config.max_chars is not None and size > self.config.max_chars:
-            return self._over_limit(request.stage, size)
+        if (refused := self._over_limit(request.stage, size)) is not None:
+            return refused
         return self._run_here(request)
 
     def decided(self, request: CheckRequest, analysis: tuple[bool, Any], started: float) -> Verdict:
@@ -118,8 +118,8 @@ class BoundCheck:
         ``max_chars`` gets its ``over_limit`` verdict, whatever the worker found (the batch lane
         is sent short inputs whole: the limit is the policy's word, not the worker's)."""
         size = _size(request)
-        if self.config.max_chars is not None and size > self.config.max_chars:
-            return self._over_limit(request.stage, size)
+        if (refused := self._over_limit(request.stage, size)) is not None:
+            return refused
         ok, value = analysis
         if not ok:
             return self._worker_raised(request.stage, value, started)
@@ -187,7 +187,11 @@ class BoundCheck:
             return self._raised(request.stage, exc, started)
         return self._stamped(verdict, started)
 
-    def _over_limit(self, stage: Stage, size: int) -> Verdict:
+    def _over_limit(self, stage: Stage, size: int) -> Verdict | None:
+        """The ``over_limit`` verdict when input of ``size`` characters is over the check's
+        ``max_chars`` (not checked at all), else None."""
+        if self.config.max_chars is None or size <= self.config.max_chars:
+            return None
         over_limit = self.config.over_limit
         return Verdict(
             guardrail=self.guardrail.instance_id,
