@@ -181,7 +181,8 @@ class GroundingGuardrail(InlineGuardrail):
             if signature != self._signature:
                 self._install(KnowledgeBase.from_directory(self._directory), signature)
         except Exception as exc:  # an edit half written, a folder gone: the checks keep the knowledge base they have
-            log.warning("grounding: knowledge base not reloaded", guardrail=self.instance_id, error=repr(exc))
+            # The type only: a decoding error's repr holds the whole file it failed on.
+            log.warning("grounding: knowledge base not reloaded", guardrail=self.instance_id, error_type=type(exc).__name__)
         finally:
             self._refreshing.end()
 

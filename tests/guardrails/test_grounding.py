@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import structlog
 
 from aimsguard.guardrails import Action, CheckRequest, Stage, grounding_align
 from aimsguard.guardrails import grounding as grounding_check
@@ -231,3 +232,17 @@ def test_checks_while_passages_are_read_ahead_give_the_same_verdicts(tmp_path: P
     checked.set()
     assert all(result == expected for result in results)
     assert guardrail.wait_analysed(timeout=30) and len(guardrail._analysed) == 309
+
+
+def test_a_reload_that_fails_keeps_the_knowledge_base_and_logs_no_content(tmp_path: Path) -> None:
+    (tmp_path / "faq.md").write_text("# Shipping\nParcels arrive within 3 working days.\n")
+    guardrail = GroundingGuardrail(GroundingSettings(knowledge_base=tmp_path, reload_every_s=0.01), instance_id="g")
+    guardrail.load()
+    (tmp_path / "faq.md").write_bytes(b"# Shipping\nParcels arrive within 5 days. Secret: s3cr3t \xff\xfe\n")  # not UTF-8
+    os.utime(tmp_path / "faq.md", (time.time() + 5, time.time() + 5))
+    time.sleep(0.02)
+    with structlog.testing.capture_logs() as logs:
+        verdict = _check(guardrail, "Parcels arrive within 3 working days.")
+    assert verdict.action is Action.ALLOW  # judged on the knowledge base it had
+    (failed,) = [entry for entry in logs if entry["event"] == "grounding: knowledge base not reloaded"]
+    assert failed["error_type"] == "UnicodeDecodeError" and "s3cr3t" not in repr(failed)
