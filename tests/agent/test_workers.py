@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -86,3 +88,25 @@ def test_a_reuse_port_socket_shares_its_port() -> None:
     assert second.getsockname()[1] == port
     first.close()
     second.close()
+
+
+def test_connections_a_worker_accepts_do_not_wait_for_delayed_acks() -> None:
+    """asyncio turns Nagle's algorithm off only on a socket that says it is TCP: on one that
+    does not, every answer written in two parts waited ~40 ms for the client's delayed ACK."""
+    async def nodelay_of_an_accepted_connection() -> int:
+        listener = reuse_port_socket("127.0.0.1", 0)
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(connected, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname())
+            try:
+                return await asyncio.wait_for(accepted, 5)
+            finally:
+                writer.close()
+
+    assert asyncio.run(nodelay_of_an_accepted_connection()) != 0
