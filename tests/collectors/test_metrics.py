@@ -4,6 +4,7 @@ import time
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -12,7 +13,7 @@ from starlette.routing import Route
 
 from aimsguard.agent import AimsguardMiddleware
 from aimsguard.agent._gateway import render_metrics
-from aimsguard.collectors import BUCKETS
+from aimsguard.collectors import BUCKETS, PrometheusMetrics
 
 from ..support import mixed_traffic
 
@@ -120,3 +121,26 @@ async def test_model_names_from_clients_are_capped(make_guard, events) -> None:
     samples = _samples(render_metrics(guard).decode())
     models = {s.labels["gen_ai_request_model"] for s in samples if s.name == "gen_ai_server_request_duration_seconds_count"}
     assert models == {f"model-{i}" for i in range(5)} | {"_OTHER"}
+
+
+def test_a_batch_moves_each_counter_once_per_event_even_past_a_malformed_one() -> None:
+    """Counters are added up over a batch and moved once: the sums must be the events' own,
+    and an event that breaks the export must not cost the counts of those before it."""
+    metrics = PrometheusMetrics(providers={"bot": "openai"})
+    allowed = {"guardrail": "pii-in", "stage": "input", "action": "allow", "outcome": "ok", "fail_mode": None, "score": 0.25, "duration_ms": 2.0}
+    failed = {**allowed, "action": "block", "outcome": "error", "fail_mode": "closed"}
+    exchange = {"event": "exchange", "system": "bot", "front_door": "gateway", "operation": "chat", "status": "ok",
+                "http_status": 200, "duration_ms": 5.0, "verdicts": [allowed, failed]}
+    broken = {**exchange, "verdicts": [{"guardrail": "pii-in"}]}  # no stage: the export raises here
+    with pytest.raises(KeyError):
+        metrics.export([exchange] * 3 + [broken, exchange])
+    samples = _samples(generate_latest(metrics.registry).decode())
+
+    assert _value(samples, "aimsguard_requests_total", system="bot", status="ok") == 4  # the broken one was counted before its verdicts
+    assert _value(samples, "aimsguard_guardrail_decisions_total", guardrail="pii-in", action="allow", outcome="ok") == 3
+    assert _value(samples, "aimsguard_guardrail_decisions_total", action="block", outcome="error", fail_mode="closed") == 3
+    assert _value(samples, "aimsguard_guardrail_duration_seconds_count", guardrail="pii-in", stage="input") == 6
+    assert _value(samples, "aimsguard_guardrail_score_count", guardrail="pii-in") == 3  # scores of working checks only
+    metrics.export([exchange])
+    samples = _samples(generate_latest(metrics.registry).decode())
+    assert _value(samples, "aimsguard_guardrail_decisions_total", guardrail="pii-in", action="allow") == 4
