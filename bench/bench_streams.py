@@ -85,18 +85,13 @@ async def _one(app: Any) -> tuple[float, int, str]:
         await asyncio.sleep(3600)
         return {"type": "http.disconnect"}
 
+    # The client keeps each body with the upstream events gone by so far, and reads them
+    # after the clock stops: parsing them is the client's work, not aimsguard's.
+    bodies: list[tuple[int, bytes]] = []
+
     async def send(message: dict[str, Any]) -> None:
-        nonlocal first_text_after
-        if message["type"] != "http.response.body":
-            return
-        for line in message.get("body", b"").split(b"\n"):
-            if line.startswith(b"data: {"):
-                choices = json.loads(line[6:]).get("choices") or [{}]
-                text = (choices[0].get("delta") or {}).get("content")
-                if text:
-                    parts.append(text)
-                    if first_text_after is None:
-                        first_text_after = upstream_events
+        if message["type"] == "http.response.body" and message.get("body"):
+            bodies.append((upstream_events, message["body"]))
 
     async def counting_app(scope: Any, receive_: Any, send_: Any) -> None:
         async def counted(message: dict[str, Any]) -> None:
@@ -113,6 +108,15 @@ async def _one(app: Any) -> tuple[float, int, str]:
     await app(dict(SCOPE), receive, send)
     elapsed = time.perf_counter() - started
     app.app = upstream
+    for events_before, body in bodies:
+        for line in body.split(b"\n"):
+            if line.startswith(b"data: {"):
+                choices = json.loads(line[6:]).get("choices") or [{}]
+                text = (choices[0].get("delta") or {}).get("content")
+                if text:
+                    parts.append(text)
+                    if first_text_after is None:
+                        first_text_after = events_before
     return elapsed, first_text_after or 0, "".join(parts)
 
 
