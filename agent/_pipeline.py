@@ -309,16 +309,34 @@ class Pipeline:
                 verdicts = await self.batcher.run(checks, request)
             else:
                 verdicts = [check.run_inline(request) for check in checks]
-        elif len(checks) == 1:
-            verdicts = [await checks[0].run(request)]
         else:
-            verdicts = list(await asyncio.gather(*(check.run(request) for check in checks)))
+            verdicts = await self._run_mixed(checks, request)
         action = most_severe(v.action for v in verdicts)
         texts = list(request.texts)
         if any(v.redactions for v in verdicts):
             findings = [f for v in verdicts for f in v.redactions]
             texts = [apply_redactions(text, findings, segment) for segment, text in enumerate(request.texts)]
         return StageResult(action, verdicts, texts, time.perf_counter() - started)
+
+    @staticmethod
+    async def _run_mixed(checks: list[BoundCheck], request: CheckRequest) -> list[Verdict]:
+        """Checks of which some do not run in place (a quick look, a worker, an async guardrail).
+
+        The ones that run in place run first, here: they are short (under their
+        ``offload_above_chars``), and in a task each they would cost a turn of the loop. The
+        others are awaited: one directly, so a quick look that decides at once costs no turn of
+        the loop either (a stream's window under the example policy: pii-out's quick look with
+        output-rules in place); several together."""
+        size = _size(request)
+        in_place = [check.guardrail.inline and not check.offloads(size) for check in checks]
+        verdicts: list[Verdict | None] = [check.run_inline(request) if here else None for check, here in zip(checks, in_place)]
+        others = [index for index, here in enumerate(in_place) if not here]
+        if len(others) == 1:
+            verdicts[others[0]] = await checks[others[0]].run(request)
+        elif others:
+            for index, verdict in zip(others, await asyncio.gather(*(checks[index].run(request) for index in others))):
+                verdicts[index] = verdict
+        return verdicts  # type: ignore[return-value]  # every place is filled
 
     def describe(self) -> dict[Stage, Sequence[dict[str, object]]]:
         return {

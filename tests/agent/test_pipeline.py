@@ -83,3 +83,26 @@ async def test_a_working_check_that_blocks_is_not_reported_as_a_failure(tmp_path
     result = await pipeline.run(_request("explode"))
     assert result.action is Action.BLOCK
     assert result.failed_closed == []
+
+
+@pytest.mark.anyio
+async def test_checks_in_place_and_awaited_ones_keep_the_policys_order(tmp_path) -> None:
+    """In-place checks run first and the others are awaited (together when several): the
+    verdicts still come in the policy's order, and the awaited ones still overlap."""
+    checks = [
+        {"guardrail": "sleepy", "id": "sleepy-1", "timeout_ms": 1000, "settings": {"seconds": 0.3}},
+        {**RULES, "id": "rules-in-place"},
+        {"guardrail": "sleepy", "id": "sleepy-2", "timeout_ms": 1000, "settings": {"seconds": 0.3}},
+        {"guardrail": "escalating", "id": "escalating"},
+    ]
+    pipeline = _pipeline(tmp_path, checks)
+    started = time.perf_counter()
+    result = await pipeline.run(_request("sleep a bit, ticket INT-9"))
+    elapsed = time.perf_counter() - started
+    assert [v.guardrail for v in result.verdicts] == ["sleepy-1", "rules-in-place", "sleepy-2", "escalating"]
+    assert result.texts == ["sleep a bit, ticket [C]"]
+    assert elapsed < 0.3 * 2 * 0.75
+    one_awaited = _pipeline(tmp_path, [{**RULES, "id": "rules-in-place"}, {"guardrail": "escalating", "id": "escalating"}])
+    mixed = await one_awaited.run(_request("INT-1 human please"))
+    assert [v.guardrail for v in mixed.verdicts] == ["rules-in-place", "escalating"]
+    assert mixed.action is Action.ESCALATE and mixed.texts == ["[C] human please"]
