@@ -187,7 +187,10 @@ class ExchangeDriver:
 
     @property
     def stopped(self) -> bool:
-        return any(window.stopped for window in self.windows.values())
+        for window in self.windows.values():  # a loop, not any(): asked several times a chunk
+            if window.stopped:
+                return True
+        return False
 
     async def release(self, key: Hashable, text: str) -> str:
         """Add text to a window; what may be released now."""
