@@ -49,16 +49,15 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
 def _worker(host: str, port: int, drain_timeout_s: float | None, access_log: bool = False) -> None:
     import uvicorn
 
+    from ._http import gateway_config
     from ._serve import settle_heap
 
     # The gateway for AIMSGUARD_CONFIG (set by the supervisor), loaded in this process
     # before it listens: the kernel hands a listening socket connections at once, and they
     # would wait in its backlog while the policy loads.
-    config = uvicorn.Config(
+    config = gateway_config(
         "aimsguard.agent._gateway:app_from_environment", factory=True, log_level="info", access_log=access_log,
-        loop="asyncio",  # as in one process (uvloop: worse p99 under load in bench_load)
         timeout_graceful_shutdown=drain_timeout_s,
-        proxy_headers=False,  # the console decides whose X-Forwarded-For to believe (console.trusted_proxies)
     )
     config.load()
     settle_heap()

@@ -80,11 +80,8 @@ def gateway(
     ] = False,
 ) -> None:
     """Serve the guarded gateway in front of each system's upstream."""
-    # proxy_headers=False below: uvicorn would otherwise take the client address from any
-    # local peer's X-Forwarded-For; the console decides whom to believe (console.trusted_proxies).
-    import uvicorn
-
     from ._gateway import create_gateway
+    from ._http import gateway_config
 
     configure_cli_logging()
     try:
@@ -106,8 +103,8 @@ def gateway(
     guard = _start_guard(config, policy)
     try:
         serve(
-            uvicorn.Config(
-                create_gateway(guard), host=host, port=port, log_level="info", access_log=access_log, proxy_headers=False,
+            gateway_config(
+                create_gateway(guard), host=host, port=port, log_level="info", access_log=access_log,
                 timeout_graceful_shutdown=policy.gateway.drain_timeout_s,
             )
         )
@@ -128,6 +125,7 @@ def demo(
 
     from ._demo import create_demo_upstream
     from ._gateway import create_gateway
+    from ._http import gateway_config
     from ._guard import Guard
 
     configure_cli_logging()
@@ -168,9 +166,8 @@ Press Ctrl+C to stop.
     drain = guard.policy.gateway.drain_timeout_s
     try:
         serve(  # the gateway stops (and drains) first, then the bot it calls
-            uvicorn.Config(
-                create_gateway(guard), host="127.0.0.1", port=port, log_level="info", access_log=False, proxy_headers=False,
-                timeout_graceful_shutdown=drain,
+            gateway_config(
+                create_gateway(guard), host="127.0.0.1", port=port, log_level="info", access_log=False, timeout_graceful_shutdown=drain,
             ),
             uvicorn.Config(bot, host="127.0.0.1", port=upstream_port, log_level="warning", timeout_graceful_shutdown=drain),
         )
