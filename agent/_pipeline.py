@@ -322,12 +322,16 @@ class Pipeline:
     async def _run_mixed(checks: list[BoundCheck], request: CheckRequest) -> list[Verdict]:
         """Checks of which some do not run in place (a quick look, a worker, an async guardrail).
 
-        The ones that run in place run first, here: they are short (under their
-        ``offload_above_chars``), and in a task each they would cost a turn of the loop. The
-        others are awaited: one directly, so a quick look that decides at once costs no turn of
-        the loop either (a stream's window under the example policy: pii-out's quick look with
-        output-rules in place); several together."""
+        Input past the quick look's reach goes to the pool for certain: every check runs in a
+        task of its own, in the policy's order, so a worker starts on its job while the checks
+        after it run here. Otherwise the ones that run in place run first, here: they are short
+        (under their ``offload_above_chars``), and in a task each they would cost a turn of the
+        loop. The others are awaited: one directly, so a quick look that decides at once costs
+        no turn of the loop either (a stream's window under the example policy: pii-out's quick
+        look with output-rules in place); several together."""
         size = _size(request)
+        if size > _QUICK_LOOK_CHARS:
+            return list(await asyncio.gather(*(check.run(request) for check in checks)))
         in_place = [check.guardrail.inline and not check.offloads(size) for check in checks]
         verdicts: list[Verdict | None] = [check.run_inline(request) if here else None for check, here in zip(checks, in_place)]
         others = [index for index, here in enumerate(in_place) if not here]
