@@ -16,6 +16,7 @@ to ``check_every`` characters. With no output checks nothing is held back.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -235,6 +236,11 @@ class StreamingOutputGuard:
             result = await self._pipeline.run_checks(checks, request)
             for check, verdict in zip(checks, result.verdicts, strict=True):
                 self._memory[check.guardrail.instance_id].merge(verdict, window_start, end)
+            # Checks are CPU work, and a stream whose chunks are all buffered already (a fast
+            # upstream) would run from its first window to its last without letting the loop
+            # go: other clients are served after each look (bench_head_of_line, long streams:
+            # others' p99 rose by 207 ms without it).
+            await asyncio.sleep(0)
         self.checked = len(self.text)
         self._due = self.checked + self._step()
         verdicts = [memory.deciding() for memory in self._memory.values()]
