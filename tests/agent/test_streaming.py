@@ -1,3 +1,5 @@
+import asyncio
+
 import pytest
 
 from aimsguard.agent import StreamingOutputGuard, parse_policy, Pipeline
@@ -210,3 +212,32 @@ async def test_grounding_reads_a_long_stream_once_and_retrieves_each_claim_a_bou
     # A whole sentence is retrieved once (then remembered), the one still open once per check.
     assert _CountingGrounding.calls >= 20
     assert _CountingGrounding.queries <= len(set(sentences)) + _CountingGrounding.calls
+
+
+@pytest.mark.anyio
+async def test_a_long_stream_lets_other_clients_run_between_its_looks(tmp_path) -> None:
+    """A stream fed without pause (its chunks all buffered already) must give the event loop
+    back after each look at a window, or every other client waits for its whole answer."""
+    guard = _guard(tmp_path, holdback=16)
+    turns = 0
+    done = False
+
+    async def other_client() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.create_task(other_client())
+    await asyncio.sleep(0)
+    before = turns
+    looks = 0
+    for chunk in _split("word " * 2000, 5):  # 10,000 characters, never waiting on I/O
+        checked = guard.checked
+        await guard.feed(chunk)
+        looks += guard.checked != checked
+    await guard.finish()
+    done = True
+    await ticker
+    assert looks > 20
+    assert turns - before >= looks  # the other client ran at least once per look
