@@ -304,13 +304,14 @@ class Pipeline:
         started = time.perf_counter()
         if not checks:
             return StageResult(Action.ALLOW, [], list(request.texts), 0.0)
-        if all_inline and not any(check.offloads(_size(request)) for check in checks):
+        size = _size(request)
+        if all_inline and not any(check.offloads(size) for check in checks):
             if batched:
                 verdicts = await self.batcher.run(checks, request)
             else:
                 verdicts = [check.run_inline(request) for check in checks]
         else:
-            verdicts = await self._run_mixed(checks, request)
+            verdicts = await self._run_mixed(checks, request, size)
         action = most_severe(v.action for v in verdicts)
         texts = list(request.texts)
         if any(v.redactions for v in verdicts):
@@ -319,18 +320,17 @@ class Pipeline:
         return StageResult(action, verdicts, texts, time.perf_counter() - started)
 
     @staticmethod
-    async def _run_mixed(checks: list[BoundCheck], request: CheckRequest) -> list[Verdict]:
+    async def _run_mixed(checks: list[BoundCheck], request: CheckRequest, size: int) -> list[Verdict]:
         """Checks of which some do not run in place (a quick look, a worker, an async guardrail).
 
-        Input past the quick look's reach goes to the pool for certain: every check runs in a
-        task of its own, in the policy's order, so a worker starts on its job while the checks
-        after it run here. Otherwise the ones that run in place run first, here: they are short
+        Input past the quick look's reach goes to the pool for certain: when there are several
+        checks, each runs in a task of its own, in the policy's order, so a worker starts on its
+        job while the checks after it run here. Otherwise the ones that run in place run first, here: they are short
         (under their ``offload_above_chars``), and in a task each they would cost a turn of the
         loop. The others are awaited: one directly, so a quick look that decides at once costs
         no turn of the loop either (a stream's window under the example policy: pii-out's quick
         look with output-rules in place); several together."""
-        size = _size(request)
-        if size > _QUICK_LOOK_CHARS:
+        if size > _QUICK_LOOK_CHARS and len(checks) > 1:
             return list(await asyncio.gather(*(check.run(request) for check in checks)))
         in_place = [check.guardrail.inline and not check.offloads(size) for check in checks]
         verdicts: list[Verdict | None] = [check.run_inline(request) if here else None for check, here in zip(checks, in_place)]

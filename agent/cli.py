@@ -125,8 +125,8 @@ def demo(
 
     from ._demo import create_demo_upstream
     from ._gateway import create_gateway
-    from ._http import gateway_config
     from ._guard import Guard
+    from ._http import gateway_config
 
     configure_cli_logging()
     os.environ.setdefault("AIMSGUARD_DEMO_UPSTREAM", f"http://127.0.0.1:{upstream_port}/v1")
