@@ -152,14 +152,11 @@ class StreamingOutputGuard:
         self.checks_s = 0.0
         self.finished = False
         self._provisional_stop = False
-        # Read for every chunk, so kept rather than worked out each time: whether the result
-        # stops the answer (``_settle``), and the length of text at which a check is next due.
-        self.stopped = False
-        self._due = self._step()
+        self._due = self._step()  # the length of text at which a check is next due (read for every chunk)
 
-    def _settle(self) -> None:
-        """``stopped`` from the latest result; called whenever it or a provisional stop changes."""
-        self.stopped = self.result is not None and self.result.action.stops_exchange and not self._provisional_stop
+    @property
+    def stopped(self) -> bool:
+        return self.result is not None and self.result.action.stops_exchange and not self._provisional_stop
 
     async def feed(self, delta: str) -> str:
         """Add a chunk of the answer; return the text that may be released now."""
@@ -175,10 +172,8 @@ class StreamingOutputGuard:
             # A stop on a match that touches the end may vanish as the text grows
             # ("refund" → "refunds"): hold everything and decide when more text comes.
             self._provisional_stop = _touches_end(result, len(self.text))
-            self._settle()
             return ""
         self._provisional_stop = False
-        self._settle()
         safe = len(self.text) - self._holdback
         for finding in self._redactions(result):
             # A span crossing the boundary, or touching the end (it may still grow), is held back whole.
@@ -209,7 +204,6 @@ class StreamingOutputGuard:
             return ""
         self.finished = True
         self._provisional_stop = False  # the text is complete: every decision is final now
-        self._settle()
         if not self._checks:
             return self._release(len(self.text), None)
         result = await self._check() if self.checked < len(self.text) or self.result is None else self.result
@@ -247,7 +241,6 @@ class StreamingOutputGuard:
         duration = time.perf_counter() - started
         self.checks_s += duration
         self.result = StageResult(most_severe(v.action for v in verdicts), verdicts, [], duration)
-        self._settle()
         if self._on_checked is not None:
             await self._on_checked(self.result)
         return self.result
