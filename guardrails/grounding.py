@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 
 from ._base import GuardrailSettings, InlineGuardrail
 from ._verdict import Action, CheckRequest, Finding, Stage, Verdict
-from .grounding_align import Assessment, PassageAnalysis, analyse_passage, assess_claim
+from .grounding_align import Assessment, PassageAnalysis, analyse_passage, assess_claim, passage_of, word_support
 from .grounding_claims import Claim, claims_of
 from .grounding_judge import ClaimJudge, JudgeSettings
 from .knowledge import Chunk, KnowledgeBase, Passage
@@ -57,14 +57,28 @@ def judge_claim(claim: Claim, passages: list[Passage], analysed: Mapping[Chunk, 
     ``analysed``: passages already read (``analyse_passage``); the others are read here."""
     if claim.personal:
         return (Assessment(0.0, 0, 0, False, personal=True), passages[0]) if passages else None
-    # A short answer takes its polarity from its question: "Water damage." to "What does the
-    # warranty exclude?" is said by "It excludes water damage".
-    judged = [(assess_claim(claim.text, p.chunk.title, p.chunk.text, negated=claim.negated != claim.question_says_not,
-                            whole_clauses=not claim.from_question, bare=claim.short_answer,
-                            analysis=analysed.get(p.chunk) if analysed else None), p)
-              for p in passages]
-    return max(judged, key=lambda j: (not (j[0].missing or j[0].misattached or j[0].negation_mismatch), j[0].support,
-                                      -(j[0].missing + j[0].misattached)), default=None)
+    best: tuple[Assessment, Passage] | None = None
+    for passage in passages:
+        analysis = passage_of(passage.chunk.title, passage.chunk.text, analysed.get(passage.chunk) if analysed else None)
+        if best is not None and _sound(best[0]) and word_support(claim.text, analysis) <= best[0].support:
+            continue  # it cannot rank above a sound assessment with at least its support: not aligned at all
+        # A short answer takes its polarity from its question: "Water damage." to "What does the
+        # warranty exclude?" is said by "It excludes water damage".
+        assessment = assess_claim(claim.text, passage.chunk.title, passage.chunk.text, negated=claim.negated != claim.question_says_not,
+                                  whole_clauses=not claim.from_question, bare=claim.short_answer, analysis=analysis)
+        if best is None or _rank(assessment) > _rank(best[0]):  # the first of equals stays
+            best = (assessment, passage)
+    return best
+
+
+def _sound(assessment: Assessment) -> bool:
+    """No fact missing or said of something else, no negation the other way."""
+    return not (assessment.missing or assessment.misattached or assessment.negation_mismatch)
+
+
+def _rank(assessment: Assessment) -> tuple[bool, float, int]:
+    """How passages are ranked for a claim: sound first, then by support, then by fewer facts amiss."""
+    return _sound(assessment), assessment.support, -(assessment.missing + assessment.misattached)
 
 
 class GroundingSettings(GuardrailSettings):

@@ -434,9 +434,8 @@ def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, wh
     authors?"); its facts must still be in place. ``bare``: a short answer ("Delhi."), read
     for negation as ``_polarity_differs`` says. ``analysis``: the passage as ``analyse_passage``
     read it already, if it was."""
-    passage = analysis if analysis is not None else _passage(title, text)
-    claim_words = content_words(claim)
-    support = len(claim_words & passage.words) / len(claim_words) if claim_words else 1.0
+    passage = passage_of(title, text, analysis)
+    support = word_support(claim, passage)
     missing = misattached = 0
     mismatch = False
     for part in _claim_parts(claim):
@@ -463,4 +462,16 @@ def assess_claim(claim: str, title: str, text: str, *, negated: bool = False, wh
                 len(anchors - _context(passage, i, clause_words)) for i in range(len(passage.clauses))) > ALIGN_TOLERANCE:
             misattached += 1
         mismatch |= _polarity_differs(part.words, negated != part.negated, passage, bare=bare)
-    return Assessment(round(support, 4), missing, misattached, mismatch)
+    return Assessment(support, missing, misattached, mismatch)
+
+
+def passage_of(title: str, text: str, analysis: PassageAnalysis | None = None) -> PassageAnalysis:
+    """A passage as read for alignment: ``analysis`` when it was read ahead, else read now (once)."""
+    return analysis if analysis is not None else _passage(title, text)
+
+
+def word_support(claim: str, passage: PassageAnalysis) -> float:
+    """The share of ``claim``'s content words (stems) that ``passage`` has, to four places:
+    cheap next to the rest of ``assess_claim``, and an upper bound on what it scores."""
+    claim_words = content_words(claim)
+    return round(len(claim_words & passage.words) / len(claim_words), 4) if claim_words else 1.0
