@@ -226,7 +226,7 @@ class StreamingOutputGuard:
             groups.setdefault(max(0, min(start, unjudged)), []).append(check)
         end = len(self.text)
         for window_start, checks in groups.items():
-            request = dataclasses.replace(self._template, texts=[self.text[window_start:]])
+            request = dataclasses.replace(self._template, texts=[self.text[window_start:]], complete=self.finished)
             result = await self._pipeline.run_checks(checks, request)
             for check, verdict in zip(checks, result.verdicts, strict=True):
                 self._memory[check.guardrail.instance_id].merge(verdict, window_start, end)

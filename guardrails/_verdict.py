@@ -85,6 +85,10 @@ class CheckRequest:
     # "document" for a document a caller screens. Checks of third-party text read tool results
     # and documents apart (injection's document model).
     roles: Sequence[str] | None = None
+    # False: the last text is a streamed answer so far, which may still grow. A check may leave
+    # its open end (a sentence not yet finished) to a later look, when judging it now could
+    # not change what is released (grounding that only flags).
+    complete: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -246,7 +246,7 @@ class GroundingGuardrail(InlineGuardrail):
         kb = self.kb  # one knowledge base for the whole check, even if a reload lands meanwhile
         assert kb is not None
         keep_personal = self.settings.personal_statements == "unsupported"
-        found = [(segment, claim) for segment, text in enumerate(request.texts) for claim in claims_of(text, request.question)
+        found = [(segment, claim) for segment, text in enumerate(request.texts) for claim in self._settled_claims(text, request)
                  if keep_personal or not claim.personal]
         retrieved = self._retrieve(kb, [f"{claim.text} {request.question or ''}" for _, claim in found])
         if self.judge is not None:
@@ -269,6 +269,18 @@ class GroundingGuardrail(InlineGuardrail):
             reasons=(f"{len(findings)} of {len(found)} claims not supported by the knowledge base",),
             findings=tuple(findings),
         )
+
+    def _settled_claims(self, text: str, request: CheckRequest) -> list[Claim]:
+        """The claims of ``text``; of a stream's answer so far, when a finding could only
+        flag, not those of the sentence still open at its end: the next look reads that
+        sentence again from its start (``stream_start``), and judging half of it now would
+        change nothing that is released (a fifth of the claims judged, and those the ones
+        retrieval has never seen)."""
+        claims = claims_of(text, request.question)
+        if request.complete or self.settings.action.stops_exchange:
+            return claims  # a stop must come before the text goes out: every part is judged
+        open_from = self.stream_start(text, len(text), 0)
+        return [claim for claim in claims if claim.start < open_from]
 
     def _judged(self, question: str | None, found: list[tuple[int, Claim]], retrieved: list[list[Passage]]) -> list[tuple[Assessment, Passage] | None]:
         """The judge's word on each claim, shown as an assessment (support 1 or 0) on the best passage."""

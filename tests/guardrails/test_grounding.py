@@ -246,3 +246,52 @@ def test_a_reload_that_fails_keeps_the_knowledge_base_and_logs_no_content(tmp_pa
     assert verdict.action is Action.ALLOW  # judged on the knowledge base it had
     (failed,) = [entry for entry in logs if entry["event"] == "grounding: knowledge base not reloaded"]
     assert failed["error_type"] == "UnicodeDecodeError" and "s3cr3t" not in repr(failed)
+
+
+def _every_passage_aligned(claim, passages):
+    """What judge_claim gave when it aligned the claim with every passage: the first of the best."""
+    judged = [(grounding_align.assess_claim(claim.text, p.chunk.title, p.chunk.text, negated=claim.negated != claim.question_says_not,
+                                            whole_clauses=not claim.from_question, bare=claim.short_answer), p) for p in passages]
+    return max(judged, key=lambda j: (not (j[0].missing or j[0].misattached or j[0].negation_mismatch), j[0].support,
+                                      -(j[0].missing + j[0].misattached)), default=None)
+
+
+def test_passages_left_unaligned_never_change_which_one_backs_a_claim(grounding) -> None:
+    """judge_claim skips a passage that cannot outrank a sound one already found: the passage
+    and assessment it picks are those that aligning every passage picks (ten per claim here,
+    so many are skipped, on claims both supported and not)."""
+    rows = [json.loads(line) for line in EVAL.read_text().splitlines() if line.strip()]
+    claims = [claim for row in rows for claim in claims_of(row["answer"], row["question"]) if not claim.personal]
+    retrieved = grounding.kb.search_many([claim.text for claim in claims], k=10)
+    for claim, passages in zip(claims, retrieved, strict=True):
+        assert grounding_check.judge_claim(claim, passages) == _every_passage_aligned(claim, passages), claim.text
+    assert sum(not grounding_check.judge_claim(c, p)[0].supported(0.7) for c, p in zip(claims, retrieved) if p) >= 10
+
+
+def test_a_claim_soundly_backed_by_its_first_passage_is_aligned_with_that_one_only(grounding, monkeypatch: pytest.MonkeyPatch) -> None:
+    claim = claims_of("The Pro plan costs 20 EUR per user per month, billed monthly.")[0]
+    passages = grounding.kb.search(claim.text, k=5)
+    aligned = []
+    real = grounding_check.assess_claim
+    monkeypatch.setattr(grounding_check, "assess_claim", lambda *a, **k: aligned.append(a[2]) or real(*a, **k))
+    assessment, passage = grounding_check.judge_claim(claim, passages)
+    assert assessment.supported(0.7) and passage is passages[0]
+    assert aligned == [passages[0].chunk.text]
+
+
+def _stream_so_far(guardrail: GroundingGuardrail, text: str, complete: bool):
+    return guardrail.check_inline(CheckRequest(stage=Stage.OUTPUT, texts=[text], system_id="s", conversation_id="c", complete=complete))
+
+
+def test_a_streamed_answer_s_open_sentence_waits_for_its_end_when_grounding_only_flags(grounding) -> None:
+    so_far = "The Pro plan costs 20 EUR per user per month. Our office is on the moon and every"
+    assert _stream_so_far(grounding, so_far, complete=False).action is Action.ALLOW  # judged at the next look, whole
+    (finding,) = _stream_so_far(grounding, so_far, complete=True).findings
+    assert finding.start == so_far.index("Our")
+
+
+def test_a_streamed_answer_s_open_sentence_is_judged_at_once_when_grounding_stops_answers() -> None:
+    blocking = GroundingGuardrail(GroundingSettings(knowledge_base=ROOT / "configs" / "knowledge", action=Action.BLOCK), instance_id="g")
+    blocking.load()
+    so_far = "The Pro plan costs 20 EUR per user per month. Our office is on the moon and every"
+    assert _stream_so_far(blocking, so_far, complete=False).action is Action.BLOCK  # before any of it is released
