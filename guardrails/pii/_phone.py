@@ -23,9 +23,9 @@ import phonenumbers
 from presidio_analyzer import AnalysisExplanation, EntityRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
-from ._digits import digit_count
+from ._digits import digit_count, digit_runs
 
-__all__ = ["DEFAULT_PHONE_REGIONS", "RegionalPhoneRecognizer", "digit_windows", "has_phone_digits"]
+__all__ = ["DEFAULT_PHONE_REGIONS", "RegionalPhoneRecognizer", "digit_windows", "has_phone_digits", "phone_windows"]
 
 # Regions whose national formats are matched; a number with its international prefix
 # (+NN or 00NN) is found whatever the list, through any region.
@@ -73,21 +73,54 @@ def _longest_number_digits(window: str) -> int:
     return max((sum(ch.isdigit() for ch in part) for part in _LETTERS.split(window)), default=0)
 
 
-def digit_windows(text: str) -> list[tuple[int, int]]:
+# What may stand between the digits of one number ("+1 (415) 555-0134", "06.12.34.56.78",
+# "0049/30/1234"), with any whitespace.
+_JOINERS = frozenset("().-/")
+
+
+@functools.lru_cache(maxsize=8)
+def digit_windows(text: str) -> tuple[tuple[int, int], ...]:
+    """Spans around every run of two or more digits joined by whitespace, brackets, dots,
+    dashes or slashes (with one "+" or "(" before it), ``_MARGIN`` wider on each side and
+    merged where they meet: what ``[+(]?\\d[\\d\\s().\\-/]*\\d`` matches, read off the text's
+    runs of digits (found once per text, see _digits) instead of by a search at every
+    character. The trigger and the recognizer ask about the same text: found once."""
     windows: list[tuple[int, int]] = []
-    for match in _DIGIT_RUN.finditer(text):
-        start, end = max(0, match.start() - _MARGIN), min(len(text), match.end() + _MARGIN)
+
+    def add(start: int, end: int) -> None:
+        if start > 0 and text[start - 1] in "+(":
+            start -= 1
+        start, end = max(0, start - _MARGIN), min(len(text), end + _MARGIN)
         if windows and start <= windows[-1][1]:
             windows[-1] = (windows[-1][0], end)
         else:
             windows.append((start, end))
-    return windows
+
+    number: list[int] = []  # the open number: [start, end, digits]
+    for start, end in digit_runs(text):
+        if number and all(ch in _JOINERS or ch.isspace() for ch in text[number[1] : start]):
+            number[1], number[2] = end, number[2] + end - start
+            continue
+        if number and number[2] >= 2:
+            add(number[0], number[1])
+        number = [start, end, end - start]
+    if number and number[2] >= 2:
+        add(number[0], number[1])
+    return tuple(windows)
+
+
+@functools.lru_cache(maxsize=8)
+def phone_windows(text: str) -> tuple[tuple[int, int, int], ...]:
+    """The digit windows that hold enough digits for a number, each with its count of digits:
+    found once per text for the trigger and the recognizer."""
+    if digit_count(text) < _MIN_DIGITS:
+        return ()  # no window can hold more digits than the whole text (counted once: _digits)
+    counted = ((start, end, len(_DIGIT.findall(text, start, end))) for start, end in digit_windows(text))
+    return tuple(window for window in counted if window[2] >= _MIN_DIGITS)
 
 
 def has_phone_digits(text: str) -> bool:
-    if digit_count(text) < _MIN_DIGITS:
-        return False  # no window can hold more digits than the whole text (counted once: _digits)
-    return any(len(_DIGIT.findall(text, start, end)) >= _MIN_DIGITS for start, end in digit_windows(text))
+    return bool(phone_windows(text))
 
 
 def _score(raw: str) -> float:
@@ -104,20 +137,28 @@ class RegionalPhoneRecognizer(PhoneRecognizer):
     def __init__(self, supported_language: str = "en", regions: Sequence[str] = DEFAULT_PHONE_REGIONS, windowed: bool = True) -> None:
         super().__init__(supported_language=supported_language, supported_regions=tuple(regions), leniency=phonenumbers.Leniency.VALID)
         self.windowed = windowed
+        self._fewest_valid_digits = min(_shortest_number(region, local=False) for region in self.supported_regions)
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[RecognizerResult]:
-        windows = digit_windows(text) if self.windowed else [(0, len(text))]
+        if self.windowed:
+            windows = phone_windows(text)
+        else:
+            windows = tuple(w for w in [(0, len(text), len(_DIGIT.findall(text)))] if w[2] >= _MIN_DIGITS)
         results: list[RecognizerResult] = []
-        for start, end in windows:
-            if len(_DIGIT.findall(text, start, end)) < _MIN_DIGITS:
-                continue  # too few digits for any number the supported regions call valid
-            results.extend(self._in_window(text, start, end))
+        for start, end, digits in windows:  # too few digits for any number the regions call valid: no window
+            results.extend(self._in_window(text, start, end, digits))
         return EntityRecognizer.remove_duplicates(results)
 
-    def _in_window(self, text: str, start: int, end: int) -> list[RecognizerResult]:
+    def _in_window(self, text: str, start: int, end: int, digits_in_window: int) -> list[RecognizerResult]:
         window = text[start:end]
         found: dict[tuple[int, int], RecognizerResult] = {}
         near_phone_word = _PHONE_WORDS.search(text, max(0, start - _BEFORE), min(len(text), end + _AFTER)) is not None
+        # A national number holds no more digits than its window; in ASCII text every digit is
+        # a decimal one, so that count is a bound, and a window too short for any region's valid
+        # numbers ("100 GB") needs a phone word for the "possible" tier, or nothing is looked for.
+        if (not near_phone_word and digits_in_window < self._fewest_valid_digits and window.isascii()
+                and not _INTERNATIONAL.search(window)):
+            return []
         tiers = [(self.leniency, None)] + ([(phonenumbers.Leniency.POSSIBLE, POSSIBLE_SCORE)] if near_phone_word else [])
         digits = _longest_number_digits(window)
         for leniency, fixed_score in tiers:

@@ -446,10 +446,38 @@ def test_regions_whose_numbers_are_longer_than_any_run_of_digits_are_skipped_wit
     def found() -> list[list[tuple[int, int, float]]]:
         return [sorted((r.start, r.end, r.score) for r in recognizer.analyze(text, ["PHONE_NUMBER"])) for text in texts]
 
+    texts += ["+123 is not a number", "call 555 now", "tel +1 555", "fax 12 34", "dial 112 or 999", "Telefon: 4711"]
     skipping = found()
     assert any(skipping)
     monkeypatch.setattr(_phone, "_longest_number_digits", lambda window: 99)  # every region, every window
+    monkeypatch.setattr(recognizer, "_fewest_valid_digits", 0)  # no window too short for every region
     assert found() == skipping
+
+
+def test_digit_windows_are_those_of_the_expression_they_replace() -> None:
+    import random
+    import re
+
+    from aimsguard.guardrails.pii._phone import _MARGIN, digit_windows
+
+    number = re.compile(r"[+(]?\d[\d\s().\-/]*\d")
+
+    def expected(text: str) -> tuple[tuple[int, int], ...]:
+        windows: list[tuple[int, int]] = []
+        for match in number.finditer(text):
+            start, end = max(0, match.start() - _MARGIN), min(len(text), match.end() + _MARGIN)
+            if windows and start <= windows[-1][1]:
+                windows[-1] = (windows[-1][0], end)
+            else:
+                windows.append((start, end))
+        return tuple(windows)
+
+    draw = random.Random(7)
+    alphabet = "0123456789\u0663 \t\n\u00a0().-/+,ab#x:"  # with an Arabic-Indic digit and a no-break space
+    for _ in range(20_000):
+        text = "".join(draw.choice(alphabet) for _ in range(draw.randint(0, 80)))
+        text = text + " word" * draw.randint(0, 12) if draw.random() < 0.5 else "word " * draw.randint(0, 12) + text
+        assert digit_windows(text) == expected(text), text
 
 
 def test_street_patterns_skipped_by_their_gates_would_have_found_nothing() -> None:
