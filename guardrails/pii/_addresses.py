@@ -34,7 +34,7 @@ from collections.abc import Iterator
 import regex
 from presidio_analyzer import RecognizerResult
 
-from ._cues import folded, has_cue
+from ._cues import Cues, folded, has_cue
 from ._digits import digit_count, digit_runs
 from ._names import NAME, LayoutRecognizer, _names_no_one
 from ._names import _result as layout_result
@@ -246,6 +246,10 @@ def _folded_letter_runs(text: str) -> set[str]:
     return {word.casefold() for word in _LETTERS.findall(text)}
 
 
+_BOX_CUES = Cues(("box", "postfach", "boîte", "bp", "apartado", "casella"))
+_MILITARY_CUES = Cues(("apo", "fpo", "dpo"))
+
+
 def _open_gates(text: str) -> dict[str, bool]:
     """Which gated patterns can match ``text``. A street word is a whole run of letters in every
     pattern (a space or a non-letter before it, a word boundary after it), so comparing the
@@ -261,8 +265,8 @@ def _open_gates(text: str) -> dict[str, bool]:
         "suffix": abbreviation or suffix,
         "adjectival": adjectival,
         "numbered": len(digit_runs(text)) >= 2,  # a number, a name, a house number
-        "box": has_cue(text, ("box", "postfach", "boîte", "bp", "apartado", "casella")),
-        "military": has_cue(text, ("apo", "fpo", "dpo")),
+        "box": has_cue(text, _BOX_CUES),
+        "military": has_cue(text, _MILITARY_CUES),
     }
 
 

@@ -32,7 +32,7 @@ from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognize
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, PhoneRecognizer
 
 from ._cards import PaymentCardRecognizer
-from ._cues import has_cue
+from ._cues import Cues, has_cue
 from ._digits import digit_count, digit_runs, min_digits
 from ._gazetteers import without_companies
 from ._ids import MailAddressRecognizer, PassportRecognizer
@@ -162,8 +162,11 @@ def _has_twelve_digits(text: str) -> bool:
     return digit_count(text) >= 12 and _TWELVE_DIGITS.search(text) is not None
 
 
+_PASSPORT_CUES = Cues(("pas", "document"))  # passport, pasaporte, paspoort, travel document
+
+
 def _mentions_passport(text: str) -> bool:
-    return has_cue(text, ("pas", "document"))  # passport, pasaporte, paspoort, travel document
+    return has_cue(text, _PASSPORT_CUES)
 
 
 def _trigger(recognizer: EntityRecognizer) -> Trigger:

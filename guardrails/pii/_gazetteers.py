@@ -44,7 +44,7 @@ import regex
 from presidio_analyzer import RecognizerResult
 
 from ._addresses import _QUOTED
-from ._cues import has_cue
+from ._cues import Cues, has_cue
 from ._names import _NOT_NAMES, _PARTICLE, LayoutRecognizer, _result
 
 __all__ = ["GivenNameRecognizer", "PlaceRecognizer", "companies", "country_names", "given_names", "town_names", "without_companies"]
@@ -114,7 +114,7 @@ _TITLES = (
 )
 _SUFFIX = r"(?:,?[ \t]+(?:jr|sr|ii|iii|iv|phd|md|dds|dvm|esq)\.?(?![\p{L}\d]))?"
 # A word of each title, case-folded: a text with none has no titled name (see _cues).
-_TITLE_CUES = ("mr", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "madam", "mme", "mlle", "herr", "frau", "sr", "dhr", "mevr", "sig")
+_TITLE_CUES = Cues(("mr", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "madam", "mme", "mlle", "herr", "frau", "sr", "dhr", "mevr", "sig"))
 # A title and the capitalised words after it (an initial too).
 _TITLED = regex.compile(
     rf"(?<![\p{{L}}\d])(?i:{_TITLES})\.?{_GAP}({_WORD}(?:{_GAP}(?:{_PARTICLE}{_GAP})?(?:{_WORD}|{_INITIAL})){{0,3}})(?i:{_SUFFIX})"

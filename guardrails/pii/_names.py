@@ -29,7 +29,7 @@ from typing import Any
 import regex
 from presidio_analyzer import AnalysisExplanation, LocalRecognizer, RecognizerResult
 
-from ._cues import has_cue
+from ._cues import Cues, has_cue
 
 __all__ = [
     "IntersectionRecognizer", "LabelledFieldRecognizer", "LayoutRecognizer", "LocationPhraseRecognizer", "SelfIntroductionRecognizer", "SignatureRecognizer",
@@ -74,7 +74,7 @@ class LayoutRecognizer(LocalRecognizer):
     holds one: a text with none is not searched (see ``_cues``)."""
 
     ENTITIES: tuple[str, ...] = ("PERSON",)
-    CUES: tuple[str, ...] = ()
+    CUES: Cues = Cues(())
 
     def __init__(self, supported_language: str = "en") -> None:
         super().__init__(supported_entities=list(self.ENTITIES), supported_language=supported_language, name=type(self).__name__)
@@ -126,11 +126,11 @@ class SignatureRecognizer(LayoutRecognizer):
 
     SCORE = 0.85
     # A closing of _CLOSINGS (case-folded: "grüße" reads "grüsse"), or a signature dash.
-    CUES = (
+    CUES = Cues((
         "best", "regards", "many thanks", "thank", "cheers", "sincerely", "yours", "respectfully", "cordial", "take care",
         "grüss", "gruess", "gruss", "mfg", "bien à vous", "salutations", "amicalement", "saludo", "atentamente", "saluti",
         "groet", "--", "—", "–",
-    )
+    ))
     _PATTERNS = (
         # "Best regards,\nJane Doe" (the name alone on its line, a title or company may follow)
         regex.compile(rf"(?im)^[ \t>]*(?:{_CLOSINGS})[ \t]*[,.!]?[ \t]*\r?\n(?:[ \t>]*\r?\n)?[ \t>]*(?-i:({NAME}))[ \t]*,?[ \t]*$"),
@@ -161,11 +161,11 @@ class SelfIntroductionRecognizer(LayoutRecognizer):
 
     STRONG, WEAK = 0.85, 0.6
     # A word of each cue below (_STRONG, _WEAK, _THIS_IS), case-folded.
-    CUES = (
+    CUES = Cues((
         "name", "call me", "go by", "appelle", "nom est", "hei", "llamo", "nombre", "chiamo", "nome", "heet", "naam",
         "i'm", "i’m", "i am", "bin", "suis", "soy", "sono", "ik ben", "said", "says", "asked", "replied", "shouted",
         "whispered", "this is", "it's", "it’s", "c'est", "hier ist", "aquí", "qui è",
-    )
+    ))
     _STRONG = regex.compile(
         rf"(?i)\b(?:my name is|my name's|my full name is|name's|call me|i go by|"
         rf"(?:his|her|their|maiden|last|first|family|middle|given|full|sur)[ \t]?name is|name on the (?:account|card) is|"
@@ -220,11 +220,11 @@ class LocationPhraseRecognizer(LayoutRecognizer):
     ENTITIES = ("LOCATION",)
     SCORE = 0.6
     # A word of each phrase of _PLACE_PHRASES, case-folded.
-    CUES = (
+    CUES = Cues((
         "originally", "grew up", "born", "live", "living", "moved", "flew", "fly", "arriv", "based in", "travel", "home",
         "wohne", "lebe", "komme aus", "geboren", "aufgewachsen", "habite", "je vis", "originaire", "viens", "né à", "née à",
         "vivo", "soy de", "nací", "crecí", "abito", "sono nat", "woon", "kom uit",
-    )
+    ))
     _PATTERN = regex.compile(rf"(?i)\b(?:{_PLACE_PHRASES})[ \t]+(?-i:({_PLACE}))(?![\p{{L}}\d])")
 
     def find(self, text: str) -> Iterator[RecognizerResult]:
@@ -249,7 +249,7 @@ class IntersectionRecognizer(LayoutRecognizer):
 
     ENTITIES = ("LOCATION",)
     SCORE = 0.7
-    CUES = ("corner",)
+    CUES = Cues(("corner",))
     _PATTERN = regex.compile(
         rf"(?i)\b(?:the[ \t]+)?corner[ \t]+of[ \t]+((?:{_STREET_WORD}[ \t]+){{1,6}}?)and[ \t]+({_STREET_WORD}(?:[ \t]+{_STREET_WORD}){{0,4}})"
     )

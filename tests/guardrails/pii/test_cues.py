@@ -126,3 +126,13 @@ def test_every_title_opens_the_title_gate() -> None:
     from aimsguard.guardrails.pii._gazetteers import GivenNameRecognizer
 
     assert [(r.start, r.end) for r in GivenNameRecognizer("en").find("Please ask DR. Zyx Quorp")] == [(15, 24)]
+
+
+def test_cues_registered_after_a_text_was_read_are_found_in_it() -> None:
+    from aimsguard.guardrails.pii._cues import Cues, cues_in
+
+    text = "Zebrafinches nest in the Outback"
+    assert has_cue(text, Cues(("outback",)))
+    assert "zebrafinch" not in cues_in(text)  # remembered for this text: the cues known then
+    assert has_cue(text, Cues(("zebrafinch",)))  # registering clears what was remembered
+    assert has_cue(text.upper(), ("nest in",)) and not has_cue(text, ("nestle",))  # a plain list is registered on the way
