@@ -246,6 +246,22 @@ def _folded_letter_runs(text: str) -> set[str]:
     return {word.casefold() for word in _LETTERS.findall(text)}
 
 
+# After a number: a word, at most three more, and a number ("692 Kuuse 53"), apart by spaces or tabs.
+_WORDS_THEN_NUMBER = re.compile(r"[ \t]+(\S)\S*(?:[ \t]+\S+){0,3}?[ \t]+\d")
+
+
+def _number_name_number(text: str) -> bool:
+    """Whether a number stands before a capitalised word and, at most four words on, another
+    number, as every "numbered" street line has it: looked for from the ends of the text's
+    digit runs (few), where the pattern would be tried at every character."""
+    runs = digit_runs(text)
+    for _, end in runs[:-1]:
+        match = _WORDS_THEN_NUMBER.match(text, end)
+        if match is not None and match.group(1).isupper():
+            return True
+    return False
+
+
 _BOX_CUES = Cues(("box", "postfach", "boîte", "bp", "apartado", "casella"))
 _MILITARY_CUES = Cues(("apo", "fpo", "dpo"))
 
@@ -264,7 +280,7 @@ def _open_gates(text: str) -> dict[str, bool]:
         or ("/" in text and _C_SLASH_RE.search(text) is not None),
         "suffix": abbreviation or suffix,
         "adjectival": adjectival,
-        "numbered": len(digit_runs(text)) >= 2,  # a number, a name, a house number
+        "numbered": _number_name_number(text),
         "box": has_cue(text, _BOX_CUES),
         "military": has_cue(text, _MILITARY_CUES),
     }
