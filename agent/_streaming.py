@@ -103,6 +103,8 @@ class _CheckMemory:
     def deciding(self) -> Verdict:
         """The verdict that decides what happens to unreleased text."""
         assert self.latest is not None
+        if not self.active and not self.latest.findings:
+            return self.latest  # nothing found, now or before (most looks): the look's own verdict says it all
         action = most_severe([self.latest.action, *(a for _, a in self.active)])
         return dataclasses.replace(self.latest, action=action, findings=tuple(f for f, _ in self.active))
 
