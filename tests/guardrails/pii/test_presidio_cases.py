@@ -125,6 +125,9 @@ def test_a_text_no_recognizer_could_match_in_never_reaches_the_engine(default_en
     monkeypatch.setattr(ours.engine, "analyze", lambda text, **kw: asked.append(text) or real(text, **kw))
     assert ours.analyze("How much is the Pro plan? The Pro plan costs 20 EUR per user per month.") == []
     assert asked == []
+    # Numbers set off the phone pre-check, but no recognizer returns anything when asked itself.
+    assert ours.analyze("Pro includes 100 GB of storage for 240 EUR a year, or 2,400 EUR for ten seats.") == []
+    assert asked == []
     assert [r.entity_type for r in ours.analyze("Best regards,\nJane Doe")] == ["PERSON"]
     assert asked == ["Best regards,\nJane Doe"]
 
