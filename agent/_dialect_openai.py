@@ -199,14 +199,16 @@ class _OpenAIDialect(Dialect):
     def _empty(self, choice: dict[str, Any]) -> bool:
         if choice.get("finish_reason") is not None or choice.get("logprobs"):
             return False
-        holder = choice if self.delta_holder is None else choice.get(self.delta_holder)
         if self.delta_holder is None:
             return not choice.get(self.text_key)
-        return isinstance(holder, dict) and not any(v for v in holder.values())
+        holder = choice.get(self.delta_holder)
+        return isinstance(holder, dict) and not any(holder.values())
 
     def trimmed(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
-        chunk["choices"] = [c for c in chunk.get("choices", []) if isinstance(c, dict) and not self._empty(c)]
-        return chunk if chunk["choices"] or chunk.get("usage") else None
+        # Called for every event whose text was held back (most of a checked stream's): kept plain.
+        choices = chunk.get("choices") or ()
+        chunk["choices"] = kept = [c for c in choices if isinstance(c, dict) and not self._empty(c)]
+        return chunk if kept or chunk.get("usage") else None
 
     def encode_event(self, chunk: dict[str, Any]) -> bytes:
         return encode_data(chunk)
