@@ -2,8 +2,8 @@
 a fixed chat completion with ``return 200``), the gateway as users start it (``aimsguard
 gateway``), and wrk to drive them.
 
-nginx is installed with apt-get when absent (``apt-get install -y nginx-light``; needs root,
-as on the project's machines); wrk is on the machines already (Debian's ``wrk``).
+nginx and wrk are installed with apt-get when absent (``apt-get install -y nginx-light wrk``;
+needs root, as on the project's machines).
 """
 
 from __future__ import annotations
@@ -97,16 +97,26 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None, tim
     raise RuntimeError(f"nothing listens on port {port} after {timeout_s:.0f} s")
 
 
+def _apt_install(package: str) -> None:
+    print(f"{package} is not installed: apt-get install -y {package}", file=sys.stderr)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", package], check=True, env=env)
+
+
 def ensure_nginx() -> str:
     """The nginx binary, installed from Debian's packages when absent."""
     found = shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx")
-    if found:
-        return found
-    print("nginx is not installed: apt-get install -y nginx-light", file=sys.stderr)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "nginx-light"], check=True, env=env)
+    if not found:
+        _apt_install("nginx-light")
     return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def ensure_wrk() -> str:
+    """The wrk binary, installed from Debian's packages when absent (not every machine has it)."""
+    if not shutil.which("wrk"):
+        _apt_install("wrk")
+    return shutil.which("wrk") or "/usr/bin/wrk"
 
 
 @contextlib.contextmanager
@@ -231,7 +241,7 @@ def wrk(
         script.write(_POST_LUA.format(body=json.dumps(body or REQUEST), headers=extra))
     try:
         out = subprocess.run(
-            ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", script.name, url],
+            [ensure_wrk(), f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", script.name, url],
             capture_output=True, text=True, check=True,
         ).stdout
     finally:
