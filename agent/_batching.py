@@ -10,11 +10,12 @@ So the requests that are ready in one turn of the loop are checked together, che
 later runs of a check find its code and data cached. A request alone waits one turn of the
 loop, microseconds.
 
-When the check pool is up, a batch (even of one request) goes to its batch worker instead
-(``_lane``), in one message, while the serving process goes on with other requests; only the
-checks' decisions (the personal-data vault's numbering) are made here, on what the worker
-found. A few batches wait at the worker at once; past that the next one runs here, so the two
-share the work.
+When the check pool is up and the loop has other work ready, a batch (even of one request)
+goes to its batch worker instead (``_lane``), in one message, while the serving process goes
+on with that work; only the checks' decisions (the personal-data vault's numbering) are made
+here, on what the worker found. A few batches wait at the worker at once; past that the next
+one runs here, so the two share the work. When nothing else is ready, the batch runs here: the
+worker's round trip (~2 ms under load) would only add latency while this process sits idle.
 """
 
 from __future__ import annotations
@@ -76,14 +77,20 @@ class CheckBatcher:
 
     def _offload(self, batch: list[_Pending]) -> bool:
         """Hand ``batch`` to the batch lane when it is up, idle and knows every check of the
-        batch (the pool's workers hold them by key); False when it stays here.
+        batch (the pool's workers hold them by key), and this loop has other work ready; False
+        when it stays here.
 
         A lone request goes too: in a busy server the worker, which does nothing else, runs
         its checks faster than this process would, and this process's core is the one that
         limits throughput (interleaved A/B rounds of bench_load's gateways at 16 connections:
-        better in 9 of 11, by 0.03-0.05 of the no-check gateway's throughput)."""
+        better in 9 of 11, by 0.03-0.05 of the no-check gateway's throughput). But with
+        nothing else ready, this process would wait for the worker doing nothing: running the
+        batch here gave 0.665-0.69 of the no-check gateway's throughput at 16 connections
+        against 0.62 (A/B rounds, 2026-12-06), the same at 64."""
         lane = self._pool.lane if self._pool is not None else None  # there once the pool is started
-        if lane is None or not lane.idle or not all(check.key for checks, _, _ in batch for check in checks):
+        if lane is None or not lane.idle or not _other_work_ready(self._loop):
+            return False
+        if not all(check.key for checks, _, _ in batch for check in checks):
             return False
         jobs = [(_picklable(request), [check.key for check in checks]) for checks, request, _ in batch]
         budget_s = min(check.budget_s for checks, _, _ in batch for check in checks)
@@ -124,6 +131,14 @@ class CheckBatcher:
         for (_, _, future), verdicts in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(verdicts)  # type: ignore[arg-type]
+
+
+def _other_work_ready(loop: asyncio.AbstractEventLoop | None) -> bool:
+    """Whether ``loop`` has callbacks ready besides the one running. asyncio's own loop keeps
+    them in ``_ready`` (not public API); a loop without it counts as busy, so batches go to the
+    worker as they would under load."""
+    ready = getattr(loop, "_ready", None)
+    return ready is None or len(ready) > 0
 
 
 def _fail(batch: list[_Pending], exc: BaseException) -> None:

@@ -78,9 +78,28 @@ def _request(text: str, stage: Stage = Stage.INPUT) -> CheckRequest:
     return CheckRequest(stage=stage, texts=[text], system_id="support-bot", conversation_id="c1")
 
 
+@contextlib.asynccontextmanager
+async def _other_work():
+    """A loop with other work always ready, as a serving loop under load has (batches go to
+    the lane only then: on an idle loop they run in place)."""
+
+    async def spin() -> None:
+        while True:
+            await asyncio.sleep(0)
+
+    spinner = asyncio.ensure_future(spin())
+    try:
+        yield
+    finally:
+        spinner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await spinner
+
+
 async def _together(pipeline: Pipeline, *texts: str, stage: Stage = Stage.INPUT) -> list:
-    """Requests that reach the stage in the same turn of the loop: one batch."""
-    return list(await asyncio.gather(*(pipeline.run(_request(text, stage)) for text in texts)))
+    """Requests that reach the stage in the same turn of a busy loop: one batch."""
+    async with _other_work():
+        return list(await asyncio.gather(*(pipeline.run(_request(text, stage)) for text in texts)))
 
 
 def _ran_at(result) -> set[str]:
@@ -100,6 +119,15 @@ async def test_a_batch_is_checked_in_the_lane_worker_with_the_verdicts_it_would_
     (alone,) = await _together(pipeline, "d")
     assert _ran_at(alone) != {f"pid {SERVING_PID}"}
     assert pipeline.pool.counts.batches_offloaded == 2
+
+
+@pytest.mark.anyio
+async def test_a_batch_runs_here_when_the_loop_has_nothing_else_to_do(make_pipeline) -> None:
+    pipeline = make_pipeline([{"guardrail": "where"}])
+    results = list(await asyncio.gather(*(pipeline.run(_request(text)) for text in ("a", "bad"))))  # no other work
+    assert [r.action for r in results] == [Action.ALLOW, Action.BLOCK]
+    assert all(_ran_at(r) == {f"pid {SERVING_PID}"} for r in results)  # the hop would only have added latency
+    assert pipeline.pool.counts.batches_in_place == 1 and pipeline.pool.counts.batches_offloaded == 0
 
 
 @pytest.mark.anyio
@@ -302,6 +330,7 @@ async def test_input_over_a_checks_max_chars_is_over_limit_through_the_lane_too(
 async def test_a_request_whose_metadata_does_not_pickle_is_checked_in_place(make_pipeline) -> None:
     pipeline = make_pipeline([{"guardrail": "where"}])
     request = CheckRequest(stage=Stage.INPUT, texts=["bad"], system_id="support-bot", conversation_id="c1", metadata={"hook": lambda: None})
-    result = await pipeline.run(request)
+    async with _other_work():  # else it would run here for that reason alone
+        result = await pipeline.run(request)
     assert result.action is Action.BLOCK and _ran_at(result) == {f"pid {SERVING_PID}"}
     assert pipeline.pool.counts.batches_in_place == 1 and pipeline.pool.lane.idle  # the lane is untouched
