@@ -61,6 +61,13 @@ class Guardrail(abc.ABC):
     async def check(self, request: CheckRequest) -> Verdict:
         """Look at ``request.texts`` and answer with a Verdict."""
 
+    @property
+    def decides_release(self) -> bool:
+        """Whether a verdict of this check can change what a stream releases (stop it or
+        redact). One that can only flag is looked at less often in a stream: the same text is
+        judged, in fewer and longer looks, and all of it by the stream's end. Default: True."""
+        return True
+
     def stream_start(self, text: str, unjudged: int, holdback: int) -> int:
         """Where this check must start reading a streamed answer again when the text from
         ``unjudged`` on is new to it (``holdback``: the policy's longest text a check must see

@@ -217,6 +217,10 @@ class GroundingGuardrail(InlineGuardrail):
             self._retrieved.popitem(last=False)
         return answer
 
+    @property
+    def decides_release(self) -> bool:
+        return self.settings.action.stops_exchange  # it never redacts: with action flag it only flags
+
     def stream_start(self, text: str, unjudged: int, holdback: int) -> int:
         """A streamed answer's claims are judged sentence by sentence: the one still open at
         ``unjudged`` is read again whole (a run-on one, its last ``_MAX_CLAIM_CHARS``)."""

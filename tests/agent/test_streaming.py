@@ -209,9 +209,27 @@ async def test_grounding_reads_a_long_stream_once_and_retrieves_each_claim_a_bou
     assert text[finding.start:finding.end].startswith("The Enterprise plan costs 15 EUR")  # only the wrong price
     # Each release reads the text new to it and the sentence still open: linear, not the square of the length.
     assert _CountingGrounding.read <= 2 * len(text)
+    # A check that can only flag looks once per four steps of 96 characters, and at the end.
+    assert 5 <= _CountingGrounding.calls <= len(text) // (4 * 96) + 2
     # A whole sentence is retrieved once (then remembered), the one still open once per check.
-    assert _CountingGrounding.calls >= 20
     assert _CountingGrounding.queries <= len(set(sentences)) + _CountingGrounding.calls
+
+
+@pytest.mark.anyio
+async def test_grounding_that_can_stop_a_stream_looks_at_every_step(tmp_path) -> None:
+    registry = test_registry()
+    registry.register(_CountingGrounding)
+    data = policy_dict(tmp_path)
+    data["systems"]["support-bot"]["checks"] = {"output": [{"guardrail": "counting_grounding", "settings": {"action": "block"}}]}
+    policy = parse_policy(data, registry=registry)
+    pipeline = Pipeline("support-bot", policy.systems["support-bot"], registry)
+    template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c", question="What do the plans cost?")
+    guard = StreamingOutputGuard(pipeline, template, 48, check_every=96)
+    text = " ".join(["The Pro plan costs 20 EUR per user per month."] * 60 + ["The Enterprise plan costs 15 EUR per user per month."])
+    _CountingGrounding.read = _CountingGrounding.queries = _CountingGrounding.calls = 0
+    released = await _run(guard, _split(text, 9))
+    assert guard.stopped and not "".join(released).endswith("15 EUR per user per month.")  # stopped before it went out
+    assert _CountingGrounding.calls >= len(text) // 96 - 2  # its verdict is needed before each release
 
 
 @pytest.mark.anyio
