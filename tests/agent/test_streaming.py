@@ -1,4 +1,5 @@
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -186,21 +187,27 @@ class _CountingGrounding(GroundingGuardrail):
         self.kb.search_many = counted  # type: ignore[method-assign]
 
 
-@pytest.mark.anyio
-async def test_grounding_reads_a_long_stream_once_and_retrieves_each_claim_a_bounded_number_of_times(tmp_path) -> None:
+def _counting_grounding_guard(tmp_path: Path, action: str) -> StreamingOutputGuard:
+    """A stream window (hold-back 48, a check every 96 characters) whose one check is grounding
+    with ``action``, counting what it reads; the counts start at zero."""
     registry = test_registry()
     registry.register(_CountingGrounding)
     data = policy_dict(tmp_path)
-    data["systems"]["support-bot"]["checks"] = {"output": [{"guardrail": "counting_grounding", "settings": {"action": "flag"}}]}
+    data["systems"]["support-bot"]["checks"] = {"output": [{"guardrail": "counting_grounding", "settings": {"action": action}}]}
     policy = parse_policy(data, registry=registry)
     pipeline = Pipeline("support-bot", policy.systems["support-bot"], registry)
     template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c", question="What do the plans cost?")
-    guard = StreamingOutputGuard(pipeline, template, 48, check_every=96)
+    _CountingGrounding.read = _CountingGrounding.queries = _CountingGrounding.calls = 0
+    return StreamingOutputGuard(pipeline, template, 48, check_every=96)
+
+
+@pytest.mark.anyio
+async def test_grounding_reads_a_long_stream_once_and_retrieves_each_claim_a_bounded_number_of_times(tmp_path) -> None:
+    guard = _counting_grounding_guard(tmp_path, "flag")
     supported = ["The Pro plan costs 20 EUR per user per month.", "The Starter plan includes one project.",
                  "Annual subscriptions can be refunded in full within 30 days of purchase."]
     sentences = [supported[i % 3] for i in range(60)] + ["The Enterprise plan costs 15 EUR per user per month."]
     text = " ".join(sentences)
-    _CountingGrounding.read = _CountingGrounding.queries = _CountingGrounding.calls = 0
     released = await _run(guard, _split(text, 9))
     assert "".join(released) == text  # flagged, not stopped
     recorded = guard.recorded()
@@ -217,16 +224,8 @@ async def test_grounding_reads_a_long_stream_once_and_retrieves_each_claim_a_bou
 
 @pytest.mark.anyio
 async def test_grounding_that_can_stop_a_stream_looks_at_every_step(tmp_path) -> None:
-    registry = test_registry()
-    registry.register(_CountingGrounding)
-    data = policy_dict(tmp_path)
-    data["systems"]["support-bot"]["checks"] = {"output": [{"guardrail": "counting_grounding", "settings": {"action": "block"}}]}
-    policy = parse_policy(data, registry=registry)
-    pipeline = Pipeline("support-bot", policy.systems["support-bot"], registry)
-    template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c", question="What do the plans cost?")
-    guard = StreamingOutputGuard(pipeline, template, 48, check_every=96)
+    guard = _counting_grounding_guard(tmp_path, "block")
     text = " ".join(["The Pro plan costs 20 EUR per user per month."] * 60 + ["The Enterprise plan costs 15 EUR per user per month."])
-    _CountingGrounding.read = _CountingGrounding.queries = _CountingGrounding.calls = 0
     released = await _run(guard, _split(text, 9))
     assert guard.stopped and not "".join(released).endswith("15 EUR per user per month.")  # stopped before it went out
     assert _CountingGrounding.calls >= len(text) // 96 - 2  # its verdict is needed before each release
