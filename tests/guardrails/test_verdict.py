@@ -1,6 +1,9 @@
+import copy
+import pickle
+
 import pytest
 
-from aimsguard.guardrails import Action, Finding, apply_redactions, most_severe
+from aimsguard.guardrails import Action, CheckRequest, Finding, Outcome, Stage, Verdict, apply_redactions, most_severe
 
 
 @pytest.mark.parametrize(
@@ -35,3 +38,17 @@ def _redact(start: int, end: int, replacement: str = "[X]", segment: int = 0) ->
 )
 def test_apply_redactions(text: str, findings: list[Finding], expected: str) -> None:
     assert apply_redactions(text, findings) == expected
+
+
+def test_requests_findings_and_verdicts_pickle_whole_for_the_check_workers() -> None:
+    # Pickled by their fields in order (they cross to worker processes at every batch):
+    # every field, none at its default, must come back where it was.
+    request = CheckRequest(stage=Stage.OUTPUT, texts=["a", "b"], system_id="s", conversation_id="c", question="q",
+                           metadata={"k": 1}, roles=["user", "tool"], complete=False)
+    finding = Finding(kind="EMAIL_ADDRESS", segment=1, start=2, end=9, score=0.5, explanation="pattern", replacement="<E>",
+                      restores=True, sensitive=False)
+    verdict = Verdict(guardrail="g", stage=Stage.INPUT, action=Action.BLOCK, score=0.25, reasons=("why",), findings=(finding,),
+                      outcome=Outcome.ERROR, fail_mode="closed", duration_s=0.125, started=2.5)
+    for value in (request, finding, verdict):
+        assert pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) == value
+        assert copy.deepcopy(value) == value
