@@ -12,7 +12,8 @@ What a check found earlier is kept in the answer's coordinates until it is relea
 decides how that text goes out) and then for the record; what a later look re-judged is
 replaced. Checks do not run token by token: the step between them grows from one window
 to ``check_every`` characters; a check that can only flag (``decides_release`` False) looks
-every ``_FLAG_ONLY_STRIDE`` steps, and at the end. With no output checks nothing is held back.
+every ``_FLAG_ONLY_STRIDE`` steps, and at the end. With no output checks, or only such
+checks, nothing is held back.
 """
 
 from __future__ import annotations
@@ -148,7 +149,11 @@ class StreamingOutputGuard:
         self._pipeline = pipeline
         self._checks: Sequence[BoundCheck] = pipeline.checks[Stage.OUTPUT]
         self._template = request_template
-        self._holdback = holdback if self._checks else 0  # nothing to wait for
+        # Released text waits for the checks unless none of them can change it or masks what
+        # is logged (no checks, or only flags such as grounding with action flag): then it goes
+        # out as it comes, and the checks look at it as it passes.
+        self._holds = any(c.guardrail.decides_release or c.guardrail.masks_content for c in self._checks)
+        self._holdback = holdback if self._holds else 0
         self._every = max(1, check_every)
         self._on_checked = on_checked
         self._memory = {check.guardrail.instance_id: _CheckMemory() for check in self._checks}
@@ -172,7 +177,9 @@ class StreamingOutputGuard:
         if self.stopped:
             return ""
         self.text += delta
-        if not self._checks:
+        if not self._holds:
+            if self._checks and len(self.text) >= self._due:
+                await self._check()
             return self._release(len(self.text), None)
         if len(self.text) - self.released <= self._holdback or len(self.text) < self._due:
             return ""
@@ -194,7 +201,10 @@ class StreamingOutputGuard:
     def _step(self) -> int:
         """New text to wait for before checking again: half a window at first (the first
         words go out soon), then half of what was checked so far, up to ``check_every``: a
-        few more checks at the start, and a fixed number per character after."""
+        few more checks at the start, and a fixed number per character after. Checks that
+        only look as text passes (nothing held) look once per flag-only stride."""
+        if not self._holds:
+            return _FLAG_ONLY_STRIDE * self._every
         return min(self._every, max(self._holdback // 2, self.checked // 2, 1))
 
     def _word_boundary(self, safe: int) -> int:

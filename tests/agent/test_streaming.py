@@ -258,3 +258,35 @@ async def test_a_long_stream_lets_other_clients_run_between_its_looks(tmp_path) 
     await ticker
     assert looks > 20
     assert turns - before >= looks  # the other client ran at least once per look
+
+
+@pytest.mark.anyio
+async def test_a_stream_whose_checks_can_only_flag_is_released_as_it_comes(tmp_path) -> None:
+    guard = _counting_grounding_guard(tmp_path, "flag")
+    text = " ".join(["The Pro plan costs 20 EUR per user per month."] * 40 + ["The Enterprise plan costs 15 EUR per user per month."])
+    chunks = _split(text, 9)
+    released = await _run(guard, chunks)
+    assert released[:-1] == chunks  # nothing held back: each chunk goes out as it comes
+    recorded = guard.recorded()
+    assert recorded is not None and recorded.action is Action.FLAG  # the last sentence, judged at the end
+    (finding,) = [f for v in recorded.verdicts for f in v.findings]
+    assert text[finding.start:finding.end].startswith("The Enterprise plan costs 15 EUR")
+    assert 2 <= _CountingGrounding.calls <= len(text) // (4 * 96) + 2
+
+
+@pytest.mark.anyio
+async def test_a_flag_only_check_beside_one_that_redacts_still_holds_back(tmp_path) -> None:
+    registry = test_registry()
+    registry.register(_CountingGrounding)
+    data = policy_dict(tmp_path)
+    data["systems"]["support-bot"]["checks"] = {"output": [
+        {"guardrail": "counting_grounding", "settings": {"action": "flag"}},
+        {"guardrail": "rules", "id": "codes", "settings": {"rules": [{"id": "code", "patterns": [r"\bINT-\d{4}\b"], "action": "redact", "replacement": "[CODE]"}]}},
+    ]}
+    policy = parse_policy(data, registry=registry)
+    pipeline = Pipeline("support-bot", policy.systems["support-bot"], registry)
+    template = CheckRequest(stage=Stage.OUTPUT, texts=[], system_id="support-bot", conversation_id="c", question="q")
+    guard = StreamingOutputGuard(pipeline, template, 16, check_every=96)
+    released = await _run(guard, _split("The Pro plan costs 20 EUR. Your ticket INT-4821 was closed.", 3))
+    assert released[0] == ""  # held until the checks have seen what follows
+    assert "".join(released) == "The Pro plan costs 20 EUR. Your ticket [CODE] was closed."
