@@ -155,11 +155,12 @@ class StreamingOutputGuard:
         self._holds = any(c.guardrail.decides_release or c.guardrail.masks_content for c in self._checks)
         self._holdback = holdback if self._holds else 0
         self._every = max(1, check_every)
+        self._flag_every = _FLAG_ONLY_STRIDE * self._every  # the step of checks that can only flag
         self._on_checked = on_checked
         self._memory = {check.guardrail.instance_id: _CheckMemory() for check in self._checks}
         self.text = ""  # the answer so far, as the upstream sent it
         self.released = 0  # characters of ``text`` already handed on
-        self.checked = 0  # characters of ``text`` every check has judged
+        self.checked = 0  # characters of ``text`` the last look reached (a flag-only check may lag: its memory's ``judged``)
         self._released: list[str] = []  # what was handed on (after redaction): what the user saw
         self._logged: list[str] = []  # the same without restored personal data: what may be logged
         self.result: StageResult | None = None  # what decides the unreleased text now
@@ -204,7 +205,7 @@ class StreamingOutputGuard:
         few more checks at the start, and a fixed number per character after. Checks that
         only look as text passes (nothing held) look once per flag-only stride."""
         if not self._holds:
-            return _FLAG_ONLY_STRIDE * self._every
+            return self._flag_every
         return min(self._every, max(self._holdback // 2, self.checked // 2, 1))
 
     def _word_boundary(self, safe: int) -> int:
@@ -239,7 +240,7 @@ class StreamingOutputGuard:
         for check in self._checks:
             memory = self._memory[check.guardrail.instance_id]
             if memory.judged >= end or (not self.finished and not check.guardrail.decides_release
-                                        and end - memory.judged < _FLAG_ONLY_STRIDE * self._every):
+                                        and end - memory.judged < self._flag_every):
                 continue  # nothing new to it, or a flag that can wait for more text
             unjudged = memory.judged if memory.open_from is None else min(memory.open_from, memory.judged)
             try:
