@@ -164,8 +164,7 @@ class BoundCheck:
             analysis = self.guardrail.quick_analysis(request)
             if analysis is None:
                 return None
-            async with asyncio.timeout(max(0.0, started + self.budget_s - time.perf_counter())):
-                verdict = await self.guardrail.decide_async(request, analysis)
+            verdict = await self._decision(request, analysis, started)
         except TimeoutError:
             return self._overran(request.stage, started)
         except Exception as exc:
@@ -177,8 +176,7 @@ class BoundCheck:
         started = time.perf_counter()
         try:
             analysis = await self.pool.run(self.key, request, self.budget_s)
-            async with asyncio.timeout(max(0.0, started + self.budget_s - time.perf_counter())):
-                verdict = await self.guardrail.decide_async(request, analysis)
+            verdict = await self._decision(request, analysis, started)
         except TimeoutError:
             return self._overran(request.stage, started)
         except CheckPoolError as exc:
@@ -186,6 +184,14 @@ class BoundCheck:
         except Exception as exc:
             return self._raised(request.stage, exc, started)
         return self._stamped(verdict, started)
+
+    async def _decision(self, request: CheckRequest, analysis: Any, started: float) -> Verdict:
+        """The guardrail's decision on ``analysis``; one that waits for I/O within what is left
+        of the check's budget (TimeoutError past it)."""
+        if not self.guardrail.decides_with_io:
+            return self.guardrail.decide(request, analysis)
+        async with asyncio.timeout(max(0.0, started + self.budget_s - time.perf_counter())):
+            return await self.guardrail.decide_async(request, analysis)
 
     def _over_limit(self, stage: Stage, size: int) -> Verdict | None:
         """The ``over_limit`` verdict when input of ``size`` characters is over the check's

@@ -97,6 +97,14 @@ class Guardrail(abc.ABC):
         Default: ``decide``."""
         return self.decide(request, analysis)
 
+    @property
+    def decides_with_io(self) -> bool:
+        """Whether ``decide_async`` may wait for I/O. Only then does the decision run under the
+        check's deadline: one that never waits cannot be interrupted anyway, and a deadline
+        costs a timer on the event loop (a stream's look pays it some forty times). Default:
+        whether the class replaces ``decide_async`` (the base one is ``decide``)."""
+        return type(self).decide_async is not Guardrail.decide_async
+
     def describe(self) -> dict[str, Any]:
         """What this check is and how it is set, for events and technical documentation."""
         return {

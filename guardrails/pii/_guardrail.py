@@ -162,6 +162,10 @@ class PiiGuardrail(Guardrail):
         assert self.vault is not None, "a shared vault decides in decide_async"
         return self._decide_with(self.vault, request, analysis)
 
+    @property
+    def decides_with_io(self) -> bool:
+        return self.shared_vault is not None
+
     async def decide_async(self, request: CheckRequest, analysis: list[list[Any]]) -> Verdict:
         if self.shared_vault is None:
             return self.decide(request, analysis)

@@ -1,9 +1,12 @@
+import asyncio
 import time
 
 import pytest
 
 from aimsguard.agent import Pipeline, parse_policy
-from aimsguard.guardrails import Action, CheckRequest, Outcome, Stage
+from aimsguard.agent._pipeline import BoundCheck
+from aimsguard.agent._policy import CheckConfig
+from aimsguard.guardrails import Action, CheckRequest, Guardrail, GuardrailSettings, Outcome, Stage, Verdict
 
 from ..support import policy_dict, test_registry
 
@@ -106,3 +109,49 @@ async def test_checks_in_place_and_awaited_ones_keep_the_policys_order(tmp_path)
     mixed = await one_awaited.run(_request("INT-1 human please"))
     assert [v.guardrail for v in mixed.verdicts] == ["rules-in-place", "escalating"]
     assert mixed.action is Action.ESCALATE and mixed.texts == ["[C] human please"]
+
+
+class _DecidedFromAQuickLook(Guardrail):
+    """Its quick look always knows the answer (nothing found); its decision may wait for I/O."""
+
+    name = "quick-look"
+    offload_above_chars = 0  # every input would go to a worker, unless the quick look decides
+    decisions = 0
+
+    async def check(self, request: CheckRequest) -> Verdict:
+        raise AssertionError("decided from the quick look, never checked whole")
+
+    def quick_analysis(self, request: CheckRequest) -> list[str]:
+        return []
+
+    def decide(self, request: CheckRequest, analysis: list[str]) -> Verdict:
+        type(self).decisions += 1
+        return Verdict(guardrail=self.instance_id, stage=request.stage)
+
+
+class _DecidedOverTheNetwork(_DecidedFromAQuickLook):
+    async def decide_async(self, request: CheckRequest, analysis: list[str]) -> Verdict:
+        await asyncio.sleep(5)  # a shared vault that does not answer
+        return self.decide(request, analysis)
+
+
+class _WarmPool:
+    def warm(self) -> bool:
+        return True
+
+
+@pytest.mark.anyio
+async def test_a_decision_that_waits_for_io_is_cut_at_the_checks_deadline_and_one_that_cannot_wait_is_made_in_place() -> None:
+    config = CheckConfig(guardrail="quick-look", timeout_ms=50, fail_mode="closed")
+    slow = BoundCheck(config, _DecidedOverTheNetwork(GuardrailSettings()), _WarmPool(), "k")  # type: ignore[arg-type]
+    assert slow.guardrail.decides_with_io
+    started = time.perf_counter()
+    verdict = await slow.run(_request("hello"))
+    assert time.perf_counter() - started < 1
+    assert (verdict.outcome, verdict.action) == (Outcome.TIMEOUT, Action.BLOCK)
+
+    in_place = BoundCheck(config, _DecidedFromAQuickLook(GuardrailSettings()), _WarmPool(), "k")  # type: ignore[arg-type]
+    assert not in_place.guardrail.decides_with_io
+    before = _DecidedFromAQuickLook.decisions
+    verdict = await in_place.run(_request("hello"))
+    assert (verdict.outcome, verdict.action, _DecidedFromAQuickLook.decisions) == (Outcome.OK, Action.ALLOW, before + 1)
