@@ -161,13 +161,17 @@ def pool_counter(registry: CollectorRegistry) -> Callable[[str], None]:
         ["where"], registry=registry,
     )
 
+    # Children looked up once: labels() costs microseconds, and batches are counted per request.
+    children = {what: batches.labels(place) for what, place in _BATCH_PLACES.items()}
+
     def count(what: str) -> None:
         if what == "forked":
             forked.inc()
-        elif what in _BATCH_PLACES:
-            batches.labels(_BATCH_PLACES[what]).inc()
-        else:
-            jobs.labels(what).inc()
+            return
+        child = children.get(what)
+        if child is None:
+            child = children[what] = jobs.labels(what)
+        child.inc()
 
     return count
 
