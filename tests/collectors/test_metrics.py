@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from aimsguard.agent import AimsguardMiddleware
 from aimsguard.agent._gateway import render_metrics
-from aimsguard.collectors import BUCKETS, PrometheusMetrics
+from aimsguard.collectors import BUCKETS, PrometheusMetrics, _metrics
 
 from ..support import mixed_traffic
 
@@ -144,3 +144,34 @@ def test_a_batch_moves_each_counter_once_per_event_even_past_a_malformed_one() -
     metrics.export([exchange])
     samples = _samples(generate_latest(metrics.registry).decode())
     assert _value(samples, "aimsguard_guardrail_decisions_total", guardrail="pii-in", action="allow") == 4
+
+
+def test_histograms_added_up_over_a_batch_expose_what_observing_each_value_gives(monkeypatch) -> None:
+    """Observations are added up over a batch and moved into each child once (_Observations):
+    the exposition must be exactly what prometheus-client's own observe gives, bucket
+    boundaries, zero, past the last bound and a value no bucket takes included."""
+    durations = [0.0, 0.1, 0.25, 0.2500001, 3.0, 99.0, 0.003, 0.01, float("nan"), 1e9]
+    events = [
+        {"event": "exchange", "system": "bot", "front_door": "gateway", "operation": "chat", "status": "ok", "http_status": 200,
+         "duration_ms": ms, "time_to_first_token_ms": ms / 2, "model": "m", "usage": {"input_tokens": i * 7, "output_tokens": i * 300},
+         "verdicts": [{"guardrail": "pii-in", "stage": "input", "action": "allow", "outcome": "ok", "fail_mode": None,
+                       "score": (i % 11) / 10, "duration_ms": ms}]}
+        for i, ms in enumerate(durations)
+    ]
+    batched = PrometheusMetrics(providers={"bot": "openai"})
+    batched.export(events)
+    monkeypatch.setattr(_metrics._Observations, "add", lambda self, child, amount: child.observe(amount))
+    one_by_one = PrometheusMetrics(providers={"bot": "openai"})
+    for event in events:
+        one_by_one.export([event])
+
+    def exposed(metrics: PrometheusMetrics) -> list[tuple[str, tuple, float]]:
+        return sorted(
+            (s.name, tuple(sorted(s.labels.items())), s.value)
+            for s in _samples(generate_latest(metrics.registry).decode())
+            if not s.name.endswith("_created") and s.value == s.value  # the sum that holds the NaN
+        )
+
+    assert exposed(batched) == exposed(one_by_one)
+    # Nine: observe puts a NaN in no bucket (the count is the last bucket's).
+    assert _value(_samples(generate_latest(batched.registry).decode()), "aimsguard_guardrail_duration_seconds_count", guardrail="pii-in") == 9
