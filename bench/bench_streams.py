@@ -2,7 +2,7 @@
 
 One process; the middleware is called as an ASGI app in front of an app that streams N
 tokens at once (no network, no model time), so what is measured is aimsguard's own work
-per stream. For 100, 400, 800 and 1,600 tokens it prints the median time to read the
+per stream. For 100, 400, 800, 1,600, 3,200 and 6,400 tokens it prints the median time to read the
 whole stream through the middleware with the example policy (configs/aimsguard.yaml,
 every check, event log on) and with the same policy without checks, their ratio, and how
 each grows per doubling of the tokens (2.0 is linear). It also counts how many upstream
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKENS = (100, 400, 800, 1600)
+TOKENS = (100, 400, 800, 1600, 3200, 6400)
 # Words of an answer in the example knowledge base's domain, cycled: about 5 characters a token.
 WORDS = (
     "The Pro plan costs 20 EUR per user per month, billed monthly. It includes unlimited projects, 100 GB of "
