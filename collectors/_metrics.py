@@ -85,9 +85,9 @@ class _Observations:
     A child's ``observe`` takes two locks (sum and bucket) per value, and an exchange under the
     example policy observes some sixteen values: here each value costs a bisection, and each
     child a lock per bucket it moved. It adds to the child's own values (``_sum``,
-    ``_buckets``, ``_upper_bounds``: prometheus-client's, stable since 0.4), so the exposition is
-    what ``observe`` would give (tests/collectors/test_metrics.py compares the two); a child
-    without them is observed value by value.
+    ``_buckets``, ``_upper_bounds``: prometheus-client's internals, so the exposition is what
+    ``observe`` would give; tests/collectors/test_metrics.py compares the two and fails if they
+    change); a child without them is observed value by value, as is a value that is not finite.
     """
 
     def __init__(self) -> None:
