@@ -94,16 +94,16 @@ class _Observations:
         self._pending: dict[Any, list[Any]] = {}  # child -> [sum, count per bucket]
 
     def add(self, child: Any, amount: float) -> None:
+        if not math.isfinite(amount):
+            child.observe(amount)  # placed (or, NaN, left out of every bucket) as observe does
+            return
         pending = self._pending.get(child)
         if pending is None:
             bounds = getattr(child, "_upper_bounds", None)
-            if bounds is None or not hasattr(child, "_sum") or not math.isfinite(amount):
-                child.observe(amount)  # another implementation, or a value no bucket takes as observe would
+            if bounds is None or not hasattr(child, "_sum"):
+                child.observe(amount)  # another implementation of a histogram child
                 return
             pending = self._pending[child] = [0.0, [0] * len(bounds)]
-        elif not math.isfinite(amount):
-            child.observe(amount)
-            return
         pending[0] += amount
         pending[1][bisect.bisect_left(child._upper_bounds, amount)] += 1  # observe: the first bound >= amount
 
