@@ -33,7 +33,7 @@ from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, Email
 
 from ._cards import PaymentCardRecognizer
 from ._cues import Cues, has_cue
-from ._digits import digit_count, digit_runs, min_digits
+from ._digits import digit_count, digit_runs, longest_digit_run, min_digit_run, min_digits
 from ._gazetteers import without_companies
 from ._ids import MailAddressRecognizer, PassportRecognizer
 from ._names import LayoutRecognizer, layout_recognizers
@@ -188,8 +188,12 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
         patterns = tuple(regex.compile(p.regex, flags=PRESIDIO_REGEX_FLAGS) for p in recognizer.patterns)
         necessary = [_NECESSARY[e] for e in recognizer.supported_entities if e in _NECESSARY]
         first = necessary[0] if len(necessary) == len(recognizer.supported_entities) == 1 else _always
-        # An SSN needs nine digits, a bank account eight: most texts have fewer.
+        # An SSN needs nine digits, four of them in a row; a bank account eight in a row: most
+        # texts have fewer (a price, a date).
         digits = min(min_digits(p.regex) for p in recognizer.patterns)
+        run = min(min_digit_run(p.regex) for p in recognizer.patterns)
+        if run > 1:
+            return lambda text: longest_digit_run(text) >= run and digit_count(text) >= digits and first(text) and any(p.search(text) for p in patterns)
         if digits > 1:
             return lambda text: digit_count(text) >= digits and first(text) and any(p.search(text) for p in patterns)
         return lambda text: first(text) and any(p.search(text) for p in patterns)

@@ -3,6 +3,9 @@
 A pattern recognizer whose every match needs nine digits (an SSN, an ITIN) cannot match in a
 text with eight: counting a text's digits once is cheaper than letting each such pattern
 fail on its own (the ``regex`` module spends microseconds on each, at every position).
+Runs ask the same of digits in a row: every match of a bank account number holds eight
+(``\b[0-9]{8,17}\b``), so an answer quoting prices ("20 EUR ... 35 EUR") rules it out,
+however many digits it holds in all.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import functools
 import re
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
+from typing import Any, NamedTuple
 
-__all__ = ["digit_count", "digit_runs", "min_digits"]
+__all__ = ["digit_count", "digit_runs", "longest_digit_run", "min_digit_run", "min_digits"]
 
 _DIGIT_RUN = re.compile(r"\d+")
 _REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
@@ -47,6 +51,70 @@ def _min_digits(items: sre_parse.SubPattern | list) -> int:  # type: ignore[type
     return total
 
 
+def min_digit_run(pattern: str) -> int:
+    """The longest run of digits in a row that every match of ``pattern`` holds (a lower
+    bound: what it cannot read breaks a run); 0 when the pattern cannot be read."""
+    try:
+        return _run(sre_parse.parse(pattern)).longest
+    except Exception:
+        return 0
+
+
+class _Run(NamedTuple):
+    longest: int  # digits in a row every match holds somewhere
+    digits_only: bool  # every character a match consumes is a digit
+    length: int  # the fewest characters a match consumes, when digits_only
+
+
+_ZERO_WIDTH = (sre.AT, sre.ASSERT, sre.ASSERT_NOT)
+
+
+def _run(items: sre_parse.SubPattern | list) -> _Run:  # type: ignore[type-arg]
+    """``_Run`` of a sequence: runs of digits-only items add up (what consumes nothing, an
+    anchor or a lookaround, leaves a run whole); any other item ends the run, and may hold a
+    longer one inside."""
+    longest = current = length = 0
+    digits_only = True
+    for op, av in items:
+        if op in _ZERO_WIDTH:
+            continue
+        item = _item_run(op, av)
+        if item.digits_only:
+            current += item.length
+            length += item.length
+        else:
+            digits_only = False
+            current = 0
+        longest = max(longest, current, item.longest)
+    return _Run(longest, digits_only, length)
+
+
+def _item_run(op: object, av: Any) -> _Run:
+    if op is sre.LITERAL:
+        digit = chr(av).isdecimal()  # what \d matches in a text (see digit_runs)
+        return _Run(int(digit), digit, int(digit))
+    if op is sre.IN:
+        digit = _only_digits(av)
+        return _Run(int(digit), digit, int(digit))
+    if op in _REPEATS:
+        low, _, sub = av
+        inner = _run(sub)
+        if inner.digits_only:
+            return _Run(low * inner.length, True, low * inner.length)
+        return _Run(inner.longest if low else 0, False, 0)
+    if op is sre.SUBPATTERN:
+        return _run(av[-1])
+    if op is sre.ATOMIC_GROUP:
+        return _run(av)
+    if op is sre.BRANCH:
+        branches = [_run(branch) for branch in av[1]]
+        if all(branch.digits_only for branch in branches):
+            shortest = min(branch.length for branch in branches)
+            return _Run(shortest, True, shortest)
+        return _Run(min(branch.longest for branch in branches), False, 0)
+    return _Run(0, False, 0)  # any character, a back-reference, ...: not digits for sure
+
+
 def _only_digits(members: list) -> bool:  # type: ignore[type-arg]
     """Whether a character set matches digits only (``\\d``, ``[0-9]``, ``[2-7]``)."""
     if not members or members[0][0] is sre.NEGATE:
@@ -67,6 +135,12 @@ def digit_runs(text: str) -> tuple[tuple[int, int], ...]:
     """The spans of the runs of decimal digits in ``text`` (any script's: what ``\\d`` matches),
     found once for all the recognizers that ask about the same text."""
     return tuple(match.span() for match in _DIGIT_RUN.finditer(text))
+
+
+@functools.lru_cache(maxsize=8)
+def longest_digit_run(text: str) -> int:
+    """The most decimal digits in a row in ``text``."""
+    return max((end - start for start, end in digit_runs(text)), default=0)
 
 
 @functools.lru_cache(maxsize=8)

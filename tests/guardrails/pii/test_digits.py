@@ -1,6 +1,8 @@
 import pytest
 
-from aimsguard.guardrails.pii._digits import digit_count, min_digits
+import re
+
+from aimsguard.guardrails.pii._digits import digit_count, longest_digit_run, min_digit_run, min_digits
 
 
 @pytest.mark.parametrize(
@@ -18,6 +20,40 @@ from aimsguard.guardrails.pii._digits import digit_count, min_digits
 )
 def test_the_fewest_digits_a_match_holds(pattern: str, digits: int) -> None:
     assert min_digits(pattern) == digits
+
+
+RUN_CASES = [
+    (r"\b([0-9]{5})-([0-9]{4})\b", 5),  # Presidio's SSN form: the longer run
+    (r"\b[0-9]{8,17}\b", 8),  # a bank account: anchors leave the run whole
+    (r"\d{3}(?=\d{4})\d{2}", 5),  # so does a lookahead
+    (r"\d{3}[- ]?\d{4}", 4),  # an optional separator may be there: it ends the run
+    (r"(?:\d{2}|\d{3})\d", 3),  # the shorter branch
+    (r"(?:ab\d{3}){2}", 3),  # inside a repeated group
+    (r"(?:ab\d{3})?", 0),  # an optional group holds nothing for sure
+    (r"9\d{7}|[a-z]{2}\d{7}", 7),  # Presidio's medical licence: the weaker alternative
+    (r"(?:12|a)\d", 1),
+    (r"\d\w\d", 1),  # \w may be a digit, or not
+    (r"[0-9a-f]{8}", 0),
+    (r"\p{L}+\d{9}", 0),  # the regex module's syntax: unread, rules nothing out
+]
+
+
+@pytest.mark.parametrize(("pattern", "run"), RUN_CASES)
+def test_the_longest_run_of_digits_every_match_holds(pattern: str, run: int) -> None:
+    assert min_digit_run(pattern) == run
+
+
+@pytest.mark.parametrize(("pattern", "run"), [case for case in RUN_CASES if "\\p" not in case[0]])
+def test_no_match_holds_a_shorter_run_than_the_bound(pattern: str, run: int) -> None:
+    texts = ["12345-6789", "123 4567", "1234567", "ab123ab456", "9 12345678", "xy1234567", "12a3", "1a2", "123a", "ab12"]
+    for text in texts:
+        for match in re.finditer(pattern, text):
+            assert longest_digit_run(match.group(0)) >= run, (pattern, match.group(0))
+
+
+def test_the_longest_run_of_a_text() -> None:
+    assert longest_digit_run("The Pro plan costs 20 EUR, 135 EUR a year") == 3
+    assert longest_digit_run("no digits") == 0
 
 
 def test_digits_of_any_script_are_counted_as_regex_counts_them() -> None:
