@@ -7,8 +7,9 @@ it. A check costs about three times more in a busy server than in a loop of its 
 the upstream client, the event log) has pushed its code and tables out of the CPU's caches.
 So the requests that are ready in one turn of the loop are checked together, check by check
 (each request's personal-data check, then each one's injection check, ...): the second and
-later runs of a check find its code and data cached. A request alone waits one turn of the
-loop, microseconds.
+later runs of a check find its code and data cached. A request that reaches a stage when
+nothing else is ready in the turn (a quiet server) cannot be joined by another: it is checked
+at once, without waiting for the end of the turn.
 
 When the check pool is up and the loop has other work ready, a batch (even of one request)
 goes to its batch worker instead (``_lane``), in one message, while the serving process goes
@@ -56,6 +57,12 @@ class CheckBatcher:
         loop = asyncio.get_running_loop()
         if self._pending and self._loop is not loop:  # used from two loops at once: no batching
             return [check.run_inline(request) for check in checks]
+        if not self._pending and not _other_work_ready(loop):
+            # Nothing else runs in this turn, so no request can join this one's batch, and a
+            # batch with nothing else ready runs here (see _offload): it runs now, without the
+            # future and the turn of the loop a batch costs (~5-10 us per stage).
+            self._note_in_place()
+            return [check.run_inline(request) for check in checks]
         future: asyncio.Future[list[Verdict]] = loop.create_future()
         self._pending.append((checks, request, future))
         if len(self._pending) == 1:
@@ -71,9 +78,12 @@ class CheckBatcher:
             return  # drained early, when the batch filled up
         if self._offload(batch):
             return
+        self._note_in_place()
+        self._run_here(batch)
+
+    def _note_in_place(self) -> None:
         if self._pool is not None and self._pool.lane is not None:
             self._pool.record("batches_in_place")
-        self._run_here(batch)
 
     def _offload(self, batch: list[_Pending]) -> bool:
         """Hand ``batch`` to the batch lane when it is up, idle and knows every check of the

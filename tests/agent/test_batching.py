@@ -102,3 +102,29 @@ async def test_a_request_cancelled_while_waiting_leaves_the_batch_intact(tmp_pat
     assert (await staying).action is Action.BLOCK
     with pytest.raises(asyncio.CancelledError):
         await leaving
+
+
+def test_a_request_alone_on_an_idle_loop_is_checked_without_waiting_a_turn(tmp_path) -> None:
+    """No other request can join its batch in this turn: it is checked at once (no future, no
+    turn of the loop). With other work ready in the turn, it waits for the batch."""
+    pipeline = _pipeline(tmp_path)
+
+    async def first_step(other_work: bool) -> object:
+        if other_work:
+            asyncio.get_running_loop().call_soon(lambda: None)
+        step = pipeline.run(_request("bad"))
+        try:
+            step.send(None)
+        except StopIteration as done:
+            return done.value  # finished without suspending
+        step.close()
+        return None
+
+    loop = asyncio.new_event_loop()
+    try:
+        at_once = loop.run_until_complete(first_step(other_work=False))
+        batched = loop.run_until_complete(first_step(other_work=True))
+    finally:
+        loop.close()
+    assert at_once is not None and at_once.action is Action.BLOCK and [v.guardrail for v in at_once.verdicts] == ["first", "second"]
+    assert batched is None  # it waited for the end of the turn
