@@ -171,11 +171,14 @@ class StreamingOutputGuard:
         self.checks_s = 0.0
         self.finished = False
         self._provisional_stop = False
+        # Whether the checks stopped the answer: asked several times a chunk, so kept up to
+        # date where it changes (_note_stop), not worked out at each asking (~0.5 us a chunk).
+        self.stopped = False
         self._due = self._step()  # the length of text at which a check is next due (read for every chunk)
 
-    @property
-    def stopped(self) -> bool:
-        return self.result is not None and self.result.action.stops_exchange and not self._provisional_stop
+    def _note_stop(self, provisional: bool) -> None:
+        self._provisional_stop = provisional
+        self.stopped = self.result is not None and self.result.action.stops_exchange and not provisional
 
     async def feed(self, delta: str) -> str:
         """Add a chunk of the answer; return the text that may be released now."""
@@ -193,9 +196,9 @@ class StreamingOutputGuard:
         if result.action.stops_exchange:
             # A stop on a match that touches the end may vanish as the text grows
             # ("refund" → "refunds"): hold everything and decide when more text comes.
-            self._provisional_stop = _touches_end(result, self.length)
+            self._note_stop(_touches_end(result, self.length))
             return ""
-        self._provisional_stop = False
+        self._note_stop(False)
         safe = self.length - self._holdback
         for finding in self._redactions(result):
             # A span crossing the boundary, or touching the end (it may still grow), is held back whole.
@@ -236,7 +239,7 @@ class StreamingOutputGuard:
         if self.stopped or self.finished:
             return ""
         self.finished = True
-        self._provisional_stop = False  # the text is complete: every decision is final now
+        self._note_stop(False)  # the text is complete: every decision is final now
         if not self._checks:
             return self._release(self.length, None)
         behind = self.result is None or any(memory.judged < self.length for memory in self._memory.values())
@@ -279,6 +282,7 @@ class StreamingOutputGuard:
         duration = time.perf_counter() - started
         self.checks_s += duration
         self.result = StageResult(most_severe(v.action for v in verdicts), verdicts, [], duration)
+        self._note_stop(self._provisional_stop)
         if self._on_checked is not None:
             await self._on_checked(self.result)
         return self.result
