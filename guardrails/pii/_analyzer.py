@@ -10,8 +10,7 @@ changes which recognizers it holds and how much of it runs:
 - an entity is analysed only when one of its recognizers could match: a pattern recognizer
   whose regular expressions find nothing in the text returns nothing, and what every match
   needs (an "@", so many digits, so many digits in a row) rules most texts out before any
-  search; a layout recognizer
-  is asked itself (it needs no tokens). A text no recognizer could match in never reaches
+  search; a layout recognizer is asked itself (it needs no tokens). A text no recognizer could match in never reaches
   the engine: spaCy's tokenizer, the context words and the engine's bookkeeping cost about
   0.2 ms per short text (issue 11);
 - ``find`` analyses the NFKC form of a text and maps the spans back, never lets a URL
