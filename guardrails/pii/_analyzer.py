@@ -10,9 +10,9 @@ changes which recognizers it holds and how much of it runs:
 - an entity is analysed only when one of its recognizers could match: a pattern recognizer
   whose regular expressions find nothing in the text returns nothing, and what every match
   needs (an "@", so many digits, so many digits in a row) rules most texts out before any
-  search; a layout recognizer is asked itself (it needs no tokens). A text no recognizer could match in never reaches
-  the engine: spaCy's tokenizer, the context words and the engine's bookkeeping cost about
-  0.2 ms per short text (issue 11);
+  search; a layout recognizer is asked itself (it needs no tokens). A text no recognizer
+  could match in never reaches the engine: spaCy's tokenizer, the context words and the
+  engine's bookkeeping cost about 0.2 ms per short text (issue 11);
 - ``find`` analyses the NFKC form of a text and maps the spans back, never lets a URL
   stand inside an e-mail address, ends a name at a line break, and finds a name again where
   it repeats or stands in a list of names (``_people``).
@@ -193,7 +193,10 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
         digits = min(min_digits(p.regex) for p in recognizer.patterns)
         run = min(min_digit_run(p.regex) for p in recognizer.patterns)
         if run > 1:
-            return lambda text: longest_digit_run(text) >= run and digit_count(text) >= digits and first(text) and any(p.search(text) for p in patterns)
+            return lambda text: (
+                longest_digit_run(text) >= run and digit_count(text) >= digits
+                and first(text) and any(p.search(text) for p in patterns)
+            )
         if digits > 1:
             return lambda text: digit_count(text) >= digits and first(text) and any(p.search(text) for p in patterns)
         return lambda text: first(text) and any(p.search(text) for p in patterns)

@@ -4,7 +4,7 @@ A pattern recognizer whose every match needs nine digits (an SSN, an ITIN) canno
 text with eight: counting a text's digits once is cheaper than letting each such pattern
 fail on its own (the ``regex`` module spends microseconds on each, at every position).
 Runs ask the same of digits in a row: every match of a bank account number holds eight
-(``\b[0-9]{8,17}\b``), so an answer quoting prices ("20 EUR ... 35 EUR") rules it out,
+(``\\b[0-9]{8,17}\\b``), so an answer quoting prices ("20 EUR ... 35 EUR") rules it out,
 however many digits it holds in all.
 """
 

@@ -1,6 +1,6 @@
-import pytest
-
 import re
+
+import pytest
 
 from aimsguard.guardrails.pii._digits import digit_count, longest_digit_run, min_digit_run, min_digits
 
