@@ -89,7 +89,10 @@ def _reviewer(browser: Any, base: str, name: str) -> Any:
 
 def _label_everything(page: Any, truth: dict[str, bool], shots: list[str]) -> int:
     """Label every sample the console hands this reviewer, as the ground truth says."""
-    page.get_by_role("button", name="Label the next sample").click()
+    # Each button submits a form: wait for the page it leads to before reading page.url, or
+    # a loaded machine reads the old address (the loop goes on) or a page not yet drawn.
+    with page.expect_navigation():
+        page.get_by_role("button", name="Label the next sample").click()
     labelled = 0
     while "/console/review/rs_" in page.url:
         check = page.locator("#check-id").inner_text()
@@ -105,9 +108,10 @@ def _label_everything(page: Any, truth: dict[str, bool], shots: list[str]) -> in
             page.screenshot(path=str(ARTIFACTS / "review-01-sample.png"), full_page=True)
             shots.append("sample")
         page.locator(f"input[name=label][value={value}]").check()
-        page.get_by_role("button", name="Save the label").click()
+        with page.expect_navigation():
+            page.get_by_role("button", name="Save the label").click()
         labelled += 1
-    assert page.get_by_role("status").filter(has_text="Nothing left for you to label").is_visible()
+    sync_api.expect(page.get_by_role("status").filter(has_text="Nothing left for you to label")).to_be_visible()
     return labelled
 
 
