@@ -11,14 +11,17 @@ however many digits it holds in all.
 from __future__ import annotations
 
 import functools
-import re
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser as sre_parse  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
+import regex
+
 __all__ = ["digit_count", "digit_runs", "longest_digit_run", "min_digit_run", "min_digits"]
 
-_DIGIT_RUN = re.compile(r"\d+")
+# The regex module, as the patterns run: its Unicode tables are newer than re's, and a digit
+# re does not know (Garay, U+10D40-49) must count, or a pattern matching it would be skipped.
+_DIGIT_RUN = regex.compile(r"\d+")
 _REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 
 
@@ -35,7 +38,7 @@ def _min_digits(items: sre_parse.SubPattern | list) -> int:  # type: ignore[type
     total = 0
     for op, av in items:
         if op is sre.LITERAL:
-            total += chr(av).isdigit()
+            total += chr(av).isdecimal()  # what \\d matches ("²" is a digit to isdigit, not to \\d)
         elif op is sre.IN:
             total += _only_digits(av)
         elif op in _REPEATS:
@@ -91,7 +94,9 @@ def _run(items: sre_parse.SubPattern | list) -> _Run:  # type: ignore[type-arg]
 
 def _item_run(op: object, av: Any) -> _Run:
     if op is sre.LITERAL:
-        digit = chr(av).isdecimal()  # what \d matches in a text (see digit_runs)
+        # Python's tables, older than the regex module's: a digit only the latter knows reads as
+        # not one here, which ends a run (a lower bound still)
+        digit = chr(av).isdecimal()
         return _Run(int(digit), digit, int(digit))
     if op is sre.IN:
         digit = _only_digits(av)
@@ -132,8 +137,8 @@ def _only_digits(members: list) -> bool:  # type: ignore[type-arg]
 
 @functools.lru_cache(maxsize=8)
 def digit_runs(text: str) -> tuple[tuple[int, int], ...]:
-    """The spans of the runs of decimal digits in ``text`` (any script's: what ``\\d`` matches),
-    found once for all the recognizers that ask about the same text."""
+    """The spans of the runs of decimal digits in ``text``: what ``\\d`` matches in the ``regex``
+    module, any script's, found once for all the recognizers that ask about the same text."""
     return tuple(match.span() for match in _DIGIT_RUN.finditer(text))
 
 

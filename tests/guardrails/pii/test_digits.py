@@ -59,6 +59,21 @@ def test_the_longest_run_of_a_text() -> None:
 def test_digits_of_any_script_are_counted_as_regex_counts_them() -> None:
     assert digit_count("The Pro plan costs 20 EUR") == 2
     assert digit_count("١٢٣ and 45") == 5  # Arabic-Indic digits match \\d too
+    # Garay digits (Unicode 16): the regex module's \\d matches them, Python 3.11's re does not.
+    garay = "".join(map(chr, range(0x10D41, 0x10D48)))
+    assert digit_count(f"ITIN 9{garay}") == 8 and longest_digit_run(f"ITIN 9{garay}") == 8
+
+
+def test_a_number_in_digits_only_the_regex_module_knows_is_still_found() -> None:
+    """The pre-checks count digits as the patterns read them: an ITIN written partly in Garay
+    digits is found, not ruled out by a count made with older Unicode tables."""
+    from aimsguard.guardrails.pii._analyzer import PiiAnalyzer
+
+    garay = "".join(map(chr, range(0x10D40, 0x10D4A)))
+    text = f"ITIN 9{garay[1:3]}7{garay[1:6]} (forms 1 2 3 4 5 6 7 8 9)"
+    analyzer = PiiAnalyzer("en", ["US_ITIN"])
+    assert analyzer.could_find(text)
+    assert [(r.entity_type, r.start, r.end) for r in analyzer.find(text)] == [("US_ITIN", 5, 14)]
 
 
 def test_the_licence_hint_reads_digit_runs_as_its_old_expression_did() -> None:
