@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import regex
+import structlog
 
 from presidio_analyzer import AnalyzerEngine, EntityRecognizer, PatternRecognizer, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.predefined_recognizers import CreditCardRecognizer, EmailRecognizer, PhoneRecognizer
@@ -43,6 +44,8 @@ from ._offline import blank_nlp_engine, make_tldextract_offline, spacy_nlp_engin
 from ._phone import DEFAULT_PHONE_REGIONS, RegionalPhoneRecognizer, has_phone_digits
 
 __all__ = ["DEFAULT_ENTITIES", "NER_ENTITIES", "PRESIDIO_REGEX_FLAGS", "PiiAnalyzer", "predefined_recognizers_for", "shared_analyzer"]
+
+log = structlog.get_logger("aimsguard.guardrails")
 
 # The flags AnalyzerEngine.analyze hands pattern recognizers by default.
 PRESIDIO_REGEX_FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
@@ -203,6 +206,25 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
     return _always
 
 
+def _tolerate_unreadable_digits(recognizer: PatternRecognizer) -> None:
+    """A match whose checksum its validator cannot compute counts as neither validated nor
+    invalidated (the pattern's own score stands), instead of failing the whole check, whose
+    fail mode would then refuse the request. The patterns run with the ``regex`` module, whose
+    ``\\d`` knows digits newer than Python's Unicode tables: ``int()`` raises on them
+    (Presidio's medical licence validator on "AB" and seven Garay digits)."""
+    for name in ("validate_result", "invalidate_result"):
+        judge = getattr(recognizer, name)
+
+        def tolerant(pattern_text: str, judge: Callable[[str], bool | None] = judge, name: str = name) -> bool | None:
+            try:
+                return judge(pattern_text)
+            except ValueError:
+                log.warning("pii_validator_failed", recognizer=recognizer.name, check=name)  # never the text
+                return None
+
+        setattr(recognizer, name, tolerant)
+
+
 class PiiAnalyzer:
     """One language's analyzer, built once at start-up, offline.
 
@@ -243,6 +265,9 @@ class PiiAnalyzer:
         ])
         known = {e for r in registry.recognizers for e in r.supported_entities}
         registry.recognizers.extend(predefined_recognizers_for(language, [e for e in wanted if e not in known]))
+        for recognizer in registry.recognizers:
+            if isinstance(recognizer, PatternRecognizer):
+                _tolerate_unreadable_digits(recognizer)
         supported = {e for r in registry.recognizers for e in r.supported_entities}
         unknown = sorted(set(wanted) - supported)
         if unknown:

@@ -87,3 +87,15 @@ def test_the_licence_hint_reads_digit_runs_as_its_old_expression_did() -> None:
         "call 555 0134", "ß1", "1ß", "²1", "1²", "١٢٣٤٥٦", "1_2", "_1", "1 a", "9-9", "Z\u0301 1", "a\u03011",
     ]
     assert [_licence_hint(text) for text in texts] == [expression.search(text) is not None for text in texts]
+
+
+def test_a_validator_that_cannot_read_the_digits_does_not_fail_the_check() -> None:
+    """Presidio's medical licence validator calls int() on the match: on Garay digits it raises.
+    The match then keeps its pattern's own score (lifted by the context word "licence"), and the
+    analysis goes on."""
+    from aimsguard.guardrails.pii._analyzer import PiiAnalyzer
+
+    garay = "".join(map(chr, range(0x10D41, 0x10D48)))
+    analyzer = PiiAnalyzer("en", ["MEDICAL_LICENSE", "EMAIL_ADDRESS"])
+    found = analyzer.find(f"licence AB{garay}, write to ann@example.org")
+    assert sorted(r.entity_type for r in found) == ["EMAIL_ADDRESS", "MEDICAL_LICENSE"]
