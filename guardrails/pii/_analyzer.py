@@ -195,13 +195,11 @@ def _trigger(recognizer: EntityRecognizer) -> Trigger:
         # texts have fewer (a price, a date).
         digits = min(min_digits(p.regex) for p in recognizer.patterns)
         run = min(min_digit_run(p.regex) for p in recognizer.patterns)
-        if run > 1:
+        if digits > 1:  # (a run of two or more digits needs as many digits in all)
             return lambda text: (
-                longest_digit_run(text) >= run and digit_count(text) >= digits
+                digit_count(text) >= digits and longest_digit_run(text) >= run
                 and first(text) and any(p.search(text) for p in patterns)
             )
-        if digits > 1:
-            return lambda text: digit_count(text) >= digits and first(text) and any(p.search(text) for p in patterns)
         return lambda text: first(text) and any(p.search(text) for p in patterns)
     return _always
 
