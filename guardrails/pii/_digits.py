@@ -28,60 +28,46 @@ _REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 def min_digits(pattern: str) -> int:
     """The fewest digits any match of ``pattern`` holds; 0 when it cannot be read (a syntax of
     the ``regex`` module that ``re`` does not parse), which rules nothing out."""
-    try:
-        return _min_digits(sre_parse.parse(pattern))
-    except Exception:
-        return 0
-
-
-def _min_digits(items: sre_parse.SubPattern | list) -> int:  # type: ignore[type-arg]
-    total = 0
-    for op, av in items:
-        if op is sre.LITERAL:
-            total += chr(av).isdecimal()  # what \\d matches ("²" is a digit to isdigit, not to \\d)
-        elif op is sre.IN:
-            total += _only_digits(av)
-        elif op in _REPEATS:
-            low, _, sub = av
-            total += low * _min_digits(sub)
-        elif op is sre.SUBPATTERN:
-            total += _min_digits(av[-1])
-        elif op is sre.ATOMIC_GROUP:
-            total += _min_digits(av)
-        elif op is sre.BRANCH:
-            total += min(_min_digits(branch) for branch in av[1])
-        # Anything else (lookarounds, anchors, back-references, any character) holds no digit for sure.
-    return total
+    return _needs(pattern).digits
 
 
 def min_digit_run(pattern: str) -> int:
     """The longest run of digits in a row that every match of ``pattern`` holds (a lower
     bound: what it cannot read breaks a run); 0 when the pattern cannot be read."""
-    try:
-        return _run(sre_parse.parse(pattern)).longest
-    except Exception:
-        return 0
+    return _needs(pattern).longest
 
 
-class _Run(NamedTuple):
-    longest: int  # digits in a row every match holds somewhere
+class _Needs(NamedTuple):
+    """What every match of a pattern (or of a part of one) holds, read from its parse."""
+
+    digits: int  # digits in all
+    longest: int  # digits in a row, somewhere
     digits_only: bool  # every character a match consumes is a digit
     length: int  # the fewest characters a match consumes, when digits_only
 
 
+_UNREAD = _Needs(0, 0, False, 0)  # any character, a back-reference, ...: holds no digit for sure
 _ZERO_WIDTH = (sre.AT, sre.ASSERT, sre.ASSERT_NOT)
 
 
-def _run(items: sre_parse.SubPattern | list) -> _Run:  # type: ignore[type-arg]
-    """``_Run`` of a sequence: runs of digits-only items add up (what consumes nothing, an
-    anchor or a lookaround, leaves a run whole); any other item ends the run, and may hold a
-    longer one inside."""
-    longest = current = length = 0
+def _needs(pattern: str) -> _Needs:
+    try:
+        return _sequence(sre_parse.parse(pattern))
+    except Exception:
+        return _UNREAD
+
+
+def _sequence(items: sre_parse.SubPattern | list) -> _Needs:  # type: ignore[type-arg]
+    """``_Needs`` of a sequence: digits add up; runs of digits-only items add up (what consumes
+    nothing, an anchor or a lookaround, leaves a run whole), any other item ends the run, and
+    may hold a longer one inside."""
+    digits = longest = current = length = 0
     digits_only = True
     for op, av in items:
         if op in _ZERO_WIDTH:
             continue
-        item = _item_run(op, av)
+        item = _item(op, av)
+        digits += item.digits
         if item.digits_only:
             current += item.length
             length += item.length
@@ -89,35 +75,33 @@ def _run(items: sre_parse.SubPattern | list) -> _Run:  # type: ignore[type-arg]
             digits_only = False
             current = 0
         longest = max(longest, current, item.longest)
-    return _Run(longest, digits_only, length)
+    return _Needs(digits, longest, digits_only, length)
 
 
-def _item_run(op: object, av: Any) -> _Run:
-    if op is sre.LITERAL:
-        # Python's tables, older than the regex module's: a digit only the latter knows reads as
-        # not one here, which ends a run (a lower bound still)
-        digit = chr(av).isdecimal()
-        return _Run(int(digit), digit, int(digit))
-    if op is sre.IN:
-        digit = _only_digits(av)
-        return _Run(int(digit), digit, int(digit))
+def _item(op: object, av: Any) -> _Needs:
+    if op is sre.LITERAL or op is sre.IN:
+        # A literal by Python's tables, older than the regex module's: a digit only the latter
+        # knows reads as not one here, which still gives lower bounds ("²" is not one to \d).
+        digit = chr(av).isdecimal() if op is sre.LITERAL else _only_digits(av)
+        return _Needs(int(digit), int(digit), digit, int(digit))
     if op in _REPEATS:
         low, _, sub = av
-        inner = _run(sub)
+        inner = _sequence(sub)
         if inner.digits_only:
-            return _Run(low * inner.length, True, low * inner.length)
-        return _Run(inner.longest if low else 0, False, 0)
+            return _Needs(low * inner.digits, low * inner.length, True, low * inner.length)
+        return _Needs(low * inner.digits, inner.longest if low else 0, False, 0)
     if op is sre.SUBPATTERN:
-        return _run(av[-1])
+        return _sequence(av[-1])
     if op is sre.ATOMIC_GROUP:
-        return _run(av)
+        return _sequence(av)
     if op is sre.BRANCH:
-        branches = [_run(branch) for branch in av[1]]
+        branches = [_sequence(branch) for branch in av[1]]
+        digits = min(branch.digits for branch in branches)
         if all(branch.digits_only for branch in branches):
             shortest = min(branch.length for branch in branches)
-            return _Run(shortest, True, shortest)
-        return _Run(min(branch.longest for branch in branches), False, 0)
-    return _Run(0, False, 0)  # any character, a back-reference, ...: not digits for sure
+            return _Needs(digits, shortest, True, shortest)
+        return _Needs(digits, min(branch.longest for branch in branches), False, 0)
+    return _UNREAD
 
 
 def _only_digits(members: list) -> bool:  # type: ignore[type-arg]
